@@ -1,0 +1,39 @@
+"""User-facing errors: one line, naming the file and what is wrong, with the fix when known.
+
+The CLI catches `CmdclError`, prints its message and exits with `exit_code` (2 for bad input),
+without a traceback unless `--debug` is given.
+"""
+from __future__ import annotations
+
+
+class CmdclError(Exception):
+    """An error caused by the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        self.message = message
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        if self.fix:
+            text += f" Fix: {' '.join(self.fix.split())}"
+        return text
+
+
+class FeatureFileError(CmdclError):
+    """A feature file that is missing, not HDF5, not ours, corrupt or incompatible."""
+
+
+class CheckpointError(CmdclError):
+    """A checkpoint that is missing, corrupt or does not match the features."""
+
+
+class DatasetError(CmdclError):
+    """A dataset root or annotation file that is missing or has the wrong layout."""
+
+
+class WeightsError(CmdclError):
+    """Model weights that cannot be found or loaded (e.g. offline without a cache)."""

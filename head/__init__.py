@@ -1,0 +1,1 @@
+"""Stage 2: the CMDCL head and its baselines, trained on cached features."""

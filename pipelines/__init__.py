@@ -1,0 +1,1 @@
+"""The `cmdcl` command line: joins extraction (cmdcl.extract) and the head (cmdcl.head)."""
