@@ -1,0 +1,110 @@
+"""Charades (Sigurdsson et al., 2016): multi-label, 157 action classes that are also the step vocabulary.
+
+ROOT holds `Charades_v1_classes.txt` (`c000 Holding some clothes`), `Charades_v1_train.csv` and
+`Charades_v1_test.csv` (`actions` like `c092 11.90 21.20;c147 0.00 12.60`, possibly empty) and the videos in
+`Charades_v1_480/<id>.mp4` (or the original-size `Charades_v1/`; `video_dir=` overrides). Class names are
+lower-cased ("holding some clothes"). Every item has label -1, `labels` = `steps` = the classes present, and
+the segments, with end times clipped to the video `length` (some annotations run past it).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from cmdcl.core.errors import DatasetError
+from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
+from cmdcl.extract.datasets.registry import SplitSpec, find_videos, make_index
+
+SPLIT_FILES = {"train": "Charades_v1_train.csv", "test": "Charades_v1_test.csv"}
+VIDEO_FOLDERS = ("Charades_v1_480", "Charades_v1")
+REQUIRED_COLUMNS = ("id", "actions", "length")
+
+
+def load(root: Path, splits: SplitSpec = None, *, video_dir: str | Path | None = None) -> DatasetIndex:
+    root = Path(root)
+    codes, class_names = read_classes(root / "Charades_v1_classes.txt")
+    folders = [Path(video_dir)] if video_dir else [root / name for name in VIDEO_FOLDERS]
+    folder = next((f for f in folders if f.is_dir()), None)
+    if folder is None:
+        raise DatasetError(f"Charades videos not found: no folder {' or '.join(map(str, folders))}; "
+                           f"expected Charades_v1_480/<id>.mp4")
+    on_disk = {path.stem: path for path in find_videos(folder)}
+    items, seen = [], set()
+    for split, name in SPLIT_FILES.items():
+        for line, video_id, length, segments in read_split(root / name, codes):
+            if video_id in seen:
+                raise DatasetError(f"{root / name}:{line}: video {video_id} appears twice in the annotations")
+            seen.add(video_id)
+            if length is not None:
+                segments = [(c, min(start, length), min(end, length)) for c, start, end in segments]
+            present = sorted({c for c, _, _ in segments})
+            items.append(VideoItem(video_id=video_id, path=str(on_disk.get(video_id, folder / f"{video_id}.mp4")),
+                                   split=split, label=-1, labels=present, steps=present, segments=segments))
+    return make_index("charades", root, items, sorted(set(on_disk) - seen), class_names, class_names, splits,
+                      multilabel=True)
+
+
+def read_classes(file: Path) -> tuple[dict[str, int], list[str]]:
+    if not file.is_file():
+        raise DatasetError(f"Charades class list {file} not found; expected lines like 'c000 Holding some clothes'")
+    codes, names = {}, []
+    for line, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        code, _, name = text.strip().partition(" ")
+        if not text.strip():
+            continue
+        if not (code.startswith("c") and name.strip()) or code in codes:
+            raise DatasetError(f"{file}:{line}: expected a new 'cNNN class name', got {text.strip()!r}")
+        codes[code] = len(names)
+        names.append(name.strip().lower())
+    return codes, names
+
+
+def read_split(file: Path, codes: dict[str, int]) -> list[tuple[int, str, float | None, list]]:
+    """Rows of one split file as (line, id, length or None, [(class, start_s, end_s)])."""
+    if not file.is_file():
+        raise DatasetError(f"Charades annotation {file} not found; expected a CSV with columns "
+                           f"id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length")
+    rows = []
+    with open(file, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if absent:
+            raise DatasetError(f"{file}:1: missing column {', '.join(absent)}; expected "
+                               f"id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length")
+        try:
+            for row in reader:
+                where = f"{file}:{reader.line_num}"
+                video_id = (row["id"] or "").strip()
+                if not video_id:
+                    raise DatasetError(f"{where}: empty id")
+                rows.append((reader.line_num, video_id, parse_length(row["length"], where),
+                             parse_actions(row["actions"] or "", codes, where)))
+        except csv.Error as e:
+            raise DatasetError(f"{file}:{reader.line_num}: malformed CSV ({e})") from None
+    return rows
+
+
+def parse_length(text: str | None, where: str) -> float | None:
+    if not (text or "").strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise DatasetError(f"{where}: length {text!r} is not a number of seconds") from None
+
+
+def parse_actions(text: str, codes: dict[str, int], where: str) -> list[tuple[int, float, float]]:
+    """`c092 11.90 21.20;c147 0.00 12.60` -> [(92, 11.9, 21.2), (147, 0.0, 12.6)] (indices by class-file order)."""
+    segments = []
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        parts = entry.split()
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            code, start, end = parts[0], float(parts[1]), float(parts[2])
+        except ValueError:
+            raise DatasetError(f"{where}: action {entry!r}; expected 'cNNN start end' (seconds)") from None
+        if code not in codes:
+            raise DatasetError(f"{where}: action class {code} not in Charades_v1_classes.txt")
+        segments.append((codes[code], start, end))
+    return segments
