@@ -1,0 +1,590 @@
+"""The embedded default dataset: a procedural world of long-term activities with controllable confounders.
+
+An activity ("make soup") is an ordered script of atomic actions ("stir pot", "add salt", ...). Each atomic
+action has its own foreground signature (object shape, colour and motion near the actor's hand); some
+actions appear in several activities, some in one only, and one pair of activities shares the same bag of
+actions in a different order, so order matters. Order (one adjacent swap now and then) and durations vary
+between videos of an activity.
+
+The scene context (background colour/texture, the actor's attire colour, the lighting) does not cause the
+label but agrees with it with probability `confounding` in the "train" and "test" splits; in "test_ood" it is
+drawn at chance (or reversed: it points to another activity). A model that reads the context instead of the
+actions therefore scores well on "test" and badly on "test_ood".
+
+The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
+same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
+(config, scripts, provenance). Same seed -> byte-identical manifest and video files.
+"""
+from __future__ import annotations
+
+import colorsys
+import csv
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from cmdcl.core.errors import CmdclError
+
+GENERATOR_VERSION = 1  # bump when the rendering or sampling changes, so stale datasets are not reused
+
+SPLITS = ("train", "test", "test_ood")
+CONFOUNDERS = ("background", "attire", "lighting")
+OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "DONE"}
+
+ACTIVITY_NAMES = (
+    "make soup", "make pancake", "make scrambled egg", "make tea", "make sandwich", "make salad",
+    "make coffee", "make cereal", "make juice", "make omelette", "bake bread", "make porridge",
+    "make pasta", "make smoothie", "fry potatoes", "make pizza",
+)
+STEP_NAMES = (
+    "crack egg", "stir pot", "pour milk", "cut bread", "spread butter", "boil water", "add salt",
+    "flip pan", "chop onion", "pour cereal", "take cup", "whisk batter", "squeeze orange", "add sugar",
+    "pour coffee", "wash lettuce", "slice tomato", "add tea bag", "grate cheese", "peel potato",
+    "season dish", "knead dough", "drain pasta", "serve plate",
+)
+
+# Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
+# (shape, colour) pair alone is unique for i < 56, so every step in STEP_NAMES looks different.
+SHAPES = ("disc", "square", "triangle", "ring", "cross", "bar", "diamond")
+OBJECT_COLOURS = (
+    (0.90, 0.12, 0.12), (0.10, 0.75, 0.15), (0.15, 0.30, 0.95), (0.95, 0.85, 0.10),
+    (0.85, 0.15, 0.85), (0.10, 0.85, 0.90), (1.00, 0.55, 0.05), (0.97, 0.97, 0.97),
+)
+MOTIONS = ("sway", "bob", "orbit", "pulse", "diagonal", "shake")
+TEXTURES = ("plain", "stripes", "checks", "dots")
+SKIN = np.array((0.87, 0.70, 0.58), np.float32)
+
+
+@dataclass
+class SyntheticConfig:
+    seed: int = 0
+    num_activities: int = 6
+    num_steps: int = 12  # size of the atomic-action vocabulary
+    min_script_steps: int = 3
+    max_script_steps: int = 5
+    train_per_class: int = 40
+    test_per_class: int = 10  # split "test": IID, same confounding as train
+    ood_per_class: int = 10  # split "test_ood": confounders at chance (or reversed)
+    width: int = 80
+    height: int = 60
+    fps: int = 8
+    min_seconds: float = 6.0
+    max_seconds: float = 15.0
+    confounding: float = 0.9  # P(context agrees with the activity) in train and test
+    ood_mode: str = "chance"  # "chance" | "reversed"
+    order_noise: float = 0.25  # P(a video swaps two adjacent steps of its activity's script)
+    noise: float = 4.0  # pixel noise std (0-255 scale)
+
+    def validate(self) -> None:
+        """Raise CmdclError naming the first option that cannot produce a valid world."""
+        def bad(option: str, why: str) -> CmdclError:
+            return CmdclError(f"synthetic option {option}={getattr(self, option)!r}: {why}")
+
+        if not 2 <= self.num_activities <= len(ACTIVITY_NAMES):
+            raise bad("num_activities", f"must be between 2 and {len(ACTIVITY_NAMES)}")
+        if not 2 <= self.min_script_steps <= self.max_script_steps:
+            raise bad("min_script_steps", "must be >= 2 and <= max_script_steps")
+        if self.max_script_steps < 3:
+            raise bad("max_script_steps", "must be >= 3 (one pair of activities differs only in order)")
+        needed = self.num_activities - 2 + self.max_script_steps
+        if not needed <= self.num_steps <= len(STEP_NAMES):
+            raise bad("num_steps", f"must be between num_activities - 2 + max_script_steps = {needed} "
+                                   f"and {len(STEP_NAMES)}")
+        for option in ("train_per_class", "test_per_class", "ood_per_class"):
+            if getattr(self, option) < 0:
+                raise bad(option, "must be >= 0")
+        for option in ("width", "height"):
+            value = getattr(self, option)
+            if value < 32 or value % 2:
+                raise bad(option, "must be an even number >= 32 (yuv420p video)")
+        if self.fps < 1:
+            raise bad("fps", "must be >= 1")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise bad("min_seconds", "must be > 0 and <= max_seconds")
+        if self.min_seconds * self.fps < 2 * self.max_script_steps:
+            raise bad("min_seconds", "too short: each step needs at least 2 frames (raise it or the fps)")
+        if not 0.0 <= self.confounding <= 1.0:
+            raise bad("confounding", "must be a probability in [0, 1]")
+        if self.ood_mode not in ("chance", "reversed"):
+            raise bad("ood_mode", "must be 'chance' or 'reversed'")
+        if not 0.0 <= self.order_noise <= 1.0:
+            raise bad("order_noise", "must be a probability in [0, 1]")
+        if self.noise < 0:
+            raise bad("noise", "must be >= 0")
+
+    def videos_per_class(self, split: str) -> int:
+        return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class}[split]
+
+
+@dataclass
+class World:
+    """What the seed fixes once for all videos: activity scripts and each activity's own context."""
+    activity_names: list[str]
+    step_names: list[str]
+    scripts: list[list[int]]  # activity -> ordered step indices
+    preferred: dict[str, list[int]]  # confounder -> activity -> the context value that agrees with it
+    same_bag_pairs: list[tuple[int, int]]
+
+
+@dataclass
+class VideoSpec:
+    """Everything that defines one video except its pixels' random details (those come from render_seed)."""
+    video_id: str
+    split: str
+    label: int
+    num_frames: int
+    segments: list[tuple[int, int, int]]  # (step, first frame, end frame exclusive), contiguous
+    context: dict[str, int]  # confounder -> value index
+    agrees: dict[str, bool]  # confounder -> value is the label's preferred value
+    render_seed: list[int] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return f"videos/{self.split}/{self.video_id}.mp4"
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+def build_world(config: SyntheticConfig) -> World:
+    """Draw the activity scripts and preferred contexts from the seed.
+
+    Activities 0 and 1 share one bag of steps in reversed order. Every other activity owns one exclusive
+    step and takes its other steps from a shared pool, least-used first, so the pool is covered and shared.
+    """
+    rng = np.random.default_rng([config.seed, 0])
+    num_classes, num_steps = config.num_activities, config.num_steps
+    order = [int(s) for s in rng.permutation(num_steps)]
+    exclusive, pool = order[:num_classes - 2], order[num_classes - 2:]
+    usage = {s: 0 for s in pool}
+
+    def take_from_pool(count: int) -> list[int]:
+        ranked = sorted(pool, key=lambda s: (usage[s], rng.random()))
+        chosen = ranked[:count]
+        for s in chosen:
+            usage[s] += 1
+        return chosen
+
+    def script_length(minimum: int) -> int:
+        return int(rng.integers(max(minimum, config.min_script_steps), config.max_script_steps + 1))
+
+    first = [int(s) for s in rng.permutation(take_from_pool(script_length(3)))]
+    scripts = [first, first[::-1]]
+    for c in range(2, num_classes):
+        while True:
+            bag = [exclusive[c - 2]] + take_from_pool(script_length(2) - 1)
+            if all(set(bag) != set(s) for s in scripts):
+                break
+        scripts.append([int(s) for s in rng.permutation(bag)])
+    preferred = {name: [int(v) for v in rng.permutation(num_classes)] for name in CONFOUNDERS}
+    return World(
+        activity_names=list(ACTIVITY_NAMES[:num_classes]), step_names=list(STEP_NAMES[:num_steps]),
+        scripts=scripts, preferred=preferred, same_bag_pairs=[(0, 1)],
+    )
+
+
+def _draw_context(rng: np.random.Generator, label: int, split: str, world: World,
+                  config: SyntheticConfig) -> dict[str, int]:
+    """Jointly agreeing context with P = rho; otherwise each confounder takes another value at random."""
+    num_values = config.num_activities
+    if split == "test_ood" and config.ood_mode == "chance":
+        return {name: int(rng.integers(num_values)) for name in CONFOUNDERS}
+    # "reversed" points the context to the next activity instead of the true one, with the same strength
+    target = (label + 1) % config.num_activities if split == "test_ood" else label
+    if rng.random() < config.confounding:
+        return {name: world.preferred[name][target] for name in CONFOUNDERS}
+    context = {}
+    for name in CONFOUNDERS:
+        others = [v for v in range(num_values) if v != world.preferred[name][target]]
+        context[name] = int(others[rng.integers(len(others))])
+    return context
+
+
+def _draw_segments(rng: np.random.Generator, script: list[int], config: SyntheticConfig
+                   ) -> tuple[int, list[tuple[int, int, int]]]:
+    num_frames = int(round(rng.uniform(config.min_seconds, config.max_seconds) * config.fps))
+    steps = list(script)
+    if len(steps) > 1 and rng.random() < config.order_noise:
+        i = int(rng.integers(len(steps) - 1))
+        steps[i], steps[i + 1] = steps[i + 1], steps[i]
+    # Every step keeps at least 65% of an equal share, so 16 uniformly sampled frames catch each one twice.
+    n = len(steps)
+    floor = 0.65 / n
+    shares = floor + (1.0 - n * floor) * rng.dirichlet(np.full(n, 2.0))
+    bounds = np.round(np.concatenate([[0.0], np.cumsum(shares)]) * num_frames).astype(int)
+    bounds[-1] = num_frames
+    for i in range(1, n + 1):  # at least one frame per step even for tiny videos
+        bounds[i] = max(bounds[i], bounds[i - 1] + 1)
+    return num_frames, [(s, int(bounds[i]), int(bounds[i + 1])) for i, s in enumerate(steps)]
+
+
+def sample_videos(config: SyntheticConfig, world: World | None = None,
+                  splits: tuple[str, ...] = SPLITS) -> list[VideoSpec]:
+    """The video specs (labels, step segments, confounders) without rendering anything.
+
+    Each video has its own random stream keyed by (seed, split, label, index), so adding videos to a
+    split leaves the existing ones unchanged.
+    """
+    config.validate()
+    world = world or build_world(config)
+    specs = []
+    for split_code, split in enumerate(SPLITS):
+        if split not in splits:
+            continue
+        for label in range(config.num_activities):
+            for i in range(config.videos_per_class(split)):
+                key = [config.seed, 1, split_code, label, i]
+                rng = np.random.default_rng(key)
+                num_frames, segments = _draw_segments(rng, world.scripts[label], config)
+                context = _draw_context(rng, label, split, world, config)
+                agrees = {name: context[name] == world.preferred[name][label] for name in CONFOUNDERS}
+                specs.append(VideoSpec(
+                    video_id=f"{split}_{label:02d}_{i:04d}", split=split, label=label, num_frames=num_frames,
+                    segments=segments, context=context, agrees=agrees,
+                    render_seed=[config.seed, 2, split_code, label, i],
+                ))
+    return specs
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
+
+
+def background_colour(value: int, num_values: int) -> np.ndarray:
+    return _hsv(value / num_values + 0.08, 0.45, 0.80)
+
+
+def attire_colour(value: int, num_values: int) -> np.ndarray:
+    return _hsv(value / num_values + 0.55, 0.85, 0.70)
+
+
+def lighting_params(value: int, num_values: int) -> tuple[float, tuple[float, float, float], float]:
+    """(gain, RGB tint, left-to-right slope) of one lighting condition."""
+    gain = 0.70 + 0.55 * value / max(num_values - 1, 1)
+    tint = (1.08, 1.0, 0.88) if value % 2 == 0 else (0.88, 1.0, 1.10)
+    slope = 0.35 * ((value % 3) - 1)
+    return gain, tint, slope
+
+
+def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Signed distance (pixels, negative inside) of a shape of radius r centred at the origin."""
+    ax, ay = np.abs(dx), np.abs(dy)
+    if shape == "disc":
+        return np.hypot(dx, dy) - r
+    if shape == "square":
+        return np.maximum(ax, ay) - 0.85 * r
+    if shape == "triangle":  # apex up; image y grows downwards
+        up = -dy
+        return np.maximum(ax * 0.866 + up * 0.5, -up) - 0.55 * r
+    if shape == "ring":
+        return np.abs(np.hypot(dx, dy) - 0.75 * r) - 0.28 * r
+    if shape == "cross":
+        return np.minimum(np.maximum(ax - 0.3 * r, ay - r), np.maximum(ax - r, ay - 0.3 * r))
+    if shape == "bar":
+        return np.maximum(ax - 1.25 * r, ay - 0.35 * r)
+    if shape == "diamond":
+        return (ax + ay) - 1.1 * r
+    raise ValueError(shape)
+
+
+def _motion(motion: str, t: float, amplitude: float, speed: float, phase: float) -> tuple[float, float, float]:
+    """(dx, dy, size scale) of the object t seconds into its step."""
+    a = 2 * np.pi * 0.5 * speed * t + phase  # one cycle every ~2 s
+    if motion == "sway":
+        return amplitude * np.sin(a), 0.0, 1.0
+    if motion == "bob":
+        return 0.0, amplitude * np.sin(a), 1.0
+    if motion == "orbit":
+        return amplitude * np.cos(a), amplitude * np.sin(a), 1.0
+    if motion == "pulse":
+        return 0.0, 0.0, 1.0 + 0.35 * np.sin(a)
+    if motion == "diagonal":
+        return amplitude * np.sin(a), amplitude * np.sin(a), 1.0
+    if motion == "shake":
+        return 0.35 * amplitude * np.sin(4 * a), 0.0, 1.0
+    raise ValueError(motion)
+
+
+def step_signature(step: int) -> dict:
+    return {"shape": SHAPES[step % len(SHAPES)], "colour": OBJECT_COLOURS[(3 * step) % len(OBJECT_COLOURS)],
+            "motion": MOTIONS[step % len(MOTIONS)]}
+
+
+def _paint(canvas: np.ndarray, distance: np.ndarray, colour: np.ndarray) -> None:
+    alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]  # one-pixel anti-aliased edge
+    canvas *= 1.0 - alpha
+    canvas += alpha * colour
+
+
+def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
+    """The frames of one video, uint8 (T, H, W, 3)."""
+    rng = np.random.default_rng(spec.render_seed)
+    w, h, k = config.width, config.height, config.num_activities
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    unit = min(w, h)
+
+    # Static scene: textured background and the actor's body, with per-video jitter.
+    bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
+    texture = TEXTURES[spec.context["background"] % len(TEXTURES)]
+    ox, oy = rng.uniform(0, 12, 2)
+    if texture == "stripes":
+        pattern = ((yy + oy) // 5) % 2
+    elif texture == "checks":
+        pattern = (((xx + ox) // 7) + ((yy + oy) // 7)) % 2
+    elif texture == "dots":
+        pattern = (np.hypot((xx + ox) % 8 - 4, (yy + oy) % 8 - 4) < 1.6).astype(np.float32)
+    else:
+        pattern = np.zeros((h, w), np.float32)
+    scene = bg * (1.0 - 0.22 * pattern[..., None])
+
+    attire = attire_colour(spec.context["attire"], k)
+    actor_x = w * (0.27 + rng.uniform(-0.05, 0.05))
+    torso_top = h * (0.48 + rng.uniform(-0.04, 0.04))
+    torso = np.maximum(np.abs(xx - actor_x) - 0.09 * w, np.maximum(torso_top - yy, yy - h * 1.05))
+    _paint(scene, torso, attire)
+    head_r = 0.10 * unit
+    _paint(scene, np.hypot(xx - actor_x, yy - (torso_top - 1.2 * head_r)) - head_r, SKIN)
+    shoulder = np.array([actor_x + 0.07 * w, torso_top + 0.05 * h], np.float32)
+
+    gain, tint, slope = lighting_params(spec.context["lighting"], k)
+    light = gain * np.asarray(tint, np.float32) * (1.0 + slope * (xx / w - 0.5))[..., None]
+
+    anchor = np.array([w * (0.64 + rng.uniform(-0.05, 0.05)), h * (0.50 + rng.uniform(-0.06, 0.06))])
+    size = 0.15 * unit * rng.uniform(0.85, 1.15)
+    amplitude = 0.12 * unit
+    noise_std = config.noise / 255.0 * rng.uniform(0.75, 1.25)
+
+    frames = np.empty((spec.num_frames, h, w, 3), np.uint8)
+    for step, start, end in spec.segments:
+        sig = step_signature(step)
+        colour = np.clip(np.asarray(sig["colour"], np.float32) + rng.uniform(-0.04, 0.04, 3), 0, 1)
+        speed, phase = rng.uniform(0.8, 1.25), rng.uniform(0, 2 * np.pi)
+        for f in range(start, end):
+            dx, dy, scale = _motion(sig["motion"], (f - start) / config.fps, amplitude, speed, phase)
+            cx, cy = anchor[0] + dx, anchor[1] + dy
+            canvas = scene.copy()
+            # The arm (a thick segment from the shoulder to the object) ties the object to the actor.
+            seg = np.array([cx, cy]) - shoulder
+            along = np.clip(((xx - shoulder[0]) * seg[0] + (yy - shoulder[1]) * seg[1]) / (seg @ seg), 0, 1)
+            arm = np.hypot(xx - shoulder[0] - along * seg[0], yy - shoulder[1] - along * seg[1]) - 0.035 * unit
+            _paint(canvas, arm, attire)
+            _paint(canvas, _shape_distance(sig["shape"], xx - cx, yy - cy, size * scale), colour)
+            canvas *= light
+            canvas += rng.normal(0.0, noise_std, canvas.shape).astype(np.float32)
+            frames[f] = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
+    """Encode with settings that give byte-identical files for identical frames (one thread, bitexact)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        codec = stream.codec_context
+        codec.thread_count = 1
+        codec.gop_size = fps  # a keyframe every second keeps seeking cheap for sparse samplers
+        codec.max_b_frames = 0
+        codec.qscale = 3
+        codec.flags |= av.codec.context.Flags.bitexact  # no encoder version string in the stream
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+def _steps_field(spec: VideoSpec, world: World, fps: int) -> str:
+    return ";".join(f"{world.step_names[s]}@{a / fps:.3f}-{b / fps:.3f}" for s, a, b in spec.segments)
+
+
+def _write_tables(folder: Path, specs: list[VideoSpec], world: World, config: SyntheticConfig) -> None:
+    (folder / "classes.txt").write_text("".join(f"{n}\n" for n in world.activity_names))
+    (folder / "steps.txt").write_text("".join(f"{n}\n" for n in world.step_names))
+    with open(folder / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video_id", "path", "split", "label", "labels", "steps"])
+        for spec in specs:
+            writer.writerow([spec.video_id, spec.path, spec.split, world.activity_names[spec.label], "",
+                             _steps_field(spec, world, config.fps)])
+    with open(folder / "attributes.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video_id", "split", "label", "label_index", *CONFOUNDERS,
+                         *(f"{n}_agrees" for n in CONFOUNDERS), "num_frames", "seconds", "order"])
+        for spec in specs:
+            writer.writerow([spec.video_id, spec.split, world.activity_names[spec.label], spec.label,
+                             *(spec.context[n] for n in CONFOUNDERS), *(int(spec.agrees[n]) for n in CONFOUNDERS),
+                             spec.num_frames, f"{spec.num_frames / config.fps:.3f}",
+                             " ".join(str(s) for s, _, _ in spec.segments)])
+
+
+def _agreement(specs: list[VideoSpec]) -> dict[str, dict[str, float]]:
+    out = {}
+    for split in SPLITS:
+        chosen = [s for s in specs if s.split == split]
+        if chosen:
+            out[split] = {n: round(float(np.mean([s.agrees[n] for s in chosen])), 4) for n in CONFOUNDERS}
+    return out
+
+
+def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -> dict:
+    from cmdcl.core.version import code_version
+
+    k = config.num_activities
+    users = {s: [c for c, script in enumerate(world.scripts) if s in script] for s in range(config.num_steps)}
+    chance = 1.0 / k
+    return {
+        "format": "cmdcl-synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "code_version": code_version(),
+        "seed": config.seed,
+        "config": asdict(config),
+        "activities": [
+            {"index": c, "name": world.activity_names[c], "script": [world.step_names[s] for s in script],
+             "script_index": script, "context": {n: world.preferred[n][c] for n in CONFOUNDERS}}
+            for c, script in enumerate(world.scripts)
+        ],
+        "steps": [{"index": s, "name": world.step_names[s], **step_signature(s),
+                   "activities": users[s]} for s in range(config.num_steps)],
+        "shared_steps": [world.step_names[s] for s, c in users.items() if len(c) > 1],
+        "exclusive_steps": [world.step_names[s] for s, c in users.items() if len(c) == 1],
+        "same_bag_pairs": [[world.activity_names[a], world.activity_names[b]] for a, b in world.same_bag_pairs],
+        "confounder_values": {
+            "background": [{"colour": background_colour(v, k).round(3).tolist(),
+                            "texture": TEXTURES[v % len(TEXTURES)]} for v in range(k)],
+            "attire": [{"colour": attire_colour(v, k).round(3).tolist()} for v in range(k)],
+            "lighting": [dict(zip(("gain", "tint", "slope"), lighting_params(v, k))) for v in range(k)],
+        },
+        "splits": {
+            split: {"videos": sum(s.split == split for s in specs),
+                    "expected_agreement": (config.confounding if split != "test_ood" else
+                                           chance if config.ood_mode == "chance" else
+                                           (1 - config.confounding) / (k - 1)),
+                    "measured_agreement": agreement}
+            for split, agreement in _agreement(specs).items()
+        },
+    }
+
+
+def _is_complete(root: Path) -> bool:
+    return (root / "DONE").is_file() and (root / "world.json").is_file()
+
+
+def _check_replaceable(root: Path) -> None:
+    """Only a folder we wrote (or an empty one) may be replaced: never delete a user's other files."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise CmdclError(f"synthetic dataset root {root} exists and is not a folder.",
+                         fix="pass another --root.")
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in OUTPUT_NAMES)
+    if foreign:
+        raise CmdclError(f"synthetic dataset root {root} holds files the generator did not write "
+                         f"({', '.join(foreign[:5])}); refusing to replace it.", fix="pass another --root.")
+
+
+def _build(folder: Path, config: SyntheticConfig, progress: bool) -> None:
+    from tqdm import tqdm
+
+    world = build_world(config)
+    specs = sample_videos(config, world)
+    for split in SPLITS:
+        (folder / "videos" / split).mkdir(parents=True, exist_ok=True)
+    for spec in tqdm(specs, desc="synthetic videos", unit="video", disable=not progress):
+        write_video(folder / spec.path, render_video(spec, config), config.fps)
+    _write_tables(folder, specs, world, config)
+    (folder / "world.json").write_text(json.dumps(_world_json(world, specs, config), indent=2) + "\n")
+    (folder / "DONE").write_text(f"cmdcl-synthetic generator {GENERATOR_VERSION}\n")  # last: marks completion
+
+
+def _generate(root: Path, config: SyntheticConfig, progress: bool, replace: bool) -> Path:
+    config.validate()
+    _check_replaceable(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        _build(tmp, config, progress)
+        if root.exists() and not replace and _is_complete(root):
+            # Another process finished the same request first: keep its copy (it may be in use).
+            _check_config(root, config)
+            return root
+        if root.exists():
+            _check_replaceable(root)
+            old = root.with_name(f"{root.name}.old-{os.getpid()}")
+            root.rename(old)
+            tmp.rename(root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def generate_synthetic(root: str | Path, config: SyntheticConfig | None = None, progress: bool = True) -> Path:
+    """Render the synthetic dataset into `root` (built in `root.tmp-<pid>`, renamed when complete)."""
+    return _generate(Path(root), config or SyntheticConfig(), progress, replace=True)
+
+
+def _read_world(root: Path) -> dict:
+    try:
+        return json.loads((root / "world.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CmdclError(f"{root / 'world.json'} cannot be read ({exc}).",
+                         fix=f"delete {root} to regenerate it, or pass another --root.") from exc
+
+
+def _check_config(root: Path, config: SyntheticConfig) -> None:
+    stored = _read_world(root)
+    wanted = asdict(config)
+    have = stored.get("config", {})
+    diff = [f"{k}={have.get(k)!r} (requested {v!r})" for k, v in wanted.items() if have.get(k) != v]
+    if stored.get("generator_version") != GENERATOR_VERSION:
+        diff.append(f"generator_version={stored.get('generator_version')!r} (current {GENERATOR_VERSION})")
+    if diff:
+        raise CmdclError(f"{root} already holds a synthetic dataset made with different settings: "
+                         f"{', '.join(diff)}.", fix=f"pass another --root, or delete {root} to regenerate it.")
+
+
+def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> Path:
+    """Return `root` if it holds a complete dataset with this config; generate it if absent or incomplete.
+
+    `options` are SyntheticConfig field names. A complete dataset made with other options is an error,
+    never silently replaced.
+    """
+    known = {f.name for f in fields(SyntheticConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise CmdclError(f"unknown synthetic option(s) {', '.join(unknown)}.",
+                         fix=f"use one of: {', '.join(sorted(known))}.")
+    config = SyntheticConfig(**options)
+    config.validate()
+    root = Path(root)
+    if _is_complete(root):
+        _check_config(root, config)
+        return root
+    return _generate(root, config, progress, replace=False)
+
+
+def load_attributes(root: str | Path) -> list[dict[str, str]]:
+    with open(Path(root) / "attributes.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def measured_agreement(root: str | Path) -> dict[str, dict[str, float]]:
+    """split -> confounder -> fraction of videos whose context value agrees with their activity."""
+    rows = load_attributes(root)
+    out = {}
+    for split in dict.fromkeys(r["split"] for r in rows):
+        chosen = [r for r in rows if r["split"] == split]
+        out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in CONFOUNDERS}
+    return out
