@@ -1,0 +1,231 @@
+"""The CMDCL head: textual back-door (T'), visual front-door (V'), cross-modal classifier (method.md).
+
+    T' = TCI(T, V_P)                        head/textual.py   (T' = frozen CLIP T0 with --no-tci)
+    V_s = STA^H(VideoEncoder(V_P))          head/visual.py
+    V' = Mediator(T', V_s)                  head/visual.py    (V' = mean_F V_s with --no-vci)
+    s_i = <norm V'_i, norm T'_i> * scale    per-atomic-action evidence (B, S)
+    logits = s W_cls + b                    (B, C); logits = s when the classes are the atomic actions
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core.errors import CmdclError
+from .config import HeadConfig
+from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
+from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
+from .visual import video_means
+
+MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) given to KMeans
+
+
+class StepEvidence(nn.Module):
+    """Per-atomic-action evidence s_i from V' and T' (method.md §5).
+
+    "similarity": s_i = <norm V'_i, norm T'_i> * scale.
+    "attention": T' queries all of V' (keys/values), o = V' + Attn(T', V', V'); s_i = <norm o_i, norm T'_i>
+    * scale, so evidence for one action can borrow from related ones. Its output map starts at zero,
+    i.e. it starts as "similarity".
+    """
+
+    def __init__(self, dim: int, kind: str, heads: int, init_temperature: float):
+        super().__init__()
+        if kind not in ("similarity", "attention"):
+            raise CmdclError(f"classifier must be 'similarity' or 'attention', got {kind!r}.")
+        self.kind = kind
+        self.log_scale = logit_scale_parameter(init_temperature)
+        if kind == "attention":
+            if dim % heads:
+                raise CmdclError(f"classifier='attention' needs the embedding size {dim} divisible by heads={heads}.")
+            self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+            nn.init.zeros_(self.attention.out_proj.weight)
+
+    def forward(self, text: Tensor, visual: Tensor) -> Tensor:
+        if self.kind == "attention":
+            visual = visual + self.attention(text, visual, visual, need_weights=False)[0]
+        return (F.normalize(visual, dim=-1) * F.normalize(text, dim=-1)).sum(-1) * clamped_scale(self.log_scale)
+
+
+def class_map_init(class_text: Tensor, step_text: Tensor, temperature: float) -> Tensor:
+    """(C, S) weights: each class starts as a softmax-weighted average of the step scores most similar
+    to its name, so class logits are sensible before training."""
+    similarity = F.normalize(class_text, dim=-1) @ F.normalize(step_text, dim=-1).T
+    return (similarity / temperature).softmax(-1)
+
+
+class CMDCLHead(nn.Module):
+    """CMDCL on cached CLIP features. See docs/METHOD.md for every option and equation.
+
+    features (B, F, D), frame_mask (B, F) bool, patches (B, F, P, D) or None ->
+    {"logits" (B, C), "step_logits" (B, S), "step_attention" (B, S, F), "debiased_text" (S, D),
+     "video_summary" (B, D), ["spatial_attention" (B, S, F, P) when patches are used]}.
+    Attention maps are over the input's F cached frames: zero on padded frames and on frames
+    dropped by cfg.frames.
+    """
+
+    def __init__(self, cfg: HeadConfig, step_text: Tensor, class_text: Tensor, frames: int,
+                 patches_per_frame: int, multilabel: bool):
+        super().__init__()
+        _check_config(cfg, patches_per_frame)
+        self.cfg = cfg
+        self.multilabel = multilabel
+        same_texts = class_text is step_text
+        class_text = torch.as_tensor(class_text).detach().float()
+        steps = torch.as_tensor(step_text).detach().float()
+        self.steps_are_classes = (steps.shape[0] == 0 or same_texts
+                                  or (multilabel and steps.shape[0] == class_text.shape[0]))
+        if steps.shape[0] == 0:  # no step vocabulary: the class names are the atomic texts
+            steps = class_text
+        if steps.shape[-1] != class_text.shape[-1]:
+            raise CmdclError(f"step texts have size {steps.shape[-1]} but class texts {class_text.shape[-1]}.")
+        steps = F.normalize(steps, dim=-1)
+        dim, width = steps.shape[-1], cfg.width or steps.shape[-1]
+        self.num_steps, self.num_classes, self.embed_dim = steps.shape[0], class_text.shape[0], dim
+        self.use_patches = cfg.use_patches
+
+        # Build under the config's seed without disturbing the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            if cfg.use_tci:
+                self.tci = TextualBackdoor(
+                    steps, cfg.bias_estimator, cfg.bias_source, cfg.tci_residual, cfg.dictionary_size,
+                    cfg.sinkhorn_iters, cfg.sinkhorn_eps, cfg.init_temperature)
+            else:
+                self.tci = None
+                self.register_buffer("frozen_text", steps.clone())  # T' = T0, frozen CLIP texts
+            self.encoder = VideoEncoder(dim, width, frames, patches_per_frame if cfg.use_patches else 0,
+                                        cfg.frames, cfg.dropout)
+            self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout)
+            self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size,
+                                              cfg.init_temperature) if cfg.use_vci else None
+            self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)
+            if self.steps_are_classes:
+                self.class_map = None
+            else:
+                self.class_map = nn.Linear(self.num_steps, self.num_classes)
+                with torch.no_grad():
+                    self.class_map.weight.copy_(class_map_init(class_text, steps, cfg.init_temperature))
+                    self.class_map.bias.zero_()
+
+    # ---------------------------------------------------------------- dictionaries
+    @property
+    def dictionaries_fitted(self) -> bool:
+        """False while a dictionary this config uses is still empty (call fit_dictionaries)."""
+        needed = []
+        if self.tci is not None and self.tci.bias_source == "dictionary":
+            needed.append(self.tci.fitted)
+        if self.mediator is not None and self.mediator.cross == "dictionary":
+            needed.append(self.mediator.fitted)
+        return all(bool(flag) for flag in needed)
+
+    @torch.no_grad()
+    def fit_dictionaries(self, frame_features: np.ndarray, frame_mask: np.ndarray) -> None:
+        """Build the bias dictionary and the front-door memory from the training set (KMeans).
+
+        frame_features (N, F, D) float16/32, frame_mask (N, F) bool. At most 20k valid frames (bias
+        dictionary) and 20k videos (memory) are used, drawn with cfg.seed. The memory holds per-video
+        means of the cached frames: with the encoder's identity-like initialisation these are the
+        V_s summaries at the start of training; refresh_memory moves them with the trained encoder.
+        Results live in buffers, so checkpoints carry them.
+        """
+        if frame_features.ndim != 3 or frame_features.shape[-1] != self.embed_dim:
+            raise CmdclError(f"fit_dictionaries needs (N, F, {self.embed_dim}) features, got {frame_features.shape}.")
+        frame_mask = np.asarray(frame_mask, bool)
+        rng = np.random.default_rng(self.cfg.seed)
+        k, seed = self.cfg.dictionary_size, self.cfg.seed
+        if self.tci is not None and self.tci.bias_source == "dictionary":
+            valid = np.flatnonzero(frame_mask.reshape(-1))
+            if len(valid) > MAX_DICTIONARY_ROWS:
+                valid = np.sort(rng.choice(valid, MAX_DICTIONARY_ROWS, replace=False))
+            frames = np.asarray(frame_features.reshape(-1, self.embed_dim)[valid], np.float32)
+            prototypes, priors = build_frame_dictionary(frames, k, seed)
+            self.tci.set_dictionary(torch.from_numpy(prototypes), torch.from_numpy(priors))
+        if self.mediator is not None and self.mediator.cross == "dictionary":
+            videos = np.arange(len(frame_features))
+            if len(videos) > MAX_DICTIONARY_ROWS:
+                videos = np.sort(rng.choice(videos, MAX_DICTIONARY_ROWS, replace=False))
+            summaries = video_means(frame_features[videos], frame_mask[videos])
+            prototypes, _ = build_frame_dictionary(summaries, k, seed)
+            self.mediator.set_memory(torch.from_numpy(prototypes))
+
+    @torch.no_grad()
+    def refresh_memory(self, summaries: Tensor, momentum: float = 0.9) -> None:
+        """EMA refresh of the front-door memory with outputs' "video_summary" rows (N, D), e.g. between
+        epochs. No-op without a front-door memory."""
+        if self.mediator is not None:
+            self.mediator.update_memory(summaries, momentum=momentum, seed=self.cfg.seed)
+
+    # ---------------------------------------------------------------- forward
+    @property
+    def atomic_text(self) -> Tensor:
+        """T: the learnable atomic-action texts (or the frozen CLIP ones with --no-tci), (S, D)."""
+        return self.tci.text if self.tci is not None else self.frozen_text
+
+    def forward(self, features: Tensor, frame_mask: Tensor, patches: Tensor | None = None) -> dict[str, Tensor]:
+        batch, num_cached, _ = features.shape
+        if self.use_patches and patches is None:
+            raise CmdclError("use_patches is set but no patch features were given.",
+                             fix="extract with a patch grid, or train without --use-patches.")
+        positions = self.encoder.select_frames(num_cached, features.device)
+        dtype = self.encoder.in_proj.weight.dtype
+        frames = features[:, positions].to(dtype)  # V_P
+        mask = safe_frame_mask(frame_mask[:, positions].bool())
+        patch_tokens = patches[:, positions].to(dtype) if self.use_patches else None
+
+        text = self.tci(frames, mask) if self.tci is not None else self.frozen_text  # T'
+        tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, positions, patch_tokens), mask))  # V_s
+        summary = masked_mean(tokens, mask)
+        spatial = None
+        if self.mediator is not None:
+            visual, attention, spatial = self.mediator(text, tokens, mask)  # V'
+        else:  # no front door: every action sees the same mean-pooled video
+            visual = summary[:, None, :].expand(batch, self.num_steps, -1)
+            attention = (mask / mask.sum(-1, keepdim=True)).to(dtype)[:, None, :].expand(-1, self.num_steps, -1)
+            if patch_tokens is not None:
+                p = patch_tokens.shape[2]
+                spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, p) / p
+
+        text_b = text.expand(batch, *text.shape) if text.dim() == 2 else text
+        step_logits = self.step_evidence(text_b, visual)
+        logits = step_logits if self.class_map is None else self.class_map(step_logits)
+        out = {
+            "logits": logits,
+            "step_logits": step_logits,
+            "step_attention": _scatter_frames(attention, positions, num_cached),
+            "debiased_text": text.mean(0) if text.dim() == 3 else text,
+            "video_summary": summary,
+        }
+        if spatial is not None:
+            out["spatial_attention"] = _scatter_frames(spatial, positions, num_cached, frame_axis=2)
+        return out
+
+
+def _scatter_frames(values: Tensor, positions: Tensor, num_cached: int, frame_axis: int = -1) -> Tensor:
+    """Put per-kept-frame values back at their cached positions (zeros at dropped frames)."""
+    if len(positions) == num_cached:
+        return values
+    shape = list(values.shape)
+    shape[frame_axis] = num_cached
+    return values.new_zeros(shape).index_copy(frame_axis % values.dim(), positions, values)
+
+
+def _check_config(cfg: HeadConfig, patches_per_frame: int) -> None:
+    choices = {"bias_estimator": ("attention", "sinkhorn"), "bias_source": ("video", "dictionary"),
+               "frontdoor_cross": ("dictionary", "none"), "classifier": ("similarity", "attention")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise CmdclError(f"{name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}.")
+    for name in ("sta_layers", "frames", "width"):
+        if getattr(cfg, name) < 0:
+            raise CmdclError(f"{name} must be >= 0, got {getattr(cfg, name)}.")
+    if cfg.dictionary_size < 1 or cfg.heads < 1 or cfg.init_temperature <= 0:
+        raise CmdclError("dictionary_size and heads must be >= 1 and init_temperature > 0.")
+    if cfg.use_patches and patches_per_frame <= 0:
+        raise CmdclError("use_patches needs features extracted with a patch grid (patches_per_frame is 0).",
+                         fix="re-extract with patches, or train without --use-patches.")
+    width = cfg.width or None
+    if cfg.sta_layers > 0 and width is not None and width % cfg.heads:
+        raise CmdclError(f"width={cfg.width} is not divisible by heads={cfg.heads}.")
