@@ -1,0 +1,83 @@
+"""Which frames of a video to encode: a fixed number F per video, deterministic, padded + masked when short.
+
+Every video yields exactly F rows so that features stack into one (N, F, D) array:
+- "uniform": the centre frame of each of F equal segments of the video (TSN-style test sampling);
+- "fps": frames at a fixed rate (e.g. 1 per second), strided uniformly down to F when there are more.
+A video with fewer usable frames than F contributes each of them once, in order, and the remaining
+rows repeat the last index with `mask=False` ("pad + mask", see docs/FORMAT.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("uniform", "fps")
+
+
+@dataclass
+class SampledFrames:
+    indices: np.ndarray  # (F,) int64 frame indices, non-decreasing; padding repeats the last valid one
+    mask: np.ndarray  # (F,) bool, False on padded rows
+
+    @property
+    def valid(self) -> np.ndarray:
+        """The distinct frame indices to decode, in order."""
+        return self.indices[self.mask]
+
+
+def _segment_centres(count: int, frames: int) -> np.ndarray:
+    """Positions in [0, count) of the centres of `frames` equal segments (distinct when count >= frames)."""
+    return np.floor((np.arange(frames) + 0.5) * count / frames).astype(np.int64)
+
+
+def _pad(valid: np.ndarray, frames: int) -> SampledFrames:
+    indices = np.full(frames, valid[-1], np.int64)
+    indices[: len(valid)] = valid
+    return SampledFrames(indices=indices, mask=np.arange(frames) < len(valid))
+
+
+class FrameSampler:
+    def __init__(self, frames: int, mode: str = "uniform", fps: float | None = None):
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        if mode not in MODES:
+            raise ValueError(f"sampling mode must be one of {MODES}, got {mode!r}")
+        if mode == "fps" and not (fps and fps > 0):
+            raise ValueError("fps sampling needs a positive rate")
+        self.frames = frames
+        self.mode = mode
+        self.fps = float(fps) if mode == "fps" else None
+
+    def as_dict(self) -> dict:
+        """Stored in every shard's attributes (provenance)."""
+        return {"mode": self.mode, "frames": self.frames, "fps": self.fps, "padding": "repeat-last+mask"}
+
+    def __repr__(self) -> str:
+        return f"FrameSampler(frames={self.frames}, mode={self.mode!r}, fps={self.fps})"
+
+    def sample(self, num_frames: int, fps: float | None = None, duration: float | None = None) -> SampledFrames:
+        """Indices for a video of `num_frames` frames at `fps` (average) lasting `duration` seconds."""
+        if num_frames < 1:
+            raise ValueError("cannot sample from a video with no frames")
+        if self.mode == "uniform":
+            candidates = np.arange(num_frames, dtype=np.int64)
+        else:
+            candidates = self._at_rate(num_frames, fps, duration)
+        if len(candidates) >= self.frames:
+            return SampledFrames(indices=candidates[_segment_centres(len(candidates), self.frames)],
+                                 mask=np.ones(self.frames, bool))
+        return _pad(candidates, self.frames)
+
+    def _at_rate(self, num_frames: int, fps: float | None, duration: float | None) -> np.ndarray:
+        """Distinct frame indices at `self.fps` per second, each at the centre of its 1/rate interval."""
+        if not fps or fps <= 0:
+            fps = num_frames / duration if duration and duration > 0 else None
+        if not fps:
+            raise ValueError("fps sampling needs the video's frame rate or duration")
+        if not duration or duration <= 0:
+            duration = num_frames / fps
+        count = max(1, int(np.floor(duration * self.fps + 1e-9)))
+        times = (np.arange(count) + 0.5) / self.fps
+        indices = np.minimum(np.floor(times * fps).astype(np.int64), num_frames - 1)
+        return np.unique(indices)  # a rate above the video's own would repeat frames
