@@ -52,7 +52,7 @@ def load(root: Path, splits: SplitSpec = None, *, split: str = "ltar", stereo_ch
         raise DatasetError(f"breakfast split '{split}' unknown; choose one of {', '.join(TEST_PARTICIPANTS)}")
     if stereo_channel not in STEREO_CHANNELS:
         raise DatasetError(f"breakfast stereo_channel '{stereo_channel}' unknown; choose ch0, ch1 or both")
-    root = Path(root)
+    root = Path(root).expanduser().absolute()
     video_dir = root if root.name == VIDEO_FOLDER else root / VIDEO_FOLDER
     if not video_dir.is_dir():
         raise DatasetError(f"breakfast videos not found: {video_dir} is not a folder; "

@@ -21,9 +21,9 @@ REQUIRED_COLUMNS = ("id", "actions", "length")
 
 
 def load(root: Path, splits: SplitSpec = None, *, video_dir: str | Path | None = None) -> DatasetIndex:
-    root = Path(root)
+    root = Path(root).expanduser().absolute()
     codes, class_names = read_classes(root / "Charades_v1_classes.txt")
-    folders = [Path(video_dir)] if video_dir else [root / name for name in VIDEO_FOLDERS]
+    folders = [Path(video_dir).expanduser().absolute()] if video_dir else [root / name for name in VIDEO_FOLDERS]
     folder = next((f for f in folders if f.is_dir()), None)
     if folder is None:
         raise DatasetError(f"Charades videos not found: no folder {' or '.join(map(str, folders))}; "

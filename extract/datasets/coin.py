@@ -18,7 +18,7 @@ SUBSETS = {"training": "train", "testing": "test"}
 
 
 def load(root: Path, splits: SplitSpec = None, *, annotation: str | Path | None = None) -> DatasetIndex:
-    root = Path(root)
+    root = Path(root).expanduser().absolute()
     file = Path(annotation) if annotation else root / "COIN.json"
     video_dir = root / "videos"
     if not file.is_file():

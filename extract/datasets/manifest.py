@@ -23,16 +23,17 @@ Step = tuple[object, float | None, float | None]  # (name or index, start_s, end
 
 def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = None,
          steps: str | Path | None = None, name: str = "manifest") -> DatasetIndex:
-    manifest_file = find_manifest(Path(root))
+    manifest_file = find_manifest(Path(root).expanduser().absolute())
     folder = manifest_file.parent
-    class_names = read_names(Path(classes) if classes else folder / "classes.txt")
+    classes_file = Path(classes) if classes else folder / "classes.txt"
+    class_names = read_names(classes_file)
     rows = read_jsonl(manifest_file) if manifest_file.suffix == ".jsonl" else read_csv(manifest_file)
 
     steps_file = Path(steps) if steps else folder / "steps.txt"
     if steps or steps_file.is_file():
-        step_names = read_names(steps_file)
-    else:
-        step_names = sorted({str(s) for _, row in rows for s, _, _ in row["steps"]})
+        step_names, steps_source = read_names(steps_file), steps_file
+    else:  # no steps.txt: the vocabulary is the step names the manifest uses
+        step_names, steps_source = sorted({str(s) for _, row in rows for s, _, _ in row["steps"]}), "the manifest"
 
     class_index = {n: i for i, n in enumerate(class_names)}
     step_index = {n: i for i, n in enumerate(step_names)}
@@ -43,12 +44,12 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
         if video_id in seen:
             raise DatasetError(f"{where}: duplicate video_id '{video_id}' (first on line {seen[video_id]})")
         seen[video_id] = line
-        label = -1 if row["label"] is None else resolve(row["label"], class_index, "class", where)
-        labels = sorted({resolve(v, class_index, "class", where) for v in row["labels"]})
+        label = -1 if row["label"] is None else resolve(row["label"], class_index, "class", where, classes_file)
+        labels = sorted({resolve(v, class_index, "class", where, classes_file) for v in row["labels"]})
         multilabel |= bool(labels) and row["label"] is None
         steps_present, segments = set(), []
         for step, start, end in row["steps"]:
-            index = resolve(step, step_index, "step", where)
+            index = resolve(step, step_index, "step", where, steps_source)
             steps_present.add(index)
             if start is not None:
                 if not 0 <= start <= end:
@@ -96,7 +97,7 @@ def read_names(path: Path) -> list[str]:
     return names
 
 
-def resolve(value: object, index: dict[str, int], kind: str, where: str) -> int:
+def resolve(value: object, index: dict[str, int], kind: str, where: str, source: object) -> int:
     """A class/step given by name, or by an integer index (as int or digits)."""
     if isinstance(value, str):
         value = value.strip()
@@ -106,8 +107,7 @@ def resolve(value: object, index: dict[str, int], kind: str, where: str) -> int:
             value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(index):
         return value
-    vocabulary = "classes.txt" if kind == "class" else "steps.txt"
-    raise DatasetError(f"{where}: unknown {kind} {value!r}; expected a name from {vocabulary} "
+    raise DatasetError(f"{where}: unknown {kind} {value!r}; expected a name from {source} "
                        f"or an index 0..{len(index) - 1}")
 
 

@@ -38,7 +38,7 @@ def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **option
     """Read dataset `name` from `root` in its published layout; keep only `splits` ("train,test" or a list)."""
     if name not in DATASETS:
         raise CmdclError(f"unknown dataset '{name}'; valid names: {', '.join(DATASETS)}")
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()
     if name == "synthetic":
         from cmdcl.extract.datasets.manifest import load as load_manifest
         from cmdcl.extract.datasets.synthetic import ensure_synthetic

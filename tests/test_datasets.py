@@ -1,0 +1,289 @@
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from cmdcl.core.errors import CmdclError, DatasetError
+from cmdcl.extract.datasets import DATASETS, load_dataset
+from dataset_fixtures import write_breakfast, write_charades, write_coin, write_manifest
+
+
+def raises_one_line(error, match, call, *args, **kwargs) -> str:
+    with pytest.raises(error, match=match) as info:
+        call(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def by_id(index):
+    return {item.video_id: item for item in index.items}
+
+
+# ---------------------------------------------------------------- registry
+
+def test_unknown_dataset_lists_valid_names(tmp_path):
+    message = raises_one_line(CmdclError, "unknown dataset 'kinetics'", load_dataset, "kinetics", tmp_path)
+    assert all(name in message for name in DATASETS)
+
+
+def test_missing_root_names_path_and_layout(tmp_path):
+    message = raises_one_line(DatasetError, "does not exist", load_dataset, "coin", tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in message and "COIN.json" in message
+
+
+def test_split_selection_text_list_and_unknown(tmp_path):
+    root = write_coin(tmp_path)
+    assert load_dataset("coin", root, "test").split_sizes() == {"test": 2}
+    assert load_dataset("coin", root, "train, test").split_sizes() == {"test": 2, "train": 3}
+    assert load_dataset("coin", root, ["train"]).missing == ["vidC02"]
+    assert load_dataset("coin", root, ["test"]).missing == []
+    message = raises_one_line(DatasetError, "unknown split val", load_dataset, "coin", root, "train,val")
+    assert "splits present: test, train" in message
+
+
+def test_unknown_option_is_one_line_error(tmp_path):
+    root = write_breakfast(tmp_path)
+    raises_one_line(CmdclError, "no option stereo.*split, stereo_channel, annotations", load_dataset, "breakfast",
+                    root, stereo="ch0")
+
+
+def test_synthetic_generates_then_reads_manifest(tmp_path, monkeypatch):
+    calls = []
+
+    def ensure_synthetic(root, *, num_videos=4):
+        calls.append((root, num_videos))
+        return write_manifest(root / "world")
+
+    fake = types.ModuleType("cmdcl.extract.datasets.synthetic")
+    fake.ensure_synthetic = ensure_synthetic
+    monkeypatch.setitem(sys.modules, "cmdcl.extract.datasets.synthetic", fake)
+    index = load_dataset("synthetic", tmp_path, "train", num_videos=7)
+    assert calls == [(tmp_path, 7)]
+    assert index.name == "synthetic" and [item.video_id for item in index.items] == ["v000", "v001"]
+    raises_one_line(CmdclError, "no option seed", load_dataset, "synthetic", tmp_path, seed=1)
+
+
+def test_relative_roots_give_absolute_paths(tmp_path, monkeypatch):
+    write_manifest(tmp_path / "mine")
+    write_coin(tmp_path / "coin")
+    monkeypatch.chdir(tmp_path)
+    for name, root in (("manifest", "mine"), ("coin", "coin")):
+        index = load_dataset(name, root)
+        assert all(Path(item.path).is_absolute() and Path(item.path).is_file() for item in index.items)
+    assert load_dataset("manifest", "mine").unannotated == ["videos/extra.mp4"]
+
+
+# ---------------------------------------------------------------- Breakfast
+
+def test_breakfast_ltar_split_labels_and_segments(tmp_path):
+    index = load_dataset("breakfast", write_breakfast(tmp_path))
+    assert index.split_sizes() == {"test": 2, "train": 3}
+    assert index.class_names == ["cereals", "coffee", "fried egg", "juice", "milk", "pancake", "salad", "sandwich",
+                                 "scrambled egg", "tea"]
+    assert len(index.step_names) == 13 and "background" not in index.step_names
+    assert {"take bowl", "put egg to plate", "add salt and pepper", "put fruit to bowl"} <= set(index.step_names)
+    assert index.missing == ["P47_cam01_P47_tea"]
+    assert index.unannotated == ["P16_cam02_P16_milk"]
+    items = by_id(index)
+    assert sorted(items) == ["P03_cam01_P03_cereals", "P03_stereo01_P03_cereals_ch0", "P16_webcam01_P16_friedegg",
+                             "P47_cam02_P47_tea", "P54_cam01_P54_salat"]
+    cereals = items["P03_cam01_P03_cereals"]
+    step = index.step_names.index
+    assert (cereals.split, cereals.label, cereals.labels) == ("train", 0, [0])
+    assert cereals.segments == [(step("take bowl"), 2.0, 10.0), (step("pour cereals"), 10.0, 20.0),
+                                (step("pour milk"), 20.0, 28.0)]
+    assert cereals.steps == sorted([step("take bowl"), step("pour cereals"), step("pour milk")])
+    salad = items["P54_cam01_P54_salat"]
+    assert (salad.split, index.class_names[salad.label]) == ("test", "salad")
+    assert items["P03_stereo01_P03_cereals_ch0"].path.endswith("P03/stereo/P03_cereals_ch0.avi")
+    assert Path(items["P16_webcam01_P16_friedegg"].path).is_absolute()
+
+
+@pytest.mark.parametrize("split, sizes", [("s1", {"test": 2, "train": 3}), ("s2", {"test": 1, "train": 4}),
+                                          ("s3", {"train": 5}), ("s4", {"test": 2, "train": 3})])
+def test_breakfast_official_splits(tmp_path, split, sizes):
+    assert load_dataset("breakfast", write_breakfast(tmp_path), split=split).split_sizes() == sizes
+
+
+def test_breakfast_stereo_channels_and_video_folder_as_root(tmp_path):
+    root = write_breakfast(tmp_path)
+    both = load_dataset("breakfast", root, stereo_channel="both")
+    assert len(both.items) == 6 and by_id(both)["P03_stereo01_P03_cereals_ch1"].path.endswith("_ch1.avi")
+    ch1 = load_dataset("breakfast", root, stereo_channel="ch1")
+    assert "P03_stereo01_P03_cereals_ch1" in by_id(ch1) and "P03_stereo01_P03_cereals_ch0" not in by_id(ch1)
+    inner = load_dataset("breakfast", root / "BreakfastII_15fps_qvga_sync")
+    assert [item.video_id for item in inner.items] == [item.video_id for item in load_dataset("breakfast", root).items]
+
+
+def test_breakfast_ms_tcn_layout_matches_coarse(tmp_path):
+    coarse = load_dataset("breakfast", write_breakfast(tmp_path / "a"))
+    ms_tcn = load_dataset("breakfast", write_breakfast(tmp_path / "b", layout="ms-tcn"))
+    assert ms_tcn.step_names == coarse.step_names
+    assert [(i.video_id, i.split, i.label, i.steps, i.segments) for i in ms_tcn.items] == \
+           [(i.video_id, i.split, i.label, i.steps, i.segments) for i in coarse.items]
+    assert ms_tcn.missing == coarse.missing
+
+
+def test_breakfast_bad_inputs(tmp_path):
+    root = write_breakfast(tmp_path)
+    raises_one_line(DatasetError, "split 'ltr' unknown", load_dataset, "breakfast", root, split="ltr")
+    raises_one_line(DatasetError, "stereo_channel 'ch2'", load_dataset, "breakfast", root, stereo_channel="ch2")
+    bad = root / "segmentation_coarse" / "tea" / "P47_cam02_P47_tea.txt"
+    bad.write_text("1-100 take_cup\n101 add_teabag\n")
+    raises_one_line(DatasetError, f"{bad}:2: expected 'start-end label'", load_dataset, "breakfast", root)
+    bad.rename(bad.with_name("P47_cam02_P47_toast.txt"))
+    raises_one_line(DatasetError, "P47_cam02_P47_toast' is not", load_dataset, "breakfast", root)
+    empty = tmp_path / "empty"
+    (empty / "BreakfastII_15fps_qvga_sync").mkdir(parents=True)
+    raises_one_line(DatasetError, "annotations not found.*segmentation_coarse", load_dataset, "breakfast", empty)
+    (tmp_path / "other").mkdir()
+    raises_one_line(DatasetError, "breakfast videos not found", load_dataset, "breakfast", tmp_path / "other")
+
+
+def test_breakfast_ms_tcn_unknown_label(tmp_path):
+    root = write_breakfast(tmp_path, layout="ms-tcn")
+    with open(root / "groundTruth" / "P47_cam02_P47_tea.txt", "a") as f:
+        f.write("drink_tea\n")
+    raises_one_line(DatasetError, "label drink_tea not in .*mapping.txt", load_dataset, "breakfast", root)
+
+
+# ---------------------------------------------------------------- COIN
+
+def test_coin_tasks_steps_and_files(tmp_path):
+    index = load_dataset("coin", write_coin(tmp_path))
+    assert index.split_sizes() == {"test": 2, "train": 3}
+    assert index.class_names == ["make coffee", "assemble bed", "change guitar strings"]  # recipe_type 5, 12, 103
+    assert index.step_names == ["grind the coffee beans", "pour water", "put the bed frame together",
+                                "install the bed board", "remove the old strings"]  # step id 10, 11, 45, 46, 300
+    assert index.missing == ["vidC02"] and index.unannotated == ["zzUnknown"]
+    items = by_id(index)
+    assert (items["vidA01"].label, items["vidA01"].steps, items["vidA01"].segments) == \
+           (1, [2, 3], [(2, 2.0, 10.5), (3, 11.0, 20.0)])
+    assert items["vidB02"].path.endswith("videos/vidB02.webm") and items["vidB02"].split == "test"
+    assert items["vidA02"].path.endswith("videos/12/vidA02.mkv")
+
+
+def test_coin_bad_inputs(tmp_path):
+    raises_one_line(DatasetError, "COIN.json not found", load_dataset, "coin", tmp_path)
+    root = write_coin(tmp_path)
+    (root / "COIN.json").write_text('{"database": {"x": ')
+    raises_one_line(DatasetError, "COIN.json:1: not valid JSON", load_dataset, "coin", root)
+    (root / "COIN.json").write_text(json.dumps({"videos": {}}))
+    raises_one_line(DatasetError, "expected an object ..database", load_dataset, "coin", root)
+    (root / "COIN.json").write_text(json.dumps({"database": {"x": {"class": "A", "subset": "training",
+                                                                   "annotation": []}}}))
+    raises_one_line(DatasetError, "video x: missing or malformed field.*recipe_type", load_dataset, "coin", root)
+    entry = {"recipe_type": 1, "class": "A", "subset": "training", "annotation": [{"id": "3", "segment": [0, 1],
+                                                                                   "label": "a"}]}
+    other = {**entry, "annotation": [{"id": "3", "segment": [0, 1], "label": "b"}]}
+    (root / "COIN.json").write_text(json.dumps({"database": {"x": entry, "y": other}}))
+    raises_one_line(DatasetError, "step id 3 is called both 'a' and 'b'", load_dataset, "coin", root)
+
+
+# ---------------------------------------------------------------- Charades
+
+def test_charades_multilabel_segments_and_clipping(tmp_path):
+    index = load_dataset("charades", write_charades(tmp_path))
+    assert index.multilabel and index.split_sizes() == {"test": 2, "train": 3}
+    assert index.class_names[0] == "holding some clothes" and index.step_names == index.class_names
+    assert index.missing == ["ZZMIS"] and index.unannotated == ["EXTRA"]
+    items = by_id(index)
+    first = items["46GP8"]
+    assert (first.label, first.labels, first.steps) == (-1, [0, 2, 4], [0, 2, 4])
+    assert first.segments == [(2, 12.6, 18.4), (0, 0.0, 24.83), (4, 11.9, 21.2)]  # c000 end clipped to length
+    assert items["N11GT"].labels == [] and items["N11GT"].segments == []
+    assert items["5UA8E"].segments == [(4, 2.0, 30.04)] and items["5UA8E"].split == "test"
+    assert items["YSKX3"].labels == [1, 5]
+
+
+def test_charades_bad_inputs(tmp_path):
+    root = write_charades(tmp_path)
+    train = root / "Charades_v1_train.csv"
+    text = train.read_text()
+    train.write_text(text.replace("c003 3.00 7.10", "c003 3.00"))
+    raises_one_line(DatasetError, r"Charades_v1_train.csv:\d+: action 'c003 3.00'", load_dataset, "charades", root)
+    train.write_text(text.replace("c003 3.00 7.10", "c999 3.00 7.10"))
+    raises_one_line(DatasetError, "action class c999 not in Charades_v1_classes.txt", load_dataset, "charades", root)
+    train.write_text(text.replace("actions", "acts", 1))
+    raises_one_line(DatasetError, "Charades_v1_train.csv:1: missing column actions", load_dataset, "charades", root)
+    train.write_text(text)
+    (root / "Charades_v1_test.csv").unlink()
+    raises_one_line(DatasetError, "Charades_v1_test.csv not found", load_dataset, "charades", root)
+    (root / "Charades_v1_classes.txt").unlink()
+    raises_one_line(DatasetError, "Charades_v1_classes.txt not found", load_dataset, "charades", root)
+
+
+# ---------------------------------------------------------------- manifest
+
+def test_manifest_csv_and_jsonl_agree(tmp_path):
+    from_csv = load_dataset("manifest", write_manifest(tmp_path / "csv"))
+    from_jsonl = load_dataset("manifest", write_manifest(tmp_path / "jsonl", fmt="jsonl"))
+    for index, root in ((from_csv, tmp_path / "csv"), (from_jsonl, tmp_path / "jsonl")):
+        for item in index.items:
+            item.path = str(Path(item.path).relative_to(root))
+    assert from_csv.items == from_jsonl.items
+    assert from_csv.missing == from_jsonl.missing == ["v004"]
+    assert from_csv.unannotated == from_jsonl.unannotated == ["videos/extra.mp4"]
+
+
+def test_manifest_values(tmp_path):
+    root = write_manifest(tmp_path)
+    index = load_dataset("manifest", root / "manifest.csv")  # the file itself is a valid root
+    assert index.split_sizes() == {"test": 1, "test_ood": 1, "train": 2} and not index.multilabel
+    assert index.step_names == ["crack egg", "stir pot", "pour water", "flip pancake"]
+    items = by_id(index)
+    assert (items["v000"].label, items["v000"].labels, items["v000"].steps) == (0, [0], [0, 3])
+    assert items["v000"].segments == [(0, 0.0, 3.5), (3, 3.5, 9.25)]
+    assert (items["v001"].label, items["v001"].steps, items["v001"].segments) == (1, [0, 1], [])
+    assert items["v002"].path == str(root.absolute() / "videos" / "v002.mp4") and items["v002"].label == 2
+    assert items["v003"].split == "test_ood" and items["v003"].steps == []
+
+
+def test_manifest_multilabel_and_derived_steps(tmp_path):
+    (tmp_path / "classes.txt").write_text("walk\nrun\njump\n")
+    (tmp_path / "manifest.csv").write_text("video_id,path,split,labels,steps\n"
+                                           "a,a.mp4,train,run;walk,wave@1-2\nb,b.mp4,test,,\n")
+    (tmp_path / "a.mp4").touch()
+    (tmp_path / "b.mp4").touch()
+    index = load_dataset("manifest", tmp_path)
+    assert index.multilabel and index.step_names == ["wave"]
+    a, b = index.items
+    assert (a.label, a.labels, a.segments) == (-1, [0, 1], [(0, 1.0, 2.0)])
+    assert (b.label, b.labels) == (-1, [])
+
+
+@pytest.mark.parametrize("body, match", [
+    ("video_id,path,label\n", "manifest.csv:1: missing column split"),
+    ("video_id,path,split,label\na,a.mp4,train,cook\n", "manifest.csv:2: unknown class 'cook'.*/classes.txt"),
+    ("video_id,path,split,label\na,a.mp4,train,7\n", "manifest.csv:2: unknown class 7.*index 0..2"),
+    ("video_id,path,split,label,steps\na,a.mp4,train,0,crack egg@1-2;dance@0-1\n", "manifest.csv:2: unknown step"),
+    ("video_id,path,split,label,steps\na,a.mp4,train,0,crack egg@1\n", "manifest.csv:2: step entry 'crack egg@1'"),
+    ("video_id,path,split,label,steps\na,a.mp4,train,0,crack egg@5-2\n", "manifest.csv:2: step 'crack egg' has times"),
+    ("video_id,path,split,label\na,a.mp4,train,0\nb,b.mp4,train,1\na,c.mp4,test,2\n",
+     "manifest.csv:4: duplicate video_id 'a' .first on line 2"),
+    ("video_id,path,split,label\na,,train,0\n", "manifest.csv:2: empty path"),
+])
+def test_manifest_bad_csv(tmp_path, body, match):
+    write_manifest(tmp_path)
+    (tmp_path / "manifest.csv").write_text(body)
+    raises_one_line(DatasetError, match, load_dataset, "manifest", tmp_path)
+
+
+def test_manifest_bad_files(tmp_path):
+    raises_one_line(DatasetError, "no manifest.csv or manifest.jsonl", load_dataset, "manifest", tmp_path)
+    root = write_manifest(tmp_path, fmt="jsonl")
+    vocabulary = tmp_path / "elsewhere.txt"
+    vocabulary.write_text("brew tea\nfry egg\nmake pancake\n")
+    (root / "classes.txt").write_text("a\n\nb\n")
+    raises_one_line(DatasetError, "classes.txt:2: blank line", load_dataset, "manifest", root)
+    assert load_dataset("manifest", root, classes=vocabulary).class_names[0] == "brew tea"
+    (root / "classes.txt").unlink()
+    raises_one_line(DatasetError, "vocabulary file .*classes.txt not found", load_dataset, "manifest", root)
+    (root / "manifest.csv").write_text("video_id,path,split,label\n")
+    raises_one_line(DatasetError, "both manifest.csv and manifest.jsonl", load_dataset, "manifest", root)
+    with open(root / "manifest.jsonl", "a") as f:
+        f.write('{"video_id": "v9", "path": "x.mp4"\n')
+    raises_one_line(DatasetError, "manifest.jsonl:6: not valid JSON", load_dataset, "manifest",
+                    root / "manifest.jsonl", classes=vocabulary)
