@@ -126,8 +126,10 @@ def manifest_rows(root: Path) -> list[dict]:
     """The fixture manifest as JSONL-style rows (labels lists, step objects)."""
     return [
         {"video_id": "v000", "path": "videos/v000.mp4", "split": "train", "label": "make pancake",
-         "steps": [{"step": "crack egg", "start": 0.0, "end": 3.5}, {"step": "flip pancake", "start": 3.5, "end": 9.25}]},
-        {"video_id": "v001", "path": "videos/v001.mp4", "split": "train", "label": 1, "steps": ["stir pot", "crack egg"]},
+         "steps": [{"step": "crack egg", "start": 0.0, "end": 3.5},
+                   {"step": "flip pancake", "start": 3.5, "end": 9.25}]},
+        {"video_id": "v001", "path": "videos/v001.mp4", "split": "train", "label": 1,
+         "steps": ["stir pot", "crack egg"]},
         {"video_id": "v002", "path": str(Path(root).absolute() / "videos" / "v002.mp4"), "split": "test",
          "label": "brew tea", "steps": [{"step": "pour water", "start": 1.0, "end": 4.0}]},
         {"video_id": "v003", "path": "videos/v003.mp4", "split": "test_ood", "label": 0, "steps": []},

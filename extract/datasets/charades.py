@@ -18,6 +18,7 @@ from cmdcl.extract.datasets.registry import SplitSpec, find_videos, make_index
 SPLIT_FILES = {"train": "Charades_v1_train.csv", "test": "Charades_v1_test.csv"}
 VIDEO_FOLDERS = ("Charades_v1_480", "Charades_v1")
 REQUIRED_COLUMNS = ("id", "actions", "length")
+HEADER = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length"
 
 
 def load(root: Path, splits: SplitSpec = None, *, video_dir: str | Path | None = None) -> DatasetIndex:
@@ -62,15 +63,13 @@ def read_classes(file: Path) -> tuple[dict[str, int], list[str]]:
 def read_split(file: Path, codes: dict[str, int]) -> list[tuple[int, str, float | None, list]]:
     """Rows of one split file as (line, id, length or None, [(class, start_s, end_s)])."""
     if not file.is_file():
-        raise DatasetError(f"Charades annotation {file} not found; expected a CSV with columns "
-                           f"id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length")
+        raise DatasetError(f"Charades annotation {file} not found; expected a CSV with columns {HEADER}")
     rows = []
     with open(file, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         absent = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if absent:
-            raise DatasetError(f"{file}:1: missing column {', '.join(absent)}; expected "
-                               f"id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length")
+            raise DatasetError(f"{file}:1: missing column {', '.join(absent)}; expected {HEADER}")
         try:
             for row in reader:
                 where = f"{file}:{reader.line_num}"

@@ -48,7 +48,7 @@ def load(root: Path, splits: SplitSpec = None, *, annotation: str | Path | None 
             videos.append((video_id, recipe, SUBSETS.get(entry["subset"], entry["subset"]), segments))
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise DatasetError(f"{file}: video {video_id}: missing or malformed field ({type(e).__name__}: {e}); "
-                               f"expected recipe_type, class, subset, annotation [{{id, segment [s, e], label}}]") from None
+                               f"expected recipe_type, class, subset, annotation [{{id, segment, label}}]") from None
 
     class_index = {recipe: i for i, recipe in enumerate(sorted(tasks))}
     step_index = {step: i for i, step in enumerate(sorted(step_labels))}

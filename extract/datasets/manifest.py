@@ -22,7 +22,7 @@ Step = tuple[object, float | None, float | None]  # (name or index, start_s, end
 
 
 def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = None,
-         steps: str | Path | None = None, name: str = "manifest") -> DatasetIndex:
+         steps: str | Path | None = None) -> DatasetIndex:
     manifest_file = find_manifest(Path(root).expanduser().absolute())
     folder = manifest_file.parent
     classes_file = Path(classes) if classes else folder / "classes.txt"
@@ -63,7 +63,7 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
 
     listed = {item.path for item in items}
     unannotated = [str(p.relative_to(folder)) for p in find_videos(folder) if absolute(p, folder) not in listed]
-    return make_index(name, folder, items, unannotated, class_names, step_names, splits, multilabel)
+    return make_index("manifest", folder, items, unannotated, class_names, step_names, splits, multilabel)
 
 
 def find_manifest(root: Path) -> Path:

@@ -44,7 +44,9 @@ def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **option
         from cmdcl.extract.datasets.synthetic import ensure_synthetic
 
         check_options(name, ensure_synthetic, options)
-        return load_manifest(ensure_synthetic(root, **options), splits, name="synthetic")
+        index = load_manifest(ensure_synthetic(root, **options), splits)
+        index.name = "synthetic"
+        return index
     if not root.exists():
         raise DatasetError(f"{name} root {root} does not exist; expected {LAYOUTS[name]} there",
                            fix="pass the folder that holds the dataset")
