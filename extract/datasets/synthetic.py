@@ -392,7 +392,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
         codec.thread_count = 1
         codec.gop_size = fps  # a keyframe every second keeps seeking cheap for sparse samplers
         codec.max_b_frames = 0
-        codec.qscale = 3
+        codec.options = {"qmin": "3", "qmax": "3"}  # a fixed quantiser: near-lossless next to yuv420 chroma loss
         codec.flags |= av.codec.context.Flags.bitexact  # no encoder version string in the stream
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
@@ -473,7 +473,9 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
     }
 
 
-def _is_complete(root: Path) -> bool:
+def is_complete(root: str | Path) -> bool:
+    """True when `root` holds a finished dataset (the DONE marker is written last)."""
+    root = Path(root)
     return (root / "DONE").is_file() and (root / "world.json").is_file()
 
 
@@ -513,7 +515,7 @@ def _generate(root: Path, config: SyntheticConfig, progress: bool, replace: bool
     try:
         tmp.mkdir()
         _build(tmp, config, progress)
-        if root.exists() and not replace and _is_complete(root):
+        if root.exists() and not replace and is_complete(root):
             # Another process finished the same request first: keep its copy (it may be in use).
             _check_config(root, config)
             return root
@@ -569,7 +571,7 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> P
     config = SyntheticConfig(**options)
     config.validate()
     root = Path(root)
-    if _is_complete(root):
+    if is_complete(root):
         _check_config(root, config)
         return root
     return _generate(root, config, progress, replace=False)
