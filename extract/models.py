@@ -1,0 +1,423 @@
+"""The frozen open_clip model of Stage 1: loading it offline-friendly, recording what it is, encoding.
+
+`load_encoder(model_name, pretrained)` accepts what open_clip accepts, resolved in this order:
+
+- pretrained None / "" / "random": random init under `torch.manual_seed(seed)` (tests, the demo);
+- an existing folder: open_clip's `local-dir:` scheme (open_clip_config.json + a weights file);
+- an existing file (.bin / .pt / .pth / .safetensors): the weights of `model_name`;
+- a pretrained tag of `model_name` (e.g. "laion2b_s34b_b88k"), fetched from `cache_dir` or the net;
+- `model_name` "hf-hub:org/repo" or "local-dir:/path" (then `pretrained` stays empty).
+
+Every path ends in the same two steps: open_clip builds the architecture (config and preprocessing
+from the model / tag / folder, never guessed), then `open_clip.load_checkpoint` loads the one weights
+file we resolved, so that `weights_sha256` is the hash of exactly the bytes that were loaded.
+
+Preprocessing follows open_clip's own config for that model and weights (open_clip #1068: a bare
+weights file used to silently get the default OpenAI preprocessing). For a bare file it is taken from
+an `open_clip_config.json` next to the file, else from the model's registered tags when they all
+agree, else from `preprocess_tag`; when none of those decides it, loading stops and says so.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from cmdcl.core.errors import CmdclError, WeightsError
+
+# Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on import.
+MODEL_CONFIG_DIR = Path(str(importlib.resources.files("cmdcl.extract") / "model_configs"))
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+RANDOM_TAGS = ("", "random")
+WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+HF_HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+CROP_OF_RESIZE_MODE = {"shortest": "center", "longest": "center_pad", "squash": "none"}
+
+
+class FrozenEncoder:
+    """An open_clip model in eval mode with gradients off, plus everything needed to reproduce it.
+
+    `encode_frames` / `encode_texts` return float32, L2-normalised embeddings on the CPU.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, model_name: str, pretrained: str,
+                 weights_file: str, weights_sha256: str, device: torch.device, precision: str,
+                 preprocess_cfg: dict[str, Any]):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.weights_file = weights_file
+        self.weights_sha256 = weights_sha256
+        self.device = device
+        self.precision = precision
+        size = preprocess_cfg["size"]
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        if size[0] != size[1]:
+            raise CmdclError(f"model {model_name}: non-square input size {size} is not supported.")
+        self.image_size = int(size[0])
+        self.mean = tuple(float(m) for m in preprocess_cfg["mean"])
+        self.std = tuple(float(s) for s in preprocess_cfg["std"])
+        self.interpolation = str(preprocess_cfg["interpolation"])
+        self.resize_mode = str(preprocess_cfg["resize_mode"])
+        self.context_length = int(getattr(tokenizer, "context_length", None) or model.context_length)
+        self.embed_dim = self._probe_embed_dim()  # any tower type: ask the text tower once
+
+    # ----------------------------------------------------------------------------------- provenance
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "pretrained": self.pretrained,
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "open_clip_version": open_clip.__version__,
+            "torch_version": torch.__version__,
+            "precision": self.precision,
+            "image_size": self.image_size,
+            "preprocess": {
+                "resize_mode": self.resize_mode,
+                "interpolation": self.interpolation,
+                "mean": list(self.mean),
+                "std": list(self.std),
+                "crop": CROP_OF_RESIZE_MODE.get(self.resize_mode, self.resize_mode),
+            },
+            "embed_dim": self.embed_dim,
+        }
+
+    # ------------------------------------------------------------------------------------- encoding
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _probe_embed_dim(self) -> int:
+        with torch.inference_mode():
+            return int(self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
+
+    @torch.inference_mode()
+    def encode_frames(self, pixels: torch.Tensor, patch_grid: int = 0):
+        """(B, 3, S, S) normalised pixels -> (B, D) embeddings, or ((B, D), (B, G*G, D)) with patches.
+
+        Patch embeddings: the last block's patch tokens, average-pooled to a G x G grid, then sent
+        through the same `ln_post` and `proj` as the pooled token, so they live in the joint space.
+        """
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, self.image_size, self.image_size):
+            raise CmdclError(f"encode_frames: expected pixels (B, 3, {self.image_size}, {self.image_size}) for "
+                             f"{self.model_name}, got {tuple(pixels.shape)}.")
+        pixels = pixels.to(self.device, dtype=torch.float32, non_blocking=True)
+        with self._autocast():
+            if patch_grid <= 0:
+                return _l2(self.model.encode_image(pixels))
+            visual = self._patch_capable_visual(patch_grid)
+            out = visual.forward_intermediates(pixels, indices=1, output_fmt="NCHW")
+            tokens = out["image_intermediates"][-1]  # (B, width, grid_h, grid_w), before ln_post
+            pooled = F.adaptive_avg_pool2d(tokens, patch_grid).flatten(2).transpose(1, 2)  # (B, G*G, width)
+            patches = visual.ln_post(pooled) @ visual.proj
+            return _l2(out["image_features"]), _l2(patches)
+
+    def _patch_capable_visual(self, patch_grid: int):
+        visual = self.model.visual
+        if not isinstance(visual, open_clip.transformer.VisionTransformer) or visual.attn_pool is not None \
+                or visual.proj is None or not hasattr(visual, "forward_intermediates"):
+            raise CmdclError(f"--patch-grid needs a plain ViT image tower with a projection; {self.model_name} "
+                             f"has {type(visual).__name__}.", fix="use --patch-grid 0 for this model.")
+        grid = min(visual.grid_size)
+        if patch_grid > grid:
+            raise CmdclError(f"--patch-grid {patch_grid} exceeds the {grid}x{grid} token grid of {self.model_name}.",
+                             fix=f"use --patch-grid between 1 and {grid}.")
+        return visual
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens each text needs, special tokens included, before any truncation to context_length."""
+        if isinstance(self.tokenizer, open_clip.SimpleTokenizer):
+            return [len(self.tokenizer.encode(t)) + 2 for t in texts]  # + start and end tokens
+        hf = getattr(self.tokenizer, "tokenizer", None)
+        if hf is not None and callable(hf):
+            return [len(hf(t)["input_ids"]) for t in texts]
+        counts = self.tokenizer(list(texts), context_length=4096)
+        return (counts != 0).sum(dim=1).tolist()
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenize(texts).to(self.device)
+        with self._autocast():
+            return _l2(self.model.encode_text(tokens))
+
+
+def _l2(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.float(), dim=-1).cpu()
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str | None = None,
+                 device: str = "auto", precision: str = "auto", seed: int = 0, *,
+                 preprocess_tag: str | None = None) -> FrozenEncoder:
+    """Build a frozen encoder; see the module docstring for what `pretrained` may be.
+
+    `preprocess_tag` names the pretrained tag whose preprocessing a bare weights file should use when
+    the model's tags disagree (e.g. ViT-L-14); it is ignored for every other source.
+    """
+    torch_device = _resolve_device(device)
+    precision = _resolve_precision(precision, torch_device)
+    pretrained = "" if pretrained is None else str(pretrained)
+    source = _resolve_source(model_name, pretrained, cache_dir, preprocess_tag)
+
+    if source["kind"] == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _create(source["config_name"], cache_dir, {})
+        weights_file, weights_sha256 = "", state_dict_sha256(model.state_dict())
+        recorded = f"random:seed={seed}"
+    else:
+        model = _create(source["config_name"], cache_dir, source["preprocess"])
+        weights_file = source["weights_file"]
+        try:
+            open_clip.load_checkpoint(model, weights_file, strict=True)
+        except Exception as exc:  # wrong architecture, corrupt or truncated file
+            raise WeightsError(f"{weights_file}: cannot be loaded into {source['config_name']} "
+                               f"({_one_line(exc)}).",
+                               fix="check that --model matches the weights (see its open_clip_config.json).") from None
+        weights_sha256 = file_sha256(weights_file)
+        recorded = pretrained or model_name
+
+    model.eval().requires_grad_(False)
+    model.to(torch_device)
+    try:
+        tokenizer = open_clip.get_tokenizer(source["config_name"], cache_dir=cache_dir)
+    except Exception as exc:
+        raise WeightsError(f"tokenizer of {model_name} is not available offline ({_one_line(exc)}).",
+                           fix="fill the Hugging Face cache on a machine with internet and pass --cache-dir.") from None
+    return FrozenEncoder(model, tokenizer, model_name=model_name, pretrained=recorded,
+                         weights_file=weights_file, weights_sha256=weights_sha256, device=torch_device,
+                         precision=precision, preprocess_cfg=open_clip.get_model_preprocess_cfg(model))
+
+
+class _DropRandomInitNotice(logging.Filter):
+    """open_clip warns "initialized randomly" whenever it loads no weights itself; we load them after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+def _create(config_name: str, cache_dir: str | None, preprocess: dict[str, Any]) -> torch.nn.Module:
+    """The architecture with open_clip's default init, fp32 on CPU; weights are loaded by the caller."""
+    notice_filter = _DropRandomInitNotice()
+    logging.getLogger().addFilter(notice_filter)  # open_clip logs through the root logger
+    try:
+        return open_clip.create_model(config_name, pretrained=None, load_weights=False, precision="fp32",
+                                      device="cpu", pretrained_image=False, pretrained_text=False,
+                                      force_preprocess_cfg=preprocess or None, cache_dir=cache_dir)
+    except Exception as exc:  # hf-hub / local-dir configs that cannot be read
+        raise WeightsError(f"model config of {config_name} is not available ({_one_line(exc)}).",
+                           fix=_fetch_fix(config_name, None, cache_dir)) from None
+    finally:
+        logging.getLogger().removeFilter(notice_filter)
+
+
+def _resolve_source(model_name: str, pretrained: str, cache_dir: str | None,
+                    preprocess_tag: str | None) -> dict[str, Any]:
+    """Decide where config, preprocessing and weights come from; fetch tag weights (cache first)."""
+    if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
+        if pretrained.lower() == "random":
+            return {"kind": "random", "config_name": model_name}
+        if pretrained:
+            raise CmdclError(f"--pretrained {pretrained!r} cannot be combined with model {model_name}, which "
+                             f"names its own weights.", fix="leave --pretrained empty.")
+        if model_name.startswith(LOCAL_DIR_PREFIX):
+            folder = model_name[len(LOCAL_DIR_PREFIX):]
+            return {"kind": "folder", "config_name": model_name, "preprocess": {},
+                    "weights_file": _weights_in_folder(Path(folder))}
+        repo = model_name[len(HF_HUB_PREFIX):]
+        return {"kind": "hf-hub", "config_name": model_name, "preprocess": {},
+                "weights_file": _fetch(lambda: open_clip.pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir),
+                                       model_name, None, cache_dir)}
+
+    config_name = _check_model_name(model_name)
+    if pretrained.lower() in RANDOM_TAGS:
+        return {"kind": "random", "config_name": config_name}
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        _check_folder_matches(config_name, path)
+        return {"kind": "folder", "config_name": LOCAL_DIR_PREFIX + str(path), "preprocess": {},
+                "weights_file": _weights_in_folder(path)}
+    if path.is_file():
+        return {"kind": "file", "config_name": config_name, "weights_file": os.path.abspath(path),
+                "preprocess": _preprocess_for_file(config_name, path, preprocess_tag)}
+    if open_clip.is_pretrained_cfg(config_name, pretrained):
+        tag_cfg = open_clip.get_pretrained_cfg(config_name, pretrained)
+        if tag_cfg.get("quick_gelu", False) and not open_clip.get_model_config(config_name).get("quick_gelu", False):
+            warnings.warn(f"{config_name}:{pretrained} was trained with QuickGELU; use model "
+                          f"{config_name}-quickgelu to match it.", stacklevel=3)
+        weights = _fetch(lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
+                         config_name, pretrained, cache_dir)
+        return {"kind": "tag", "config_name": config_name, "weights_file": os.path.abspath(weights),
+                "preprocess": {k: tag_cfg[k] for k in PREPROCESS_KEYS if k in tag_cfg}}
+    if path.suffix in WEIGHT_SUFFIXES or os.sep in pretrained:
+        raise WeightsError(f"{pretrained}: weights file not found.", fix="pass an existing file or folder to --pretrained.")
+    tags = open_clip.list_pretrained_tags_by_model(config_name)
+    close = difflib.get_close_matches(pretrained.lower().replace("-", "_"), tags, n=4, cutoff=0.3) or tags[:6]
+    raise CmdclError(f"unknown pretrained tag {pretrained!r} for {config_name}; known tags include: "
+                     f"{', '.join(close) if close else '(none)'}.",
+                     fix="pass a known tag, a weights file or folder, or 'random'.")
+
+
+def _check_model_name(model_name: str) -> str:
+    name = model_name.replace("/", "-")  # open_clip accepts "ViT-B/16" for "ViT-B-16"
+    models = open_clip.list_models()
+    if name in models:
+        return name
+    close = difflib.get_close_matches(name, models, n=5, cutoff=0.5)
+    raise CmdclError(f"unknown open_clip model {model_name!r}; close names: {', '.join(close) or '(none)'}.",
+                     fix="see `python -c \"import open_clip; print(open_clip.list_models())\"`, "
+                         "or use hf-hub:org/repo / local-dir:/path.")
+
+
+def _fetch(download, model_name: str, tag: str | None, cache_dir: str | None) -> str:
+    """Run an open_clip download; any failure (no network, empty cache) becomes one WeightsError line."""
+    try:
+        path = download()
+    except Exception as exc:
+        what = f"{model_name} pretrained={tag}" if tag else model_name
+        raise WeightsError(f"weights for {what} are not available offline or could not be fetched "
+                           f"({_one_line(exc)}).", fix=_fetch_fix(model_name, tag, cache_dir)) from None
+    if not path or not Path(path).is_file():
+        raise WeightsError(f"weights for {model_name} pretrained={tag}: open_clip resolved no file ({path!r}).",
+                           fix=_fetch_fix(model_name, tag, cache_dir))
+    return str(path)
+
+
+def _fetch_fix(model_name: str, tag: str | None, cache_dir: str | None) -> str:
+    where = cache_dir or "/path/to/cache"
+    pretrained = f", pretrained='{tag}'" if tag else ""
+    return (f"on a machine with internet run `python -c \"import open_clip; open_clip.create_model_and_transforms("
+            f"'{model_name}'{pretrained}, cache_dir='{where}')\"`, copy {where} here and pass --cache-dir {where} "
+            f"(set HF_HUB_OFFLINE=1 on nodes without network), or pass --pretrained /path/to/weights.")
+
+
+def _weights_in_folder(folder: Path) -> str:
+    """The one weights file of an open_clip folder (open_clip's preferred names first)."""
+    if not (folder / "open_clip_config.json").is_file():
+        raise WeightsError(f"{folder}: folder has no open_clip_config.json.",
+                           fix="pass the weights file itself, or a folder saved by open_clip / downloaded from its HF repo.")
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                 "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"):
+        if (folder / name).is_file():
+            return os.path.abspath(folder / name)
+    found = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    if len(found) != 1:
+        raise WeightsError(f"{folder}: expected one weights file ({'/'.join(WEIGHT_SUFFIXES)}), found "
+                           f"{[p.name for p in found] or 'none'}.", fix="pass the weights file itself with --pretrained.")
+    return os.path.abspath(found[0])
+
+
+def _read_folder_config(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{folder / 'open_clip_config.json'}: unreadable ({_one_line(exc)}).") from None
+
+
+def _check_folder_matches(config_name: str, folder: Path) -> None:
+    """A folder brings its own architecture; refuse one that contradicts --model."""
+    if not (folder / "open_clip_config.json").is_file():
+        return  # _weights_in_folder explains what is missing
+    theirs = _read_folder_config(folder).get("model_cfg", {})
+    ours = open_clip.get_model_config(config_name) or {}
+    for key in ("embed_dim",):
+        if key in theirs and theirs[key] != ours.get(key):
+            raise CmdclError(f"{folder}: its open_clip_config.json has {key}={theirs[key]} but model {config_name} "
+                             f"has {ours.get(key)}.", fix=f"pass the model the folder was saved from, or local-dir:{folder}.")
+
+
+def _preprocess_for_file(config_name: str, path: Path, preprocess_tag: str | None) -> dict[str, Any]:
+    """Preprocessing for a bare weights file, never open_clip's silent default (open_clip #1068)."""
+    sidecar = path.parent / "open_clip_config.json"
+    if sidecar.is_file():  # an HF snapshot or an open_clip export: the file's own preprocessing
+        cfg = _read_folder_config(path.parent).get("preprocess_cfg", {})
+        if cfg:
+            return {k: cfg[k] for k in PREPROCESS_KEYS if k in cfg}
+    tags = open_clip.list_pretrained_tags_by_model(config_name)
+    if preprocess_tag:
+        if preprocess_tag not in tags:
+            raise CmdclError(f"preprocess tag {preprocess_tag!r} is not a pretrained tag of {config_name}; "
+                             f"known: {', '.join(tags) or '(none)'}.")
+        cfg = open_clip.get_pretrained_cfg(config_name, preprocess_tag)
+        return {k: cfg[k] for k in PREPROCESS_KEYS if k in cfg}
+    variants = {}
+    for tag in tags:
+        cfg = open_clip.get_pretrained_cfg(config_name, tag)
+        variants.setdefault(json.dumps({k: cfg.get(k) for k in PREPROCESS_KEYS}, sort_keys=True), []).append(tag)
+    if len(variants) > 1:
+        groups = "; ".join(f"{', '.join(v[:3])} -> {k}" for k, v in variants.items())
+        raise CmdclError(f"{path}: the pretrained tags of {config_name} use different preprocessing ({groups}), "
+                         f"so a bare weights file does not say which applies.",
+                         fix="put the file next to its open_clip_config.json, or name its tag with preprocess_tag.")
+    if variants:
+        return {k: v for k, v in json.loads(next(iter(variants))).items() if v is not None}
+    return {}  # an architecture without registered weights (e.g. cmdcl-tiny): its config's defaults
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise CmdclError(f"--device {device!r} is not a torch device.", fix="use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CmdclError(f"--device {device} requested but CUDA is not available.", fix="use --device cpu or auto.")
+    return resolved
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise CmdclError(f"--precision {precision!r} unknown; expected one of {', '.join(PRECISIONS)}.")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise CmdclError(f"--precision fp16 needs a CUDA device (got {device}).", fix="use fp32 or bf16 on CPU.")
+    return precision
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' raw bytes in key order (identifies random and in-memory weights)."""
+    digest = hashlib.sha256()
+    for key in state_dict:
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
