@@ -7,6 +7,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from cmdcl.core.errors import CmdclError
+
+# The allowed values of the string-valued options, checked by `HeadConfig.check()`.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "method": ("cmdcl", "linear", "transformer", "zeroshot"),
+    "bias_estimator": ("attention", "sinkhorn"),
+    "bias_source": ("video", "dictionary"),
+    "frontdoor_cross": ("dictionary", "none"),
+    "classifier": ("similarity", "attention"),
+    "data_mode": ("auto", "memory", "memmap"),
+}
+
 
 @dataclass
 class HeadConfig:
@@ -41,6 +53,29 @@ class HeadConfig:
     patience: int = 10  # early stopping on the validation metric (0 = off)
     val_fraction: float = 0.1  # carved from train when the features have no "val" split
     seed: int = 0
+    # --- data path (head/data.py)
+    data_mode: str = "auto"  # auto | memory | memmap: load features into RAM, or gather batches from a memory map
+    eval_batch_size: int = 0  # batch size for validation/evaluation (0 = 2 x batch_size)
+
+    def check(self) -> "HeadConfig":
+        """Raise a one-line CmdclError naming the first option with an impossible value."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}.")
+        for name in ("epochs", "batch_size", "heads"):
+            if getattr(self, name) < 1:
+                raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        for name in ("sta_layers", "frames", "width", "patience", "warmup_epochs", "eval_batch_size", "dictionary_size"):
+            if getattr(self, name) < 0:
+                raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise CmdclError(f"--lr must be > 0, got {self.lr}.")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CmdclError(f"--dropout must be in [0, 1), got {self.dropout}.")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,231 @@
+"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP.
+
+`evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
+features match it, and writes metrics.json. The same metric functions score validation during training.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.store import FeatureSet, TextBank
+from cmdcl.core.version import code_version
+from cmdcl.head.checkpoint import check_compatible, load_checkpoint
+from cmdcl.head.config import HeadConfig
+from cmdcl.head.data import FeatureData
+
+
+def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto" is the local rank's GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise CmdclError(f"--device {device!r} is not a device name.", fix="use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CmdclError(f"--device {device} but no CUDA GPU is visible.", fix="use --device cpu.")
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+@torch.no_grad()
+def collect_outputs(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device,
+                    batch_size: int = 256) -> dict[str, np.ndarray | None]:
+    """Logits (and step logits when the head has them) of `rows`, in row order, as float32 numpy."""
+    was_training = model.training
+    model.eval()
+    logits, step_logits = [], []
+    for start in range(0, len(rows), batch_size):
+        batch = data.batch(rows[start:start + batch_size], device)
+        out = model(batch["features"], batch["frame_mask"], batch.get("patches"))
+        logits.append(out["logits"].float().cpu())
+        if "step_logits" in out:
+            step_logits.append(out["step_logits"].float().cpu())
+    model.train(was_training)
+    return {"logits": torch.cat(logits).numpy() if logits else np.zeros((0, 0), np.float32),
+            "step_logits": torch.cat(step_logits).numpy() if step_logits else None}
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def topk_accuracy(logits: np.ndarray, label: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return float((top == label[:, None]).any(axis=1).mean()) if len(label) else float("nan")
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Macro average precision over the columns with at least one positive; (mAP, per-column AP or NaN)."""
+    from sklearn.metrics import average_precision_score
+
+    per_column = np.full(scores.shape[1], np.nan)
+    for j in np.flatnonzero(targets.sum(axis=0) > 0):
+        per_column[j] = average_precision_score(targets[:, j], scores[:, j])
+    valid = per_column[~np.isnan(per_column)]
+    return (float(valid.mean()) if len(valid) else float("nan")), per_column
+
+
+def single_label_metrics(logits: np.ndarray, label: np.ndarray, class_names: Sequence[str] | None = None,
+                         detailed: bool = True) -> dict[str, Any]:
+    """top1, top5, mean per-class accuracy; with `detailed`, per-class accuracy and the confusion matrix."""
+    keep = label >= 0  # unlabelled videos carry -1
+    logits, label = logits[keep], label[keep]
+    num_classes = logits.shape[1]
+    pred = logits.argmax(axis=1) if len(label) else np.zeros(0, np.int64)
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (label, pred), 1)
+    support = confusion.sum(axis=1)
+    per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+    metrics: dict[str, Any] = {
+        "top1": topk_accuracy(logits, label, 1),
+        "top5": topk_accuracy(logits, label, 5),
+        "mean_class_accuracy": float(np.nanmean(per_class)) if (support > 0).any() else float("nan"),
+        "num_videos": int(len(label)),
+    }
+    if detailed:
+        names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        metrics["per_class_accuracy"] = {n: (None if np.isnan(a) else float(a)) for n, a in zip(names, per_class)}
+        metrics["confusion_matrix"] = confusion.tolist()
+    return metrics
+
+
+def multi_label_metrics(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None,
+                        detailed: bool = True) -> dict[str, Any]:
+    value, per_class = mean_average_precision(logits, labels)
+    metrics: dict[str, Any] = {"mAP": value, "num_videos": int(len(labels))}
+    if detailed:
+        names = list(class_names) if class_names is not None else [str(i) for i in range(logits.shape[1])]
+        metrics["per_class_AP"] = {n: (None if np.isnan(a) else float(a)) for n, a in zip(names, per_class)}
+    return metrics
+
+
+def compute_metrics(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray, multilabel: bool,
+                    detailed: bool = True) -> dict[str, Any]:
+    """Class metrics of `rows` plus step mAP when the head scores steps and the split annotates them."""
+    text = data.feature_set.text
+    rows_t = torch.as_tensor(rows)
+    if multilabel:
+        metrics = multi_label_metrics(outputs["logits"], data.labels[rows_t].cpu().numpy(), text.class_names, detailed)
+    else:
+        metrics = single_label_metrics(outputs["logits"], data.label[rows_t].cpu().numpy(), text.class_names, detailed)
+    steps = data.steps[rows_t].cpu().numpy()
+    step_logits = outputs.get("step_logits")
+    if step_logits is not None and steps.any() and step_logits.shape[1] == steps.shape[1]:
+        step_map, per_step = mean_average_precision(step_logits, steps)
+        metrics["step_mAP"] = step_map
+        if detailed:
+            metrics["per_step_AP"] = {n: (None if np.isnan(a) else float(a)) for n, a in zip(text.step_names, per_step)}
+    return metrics
+
+
+def main_metric_name(multilabel: bool) -> str:
+    return "mAP" if multilabel else "top1"
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint
+
+def model_from_checkpoint(state: dict[str, Any]) -> tuple[nn.Module, HeadConfig]:
+    """Rebuild the head from a loaded checkpoint (no features needed) and load its weights."""
+    from cmdcl.head.factory import build_model
+
+    args = state["model_args"]
+    cfg = HeadConfig.from_dict(state["config"])
+    text = TextBank(class_names=list(args["class_names"]), class_embeddings=args["class_text"].numpy(),
+                    step_names=list(args["step_names"]), step_embeddings=args["step_text"].numpy(), templates=[])
+    model = build_model(cfg, text, dict(args["dims"]), bool(args["multilabel"]))
+    model.load_state_dict(state["model"])
+    return model, cfg
+
+
+def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, HeadConfig, dict[str, Any]]:
+    """(model in eval mode on device, its config, the checkpoint dict)."""
+    state = load_checkpoint(checkpoint)
+    try:
+        model, cfg = model_from_checkpoint(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the head they describe "
+                              f"({' '.join(str(exc).split())[:160]}).") from None
+    return model.to(resolve_device(device)).eval(), cfg, state
+
+
+def _data_for(state: dict[str, Any], fs: FeatureSet, splits: Sequence[str], checkpoint: str | Path) -> FeatureData:
+    frames = int(state["model_args"]["dims"]["F"])
+    if fs.dims["F"] < frames:
+        raise CheckpointError(f"{checkpoint}: head expects {frames} frames per video but {fs.paths[0]} holds "
+                              f"{fs.dims['F']}.", fix="evaluate on features extracted with at least as many frames.")
+    cfg = HeadConfig.from_dict(state["config"])
+    return FeatureData(fs, list(splits), frames=frames, use_patches=cfg.use_patches, mode=cfg.data_mode)
+
+
+def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str | Path], splits: Sequence[str],
+                    out_dir: str | Path | None = None, device: str = "auto",
+                    batch_size: int = 256) -> dict[str, dict[str, Any]]:
+    """Metrics per split (e.g. test and test_ood), loading the features once; writes metrics_<split>.json."""
+    model, cfg, state = load_model(checkpoint, device)
+    fs = FeatureSet(features)
+    check_compatible(state, fs, checkpoint)
+    present = set(fs.index["split"].tolist())
+    missing = [s for s in splits if s not in present]
+    if missing:
+        raise CmdclError(f"{fs.paths[0]}: no videos in split {missing[0]!r}; splits in the file: "
+                         f"{', '.join(sorted(present)) or 'none'}.")
+    data = _data_for(state, fs, splits, checkpoint)
+    dev = next((p.device for p in model.parameters()), None) or next((b.device for b in model.buffers()),
+                                                                      torch.device("cpu"))
+    multilabel = bool(state["model_args"]["multilabel"])
+    results = {}
+    for split in splits:
+        rows = np.flatnonzero(data.split == split)
+        outputs = collect_outputs(model, data, rows, dev, batch_size)
+        metrics = compute_metrics(outputs, data, rows, multilabel, detailed=True)
+        results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
+                          "method": cfg.method, "epoch": int(state["epoch"]), "code_version": code_version(),
+                          **metrics}
+        if out_dir is not None:
+            write_json(Path(out_dir) / f"metrics_{split}.json", results[split])
+    return results
+
+
+def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",
+             out: str | Path | None = None, device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
+    """Metrics of the checkpoint's head on one split; written to `out` (default: metrics_<split>.json
+    next to the checkpoint)."""
+    metrics = evaluate_splits(checkpoint, features, [split], None, device, batch_size)[split]
+    out = Path(out) if out is not None else Path(checkpoint).parent / f"metrics_{split}.json"
+    write_json(out, metrics)
+    return metrics
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    """NaN (e.g. top-1 of an empty split) becomes null: strict JSON readers reject NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
