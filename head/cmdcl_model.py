@@ -98,7 +98,7 @@ class CMDCLHead(nn.Module):
                 self.register_buffer("frozen_text", steps.clone())  # T' = T0, frozen CLIP texts
             self.encoder = VideoEncoder(dim, width, frames, patches_per_frame if cfg.use_patches else 0,
                                         cfg.frames, cfg.dropout)
-            self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout)
+            self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout, divided=cfg.use_patches)
             self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size,
                                               cfg.init_temperature) if cfg.use_vci else None
             self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)

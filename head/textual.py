@@ -167,7 +167,7 @@ class TextualBackdoor(nn.Module):
         if self.sinkhorn is None:
             weights = logits.softmax(-1)
         else:
-            plan = self.sinkhorn(logits.log_softmax(-1), frame_mask.to(logits.dtype)[:, None, :])
+            plan = self.sinkhorn(logits.log_softmax(-1), frame_mask.to(logits.dtype))
             weights = plan / plan.sum(-1, keepdim=True).clamp_min(1e-12)
         return weights * frame_mask[:, None, :]  # exact zeros on padded frames
 

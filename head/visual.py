@@ -102,15 +102,18 @@ class _Attention(nn.Module):
 class SpatioTemporalBlock(nn.Module):
     """Pre-LN transformer block: [spatial attention within each frame,] temporal attention, MLP."""
 
-    def __init__(self, width: int, heads: int, dropout: float, residual_std: float):
+    def __init__(self, width: int, heads: int, dropout: float, residual_std: float, divided: bool = False):
         super().__init__()
-        self.spatial = _Attention(width, heads, dropout)
+        self.spatial = _Attention(width, heads, dropout) if divided else None
         self.temporal = _Attention(width, heads, dropout)
         self.mlp_norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
         self.drop = nn.Dropout(dropout)
         # Small residual branches (GPT-2 style) so the stack starts close to the identity.
-        for layer in (self.spatial.attn.out_proj, self.temporal.attn.out_proj, self.mlp[2]):
+        residual_layers = [self.temporal.attn.out_proj, self.mlp[2]]
+        if self.spatial is not None:
+            residual_layers.append(self.spatial.attn.out_proj)
+        for layer in residual_layers:
             nn.init.normal_(layer.weight, std=residual_std)
             nn.init.zeros_(layer.bias)
 
@@ -119,6 +122,8 @@ class SpatioTemporalBlock(nn.Module):
         if x.dim() == 3:  # frame tokens (B, F, W): temporal self-attention
             x = x + self.drop(self.temporal(x, padding))
         else:  # patch tokens (B, F, P, W): divided attention, space then time
+            if self.spatial is None:
+                raise ValueError("patch tokens need a block built with divided=True")
             b, f, p, w = x.shape
             x = x + self.drop(self.spatial(x.reshape(b * f, p, w)).reshape(b, f, p, w))
             per_patch = x.transpose(1, 2).reshape(b * p, f, w)
@@ -128,14 +133,18 @@ class SpatioTemporalBlock(nn.Module):
 
 
 class SpatioTemporalAttention(nn.Module):
-    """H blocks over the video tokens; H = 0 is the identity (the paper ablates H in {0,...,10})."""
+    """H blocks over the video tokens; H = 0 is the identity (the paper ablates H in {0,...,10}).
 
-    def __init__(self, width: int, heads: int, layers: int, dropout: float = 0.0):
+    divided=True (patch tokens) adds a spatial attention per block; frame tokens need only temporal.
+    """
+
+    def __init__(self, width: int, heads: int, layers: int, dropout: float = 0.0, divided: bool = False):
         super().__init__()
         if layers > 0 and width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         residual_std = 0.02 / math.sqrt(2 * max(layers, 1))
-        self.blocks = nn.ModuleList(SpatioTemporalBlock(width, heads, dropout, residual_std) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            SpatioTemporalBlock(width, heads, dropout, residual_std, divided) for _ in range(layers))
 
     def forward(self, tokens: Tensor, frame_mask: Tensor) -> Tensor:
         for block in self.blocks:
