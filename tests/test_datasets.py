@@ -287,3 +287,12 @@ def test_manifest_bad_files(tmp_path):
         f.write('{"video_id": "v9", "path": "x.mp4"\n')
     raises_one_line(DatasetError, "manifest.jsonl:6: not valid JSON", load_dataset, "manifest",
                     root / "manifest.jsonl", classes=vocabulary)
+
+
+def test_manifest_relative_root_lists_nothing_unannotated(tmp_path, monkeypatch):
+    root = write_manifest(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    index = load_dataset("manifest", "m")
+    absolute_index = load_dataset("manifest", tmp_path / "m")
+    assert index.unannotated == absolute_index.unannotated
+    assert [i.path for i in index.items] == [i.path for i in absolute_index.items]

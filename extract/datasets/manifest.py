@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
@@ -62,7 +63,7 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
         ))
 
     listed = {item.path for item in items}
-    unannotated = [str(p.relative_to(folder)) for p in find_videos(folder) if absolute(p, folder) not in listed]
+    unannotated = [str(p.relative_to(folder)) for p in find_videos(folder) if os.path.abspath(p) not in listed]
     return make_index("manifest", folder, items, unannotated, class_names, step_names, splits, multilabel)
 
 
