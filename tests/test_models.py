@@ -1,0 +1,259 @@
+"""load_encoder sources (random, file, folder, pre-filled caches offline), errors, freezing, patch grid."""
+from __future__ import annotations
+
+import json
+import socket
+
+import huggingface_hub.constants
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from cmdcl.core.errors import CmdclError, WeightsError
+from cmdcl.extract.models import FrozenEncoder, file_sha256, load_encoder
+
+MODEL = "cmdcl-tiny"
+TAG_PREPROCESS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "interpolation": "bilinear",
+                  "resize_mode": "shortest"}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FrozenEncoder:
+    return load_encoder(MODEL, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pixels() -> torch.Tensor:
+    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network at all: Hugging Face in offline mode and every socket connect refused."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def register_tags(monkeypatch, tags: dict[str, dict]) -> None:
+    """Register pretrained tags for cmdcl-tiny in open_clip's registry, for this test only."""
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, MODEL,
+                        {name: {"url": "", "hf_hub": "", **TAG_PREPROCESS, **cfg} for name, cfg in tags.items()})
+
+
+def fill_hf_cache(cache, repo: str, state_dict) -> str:
+    """Lay out `cache` the way huggingface_hub does after downloading `repo`'s open_clip weights."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    torch.save(state_dict, snapshot / "open_clip_pytorch_model.bin")
+    return str(snapshot / "open_clip_pytorch_model.bin")
+
+
+# ----------------------------------------------------------------------------------- random weights
+
+def test_random_weights_are_deterministic_per_seed(tiny, pixels):
+    again = load_encoder(MODEL, seed=0)
+    other = load_encoder(MODEL, seed=1)
+    assert again.weights_sha256 == tiny.weights_sha256
+    assert torch.equal(again.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert other.weights_sha256 != tiny.weights_sha256
+    assert not torch.allclose(other.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert load_encoder(MODEL, pretrained="random", seed=1).weights_sha256 == other.weights_sha256
+
+
+def test_provenance_labels_random_weights_and_preprocessing(tiny):
+    prov = tiny.provenance()
+    assert prov["pretrained"] == "random:seed=0" and prov["weights_file"] == ""
+    assert len(prov["weights_sha256"]) == 64
+    assert prov["model_name"] == MODEL and prov["embed_dim"] == 64 and prov["image_size"] == 32
+    assert prov["open_clip_version"] == open_clip.__version__ and prov["torch_version"] == torch.__version__
+    assert prov["precision"] == "fp32"  # auto on CPU
+    assert prov["preprocess"] == {"resize_mode": "shortest", "interpolation": "bicubic",
+                                  "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                                  "std": list(open_clip.OPENAI_DATASET_STD), "crop": "center"}
+    json.dumps(prov)  # storable as an HDF5 JSON attribute
+
+
+def test_encoder_is_frozen(tiny):
+    assert not tiny.model.training
+    assert all(not p.requires_grad for p in tiny.model.parameters())
+    out = tiny.encode_frames(torch.zeros(1, 3, 32, 32))
+    assert not out.requires_grad and out.dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------ weight files
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_file_reproduces_the_model(tiny, pixels, tmp_path, suffix):
+    path = tmp_path / f"tiny{suffix}"
+    state = {k: v.contiguous() for k, v in tiny.model.state_dict().items()}
+    save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
+    loaded = load_encoder(MODEL, pretrained=str(path), seed=123)  # seed is irrelevant for files
+    assert torch.equal(loaded.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert torch.equal(loaded.encode_texts(["a person cooking"]), tiny.encode_texts(["a person cooking"]))
+    assert loaded.weights_sha256 == file_sha256(path)
+    assert loaded.provenance()["weights_file"] == str(path) and loaded.pretrained == str(path)
+
+
+def test_open_clip_folder_brings_its_own_preprocessing(tiny, pixels, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    config = {"model_cfg": open_clip.get_model_config(MODEL),
+              "preprocess_cfg": {**TAG_PREPROCESS, "mean": [0.4, 0.4, 0.4]}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    torch.save(tiny.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    for encoder in (load_encoder(MODEL, pretrained=str(folder)), load_encoder(f"local-dir:{folder}")):
+        assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+        assert encoder.mean == (0.4, 0.4, 0.4) and encoder.interpolation == "bilinear"
+        assert encoder.weights_sha256 == file_sha256(folder / "open_clip_pytorch_model.bin")
+
+
+def test_bare_file_gets_the_preprocessing_of_the_model_tags(tiny, tmp_path, monkeypatch):
+    """open_clip #1068: a bare file must not silently get the default (OpenAI) preprocessing."""
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny.model.state_dict(), path)
+    register_tags(monkeypatch, {"one": {}, "two": {}})  # both tags agree on TAG_PREPROCESS
+    encoder = load_encoder(MODEL, pretrained=str(path))
+    assert encoder.mean == TAG_PREPROCESS["mean"] and encoder.std == TAG_PREPROCESS["std"]
+
+    register_tags(monkeypatch, {"one": {}, "two": {"mean": (0.1, 0.2, 0.3)}})  # tags disagree
+    with pytest.raises(CmdclError, match="preprocess_tag"):
+        load_encoder(MODEL, pretrained=str(path))
+    chosen = load_encoder(MODEL, pretrained=str(path), preprocess_tag="two")
+    assert chosen.mean == (0.1, 0.2, 0.3)
+
+
+def test_weights_of_another_architecture_are_refused(tiny, tmp_path):
+    state = dict(tiny.model.state_dict())
+    state.pop("visual.proj")
+    path = tmp_path / "broken.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="cannot be loaded into cmdcl-tiny"):
+        load_encoder(MODEL, pretrained=str(path))
+
+
+# ---------------------------------------------------------------------------- offline, cached tags
+
+def test_prefilled_hf_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, offline):
+    weights = fill_hf_cache(tmp_path / "hub", "cmdcl-test/tiny", tiny.model.state_dict())
+    register_tags(monkeypatch, {"cached": {"hf_hub": "cmdcl-test/tiny/"}})
+    encoder = load_encoder(MODEL, pretrained="cached", cache_dir=str(tmp_path / "hub"))
+    assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert encoder.weights_sha256 == file_sha256(weights)
+    assert encoder.provenance()["weights_file"] == weights and encoder.pretrained == "cached"
+    # The tag's preprocessing, not open_clip's default.
+    assert encoder.mean == TAG_PREPROCESS["mean"] and encoder.interpolation == "bilinear"
+
+
+def test_prefilled_url_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, offline):
+    torch.save(tiny.model.state_dict(), tmp_path / "cmdcl_tiny_weights.pt")
+    register_tags(monkeypatch, {"from_url": {"url": "https://weights.invalid/cmdcl_tiny_weights.pt"}})
+    encoder = load_encoder(MODEL, pretrained="from_url", cache_dir=str(tmp_path))
+    assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert encoder.weights_sha256 == file_sha256(tmp_path / "cmdcl_tiny_weights.pt")
+
+
+def test_missing_weights_offline_fail_in_one_line(tmp_path, monkeypatch, offline):
+    register_tags(monkeypatch, {"absent": {"hf_hub": "cmdcl-test/absent/"}})
+    with pytest.raises(WeightsError) as caught:
+        load_encoder(MODEL, pretrained="absent", cache_dir=str(tmp_path))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "cmdcl-tiny" in message and "absent" in message
+    assert "--cache-dir" in message and "--pretrained" in message
+
+
+# ------------------------------------------------------------------------------------ bad requests
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(CmdclError, match="cmdcl-tiny") as caught:
+        load_encoder("cmdcl-tinny")
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_tag_and_missing_file():
+    with pytest.raises(CmdclError, match="unknown pretrained tag"):
+        load_encoder(MODEL, pretrained="no_such_tag")
+    with pytest.raises(WeightsError, match="not found"):
+        load_encoder(MODEL, pretrained="/no/such/weights.bin")
+
+
+def test_precision_and_device_choices(tiny, pixels):
+    with pytest.raises(CmdclError, match="fp16"):
+        load_encoder(MODEL, device="cpu", precision="fp16")
+    with pytest.raises(CmdclError):
+        load_encoder(MODEL, precision="fp8")
+    bf16 = load_encoder(MODEL, device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    out = bf16.encode_frames(pixels)
+    assert out.dtype == torch.float32
+    assert (out * tiny.encode_frames(pixels)).sum(-1).min() > 0.99
+    if not torch.cuda.is_available():
+        with pytest.raises(CmdclError, match="CUDA"):
+            load_encoder(MODEL, device="cuda")
+    else:
+        assert load_encoder(MODEL, device="auto").device.type == "cuda"
+
+
+# --------------------------------------------------------------------------------------- encoding
+
+def test_frame_and_text_embeddings_are_unit_norm(tiny, pixels):
+    frames = tiny.encode_frames(pixels)
+    texts = tiny.encode_texts(["a person cutting bread", "a person pouring milk"])
+    assert frames.shape == (3, 64) and texts.shape == (2, 64)
+    assert torch.allclose(frames.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(texts.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert tiny.tokenize(["a", "b"]).shape == (2, 77)
+    with pytest.raises(CmdclError):
+        tiny.encode_frames(torch.zeros(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("grid", [1, 2, 4])
+def test_patch_grid_shapes_norms_and_global_features(tiny, pixels, grid):
+    feats, patches = tiny.encode_frames(pixels, patch_grid=grid)
+    assert feats.shape == (3, 64) and patches.shape == (3, grid * grid, 64)
+    assert torch.allclose(patches.norm(dim=-1), torch.ones(3, grid * grid), atol=1e-5)
+    assert torch.allclose(feats, tiny.encode_frames(pixels), atol=1e-6)
+
+
+def test_patch_cells_are_pooled_tokens_in_the_joint_space(tiny, pixels):
+    """At the full 4x4 token grid each cell is ln_post(token) @ proj of that token, like the CLS token."""
+    visual = tiny.model.visual
+    with torch.inference_mode():
+        x = visual.conv1(pixels).flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.expand(len(x), 1, -1)
+        tokens = visual.transformer(visual.ln_pre(torch.cat([cls, x], 1) + visual.positional_embedding))
+        expected = F.normalize(visual.ln_post(tokens[:, 1:]) @ visual.proj, dim=-1)
+    _, patches = tiny.encode_frames(pixels, patch_grid=4)
+    assert torch.allclose(patches, expected, atol=1e-5)
+
+
+def test_left_and_right_halves_give_different_cells(tiny):
+    frame = torch.zeros(1, 3, 32, 32)
+    frame[..., :16] = -1.5  # dark left half
+    frame[..., 16:] = torch.linspace(-1, 2, 16)  # bright gradient on the right
+    _, patches = tiny.encode_frames(frame, patch_grid=2)  # cells: 0 top-left, 1 top-right, ...
+    left_right = (patches[0, 0] * patches[0, 1]).sum()
+    top_bottom = (patches[0, 0] * patches[0, 2]).sum()
+    assert left_right < 0.99
+    assert left_right < top_bottom  # the halves differ left-right, not top-bottom
+
+
+def test_patch_grid_larger_than_token_grid_is_refused(tiny, pixels):
+    with pytest.raises(CmdclError, match="4x4"):
+        tiny.encode_frames(pixels, patch_grid=5)
+
+
+def test_count_tokens_includes_start_and_end(tiny):
+    counts = tiny.count_tokens(["cat", "word " * 100])
+    assert counts[0] == 3 and counts[1] == 102
+    assert tiny.context_length == 77
