@@ -209,7 +209,10 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
     except Exception as exc:
         raise WeightsError(f"tokenizer of {model_name} is not available offline ({_one_line(exc)}).",
                            fix="fill the Hugging Face cache on a machine with internet and pass --cache-dir.") from None
-    return FrozenEncoder(model, tokenizer, model_name=model_name, pretrained=recorded,
+    # Built-in names are recorded in open_clip's spelling ("ViT-B/16" -> "ViT-B-16") so shards agree.
+    recorded_name = model_name if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) \
+        else _check_model_name(model_name)
+    return FrozenEncoder(model, tokenizer, model_name=recorded_name, pretrained=recorded,
                          weights_file=weights_file, weights_sha256=weights_sha256, device=torch_device,
                          precision=precision, preprocess_cfg=open_clip.get_model_preprocess_cfg(model))
 

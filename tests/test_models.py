@@ -81,6 +81,7 @@ def test_provenance_labels_random_weights_and_preprocessing(tiny):
                                   "mean": list(open_clip.OPENAI_DATASET_MEAN),
                                   "std": list(open_clip.OPENAI_DATASET_STD), "crop": "center"}
     json.dumps(prov)  # storable as an HDF5 JSON attribute
+    assert load_encoder("cmdcl/tiny").model_name == MODEL  # recorded in open_clip's spelling
 
 
 def test_encoder_is_frozen(tiny):
