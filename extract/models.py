@@ -85,8 +85,8 @@ class FrozenEncoder:
             "pretrained": self.pretrained,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
-            "open_clip_version": open_clip.__version__,
-            "torch_version": torch.__version__,
+            "open_clip_version": str(open_clip.__version__),
+            "torch_version": str(torch.__version__),  # plain str: TorchVersion does not store in HDF5
             "precision": self.precision,
             "image_size": self.image_size,
             "preprocess": {
