@@ -53,6 +53,7 @@ class HeadConfig:
     patience: int = 10  # early stopping on the validation metric (0 = off)
     val_fraction: float = 0.1  # carved from train when the features have no "val" split
     seed: int = 0
+    refresh_memory: bool = True  # EMA-refresh the front-door memory from training-video summaries after each epoch
     # --- data path (head/data.py)
     data_mode: str = "auto"  # auto | memory | memmap: load features into RAM, or gather batches from a memory map
     eval_batch_size: int = 0  # batch size for validation/evaluation (0 = 2 x batch_size)

@@ -206,11 +206,11 @@ class FeatureData:
         return out
 
     def numpy_features(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(features float32 (n, F', D), frame_mask (n, F')) of `rows`, e.g. for fitting dictionaries."""
+        """(features float16 (n, F', D), frame_mask (n, F')) of `rows`, e.g. for fitting dictionaries."""
         if self.mode == "memory":
-            feats = self.features[torch.as_tensor(rows)].cpu().float().numpy()
+            feats = self.features[torch.as_tensor(rows).to(self.features.device)].cpu().numpy()
         else:
-            feats = self._gather("features", np.asarray(rows)).float().numpy()
+            feats = self._gather("features", np.asarray(rows)).numpy()
         return feats, self.frame_mask[torch.as_tensor(rows).to(self.frame_mask.device)].cpu().numpy()
 
     def is_multilabel(self, rows: np.ndarray | None = None) -> bool:

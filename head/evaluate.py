@@ -39,20 +39,19 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
 
 @torch.no_grad()
 def collect_outputs(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device,
-                    batch_size: int = 256) -> dict[str, np.ndarray | None]:
-    """Logits (and step logits when the head has them) of `rows`, in row order, as float32 numpy."""
+                    batch_size: int = 256, keys: Sequence[str] = ("logits", "step_logits")) -> dict[str, np.ndarray | None]:
+    """The head's outputs `keys` for `rows` (eval mode, row order) as float32 numpy; None for keys it lacks."""
     was_training = model.training
     model.eval()
-    logits, step_logits = [], []
+    collected: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for start in range(0, len(rows), batch_size):
         batch = data.batch(rows[start:start + batch_size], device)
         out = model(batch["features"], batch["frame_mask"], batch.get("patches"))
-        logits.append(out["logits"].float().cpu())
-        if "step_logits" in out:
-            step_logits.append(out["step_logits"].float().cpu())
+        for key in keys:
+            if key in out:
+                collected[key].append(out[key].float().cpu())
     model.train(was_training)
-    return {"logits": torch.cat(logits).numpy() if logits else np.zeros((0, 0), np.float32),
-            "step_logits": torch.cat(step_logits).numpy() if step_logits else None}
+    return {k: torch.cat(v).numpy() if v else None for k, v in collected.items()}
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -329,6 +329,12 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
         items = torch.zeros_like(items)
         decision = torch.zeros(2, dtype=torch.float64, device=dev)  # (improved, stop early)
         if master:
+            if cfg.refresh_memory and hasattr(model, "refresh_memory"):
+                # Front-door memory follows the trained encoder (method.md §4); under DDP the other
+                # ranks receive the refreshed buffers at their next forward.
+                summaries = collect_outputs(model, data, train_rows, dev, eval_batch, keys=("video_summary",))
+                if summaries["video_summary"] is not None:
+                    model.refresh_memory(torch.from_numpy(summaries["video_summary"]).to(dev))
             outputs = collect_outputs(model, data, val_rows, dev, eval_batch)
             val = _scalars(compute_metrics(outputs, data, val_rows, multilabel, detailed=False))
             val["loss"] = float(head_loss({k: torch.from_numpy(v) for k, v in outputs.items() if v is not None},

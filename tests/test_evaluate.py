@@ -1,0 +1,121 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cmdcl.core.errors import CmdclError
+from cmdcl.core.store import FeatureSet, TextBank, VideoRecord
+from cmdcl.head.config import HeadConfig
+from cmdcl.head.evaluate import (evaluate, evaluate_splits, load_model, mean_average_precision,
+                                 single_label_metrics, topk_accuracy)
+from cmdcl.head.train import train
+from cmdcl.pipelines.cli import main
+from head_fixtures import multilabel_world, world_attrs, write_records
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_topk_confusion_and_per_class_accuracy_by_hand():
+    logits = np.array([[3, 1, 0], [0, 2, 1], [1, 0, 2], [2, 1, 0], [0, 0, 9]], np.float32)
+    label = np.array([0, 2, 2, 1, -1])  # the last video is unlabelled and must be ignored
+    m = single_label_metrics(logits, label, ["a", "b", "c"])
+    assert m["top1"] == 0.5
+    assert m["top5"] == 1.0  # k clamps to the 3 classes
+    assert topk_accuracy(logits[:4], label[:4], 2) == 1.0
+    assert m["confusion_matrix"] == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
+    assert m["per_class_accuracy"] == {"a": 1.0, "b": 0.0, "c": 0.5}
+    assert m["mean_class_accuracy"] == 0.5
+    assert m["num_videos"] == 4
+
+
+def test_average_precision_by_hand():
+    scores = np.array([[0.9, 0.1, 0.9], [0.8, 0.2, 0.8], [0.7, 0.3, 0.7], [0.6, 0.4, 0.6]])
+    targets = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 1], [0, 0, 1]])
+    value, per_class = mean_average_precision(scores, targets)
+    ap0 = (1 / 1 + 2 / 3) / 2
+    ap2 = (1 / 2 + 2 / 3 + 3 / 4) / 3
+    assert math.isclose(per_class[0], ap0) and math.isnan(per_class[1]) and math.isclose(per_class[2], ap2)
+    assert math.isclose(value, (ap0 + ap2) / 2)
+
+
+def _axis_world(path):
+    """Frames are exact basis vectors, class texts e0..e2, step texts e0..e3: zero-shot outputs are known."""
+    eye = np.eye(4, dtype=np.float32)
+    text = TextBank(class_names=["c0", "c1", "c2"], class_embeddings=eye[:3], step_names=["s0", "s1", "s2", "s3"],
+                    step_embeddings=eye, templates=["{}"])
+    # (split, label, shown basis vector, steps present)
+    videos = [("train", 0, 0, [0]), ("train", 1, 1, [1]), ("train", 2, 2, [2]),
+              ("test", 0, 0, [0]), ("test", 1, 1, [1, 3]), ("test", 2, 0, [0]), ("test", 2, 2, [2])]
+    videos += [("test_ood", 1, 2, [2]), ("test_ood", 2, 2, [2])]
+    records = []
+    for i, (split, label, shown, steps) in enumerate(videos):
+        labels = np.eye(3, dtype=np.uint8)[label]
+        step_vec = np.zeros(4, np.uint8)
+        step_vec[steps] = 1
+        records.append(VideoRecord(
+            video_id=f"v{i}", split=split, path=f"/v{i}.mp4", label=label, labels=labels, steps=step_vec, fps=1.0,
+            duration=3.0, num_frames=3, frame_index=np.arange(3), timestamps_ms=np.arange(3) * 1e3,
+            frame_mask=np.ones(3, bool), features=np.repeat(eye[shown][None], 3, 0).astype(np.float16)))
+    return write_records(path, records, text, world_attrs(3, 4, 3, 4))
+
+
+def test_zeroshot_evaluation_matches_hand_computed_metrics(tmp_path):
+    features = _axis_world(tmp_path / "axis.h5")
+    result = train(features, tmp_path / "run", HeadConfig(method="zeroshot", val_fraction=0.0), progress=False,
+                   log=lambda m: None)
+    assert result["epochs_run"] == 0 and (tmp_path / "run" / "best.pt").exists()
+    m = evaluate(tmp_path / "run" / "best.pt", features, "test", out=tmp_path / "m.json")
+    assert m["top1"] == 0.75 and m["top5"] == 1.0
+    assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert m["per_class_accuracy"] == {"c0": 1.0, "c1": 1.0, "c2": 0.5}
+    # Step scores are 100 * cos: columns s0..s2 rank their positives first (AP 1); s3 is a tie of zeros
+    # over four videos with one positive (AP 1/4).
+    assert math.isclose(m["step_mAP"], (1 + 1 + 1 + 0.25) / 4)
+    assert json.loads((tmp_path / "m.json").read_text())["top1"] == 0.75
+
+    both = evaluate_splits(tmp_path / "run" / "best.pt", features, ["test", "test_ood"], tmp_path / "out")
+    assert both["test_ood"]["top1"] == 0.5 and both["test_ood"]["num_videos"] == 2
+    assert (tmp_path / "out" / "metrics_test_ood.json").exists()
+    with pytest.raises(CmdclError, match="no videos in split 'val'"):
+        evaluate(tmp_path / "run" / "best.pt", features, "val")
+
+
+def test_evaluate_cli_writes_metrics(tmp_path, capsys):
+    features = _axis_world(tmp_path / "axis.h5")
+    main(["train-head", "--features", str(features), "--out", str(tmp_path / "run"), "--method", "zeroshot",
+          "--no-evaluate", "--no-progress"])
+    main(["evaluate", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--features", str(features),
+          "--split", "test", "--split", "test_ood", "--out", str(tmp_path / "eval")])
+    out = capsys.readouterr().out
+    assert "test: top1 0.7500" in out and "test_ood: top1 0.5000" in out
+    assert json.loads((tmp_path / "eval" / "metrics_test.json").read_text())["step_mAP"] == 0.8125
+
+
+def test_multilabel_map_matches_independent_computation(tmp_path):
+    from sklearn.metrics import average_precision_score
+
+    features = multilabel_world(tmp_path / "ml.h5")
+    main(["train-head", "--features", str(features), "--out", str(tmp_path / "run"), "--method", "transformer",
+          "--sta-layers", "1", "--epochs", "3", "--no-progress"])
+    written = json.loads((tmp_path / "run" / "metrics_test.json").read_text())
+    model, _, _ = load_model(tmp_path / "run" / "best.pt", device="cpu")
+    fs = FeatureSet(features)
+    rows = fs.select("test")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(fs.read_array("features", rows)).float(),
+                       torch.from_numpy(fs.index["frame_mask"][rows]))["logits"].numpy()
+    targets = fs.index["labels"][rows]
+    expected = np.mean([average_precision_score(targets[:, j], logits[:, j])
+                        for j in range(targets.shape[1]) if targets[:, j].any()])
+    assert math.isclose(written["mAP"], expected, rel_tol=1e-5)
+    assert "top1" not in written and set(written["per_class_AP"]) == set(fs.text.class_names)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all("val_mAP" in x for x in lines)
