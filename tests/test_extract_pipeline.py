@@ -1,0 +1,339 @@
+"""End-to-end extraction on tiny real videos with the tiny random model (CPU, a few seconds per run)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from cmdcl.core.distributed import ShardSpec
+from cmdcl.core.store import FeatureSet, shard_is_done, shard_name
+from cmdcl.extract import decoders
+from cmdcl.extract.runner import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask, ExtractConfig,
+                                  run_extraction)
+from cmdcl.extract.sampler import FrameSampler
+from cmdcl.pipelines.cli import main as cli_main
+from video_fixtures import write_test_video, write_truncated, write_zero_byte
+
+TESTS = Path(__file__).resolve().parent
+FRAMES = 8
+# (video_id, frames, height, width, codec, extension, split, label, steps)
+VIDEOS = [
+    ("v0", 40, 48, 64, "mpeg4", "mp4", "train", 0, ["s1"]),
+    ("v1", 5, 64, 48, "libx264", "mp4", "test", 1, []),  # shorter than FRAMES: padded + masked
+    ("v2", 60, 48, 64, "mpeg4", "avi", "train", 2, ["s1", "s2"]),
+    ("v3", 30, 40, 72, "libx264", "mkv", "test", 0, ["s2"]),
+    ("v4", 24, 72, 96, "mpeg4", "mp4", "train", 1, []),
+    ("v5", 33, 48, 48, "libx264", "mp4", "test", 2, ["s1"]),
+]
+BAD = {"bad_trunc": write_truncated, "bad_zero": write_zero_byte}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("manifest")
+    (root / "classes.txt").write_text("make pancake\nfry egg\nbrew tea\n")
+    (root / "steps.txt").write_text("s1\ns2\n")
+    rows = []
+    for vid, n, h, w, codec, ext, split, label, steps in VIDEOS:
+        write_test_video(root / "videos" / f"{vid}.{ext}", num_frames=n, height=h, width=w, fps=12.0, codec=codec,
+                         gop=8)
+        rows.append({"video_id": vid, "path": f"videos/{vid}.{ext}", "split": split, "label": label, "steps": steps})
+    for vid, write in BAD.items():
+        write(root / "videos" / f"{vid}.mp4")
+        rows.append({"video_id": vid, "path": f"videos/{vid}.mp4", "split": "train", "label": 0, "steps": []})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from cmdcl.extract.models import load_encoder
+
+    return load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)
+
+
+def config(dataset: Path, out: Path, **overrides) -> ExtractConfig:
+    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny", frames=FRAMES,
+                   batch_size=12, workers=0, device="cpu", precision="fp32", progress=False, flush_every=2)
+    options.update(overrides)
+    return ExtractConfig(**options)
+
+
+def by_id(features: FeatureSet, name: str = "features") -> dict[str, np.ndarray]:
+    rows = features.read_array(name, np.arange(len(features)))
+    return dict(zip(features.index["video_id"].tolist(), rows))
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, encoder, tmp_path_factory) -> Path:
+    """Single-process extraction of the whole dataset (decord where installed), the baseline of the comparisons."""
+    out = tmp_path_factory.mktemp("single")
+    summary = run_extraction(config(dataset, out), encoder=encoder)
+    assert (summary.extracted, summary.failed) == (6, 2)
+    return out / shard_name(0, 1)
+
+
+def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, reference):
+    out = tmp_path / "feats"
+    cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+              "--frames", str(FRAMES), "--batch-size", "12", "--workers", "2", "--device", "cpu",
+              "--precision", "fp32", "--no-progress"])
+    path = out / shard_name(0, 1)
+    assert shard_is_done(path) and not path.with_name(path.name + ".parts").exists()
+    capsys.readouterr()
+    cli_main(["inspect", str(out), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["videos"] == 6
+    assert summary["splits"] == {"test": 3, "train": 3}
+    assert summary["padded_videos"] == 1
+    assert sorted((f["video_id"], f["stage"]) for f in summary["failures"]) == [("bad_trunc", "open"),
+                                                                               ("bad_zero", "open")]
+    assert summary["frames"] == FRAMES and summary["embed_dim"] == 64
+    # Worker processes decode exactly what the single-process run decodes.
+    pooled, single = by_id(FeatureSet(path)), by_id(FeatureSet(reference))
+    assert pooled.keys() == single.keys()
+    for vid in single:
+        np.testing.assert_allclose(pooled[vid].astype(np.float32), single[vid].astype(np.float32), atol=2e-3)
+
+
+def test_records_hold_sampling_timestamps_labels_and_padding(reference):
+    features = FeatureSet(reference)
+    sampler = FrameSampler(FRAMES)
+    rows = {vid: i for i, vid in enumerate(features.index["video_id"].tolist())}
+    feats = by_id(features)
+    for vid, n, h, w, codec, ext, split, label, steps in VIDEOS:
+        i = rows[vid]
+        expected = sampler.sample(n)
+        assert features.index["num_frames"][i] == n
+        assert features.index["fps"][i] == pytest.approx(12.0)
+        assert features.index["split"][i] == split and features.index["label"][i] == label
+        assert features.index["labels"][i].tolist() == [int(c == label) for c in range(3)]
+        assert features.index["steps"][i].tolist() == [int("s1" in steps), int("s2" in steps)]
+        assert features.index["frame_index"][i].tolist() == expected.indices.tolist()
+        assert features.index["frame_mask"][i].tolist() == expected.mask.tolist()
+        np.testing.assert_allclose(features.index["timestamps_ms"][i], expected.indices * 1000 / 12, atol=1.0)
+        f = feats[vid].astype(np.float32)
+        np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=2e-3)
+        valid = int(expected.mask.sum())
+        assert (f[valid:] == f[valid - 1]).all()  # padded rows copy the last valid frame
+        assert np.abs(f[0] - f[valid - 1]).max() > 1e-3  # different frames, different features
+    attrs = features.attrs
+    assert attrs["model_name"] == "cmdcl-tiny" and attrs["frames"] == FRAMES and attrs["num_shards"] == 1
+    assert json.loads(attrs["sampler"])["mode"] == "uniform"
+    assert attrs["decoder"] in ("decord", "pyav") and attrs["code_version"] and attrs["dataset"] == "manifest"
+    assert json.loads(attrs["splits"]) == ["test", "train"]
+    with h5py.File(reference, "r") as f:
+        assert f["text/class_embeddings"].shape == (3, 64) and f["text/step_embeddings"].shape == (2, 64)
+
+
+def test_two_shards_merged_equal_single_process(dataset, encoder, reference, tmp_path, capsys):
+    out = tmp_path / "shards"
+    for k in range(2):
+        summary = run_extraction(config(dataset, out, shard=ShardSpec(k, 2, "test")), encoder=encoder)
+        assert summary.videos == 4
+    cli_main(["merge", str(out), "--out", str(tmp_path / "merged.h5")])
+    merged, single = FeatureSet(tmp_path / "merged.h5"), FeatureSet(reference)
+    assert sorted(merged.index["video_id"].tolist()) == sorted(single.index["video_id"].tolist())
+    assert sorted(f.video_id for f in merged.failures()) == ["bad_trunc", "bad_zero"]
+    a, b = by_id(merged), by_id(single)
+    for vid in b:
+        np.testing.assert_array_equal(a[vid], b[vid])
+    capsys.readouterr()
+    cli_main(["verify", str(tmp_path / "merged.h5")])
+    assert "verify: OK, 1 file(s), 6 videos" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # given together, files are one dataset: the same videos twice is a problem
+        cli_main(["verify", str(tmp_path / "merged.h5"), str(reference)])
+    assert "stored more than once" in capsys.readouterr().out
+
+
+def test_rerunning_a_complete_shard_skips_it(dataset, encoder, reference):
+    before = reference.stat().st_mtime_ns
+    summary = run_extraction(config(dataset, reference.parent), encoder=encoder)
+    assert summary.already_done and summary.extracted == 0
+    assert reference.stat().st_mtime_ns == before
+
+
+SLOW_RUN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from cmdcl.extract import runner
+real = runner.decode_task
+def slow(task, settings):
+    time.sleep(0.25)
+    return real(task, settings)
+runner.decode_task = slow
+from cmdcl.pipelines.cli import main
+main({argv!r})
+"""
+
+
+def start_slow_extraction(dataset: Path, out: Path) -> subprocess.Popen:
+    argv = ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+            "--frames", str(FRAMES), "--batch-size", "12", "--workers", "0", "--device", "cpu", "--precision",
+            "fp32", "--no-progress", "--flush-every", "1"]
+    return subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(tests=str(TESTS), argv=argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_first_part(process: subprocess.Popen, parts: Path, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while not list(parts.glob("part-*.h5")):
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no part file appeared"
+        time.sleep(0.02)
+
+
+def test_resume_after_sigkill_stores_every_video_once(dataset, encoder, reference, tmp_path):
+    out = tmp_path / "killed"
+    path = out / shard_name(0, 1)
+    process = start_slow_extraction(dataset, out)
+    wait_for_first_part(process, path.with_name(path.name + ".parts"))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not shard_is_done(path)
+    summary = run_extraction(config(dataset, out), encoder=encoder)
+    assert 1 <= summary.resumed < 8 and summary.resumed + summary.extracted + summary.failed == 8
+    resumed = FeatureSet(path)  # refuses duplicated video ids
+    assert len(resumed) == 6 and len(resumed.failures()) == 2
+    a, b = by_id(resumed), by_id(FeatureSet(reference))
+    for vid in b:
+        np.testing.assert_array_equal(a[vid], b[vid])
+
+
+def test_sigterm_saves_finished_videos_and_exits_143(dataset, tmp_path):
+    out = tmp_path / "terminated"
+    path = out / shard_name(0, 1)
+    process = start_slow_extraction(dataset, out)
+    wait_for_first_part(process, path.with_name(path.name + ".parts"))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr.decode()[-2000:]
+    assert b"re-run the same command to resume" in stderr
+    assert not shard_is_done(path) and list(path.with_name(path.name + ".parts").glob("part-*.h5"))
+
+
+def test_pyav_and_decord_give_close_features(dataset, encoder, reference, tmp_path):
+    summary = run_extraction(config(dataset, tmp_path, decoder="pyav"), encoder=encoder)
+    assert summary.extracted == 6
+    pyav = FeatureSet(tmp_path / shard_name(0, 1))
+    assert pyav.attrs["decoder"] == "pyav"
+    a, b = by_id(pyav), by_id(FeatureSet(reference))
+    for vid in b:
+        cosine = (a[vid].astype(np.float32) * b[vid].astype(np.float32)).sum(axis=1)
+        assert cosine.min() > 0.99, (vid, cosine)
+
+
+def test_patch_grid_and_fps_sampling(dataset, encoder, tmp_path):
+    # --limit applies to the sorted ids: bad_trunc, bad_zero, v0, v1
+    summary = run_extraction(config(dataset, tmp_path, patch_grid=2, sample_fps=2.0, limit=4), encoder=encoder)
+    assert (summary.extracted, summary.failed) == (2, 2)
+    features = FeatureSet(tmp_path / shard_name(0, 1))
+    patches = features.read_array("patches", np.arange(len(features)))
+    assert patches.shape == (2, FRAMES, 4, 64)
+    assert np.isfinite(patches.astype(np.float32)).all()
+    i = features.index["video_id"].tolist().index("v0")  # 40 frames at 12 fps, 2 per second -> 6 valid
+    assert features.index["frame_mask"][i].sum() == 6
+    assert features.index["frame_index"][i].tolist()[:6] == [3, 9, 15, 21, 27, 33]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--frames", "0"], "--frames 0"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--workers", "-1"], "--workers -1"),
+    (["--shard", "2/2"], "out of range"),
+    (["--shard", "1/2", "--num-shards", "2"], "not both"),
+    (["--decoder", "opencv"], "--decoder"),
+])
+def test_cli_rejects_bad_options(dataset, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_strict_exits_nonzero_on_failures(dataset, reference):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(reference.parent / "strict"),
+                  "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--no-progress",
+                  "--strict", "--limit", "2"])  # first two ids sorted: bad_trunc, bad_zero
+    assert exc.value.code == 1
+
+
+def test_verify_reports_unreadable_files_and_checks_the_others(reference, tmp_path, capsys):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(reference.read_bytes()[:2000])
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["verify", str(reference), str(broken), str(tmp_path / "missing.h5")])
+    assert exc.value.code == 1
+    out = capsys.readouterr().out
+    assert "broken.h5" in out and "missing.h5" in out and str(reference) not in out
+
+
+# ------------------------------------------------------------------------------- worker pool reliability
+
+class MisbehavingSampler(FrameSampler):
+    """Hangs on 13-frame videos and kills its process on 17-frame ones, like a stuck or crashing decoder."""
+
+    def sample(self, num_frames, fps=None, duration=None):
+        if num_frames == 13:
+            time.sleep(3600)
+        if num_frames == 17:
+            os._exit(3)
+        return super().sample(num_frames, fps, duration)
+
+
+def test_pool_replaces_hung_and_crashed_workers(tmp_path):
+    paths = {n: write_test_video(tmp_path / f"f{n}.mp4", num_frames=n) for n in (10, 13, 17, 20, 22)}
+    settings = DecodeSettings(sampler=MisbehavingSampler(4), image_size=32, resize_mode="shortest", backend="pyav",
+                              fallback=False)
+    tasks = [DecodeTask(key=n, video_id=f"f{n}", path=str(p)) for n, p in paths.items()]
+    pool = DecodePool(2, settings, timeout_s=3.0)
+    try:
+        results = {r.key: r for r in pool.run(tasks)}
+    finally:
+        pool.close()
+    assert sorted(results) == [10, 13, 17, 20, 22]
+    assert isinstance(results[13], DecodeFailure) and results[13].stage == "timeout"
+    assert isinstance(results[17], DecodeFailure) and results[17].stage == "crash"
+    for n in (10, 20, 22):
+        assert isinstance(results[n], DecodedClip) and results[n].frames.shape[0] == 4
+    assert pool.restarts == 2
+
+
+# ------------------------------------------------------------------------------- published dataset layouts
+
+def tiny_video(path: Path) -> None:
+    codec = {".webm": "libvpx", ".avi": "mpeg4"}.get(path.suffix, "libx264")
+    write_test_video(path, num_frames=10 + len(path.stem) % 7, height=36, width=48, fps=15.0, codec=codec, gop=5)
+
+
+@pytest.mark.parametrize("name", ["breakfast", "coin", "charades"])
+def test_published_layouts_extract_end_to_end(name, encoder, tmp_path):
+    import dataset_fixtures
+
+    from cmdcl.extract.datasets.registry import load_dataset
+
+    root = getattr(dataset_fixtures, f"write_{name}")(tmp_path / name, write_video=tiny_video)
+    index = load_dataset(name, root)
+    cfg = ExtractConfig(dataset=name, root=str(root), out_dir=str(tmp_path / "out"), model="cmdcl-tiny", frames=4,
+                        batch_size=16, workers=0, device="cpu", precision="fp32", progress=False)
+    summary = run_extraction(cfg, encoder=encoder)
+    assert (summary.extracted, summary.failed) == (len(index.items), 0)
+    features = FeatureSet(tmp_path / "out")
+    assert features.summary()["splits"] == index.split_sizes()
+    assert features.dims["C"] == len(index.class_names) and features.dims["S"] == len(index.step_names)
+    labels = dict(zip(features.index["video_id"].tolist(), features.index["labels"]))
+    for item in index.items:
+        assert np.flatnonzero(labels[item.video_id]).tolist() == sorted(item.labels)
+    assert FeatureSet(tmp_path / "out").verify() == []
+
+
+def test_decord_missing_defaults_to_pyav(monkeypatch):
+    monkeypatch.setattr(decoders, "decord_available", lambda: False)
+    assert decoders.default_backend() == "pyav"
