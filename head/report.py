@@ -147,7 +147,8 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
         "run": str(run), "checkpoint": str(checkpoint), "epoch": int(state["epoch"]), "method": method,
         "features": [str(p) for p in fs.paths], "split": split, "video": view["video_id"],
         "similarity_actions": [step_names[i] for i in similarity_actions],
-        "tracked_actions": [step_names[i] for i in tracked], "steps_annotated": annotated,
+        "tracked_actions": [step_names[i] for i in tracked] if view.get("step_attention") is not None else [],
+        "steps_annotated": annotated,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "matching": _matching_summary(matching, step_names, class_names),
         "figures": {f.key: f.file for f in figures}, "notes": {f.key: f.notes for f in figures if f.notes},
@@ -452,7 +453,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Figure:
     figure = Figure("curves", "Training curves",
                     caption="Left: mean training loss per epoch and validation loss. Right: validation metrics "
                             "per epoch (top-1/top-5/mean class accuracy or mAP, and atomic-action mAP when steps "
-                            "are annotated). The dashed line marks the epoch whose checkpoint is best.pt.")
+                            "are annotated). The dotted line marks the epoch whose checkpoint is best.pt.")
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure("curves")
@@ -483,7 +484,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Figure:
             ax.legend(fontsize=8)
     if history and not any(k in keys for k in ("train_loss", "val_loss")):
         figure.notes.append("No loss was recorded (a head without trainable parameters is scored only).")
-    if history and not any(k.startswith("train_") and not k.endswith("loss") for k in keys):
+    if "train_loss" in keys and not any(k.startswith("train_") and not k.endswith("loss") for k in keys):
         figure.notes.append("Training accuracy/mAP is not recorded in metrics.jsonl: only the training loss.")
     figure.file = _save(fig, path)
     return figure
@@ -498,7 +499,7 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: Path) ->
     figure = Figure("confusion", "Confusion matrix",
                     caption="Rows are true classes, columns predicted classes. Colour is the fraction of the "
                             "row's videos (the diagonal is per-class recall); numbers are video counts. "
-                            "Bright off-diagonal cells are the activities the head confuses.")
+                            "Dark off-diagonal cells are the activities the head confuses.")
     shown = np.arange(len(confusion))
     if len(confusion) > MAX_CONFUSION_CLASSES:
         off = confusion - np.diag(np.diag(confusion))
@@ -668,9 +669,10 @@ def spatial_attention_figure(view: dict[str, Any], actions: list[int], step_name
     grid = int(fs.attrs.get("patch_grid", 0))
     figure = Figure("spatial_attention", title,
                     caption=f"Video {view['video_id']}: for each tracked atomic action (rows) and sampled frame "
-                            f"(columns, time on top), the head's attention over the {grid}x{grid} patch grid. One "
-                            "colour scale per row, so both where (in a frame) and when (across frames) the action "
-                            "looks are visible.")
+                            f"(columns, time on top), the head's attention over the {grid}x{grid} patch grid of the "
+                            "square the encoder saw (a softmax over the patches of each frame: where in the frame "
+                            "the action looks; the temporal plot says which frames count). One colour scale per "
+                            "row (red = that row's maximum).")
     if frames is None:
         figure.notes.append(f"Frames not shown ({reason}): the patch grid is drawn alone.")
     figure.file = plot_spatial_attention(view, actions[:MAX_SPATIAL_ACTIONS], columns, frames, grid, step_names,
@@ -705,8 +707,9 @@ def plot_spatial_attention(view: dict[str, Any], actions: list[int], columns: np
                 ax.imshow(cells, extent=extent, aspect="auto", cmap="jet", vmin=0, vmax=1, interpolation="nearest")
         axes[r, 0].set_ylabel(_wrap(step_names[s], 14), fontsize=8)
         r += 1
+    digits = 2 if view["timestamps_s"][columns].max() < 10 else 1
     for c, f in enumerate(columns):
-        axes[0, c].set_title(f"{view['timestamps_s'][f]:.1f} s", fontsize=8)
+        axes[0, c].set_title(f"{view['timestamps_s'][f]:.{digits}f} s", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -783,7 +786,7 @@ def plot_matching(matching: dict[str, Any], step_names: list[str], annotated: bo
     for key, values, offset, label in bars:
         drawn = ax.barh(y + offset, values, height=height, color=MATCHING_COLOURS[key], label=label)
         for rect, value in zip(drawn, values):
-            if value:
+            if abs(value) >= 0.005:  # no labels on empty bars
                 ax.text(value + (0.005 if value > 0 else -0.005), rect.get_y() + height / 2, f"{abs(value):.2f}",
                         ha="left" if value > 0 else "right", va="center", fontsize=7)
     limit = 1.25 * max(float(np.max(before)), float(np.max(after)), 1e-6)
