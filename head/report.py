@@ -768,6 +768,7 @@ def plot_matching(matching: dict[str, Any], step_names: list[str], annotated: bo
                     caption=f"Video {matching['video_id']} against the atomic actions of its {matching['kind_a']} "
                             f"activity A = \u201c{a}\u201d (left) and of the activity the head finds most "
                             f"confusable, B = \u201c{b}\u201d (right). Each activity's actions are {source}. "
+                            "Actions of both activities are drawn on both sides. "
                             "Probabilities are one softmax over all drawn actions: before = frozen CLIP, "
                             "cos(mean frame, action text) / 0.01; after = the head's atomic-action scores. "
                             "After the interventions, mass should move to A's actions.")
