@@ -93,7 +93,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     data = FeatureData(fs, [split], frames=int(state["model_args"]["dims"]["F"]), use_patches=cfg.use_patches,
                        mode=cfg.data_mode, log=lambda message: None)
     multilabel = bool(state["model_args"]["multilabel"])
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
     scores = score_split(model, data, dev)
     metrics = compute_metrics(scores, data, np.arange(len(data)), multilabel, detailed=True)
