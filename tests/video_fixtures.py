@@ -10,6 +10,8 @@ a text file with a video extension.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -53,10 +55,20 @@ def write_test_video(path: str | Path, num_frames: int = 24, height: int = 48, w
     time base is then 1/1000 s); otherwise frames are spaced 1/fps apart. `gop` is the keyframe interval,
     so tests exercise seeking. `pattern="noise"` writes random frames (seeded) instead.
     """
-    import av
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if codec.startswith("libvpx") and "decord" in sys.modules:
+        # decord's bundled FFmpeg/libvpx, once loaded, break PyAV's VP8/VP9 *encoder* in the same process
+        # (avcodec_open2 returns EINVAL; decoding is unaffected): write the file from a fresh interpreter.
+        args = dict(num_frames=num_frames, height=height, width=width, fps=fps, codec=codec, pattern=pattern,
+                    frame_times_s=list(frame_times_s) if frame_times_s is not None else None, gop=gop, seed=seed)
+        code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"from video_fixtures import write_test_video; write_test_video({str(path)!r}, **{args!r})")
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return path
+
+    import av
+
     rng = np.random.default_rng(seed)
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as container:
