@@ -119,4 +119,110 @@ def evaluate_head(
         typer.echo(f"{name}: {_headline(metrics)} -> {folder / f'metrics_{name}.json'}")
 
 
-COMMANDS = {"train-head": train_head, "evaluate": evaluate_head}
+def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device: str = "auto",
+                   cache_dir: Optional[str] = None, pretrained: Optional[str] = None) -> list[dict]:
+    """Extract each video exactly as the checkpoint's training features were (model, weights, sampler,
+    frames, patch grid: the provenance it stores) and return its top-k classes with probabilities."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from cmdcl.core.errors import WeightsError
+    from cmdcl.extract.decoders import decord_available
+    from cmdcl.extract.models import load_encoder
+    from cmdcl.extract.preprocess import FramePreprocessor
+    from cmdcl.extract.runner import DecodeFailure, DecodeSettings, DecodeTask, decode_task
+    from cmdcl.extract.sampler import FrameSampler
+    from cmdcl.head.data import frame_subsample_index
+    from cmdcl.head.evaluate import load_model
+
+    model, cfg, state = load_model(checkpoint, device)
+    prov = state["provenance"]
+    sampler_spec = prov.get("sampler", "{}")
+    sampler_spec = json.loads(sampler_spec) if isinstance(sampler_spec, str) else dict(sampler_spec)
+    stored_frames = int(prov["frames"])
+    sampler = FrameSampler(stored_frames, mode=sampler_spec.get("mode", "uniform"), fps=sampler_spec.get("fps"))
+    recorded = str(prov.get("pretrained", ""))
+    seed = 0
+    if recorded.startswith("random:seed="):  # random weights (tests, demo): same seed, same weights
+        recorded, seed = "random", int(recorded.split("=", 1)[1])
+    encoder = load_encoder(str(prov["model_name"]), pretrained or recorded, cache_dir=cache_dir, device=device,
+                           precision=str(prov.get("precision") or "auto"), seed=seed)
+    if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
+        raise WeightsError(f"{checkpoint}: the encoder weights ({encoder.weights_file or encoder.pretrained}) are not "
+                           f"those that made its training features (sha256 {str(prov['weights_sha256'])[:12]}...).",
+                           fix="pass --pretrained with the original weights file.")
+    backend = str(prov.get("decoder") or "")
+    if backend not in ("decord", "pyav") or (backend == "decord" and not decord_available()):
+        backend = "decord" if decord_available() else "pyav"
+    settings = DecodeSettings(sampler=sampler, image_size=encoder.image_size, resize_mode=encoder.resize_mode,
+                              backend=backend, fallback=True)
+    preprocess = FramePreprocessor.from_encoder(encoder, device=encoder.device)
+    grid = int(prov.get("patch_grid", 0)) if cfg.use_patches else 0
+    model_frames = int(state["model_args"]["dims"]["F"])
+    class_names = list(state["vocabulary"]["class_names"])
+    multilabel = bool(state["model_args"]["multilabel"])
+    head_device = next(iter(model.state_dict().values())).device
+    results = []
+    for i, video in enumerate(videos):
+        decoded = decode_task(DecodeTask(i, video.stem, str(video)), settings)
+        if isinstance(decoded, DecodeFailure):
+            results.append({"video": str(video), "error": f"{decoded.stage}: {decoded.error}"})
+            continue
+        with torch.no_grad():
+            out = encoder.encode_frames(preprocess(decoded.frames), patch_grid=grid)
+        feats, patches = out if grid else (out, None)
+        mask = decoded.sampled.mask.astype(bool)
+        pad = np.minimum(np.arange(stored_frames), int(mask.sum()) - 1)  # the store's repeat-last padding
+        # float16 like the cached features the head was trained on
+        feats = feats.detach().float().cpu().numpy().astype(np.float16)[pad]
+        patches = patches.detach().float().cpu().numpy().astype(np.float16)[pad] if grid else None
+        if model_frames < stored_frames:
+            index, new_mask = frame_subsample_index(mask[None], model_frames)
+            feats, mask = feats[index[0]], new_mask[0]
+            patches = patches[index[0]] if grid else None
+        with torch.no_grad():
+            logits = model(torch.from_numpy(feats).float()[None].to(head_device),
+                           torch.from_numpy(mask)[None].to(head_device),
+                           torch.from_numpy(patches).float()[None].to(head_device) if grid else None)["logits"][0]
+        probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits.float(), dim=-1)
+        top = torch.topk(probs, min(top_k, len(class_names)))
+        results.append({"video": str(video), "frames": int(mask.sum()),
+                        "top": [{"class": class_names[j], "index": int(j), "probability": float(p)}
+                                for p, j in zip(top.values.tolist(), top.indices.tolist())]})
+    return results
+
+
+def predict(
+    videos: List[Path] = typer.Argument(..., help="Video files."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="best.pt of a run."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes to show per video."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="open_clip / Hugging Face weights cache."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained",
+                                             help="Weights to use instead of the recorded ones (same sha256)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the predictions here."),
+) -> None:
+    """Classify videos with a trained head: extract them as its features were, print the top-k classes."""
+    import json
+
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise CmdclError(f"{missing[0]}: no such video file.")
+    if top_k < 1:
+        raise CmdclError(f"--top-k must be >= 1, got {top_k}.")
+    results = predict_videos(checkpoint, videos, top_k, device, cache_dir, pretrained)
+    for result in results:
+        if "error" in result:
+            typer.echo(f"{result['video']}: FAILED {result['error']}")
+            continue
+        ranked = "  ".join(f"{k + 1}. {t['class']} ({t['probability']:.3f})" for k, t in enumerate(result["top"]))
+        typer.echo(f"{result['video']}: {ranked}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    if all("error" in r for r in results):
+        raise CmdclError(f"none of the {len(results)} videos could be decoded.")
+
+
+COMMANDS = {"train-head": train_head, "evaluate": evaluate_head, "predict": predict}

@@ -119,3 +119,43 @@ def test_multilabel_map_matches_independent_computation(tmp_path):
     assert "top1" not in written and set(written["per_class_AP"]) == set(fs.text.class_names)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all("val_mAP" in x for x in lines)
+
+
+def test_predict_extracts_like_training_and_agrees_with_cached_features(tmp_path, capsys):
+    from video_fixtures import write_test_video
+
+    root = tmp_path / "videos"
+    (root / "classes.txt").parent.mkdir(parents=True)
+    (root / "classes.txt").write_text("pour\nstir\n")
+    (root / "steps.txt").write_text("s1\n")
+    rows = []
+    for i in range(6):
+        write_test_video(root / f"v{i}.mp4", num_frames=12 + 4 * i, height=32, width=48, pattern="index", seed=i)
+        rows.append({"video_id": f"v{i}", "path": f"v{i}.mp4", "split": "train" if i < 4 else "test",
+                     "label": i % 2, "steps": ["s1"]})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main(["extract", "--dataset", "manifest", "--root", str(root), "--out", str(tmp_path / "feats"), "--model",
+          "cmdcl-tiny", "--frames", "6", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress"])
+    features = tmp_path / "feats"
+    main(["train-head", "--features", str(features), "--out", str(tmp_path / "run"), "--method", "transformer",
+          "--sta-layers", "1", "--heads", "2", "--epochs", "2", "--val-fraction", "0", "--device", "cpu",
+          "--no-progress", "--no-evaluate"])
+    capsys.readouterr()
+    main(["predict", str(root / "v5.mp4"), str(root / "v2.mp4"), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+          "--top-k", "2", "--device", "cpu", "--json", str(tmp_path / "pred.json")])
+    printed = capsys.readouterr().out.splitlines()
+    predictions = json.loads((tmp_path / "pred.json").read_text())
+    assert [p["video"] for p in predictions] == [str(root / "v5.mp4"), str(root / "v2.mp4")]
+    assert all(len(line.split("  ")) == 2 and str(root) in line for line in printed)
+
+    model, _, _ = load_model(tmp_path / "run" / "best.pt", device="cpu")
+    fs = FeatureSet(features)
+    for prediction, vid in zip(predictions, ("v5", "v2")):
+        row = np.flatnonzero(fs.index["video_id"] == vid)
+        with torch.no_grad():
+            logits = model(torch.from_numpy(fs.read_array("features", row)).float(),
+                           torch.from_numpy(fs.index["frame_mask"][row]))["logits"][0]
+        probs = torch.softmax(logits, -1)
+        assert prediction["top"][0]["index"] == int(probs.argmax())
+        assert math.isclose(prediction["top"][0]["probability"], float(probs.max()), abs_tol=1e-3)
+        assert prediction["frames"] == int(fs.index["frame_mask"][row].sum())
