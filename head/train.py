@@ -249,8 +249,9 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.warmup_epochs * n_steps, cfg.epochs * n_steps))
     start_epoch, start_step = 0, 0
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    items = torch.zeros((), dtype=torch.float64, device=dev)
+    # Running sums of the epoch (float64 on the device, saved mid-epoch): loss x videos, videos,
+    # correct top-1 and labelled videos (single-label training accuracy, in train mode).
+    sums = torch.zeros(4, dtype=torch.float64, device=dev)
     epoch_seconds_before = 0.0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -260,7 +261,7 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
         patience_left = int(state["patience_left"]) + (cfg.patience - int(state["config"]["patience"]))
         partial = state.get("partial_epoch") or {}
         if start_step and partial:
-            loss_sum, items = partial["loss_sum"].to(dev), partial["items"].to(dev)
+            sums = partial["sums"].to(dev)
             epoch_seconds_before = float(partial["seconds"])
         if master:
             _truncate_metrics(out_dir, start_epoch)
@@ -304,14 +305,16 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
             scaler.update()
             scheduler.step()
             n = len(batches[step])
-            loss_sum += loss.detach().double() * n
-            items += n
+            with torch.no_grad():
+                labelled = batch["label"] >= 0
+                correct = (out["logits"].argmax(-1) == batch["label"]) & labelled
+                sums += torch.stack([loss.detach().double() * n, torch.tensor(float(n), device=dev),
+                                     correct.sum().double(), labelled.sum().double()])
             bar.update(1)
             if on_step is not None:
                 on_step({"epoch": epoch, "step": step, "global_step": epoch * n_steps + step + 1, "loss": loss.item()})
             if _agreed(dist, _stop_reason is not None, dev) and step + 1 < len(batches):
-                partial = {"loss_sum": loss_sum.cpu(), "items": items.cpu(),
-                           "seconds": epoch_seconds_before + time.time() - started}
+                partial = {"sums": sums.cpu(), "seconds": epoch_seconds_before + time.time() - started}
                 if master:
                     save_checkpoint(out_dir / "last.pt", checkpoint(epoch, step + 1, False, partial))
                 bar.close()
@@ -322,11 +325,13 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
         start_step = 0
 
         # -------------------------------------------------------------- validation and bookkeeping
-        train_loss = _mean_over_ranks(dist, loss_sum, items)
+        totals = _sum_over_ranks(dist, sums)
+        train = {"train_loss": float(totals[0] / totals[1].clamp(min=1))}
+        if not multilabel:
+            train["train_top1"] = float(totals[2] / totals[3].clamp(min=1))
         seconds = epoch_seconds_before + time.time() - started
         epoch_seconds_before = 0.0
-        loss_sum = torch.zeros_like(loss_sum)
-        items = torch.zeros_like(items)
+        sums = torch.zeros_like(sums)
         decision = torch.zeros(2, dtype=torch.float64, device=dev)  # (improved, stop early)
         if master:
             if cfg.refresh_memory and hasattr(model, "refresh_memory"):
@@ -347,7 +352,7 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
             else:
                 patience_left -= 1
             decision[1] = float(bool(cfg.patience) and patience_left <= 0)
-            record = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()},
+            record = {"epoch": epoch + 1, **train, **{f"val_{k}": v for k, v in val.items()},
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": round(seconds, 3), "best": improved}
             say(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
         if dist is not None:
@@ -428,11 +433,11 @@ def _agreed(dist, flag: bool, dev: torch.device) -> bool:
     return bool(value.item())
 
 
-def _mean_over_ranks(dist, loss_sum: torch.Tensor, items: torch.Tensor) -> float:
-    totals = torch.stack([loss_sum, items])
+def _sum_over_ranks(dist, sums: torch.Tensor) -> torch.Tensor:
+    totals = sums.clone()
     if dist is not None:
         dist.all_reduce(totals)
-    return float(totals[0] / totals[1].clamp(min=1))
+    return totals.cpu()
 
 
 def _install_signal_handlers() -> dict[int, Any]:

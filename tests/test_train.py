@@ -232,3 +232,18 @@ def test_mismatched_features_are_refused(trained, tmp_path, capsys):
               log=lambda m: None)
     err = _cli_error(["train-head", "--features", str(trained.parent), "--method", "svm"], capsys)
     assert "--method 'svm' is not one of" in err
+
+
+def test_throughput_benchmark_runs_small(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--small", "--in-process", "--out", str(tmp_path)])
+    assert report["fast"]["videos"] == report["naive"]["videos"] == 230  # the train split of 256 videos
+    assert report["cmdcl"]["videos"] == 64 and report["speedup"] > 0
+    assert "speed-up" in capsys.readouterr().out
+    assert FeatureSet(report["file"]).summary()["splits"] == {"test": 26, "train": 230}
