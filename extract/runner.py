@@ -36,7 +36,7 @@ from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, ShardWriter, Vi
                               shard_name)
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decoders import (FrameCountChanged, VideoDecodeError, VideoMeta, VideoOpenError,
-                                    backend_version, default_backend, one_line, open_video)
+                                    backend_version, decord_available, default_backend, one_line, open_video)
 from cmdcl.extract.sampler import FrameSampler, SampledFrames
 
 TASKS_PER_WORKER = 2  # one decoding, one queued: a worker never waits for the main process
@@ -124,6 +124,9 @@ class ExtractSummary:
         out["frames_per_s"] = self.rate(self.wall_s)
         return out
 
+    def _workers_text(self) -> str:
+        return "in-process" if not self.workers else f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+
     def report(self) -> str:
         if self.already_done:
             return f"shard {self.shard}: {self.shard_path} is already complete ({self.videos} videos); nothing to do."
@@ -132,7 +135,7 @@ class ExtractSummary:
             f"  extracted {self.extracted}, resumed {self.resumed}, failed {self.failed}"
             + (f", served by PyAV after decord failed {self.fallbacks}" if self.fallbacks else ""),
             f"  decode            {self.decode_s:8.1f} worker-s  {self.rate(self.decode_s):9.1f} frames/s per worker"
-            f" ({f'{self.workers} workers' if self.workers else 'in-process'}; main waited {self.wait_s:.1f} s)",
+            f" ({self._workers_text()}; main waited {self.wait_s:.1f} s)",
             f"  preprocess+encode {self.preprocess_s + self.encode_s:8.1f} s         "
             f"{self.rate(self.preprocess_s + self.encode_s):9.1f} frames/s",
             f"  write             {self.write_s:8.1f} s",
@@ -278,6 +281,7 @@ class DecodePool:
             self.context.set_forkserver_preload(["cmdcl.extract.runner", "cmdcl.extract.preprocess", "av"])
         self.workers = [self._start_worker() for _ in range(workers)]
         self.restarts = 0
+        self._deaths_before_start = 0  # consecutive: workers that die before taking any task are broken
 
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self.context.Pipe(duplex=True)
@@ -335,9 +339,14 @@ class DecodePool:
                                             time.time() - worker.started_at)
                     else:  # died before starting it (e.g. failed to launch): try the task again
                         retry.appendleft(task)
+                        self._deaths_before_start += 1
+                        if self._deaths_before_start > 2 * len(self.workers) + 2:
+                            raise RuntimeError(f"decode workers keep dying before decoding anything "
+                                               f"(last exit code {code}); run with --workers 0 to see why")
                     continue
                 if kind == "start":
                     worker.started_at = time.time()
+                    self._deaths_before_start = 0
                 else:
                     worker.assigned.popleft()
                     worker.started_at = None
@@ -378,7 +387,7 @@ def decode_inline(tasks: Iterable[DecodeTask], settings: DecodeSettings, stop: C
 
 # ------------------------------------------------------------------------------------------- encoding
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: fields hold arrays
 class _Pending:
     """A decoded video whose frames are being encoded."""
 
@@ -607,6 +616,12 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
     sampler = cfg.sampler()
     backend = cfg.decoder or default_backend()
+    if backend == "decord" and not decord_available():
+        if not cfg.fallback:
+            raise CmdclError("--decoder decord: decord is not installed (wheels exist only for Linux x86_64 and "
+                             "Windows).", fix="use --decoder pyav.")
+        log("decord is not installed; decoding with PyAV")
+        backend = "pyav"
     num_classes, num_steps = len(index.class_names), len(index.step_names)
     attrs = {
         **encoder.provenance(),

@@ -159,6 +159,47 @@ def test_rerunning_a_complete_shard_skips_it(dataset, encoder, reference):
     assert reference.stat().st_mtime_ns == before
 
 
+def test_resume_with_different_settings_is_refused(dataset, encoder, tmp_path):
+    from cmdcl.core.errors import CmdclError
+    from cmdcl.core.store import FailureRecord, ShardWriter, TextBank
+
+    path = tmp_path / shard_name(0, 1)
+    text = TextBank(["a", "b", "c"], np.zeros((3, 64), np.float32), ["s1", "s2"], np.zeros((2, 64), np.float32), [])
+    earlier = ShardWriter(path, {"frames": 4, "embed_dim": 64, "num_classes": 3, "num_steps": 2,
+                                 "model_name": "cmdcl-tiny"}, text)
+    earlier.add_failure(FailureRecord("bad_zero", "x.mp4", "open", "empty"))
+    earlier.flush()
+    earlier.close()
+    with pytest.raises(CmdclError, match="frames=4"):
+        run_extraction(config(dataset, tmp_path), encoder=encoder)
+    assert not shard_is_done(path)
+
+
+class FailingSecondBatch:
+    """Wraps the encoder; its second frame batch raises, as an out-of-memory error would."""
+
+    def __init__(self, encoder):
+        self.encoder, self.calls = encoder, 0
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode_frames(self, pixels, patch_grid=0):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.encoder.encode_frames(pixels, patch_grid)
+
+
+def test_encoder_failure_fails_that_batch_only(dataset, encoder, tmp_path):
+    summary = run_extraction(config(dataset, tmp_path, batch_size=8), encoder=FailingSecondBatch(encoder))
+    encode_failures = [f for f in summary.failures if f.stage == "encode"]
+    assert encode_failures and all("out of memory" in f.error for f in encode_failures)
+    assert summary.extracted + len(encode_failures) == 6 and summary.extracted >= 3
+    features = FeatureSet(tmp_path / shard_name(0, 1))
+    assert len(features) == summary.extracted and features.verify() == []
+
+
 SLOW_RUN = """
 import sys, time
 sys.path.insert(0, {tests!r})
