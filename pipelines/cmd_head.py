@@ -4,6 +4,7 @@ torch is imported inside the command bodies so that `cmdcl --help` stays light.
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -80,7 +81,7 @@ def train_head(
     if world_from_env()[0] != 0:
         return
     if result["interrupted"]:
-        raise typer.Exit(INTERRUPTED_EXIT_CODE)
+        sys.exit(INTERRUPTED_EXIT_CODE)  # typer.Exit would be swallowed by cli.main's standalone_mode=False
     typer.echo(f"best val {result['metric']} {_fmt(result['best_metric'])} (epoch {result['best_epoch']}); "
                f"run folder {result['run_dir']}")
     if evaluate:

@@ -247,3 +247,29 @@ def test_throughput_benchmark_runs_small(tmp_path, capsys):
     assert report["cmdcl"]["videos"] == 64 and report["speedup"] > 0
     assert "speed-up" in capsys.readouterr().out
     assert FeatureSet(report["file"]).summary()["splits"] == {"test": 26, "train": 230}
+
+
+def test_cli_sigterm_exits_75_with_a_resumable_checkpoint(world, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = ["train-head", "--features", str(world), "--out", str(run), "--method", "linear", "--epochs", "100000",
+            "--patience", "0", "--device", "cpu", "--no-progress", "--no-evaluate"]
+    child = subprocess.Popen([sys.executable, "-m", "cmdcl.pipelines.cli", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    output, _ = child.communicate(timeout=60)
+    assert child.returncode == 75, output
+    assert "SIGTERM: saved" in output and "--resume auto" in output
+    state = load_checkpoint(run / "last.pt")
+    assert not state["finished"] and state["epoch"] >= 1
+    done = len(read_jsonl(run / "metrics.jsonl"))
+    epochs = args.index("--epochs") + 1
+    main([*args[:epochs], str(state["epoch"] + 2), *args[epochs + 1:]])  # resume: 2 more epochs, to the end
+    assert [x["epoch"] for x in read_jsonl(run / "metrics.jsonl")] == list(range(1, state["epoch"] + 3))
+    assert done == state["epoch"] and load_checkpoint(run / "last.pt")["finished"]
