@@ -316,7 +316,10 @@ class DecodePool:
                 if task is None:
                     break
                 worker.assigned.append(task)
-                worker.conn.send(task)
+                try:
+                    worker.conn.send(task)
+                except OSError:  # the worker just died: the wait below sees its closed pipe and re-queues
+                    pass
             busy = [w for w in self.workers if w.assigned]
             if not busy:
                 return
