@@ -251,7 +251,7 @@ def _worker_main(conn, settings: DecodeSettings) -> None:
         return
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     process: Any
     conn: Any
@@ -340,11 +340,10 @@ class DecodePool:
                     if started:
                         yield DecodeFailure(task.key, "crash", f"decode worker died (exit code {code})",
                                             time.time() - worker.started_at)
-                    else:  # died before starting it (e.g. failed to launch): try the task again
-                        retry.appendleft(task)
+                    else:  # died before starting it (failed to launch?): its tasks were re-queued above
                         self._deaths_before_start += 1
                         if self._deaths_before_start > 2 * len(self.workers) + 2:
-                            raise RuntimeError(f"decode workers keep dying before decoding anything "
+                            raise CmdclError(f"decode workers keep dying before decoding anything "
                                                f"(last exit code {code}); run with --workers 0 to see why")
                     continue
                 if kind == "start":
