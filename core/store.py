@@ -173,7 +173,8 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
             if contiguous:
                 videos.create_dataset(name, shape=shape, dtype=dtype)
             else:
-                chunk = (max(1, min(total, 16)), *shape[1:]) if total else None
+                # HDF5 chunks need positive sizes: no chunking when a vocabulary is empty (S or C = 0).
+                chunk = (max(1, min(total, 16)), *shape[1:]) if total and all(shape[1:]) else None
                 videos.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
         row = 0
         for block in video_sources:

@@ -51,6 +51,7 @@ class ExtractConfig:
     model: str = "ViT-B-16"
     pretrained: str | None = None  # open_clip tag, weights file, hf-hub:/local-dir: (models.load_encoder)
     cache_dir: str | None = None
+    preprocess_tag: str | None = None  # pretrained tag whose preprocessing a bare weights file uses
     frames: int = 64  # F: frames per video
     sample_fps: float | None = None  # sample at this rate (strided to F) instead of F uniform segments
     patch_grid: int = 0  # G > 0 also stores G x G pooled patch tokens per frame
@@ -611,8 +612,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     torch.manual_seed(cfg.seed)
     if encoder is None:
         encoder = load_encoder(cfg.model, cfg.pretrained, cache_dir=cfg.cache_dir, device=cfg.device,
-                               precision=cfg.precision, seed=cfg.seed)
-    elif encoder.model_name != cfg.model:
+                               precision=cfg.precision, seed=cfg.seed, preprocess_tag=cfg.preprocess_tag)
+    elif encoder.model_name.replace("/", "-") != cfg.model.replace("/", "-"):  # open_clip spells ViT-B/16 ViT-B-16
         raise ValueError(f"encoder {encoder.model_name!r} passed for model {cfg.model!r}")
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)

@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CMDCL_DEBUG"] = "1"
     _register()
     try:
-        app(args=args, prog_name="cmdcl", standalone_mode=False)
+        code = app(args=args, prog_name="cmdcl", standalone_mode=False)
+        # Without standalone mode, click returns (not raises) the code of `raise typer.Exit(n)`.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CmdclError as exc:
         if os.environ.get("CMDCL_DEBUG"):
             raise

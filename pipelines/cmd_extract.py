@@ -44,6 +44,9 @@ def extract(
     pretrained: Optional[str] = typer.Option(None, "--pretrained",
                                              help="open_clip tag, weights file, hf-hub:ORG/REPO or local-dir:PATH."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Weights cache (pre-filled for offline use)."),
+    preprocess_tag: Optional[str] = typer.Option(
+        None, "--preprocess-tag",
+        help="With a bare weights file: the pretrained tag whose preprocessing (mean/std, resize) it needs."),
     frames: int = typer.Option(64, "--frames", help="Frames per video (padded + masked when a video is shorter)."),
     fps: Optional[float] = typer.Option(None, "--fps",
                                         help="Sample at this rate (strided down to --frames) instead of uniformly."),
@@ -77,7 +80,7 @@ def extract(
     cfg = ExtractConfig(
         dataset=dataset, root=str(root), out_dir=str(out),
         splits=[s.strip() for s in splits.split(",") if s.strip()] if splits else None,
-        model=model, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None,
+        model=model, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, preprocess_tag=preprocess_tag,
         frames=frames, sample_fps=fps, patch_grid=patch_grid, batch_size=batch_size,
         workers=_default_workers() if workers is None else workers, decoder=decoder, fallback=fallback,
         device=device, precision=precision, shard=_shard_spec(shard, shard_index, num_shards), timeout_s=timeout,

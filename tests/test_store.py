@@ -94,3 +94,11 @@ def test_verify_finds_nan(tmp_path):
         f["videos/features"][1, 0, 0] = np.nan
     problems = FeatureSet(path).verify()
     assert len(problems) == 1 and "v1" in problems[0] and "NaN" in problems[0]
+
+
+def test_dataset_without_steps_writes_and_reads(tmp_path):
+    attrs = base_attrs(num_steps=0)
+    path = write_shard(tmp_path / "nosteps.h5", [("v0", "train", 0), ("v1", "test", 1)], attrs=attrs)
+    fs = FeatureSet(path)
+    assert fs.dims["S"] == 0 and fs.text.step_names == []
+    assert fs.read_array("steps", np.arange(2)).shape == (2, 0)
