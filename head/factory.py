@@ -19,7 +19,7 @@ def text_tensors(text: TextBank) -> tuple[torch.Tensor, torch.Tensor]:
     class_text = torch.from_numpy(np.asarray(text.class_embeddings, np.float32))
     step_text = torch.from_numpy(np.asarray(text.step_embeddings, np.float32))
     if step_text.numel() == 0:
-        step_text = class_text.clone()
+        step_text = class_text  # the same tensor: CMDCLHead then scores the classes directly
     return class_text, step_text
 
 
