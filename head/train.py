@@ -195,13 +195,14 @@ def _run(features, out_dir: Path, cfg: HeadConfig, state: dict | None, resume_pa
     class_text, step_text = text_tensors(fs.text)
     model_args = {"method": cfg.method, "dims": dims, "multilabel": multilabel, "class_names": fs.text.class_names,
                   "step_names": fs.text.step_names, "class_text": class_text, "step_text": step_text[:len(fs.text.step_names)]}
-    provenance = {**fs.provenance(), "files": [str(p) for p in fs.paths]}
+    # Absolute paths: the report and evaluate may run from another directory.
+    provenance = {**fs.provenance(), "files": [str(p.resolve()) for p in fs.paths]}
     metric_name = main_metric_name(multilabel)
     eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", {
-            "config": cfg.to_dict(), "method": cfg.method, "features": [str(p) for p in fs.paths],
+            "config": cfg.to_dict(), "method": cfg.method, "features": provenance["files"],
             "dims": dims, "multilabel": multilabel, "aux_step_loss_used": aux_weight, "parameters": num_params,
             "train_videos": int(len(train_rows)), "val_videos": int(len(val_rows)), "world_size": world,
             "device": str(dev), "deterministic": deterministic, "data_mode": data.mode, "code_version": code_version(),

@@ -34,6 +34,12 @@ def train_head(
     sta_layers: int = typer.Option(6, "--sta-layers", help="H spatio-temporal attention blocks (transformer: layers)."),
     frames: int = typer.Option(0, "--frames", help="Sub-sample the cached frames to this many (0 = all)."),
     bias_estimator: str = typer.Option("attention", "--bias-estimator", help="attention | sinkhorn."),
+    sinkhorn_iters: int = typer.Option(50, "--sinkhorn-iters", help="Sinkhorn iterations (bias estimator sinkhorn)."),
+    sinkhorn_eps: float = typer.Option(0.1, "--sinkhorn-eps", help="Entropic regularisation of the Sinkhorn plan."),
+    tci_residual: bool = typer.Option(True, "--tci-residual/--no-tci-residual",
+                                      help="T' = T + [T;B]W_B (residual) or [T;B]W_B."),
+    refresh_memory: bool = typer.Option(True, "--refresh-memory/--no-refresh-memory",
+                                        help="EMA-refresh the front-door memory after each epoch."),
     bias_source: str = typer.Option("video", "--bias-source", help="video | dictionary."),
     frontdoor_cross: str = typer.Option("dictionary", "--frontdoor-cross", help="dictionary | none."),
     dictionary_size: int = typer.Option(32, "--dictionary-size", help="K prototypes of the dictionaries."),
@@ -64,7 +70,8 @@ def train_head(
 
     cfg = HeadConfig(
         method=method, use_tci=not no_tci, use_vci=not no_vci, sta_layers=sta_layers, frames=frames,
-        bias_estimator=bias_estimator, bias_source=bias_source, frontdoor_cross=frontdoor_cross,
+        bias_estimator=bias_estimator, sinkhorn_iters=sinkhorn_iters, sinkhorn_eps=sinkhorn_eps,
+        tci_residual=tci_residual, refresh_memory=refresh_memory, bias_source=bias_source, frontdoor_cross=frontdoor_cross,
         dictionary_size=dictionary_size, use_patches=use_patches, classifier=classifier, width=width, heads=heads,
         dropout=dropout, aux_step_loss=aux_step_loss, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, warmup_epochs=warmup_epochs, patience=patience, val_fraction=val_fraction,
