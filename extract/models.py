@@ -34,6 +34,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CmdclError, WeightsError
 
 # Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on import.
@@ -179,7 +180,7 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
     `preprocess_tag` names the pretrained tag whose preprocessing a bare weights file should use when
     the model's tags disagree (e.g. ViT-L-14); it is ignored for every other source.
     """
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     precision = _resolve_precision(precision, torch_device)
     pretrained = "" if pretrained is None else str(pretrained)
     source = _resolve_source(model_name, pretrained, cache_dir, preprocess_tag)
@@ -380,18 +381,6 @@ def _preprocess_for_file(config_name: str, path: Path, preprocess_tag: str | Non
     if variants:
         return {k: v for k, v in json.loads(next(iter(variants))).items() if v is not None}
     return {}  # an architecture without registered weights (e.g. cmdcl-tiny): its config's defaults
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise CmdclError(f"--device {device!r} is not a torch device.", fix="use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CmdclError(f"--device {device} requested but CUDA is not available.", fix="use --device cpu or auto.")
-    return resolved
 
 
 def _resolve_precision(precision: str, device: torch.device) -> str:

@@ -14,25 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import check_compatible, load_checkpoint
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
-
-
-def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" is the local rank's GPU when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise CmdclError(f"--device {device!r} is not a device name.", fix="use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CmdclError(f"--device {device} but no CUDA GPU is visible.", fix="use --device cpu.")
-    return resolved
 
 
 # ---------------------------------------------------------------------------------------------- outputs

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.version import code_version
@@ -37,7 +38,7 @@ from cmdcl.head.checkpoint import (CHECKPOINT_FORMAT_VERSION, check_compatible, 
                                    save_checkpoint, set_rng_state)
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import epoch_batches, load_train_val, steps_per_epoch
-from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name, resolve_device, write_json
+from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name, write_json
 from cmdcl.head.factory import build_model, count_parameters, text_tensors
 
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run saved last.pt and asks to be resumed

@@ -15,13 +15,6 @@ from cmdcl.head.train import param_groups, warmup_cosine
 D, C, S, FR = 16, 3, 5, 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def text_bank(seed=0) -> TextBank:
     rng = np.random.default_rng(seed)

@@ -30,12 +30,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "2 processes" in launched.stdout
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        main([*args, "--out", str(tmp_path / "single")])
-    finally:
-        torch.set_num_threads(threads)
+    main([*args, "--out", str(tmp_path / "single")])  # one torch thread, as the DDP ranks (conftest)
 
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
     single = load_checkpoint(tmp_path / "single" / "last.pt")

@@ -15,13 +15,6 @@ from cmdcl.pipelines.cli import main
 from head_fixtures import multilabel_world, world_attrs, write_records
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_topk_confusion_and_per_class_accuracy_by_hand():
     logits = np.array([[3, 1, 0], [0, 2, 1], [1, 0, 2], [2, 1, 0], [0, 0, 9]], np.float32)

@@ -18,14 +18,6 @@ from head_fixtures import ORDER_SCRIPTS, order_world
 CHANCE = 1 / len(ORDER_SCRIPTS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: one thread is faster and immune to other processes competing for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
