@@ -55,7 +55,7 @@ class MethodResult:
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[MethodResult]:
     """Run every stage and return one result per method (also written to OUT/results.json)."""
-    from cmdcl.extract.datasets.synthetic import ensure_synthetic, measured_agreement
+    from cmdcl.extract.datasets.synthetic import context_only_accuracy, ensure_synthetic, measured_agreement
     from cmdcl.extract.runner import ExtractConfig, run_extraction
     from cmdcl.head.config import HeadConfig
     from cmdcl.head.evaluate import evaluate_splits
@@ -106,14 +106,16 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
         say("[4/4] report of the cmdcl run")
         report_path = build_report(out / "cmdcl", features=features, device="cpu")
 
+    context = context_only_accuracy(cfg.data_root, seed=cfg.seed)
     (out / "results.json").write_text(json.dumps({
         "results": [{**r.__dict__, "run_dir": str(r.run_dir)} for r in results],
         "features": features, "report": str(report_path) if report_path else None,
+        "context_only_top1": context,
         "encoder": {"model": cfg.model, "pretrained": cfg.pretrained or "random"},
         "seconds": time.perf_counter() - started,
     }, indent=2) + "\n")
     say("")
-    say(format_table(results, chance=1.0 / _num_classes(features)))
+    say(format_table(results, chance=1.0 / _num_classes(features), context=context))
     say("")
     say(f"features: {features}")
     for r in results:
@@ -133,12 +135,15 @@ def _num_classes(features: str) -> int:
     return FeatureSet(features).dims["C"]
 
 
-def format_table(results: list[MethodResult], chance: float) -> str:
+def format_table(results: list[MethodResult], chance: float, context: dict[str, float] | None = None) -> str:
     header = f"{'method':<17} {'IID top-1':>9} {'OOD top-1':>9} {'atomic mAP':>10} {'params':>9} {'train s':>7}"
     lines = [header, "-" * len(header)]
     for r in results:
         step = f"{r.step_map:.3f}" if r.step_map is not None else "-"
         lines.append(f"{r.method:<17} {r.iid_top1:>9.3f} {r.ood_top1:>9.3f} {step:>10} {r.parameters:>9,d} "
                      f"{r.train_s:>7.1f}")
+    if context:
+        lines.append(f"{'context only':<17} {context['test']:>9.3f} {context['test_ood']:>9.3f} {'-':>10} {'-':>9} "
+                     f"{'-':>7}   <- logistic regression on the true confounder labels")
     lines.append(f"(chance top-1 = {chance:.3f}; IID = split 'test', OOD = split 'test_ood' with the context shuffled)")
     return "\n".join(lines)

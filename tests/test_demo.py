@@ -11,7 +11,7 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     for run in DEMO_RUNS:
         assert any(line.startswith(run + " ") for line in printed.splitlines()), run
-    assert "RANDOMLY initialised" in printed
+    assert "RANDOMLY initialised" in printed and "context only" in printed
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert [r["method"] for r in results["results"]] == list(DEMO_RUNS)
     for r in results["results"]:

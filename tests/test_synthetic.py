@@ -251,3 +251,13 @@ def test_synth_defaults_mirror_the_config():
     for option, field in mapping.items():
         assert defaults[option] == getattr(config, field), option
 
+
+
+def test_context_only_accuracy_from_the_written_attributes(tmp_path):
+    root = generate_synthetic(tmp_path / "w", tiny(train_per_class=30, test_per_class=30, ood_per_class=30,
+                                                  min_seconds=3.0, max_seconds=3.0),
+                              progress=False)
+    scores = synthetic.context_only_accuracy(root)
+    assert set(scores) == {"test", "test_ood"}
+    assert scores["test"] > 0.75  # rho = 0.9 with 3 activities
+    assert scores["test_ood"] < 0.6  # chance is 1/3

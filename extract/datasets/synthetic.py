@@ -589,3 +589,26 @@ def measured_agreement(root: str | Path) -> dict[str, dict[str, float]]:
         chosen = [r for r in rows if r["split"] == split]
         out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in CONFOUNDERS}
     return out
+
+
+def context_only_accuracy(root: str | Path, seed: int = 0) -> dict[str, float]:
+    """split -> top-1 of a classifier that sees only the confounders (one-hot), trained on `train`.
+
+    The reference row of the demo: what a head that learned the context alone would score.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows = load_attributes(root)
+    num_values = 1 + max(int(r[n]) for r in rows for n in CONFOUNDERS)
+
+    def table(split: str) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [r for r in rows if r["split"] == split]
+        x = np.zeros((len(chosen), len(CONFOUNDERS) * num_values))
+        for i, row in enumerate(chosen):
+            for j, name in enumerate(CONFOUNDERS):
+                x[i, j * num_values + int(row[name])] = 1
+        return x, np.array([int(r["label_index"]) for r in chosen])
+
+    classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(*table("train"))
+    splits = dict.fromkeys(r["split"] for r in rows if r["split"] != "train")
+    return {split: float(classifier.score(*table(split))) for split in splits}
