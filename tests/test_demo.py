@@ -1,6 +1,8 @@
 """The main job end to end on a tiny synthetic world (the README's first command at toy size)."""
 import json
 
+import numpy as np
+
 from cmdcl.pipelines.cli import main
 from cmdcl.pipelines.demo import DEMO_RUNS
 
@@ -23,3 +25,29 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     again = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert [(r["iid_top1"], r["ood_top1"]) for r in again["results"]] == \
            [(r["iid_top1"], r["ood_top1"]) for r in results["results"]]
+
+
+def _features(tmp_path, name, seed):
+    from cmdcl.core.store import FeatureSet
+    from cmdcl.extract.datasets.synthetic import SyntheticConfig, generate_synthetic
+    from cmdcl.extract.runner import ExtractConfig, run_extraction
+
+    config = SyntheticConfig(seed=seed, num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4,
+                             train_per_class=2, test_per_class=1, ood_per_class=1, width=48, height=32, fps=4,
+                             min_seconds=3.0, max_seconds=4.0)
+    root = generate_synthetic(tmp_path / name, config, progress=False)
+    summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / f"{name}-f"),
+                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
+                             log=lambda m: None)
+    fs = FeatureSet(summary.shard_path)
+    return (root / "manifest.csv").read_bytes(), fs.read_array("features", np.arange(len(fs)))
+
+
+def test_same_seed_same_manifest_and_features_different_seed_differs(tmp_path):
+    manifest_a, feats_a = _features(tmp_path, "a", seed=5)
+    manifest_b, feats_b = _features(tmp_path, "b", seed=5)
+    manifest_c, feats_c = _features(tmp_path, "c", seed=6)
+    assert manifest_a == manifest_b
+    np.testing.assert_array_equal(feats_a, feats_b)
+    assert manifest_a != manifest_c
+    assert feats_a.shape != feats_c.shape or not np.array_equal(feats_a, feats_c)
