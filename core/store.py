@@ -10,6 +10,7 @@ refuse anything without `complete=True`.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import json
@@ -17,6 +18,7 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -56,6 +58,7 @@ VIDEO_FIELDS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "patches": (np.float16, ("F", "P", "D")),  # only when patch_grid > 0
 }
 FAILURE_FIELDS = ("video_id", "path", "stage", "error")
+NOTE_FIELDS = ("video_id", "path", "kind", "note")
 
 
 @dataclass
@@ -85,6 +88,17 @@ class FailureRecord:
     path: str
     stage: str  # "open", "decode", "timeout", "encode", ...
     error: str
+
+
+@dataclass
+class NoteRecord:
+    """A remark on a stored video: kind "partial" (only part decoded), "rotation" (display rotation not
+    applied), "fallback" (decoded by PyAV after decord failed)."""
+
+    video_id: str
+    path: str
+    kind: str
+    note: str
 
 
 @dataclass
@@ -153,7 +167,8 @@ def _video_fields(attrs: dict[str, Any]) -> list[str]:
 
 
 def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
-                failures: Sequence[FailureRecord], total: int, contiguous: bool) -> None:
+                failures: Sequence[FailureRecord], total: int, contiguous: bool,
+                notes: Sequence[NoteRecord] = ()) -> None:
     """Write a complete store file at `path` from column blocks; the caller renames it into place.
 
     `contiguous=True` (final shards, merged files) lays /videos/features out uncompressed and
@@ -184,9 +199,10 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
             row += n
         if row != total:
             raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
-        fails = f.create_group("failures")
-        for key in FAILURE_FIELDS:
-            fails.create_dataset(key, data=np.array([getattr(x, key) for x in failures], dtype=object), dtype=STR)
+        for name, fields, rows in (("failures", FAILURE_FIELDS, failures), ("notes", NOTE_FIELDS, notes)):
+            group = f.create_group(name)
+            for key in fields:
+                group.create_dataset(key, data=np.array([getattr(x, key) for x in rows], dtype=object), dtype=STR)
         f.attrs["num_videos"] = total
         f.attrs["num_failures"] = len(failures)
         f.attrs["complete"] = True
@@ -220,6 +236,15 @@ def _read_failures(f: h5py.File) -> list[FailureRecord]:
     group = f["failures"]
     columns = {k: _strings(group[k]) for k in FAILURE_FIELDS}
     return [FailureRecord(*row) for row in zip(*(columns[k] for k in FAILURE_FIELDS))]
+
+
+def _read_notes(f: h5py.File) -> list[NoteRecord]:
+    """The /notes rows; files written before notes existed have none."""
+    if "notes" not in f:
+        return []
+    group = f["notes"]
+    columns = {k: _strings(group[k]) for k in NOTE_FIELDS}
+    return [NoteRecord(*row) for row in zip(*(columns[k] for k in NOTE_FIELDS))]
 
 
 # --------------------------------------------------------------------------------------------- writer
@@ -257,6 +282,7 @@ class ShardWriter:
         self.flush_every = flush_every
         self._buffer: list[VideoRecord] = []
         self._failures: list[FailureRecord] = []
+        self._notes: list[NoteRecord] = []
         self._lock_handle = None
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._claim()
@@ -268,7 +294,17 @@ class ShardWriter:
         handle = open(lock_path, "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                # Lustre without -o flock, some NFS setups: no locks at all. Go on unguarded rather than fail:
+                # with one shard per process (SLURM arrays, torchrun) there is a single writer anyway.
+                warnings.warn(f"{lock_path}: the file system does not support locks ({os.strerror(exc.errno)}); "
+                              "make sure no other process writes this shard.", RuntimeWarning, stacklevel=3)
+                handle.close()
+                return
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                handle.close()
+                raise
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             handle.close()
@@ -286,14 +322,16 @@ class ShardWriter:
     def _parts(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.h5"))
 
-    def done_ids(self) -> set[str]:
-        """Ids of videos already stored or recorded as failed in finished parts of this shard."""
+    def done_ids(self, include_failed: bool = True) -> set[str]:
+        """Ids of videos already stored (and, unless `include_failed` is False, recorded as failed) in
+        finished parts of this shard. A failed video redone later supersedes its failure at `finalize`."""
         done: set[str] = set()
         for part in self._parts():
             try:
                 with h5py.File(part, "r") as f:
                     done.update(_strings(f["videos/video_id"]))
-                    done.update(_strings(f["failures/video_id"]))
+                    if include_failed:
+                        done.update(_strings(f["failures/video_id"]))
             except (OSError, KeyError):
                 # A renamed part is complete by construction; an unreadable one means disk trouble.
                 # Redo its videos rather than trust it.
@@ -308,31 +346,39 @@ class ShardWriter:
     def add_failure(self, failure: FailureRecord) -> None:
         self._failures.append(failure)
 
+    def add_note(self, note: NoteRecord) -> None:
+        """A remark on a video added (or about to be added) with `add`; written with the next part."""
+        self._notes.append(note)
+
     def flush(self) -> None:
-        if not self._buffer and not self._failures:
+        if not self._buffer and not self._failures and not self._notes:
             return
         part = self.parts_dir / f"part-{self._next_part:06d}.h5"
         tmp = part.with_name(part.name + ".tmp")
         block = [_records_to_block(self._buffer, self.attrs)] if self._buffer else []
-        _write_file(tmp, self.attrs, self.text, block, self._failures, len(self._buffer), contiguous=False)
+        _write_file(tmp, self.attrs, self.text, block, self._failures, len(self._buffer), contiguous=False,
+                    notes=self._notes)
         tmp.rename(part)
         self._next_part += 1
-        self._buffer, self._failures = [], []
+        self._buffer, self._failures, self._notes = [], [], []
 
     def finalize(self) -> dict[str, int]:
         """Consolidate parts into the final contiguous shard, mark it done, remove the parts."""
         self.flush()
         parts = self._parts()
-        total, failures, seen = 0, [], set()
+        total, failures, notes, seen = 0, {}, {}, set()
         for part in parts:
             with h5py.File(part, "r") as f:
                 ids = _strings(f["videos/video_id"])
                 total += len(ids)
-                failures.extend(_read_failures(f))
+                failures.update((x.video_id, x) for x in _read_failures(f))  # a retried video: its latest failure
+                notes.update(((x.video_id, x.kind, x.note), x) for x in _read_notes(f))
                 duplicated = seen.intersection(ids)
                 if duplicated:
                     raise FeatureFileError(f"{part}: videos {sorted(duplicated)[:3]} stored twice in one shard.")
                 seen.update(ids)
+        failures = [x for x in failures.values() if x.video_id not in seen]  # failed once, stored on a retry
+        notes = [x for x in notes.values() if x.video_id in seen]
 
         def blocks() -> Iterator[dict[str, np.ndarray]]:
             for part in parts:
@@ -341,7 +387,7 @@ class ShardWriter:
 
         attrs = {**self.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         tmp = self.path.with_name(self.path.name + ".tmp")
-        _write_file(tmp, attrs, self.text, blocks(), failures, total, contiguous=True)
+        _write_file(tmp, attrs, self.text, blocks(), failures, total, contiguous=True, notes=notes)
         tmp.rename(self.path)
         summary = {"videos": total, "failures": len(failures)}
         self.path.with_name(self.path.name + ".done").write_text(json.dumps(summary) + "\n")
@@ -354,6 +400,24 @@ class ShardWriter:
             fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
             self._lock_handle.close()
             self._lock_handle = None
+
+
+def reopen_shard(path: str | Path) -> bool:
+    """Make a finished shard unfinished again, its file becoming the first part (to retry its failures).
+
+    Crash-safe: the file is renamed into the parts folder before the `.done` marker goes, and a shard
+    counts as finished only with both, so an interruption leaves a shard that resumes from its parts.
+    Returns False when `path` is not a finished shard.
+    """
+    path = Path(path)
+    if not shard_is_done(path):
+        return False
+    parts_dir = path.with_name(path.name + ".parts")
+    shutil.rmtree(parts_dir, ignore_errors=True)  # leftovers of an interrupted clean-up, all inside the shard
+    parts_dir.mkdir()
+    path.rename(parts_dir / "part-000000.h5")
+    path.with_name(path.name + ".done").unlink()
+    return True
 
 
 # --------------------------------------------------------------------------------------------- reader
@@ -479,6 +543,14 @@ class FeatureSet:
                 out.extend(_read_failures(f))
         return out
 
+    def notes(self) -> list[NoteRecord]:
+        """Remarks on stored videos (partial decodes, rotation not applied, decoder fallbacks)."""
+        out = []
+        for path in self.paths:
+            with h5py.File(path, "r") as f:
+                out.extend(_read_notes(f))
+        return out
+
     def provenance(self) -> dict[str, Any]:
         """The shared attributes (shard-specific ones dropped), as stored in checkpoints."""
         skip = {"shard_index", "num_shards", "created", "num_videos", "num_failures", "complete"}
@@ -542,6 +614,7 @@ class FeatureSet:
             "padded_videos": int((~self.index["frame_mask"]).any(axis=1).sum()),
             "failures": [vars(x) for x in failures],
             "num_failures": len(failures),
+            "notes": [vars(x) for x in self.notes()],
             "num_classes": self.dims["C"],
             "num_steps": self.dims["S"],
             "frames": self.dims["F"],
@@ -600,6 +673,7 @@ def merge_feature_files(inputs: str | Path | Sequence[str | Path], output: str |
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = output.with_name(output.name + ".tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
-    _write_file(tmp, attrs, source.text, blocks(), source.failures(), len(source), contiguous=True)
+    _write_file(tmp, attrs, source.text, blocks(), source.failures(), len(source), contiguous=True,
+                notes=source.notes())
     tmp.rename(output)
     return {"videos": len(source), "failures": len(source.failures()), "inputs": len(source.paths)}

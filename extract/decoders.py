@@ -10,10 +10,19 @@ Rules every backend follows, because users of such tools hit each of them:
 - The frame count is counted from the packets, not taken from container metadata (decord #26).
 - Every returned frame comes with its presentation time in milliseconds from the stream start.
 - Readers are created by the process that uses them (decord readers do not survive a fork).
+- Broken files say what is wrong: `VideoOpenError` / `VideoDecodeError` carry a one-line reason, a
+  file whose container promises more than it holds is flagged (`VideoMeta.truncated`), and PyAV can
+  salvage the cleanly decodable frames of a partly corrupt video (`PyAVDecoder.decodable_indices`,
+  `read_tolerant`).
+- Rotation metadata (display matrix) is read and reported, never applied: frames come in their coded
+  orientation from both backends. decord mis-decodes rotated videos, so it refuses them (PyAV serves).
 """
 from __future__ import annotations
 
 import bisect
+import errno
+import os
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,8 +55,9 @@ class VideoMeta:
     width: int
     out_height: int  # size of the frames `read` returns
     out_width: int
-    rotation: int | None = None  # display rotation in degrees when the container says (not applied)
+    rotation: int | None = None  # display rotation, degrees counter-clockwise, when the file has one (not applied)
     backend: str = ""
+    truncated: str | None = None  # why the file holds fewer frames than its container declares, when it does
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,31 +78,86 @@ def _resolve_size(size: SizeSpec, height: int, width: int) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _probe(path: str) -> tuple[int, int, int | None]:
-    """Source (height, width, rotation) from the container header, without decoding a frame."""
+@dataclass
+class _Header:
+    """What the container says about its video stream, before anything is decoded."""
+
+    height: int
+    width: int
+    rotation: int | None
+    declared_frames: int | None  # frame count stored in the header (mp4, avi), None when absent (mkv, webm)
+    declared_duration: float | None  # seconds the video stream (or a single-stream file) claims to last
+
+
+def _probe(path: str) -> _Header:
+    """The container header of `path`, plus the rotation of its first frame (one frame is decoded)."""
     import av
 
     with av.open(path) as container:
         if not container.streams.video:
             raise VideoOpenError("file has no video stream")
         stream = container.streams.video[0]
-        return stream.codec_context.height, stream.codec_context.width, _rotation(stream)
+        return _Header(stream.codec_context.height, stream.codec_context.width,
+                       _first_frame_rotation(container, stream), *_declared_length(container, stream))
 
 
-def _rotation(stream) -> int | None:
-    rotate = stream.metadata.get("rotate")
+def _declared_length(container, stream) -> tuple[int | None, float | None]:
+    frames = int(stream.frames) if stream.frames else None
+    if stream.duration and stream.time_base:
+        return frames, float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:  # otherwise it may be an audio track's length
+        return frames, container.duration / 1_000_000  # AV_TIME_BASE
+    return frames, None
+
+
+def _first_frame_rotation(container, stream) -> int | None:
+    """Display rotation in degrees (counter-clockwise) of the first decodable frame; None when there is none.
+
+    FFmpeg >= 6 exposes the display matrix only as side data (the old `rotate` tag is gone), and PyAV
+    gives it on decoded frames; the tag is still honoured for files written by old muxers.
+    """
+    degrees: float | None = None
     try:
-        return int(rotate) if rotate is not None else None
-    except ValueError:
-        return None
+        for frame in container.decode(stream):
+            degrees = frame.rotation
+            break
+    except Exception:  # a first frame that does not decode is for the decoders to report, not the probe
+        pass
+    tagged = stream.metadata.get("rotate", "")
+    if not degrees and tagged.lstrip("-").isdigit():
+        degrees = int(tagged)
+    return int(round(degrees)) % 360 or None if degrees else None
+
+
+def _truncation(num_frames: int, span_s: float, declared_frames: int | None,
+                declared_duration: float | None) -> str | None:
+    """A reason when the container declares more frames or time than the packets actually hold."""
+    if declared_frames and declared_frames > num_frames:
+        return f"the file holds {num_frames} of the {declared_frames} frames its header declares"
+    if declared_duration and declared_duration - span_s > max(0.5, 0.05 * declared_duration):
+        return f"the frames found span {span_s:.2f} s of the {declared_duration:.2f} s the header declares"
+    return None
 
 
 def _check_path(path: str) -> None:
-    p = Path(path)
-    if not p.is_file():
-        raise VideoOpenError("file does not exist" if not p.exists() else "not a regular file")
-    if p.stat().st_size == 0:
+    """Refuse what is not a readable, non-empty regular file, saying which of the usual mistakes it is."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise VideoOpenError("broken symbolic link (its target does not exist)" if os.path.islink(path)
+                             else "file does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VideoOpenError("symbolic link loop (too many levels of symbolic links)") from None
+        raise VideoOpenError(f"cannot read the file ({os.strerror(exc.errno or 0)})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise VideoOpenError("is a directory, not a video file")
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoOpenError("not a regular file (a pipe, socket or device)")
+    if info.st_size == 0:
         raise VideoOpenError("file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoOpenError("permission denied")
 
 
 def _check_indices(indices: Sequence[int], num_frames: int) -> np.ndarray:
@@ -159,7 +224,13 @@ class DecordDecoder(VideoDecoder):
         path = str(path)
         _check_path(path)
         try:
-            height, width, rotation = _probe(path)
+            header = _probe(path)
+            if header.rotation:
+                # decord applies the display matrix into a buffer of the unrotated size: it returns
+                # scrambled frames (or fails) for rotated videos. PyAV decodes them correctly.
+                raise VideoOpenError(f"decord cannot decode videos with rotation metadata "
+                                     f"({header.rotation} degrees)")
+            height, width = header.height, header.width
             out_h, out_w = _resolve_size(size, height, width)
             # decord picks its own size when passed -1; pass both only when resizing.
             kwargs = {} if (out_h, out_w) == (height, width) else {"height": out_h, "width": out_w}
@@ -174,7 +245,9 @@ class DecordDecoder(VideoDecoder):
         if num_frames <= 0:
             raise VideoOpenError("decord found no frames")
         self.meta = VideoMeta(num_frames=num_frames, fps=fps, duration=duration, height=height, width=width,
-                              out_height=out_h, out_width=out_w, rotation=rotation, backend=self.name)
+                              out_height=out_h, out_width=out_w, rotation=header.rotation, backend=self.name,
+                              truncated=_truncation(num_frames, duration, header.declared_frames,
+                                                    header.declared_duration))
         return self.meta
 
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +332,8 @@ class PyAVDecoder(VideoDecoder):
                 raise VideoOpenError("video stream has no frame size")
             out_h, out_w = _resolve_size(size, height, width)
             self._build_index()
+            rotation = _first_frame_rotation(self._container, stream)
+            self._container.seek(0, stream=stream, backward=True, any_frame=False)  # rewind for reading
         except VideoOpenError:
             self.close()
             raise
@@ -275,8 +350,13 @@ class PyAVDecoder(VideoDecoder):
         fps = float(rate) if rate else (num_frames / duration if duration > 0 else 0.0)
         if duration <= 0 and fps > 0:
             duration = num_frames / fps
+        span = self._span(num_frames, fps, time_base)
+        truncated = _truncation(num_frames, span, *_declared_length(self._container, stream))
+        if truncated:  # the header's duration describes frames that are not there
+            duration = span
         self.meta = VideoMeta(num_frames=num_frames, fps=fps, duration=duration, height=height, width=width,
-                              out_height=out_h, out_width=out_w, rotation=_rotation(stream), backend=self.name)
+                              out_height=out_h, out_width=out_w, rotation=rotation, backend=self.name,
+                              truncated=truncated)
         return self.meta
 
     def _build_index(self) -> None:
@@ -318,6 +398,13 @@ class PyAVDecoder(VideoDecoder):
             step = (self._pts[-1] - self._pts[0]) / (num_frames - 1)
             return float((self._pts[-1] - self._start_pts + step) * time_base)
         return 0.0
+
+    def _span(self, num_frames: int, fps: float, time_base: float) -> float:
+        """Seconds covered by the packets actually present (first presentation time to end of the last frame)."""
+        if self.sequential or num_frames < 2 or not time_base:
+            return num_frames / fps if fps else 0.0
+        step = float(np.median(np.diff(self._pts))) if num_frames > 1 else 0.0
+        return float((self._pts[-1] - self._start_pts + step) * time_base)
 
     def _timestamp_ms(self, index: int) -> float:
         if self.sequential:  # constant frame rate is all such containers can express
@@ -403,6 +490,83 @@ class PyAVDecoder(VideoDecoder):
         if last >= 0:
             raise VideoDecodeError(f"stream ended after {count + 1} decodable frames, before frame {last} "
                                    f"of {self.meta.num_frames}")
+
+    # Salvage: a partly corrupt file, where some packets fail to decode, still has clean frames.
+
+    def decodable_indices(self) -> np.ndarray:
+        """Indices of the frames that decode cleanly; decodes the whole video once and keeps no frame.
+
+        A frame counts when it decodes without error and FFmpeg does not flag it corrupt, and no packet
+        failed since the last keyframe: frames predicted from a broken one are garbage (concealed, not
+        reported) until the next keyframe, so they are skipped too.
+        """
+        if self._container is None or self.meta is None:
+            raise RuntimeError("open() a video before decodable_indices()")
+        found: list[int] = []
+        self._decode_tolerant(lambda index, frame: found.append(index))
+        return np.asarray(found, np.int64)
+
+    def read_tolerant(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """`read` for a partly corrupt file: decode front to back, skipping broken packets.
+
+        Every index must be one that `decodable_indices` returned; one that does not decode raises.
+        """
+        if self._container is None or self.meta is None:
+            raise RuntimeError("open() a video before read_tolerant()")
+        idx = _check_indices(indices, self.meta.num_frames)
+        wanted = np.unique(idx)
+        rows = {int(t): r for r, t in enumerate(wanted.tolist())}
+        out = np.empty((len(wanted), self.meta.out_height, self.meta.out_width, 3), np.uint8)
+        converted: set[int] = set()
+
+        def keep(index: int, frame) -> None:
+            row = rows.get(index)
+            if row is not None:
+                out[row] = self._convert(frame)
+                converted.add(index)
+
+        if len(wanted):
+            self._decode_tolerant(keep, last=int(wanted[-1]))
+        lost = sorted(set(rows) - converted)
+        if lost:
+            raise VideoDecodeError(f"frames {lost[:5]} did not decode cleanly")
+        timestamps = np.array([self._timestamp_ms(int(i)) for i in idx], np.float64)
+        return out[np.searchsorted(wanted, idx)], timestamps
+
+    def _decode_tolerant(self, visit: Callable[[int, object], None], last: int | None = None) -> None:
+        """Decode packets in file order, skipping those that fail; `visit(index, frame)` each clean frame."""
+        import av
+
+        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
+        self._frames, self._position = None, -1
+        clean, count, previous = False, -1, -1
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    clean = False
+                    if self.sequential:  # no timestamps: frames are counted, and a lost packet is a lost frame
+                        count += 1
+                    continue
+                for frame in frames:
+                    count += 1
+                    index = count if self.sequential else self._index_of_pts.get(frame.pts)
+                    if frame.is_corrupt:
+                        clean = False
+                        continue
+                    if frame.key_frame:
+                        clean = True
+                    if not clean or index is None or index <= previous or index >= self.meta.num_frames:
+                        continue
+                    previous = index
+                    visit(index, frame)
+                    if last is not None and index >= last:
+                        return
+        except av.error.FFmpegError:  # the demuxer gave up (e.g. a cut file): keep what was found
+            pass
+        finally:
+            self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
 
     def close(self) -> None:
         if self._container is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
 import time
@@ -32,10 +33,10 @@ import numpy as np
 
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError
-from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, ShardWriter, VideoRecord, shard_is_done,
-                              shard_name)
+from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, NoteRecord, ShardWriter, VideoRecord, reopen_shard,
+                              shard_is_done, shard_name)
 from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decoders import (FrameCountChanged, VideoDecodeError, VideoMeta, VideoOpenError,
+from cmdcl.extract.decoders import (FrameCountChanged, PyAVDecoder, VideoDecodeError, VideoMeta, VideoOpenError,
                                     backend_version, decord_available, default_backend, one_line, open_video)
 from cmdcl.extract.sampler import FrameSampler, SampledFrames
 
@@ -68,6 +69,7 @@ class ExtractConfig:
     seed: int = 0
     limit: int | None = None  # first N videos of the sorted dataset (before sharding)
     flush_every: int = 16  # videos per crash-safe part file
+    retry_failed: bool = False  # re-attempt videos recorded as failed (resumed or finished shards)
     dataset_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
@@ -104,8 +106,12 @@ class ExtractSummary:
     extracted: int = 0  # stored by this run
     resumed: int = 0  # already stored or failed in part files of an interrupted run
     failed: int = 0  # failed in this run
+    partial: int = 0  # stored by this run from only part of the video (corrupt or cut files)
+    retried: int = 0  # recorded as failed by an earlier run, attempted again (--retry-failed)
+    missing: int = 0  # annotated videos of the dataset (all shards) whose files are not on disk
     already_done: bool = False  # the shard was complete before this run: nothing was done
     failures: list[FailureRecord] = field(default_factory=list)
+    notes: list[NoteRecord] = field(default_factory=list)  # partial decodes, rotation, decoder fallbacks
     fallbacks: int = 0  # videos served by PyAV because decord could not
     frames: int = 0  # frames decoded and encoded by this run
     decode_s: float = 0.0  # summed over decode workers
@@ -122,6 +128,7 @@ class ExtractSummary:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["failures"] = [asdict(f) for f in self.failures]
+        out["notes"] = [asdict(n) for n in self.notes]
         out["frames_per_s"] = self.rate(self.wall_s)
         return out
 
@@ -133,7 +140,9 @@ class ExtractSummary:
             return f"shard {self.shard}: {self.shard_path} is already complete ({self.videos} videos); nothing to do."
         lines = [
             f"shard {self.shard}: {self.videos} videos -> {self.shard_path}",
-            f"  extracted {self.extracted}, resumed {self.resumed}, failed {self.failed}"
+            f"  extracted {self.extracted}" + (f" ({self.partial} partial)" if self.partial else "")
+            + f", resumed {self.resumed}, failed {self.failed}"
+            + (f" (retried {self.retried})" if self.retried else "")
             + (f", served by PyAV after decord failed {self.fallbacks}" if self.fallbacks else ""),
             f"  decode            {self.decode_s:8.1f} worker-s  {self.rate(self.decode_s):9.1f} frames/s per worker"
             f" ({self._workers_text()}; main waited {self.wait_s:.1f} s)",
@@ -142,6 +151,15 @@ class ExtractSummary:
             f"  write             {self.write_s:8.1f} s",
             f"  total             {self.wall_s:8.1f} s         {self.rate(self.wall_s):9.1f} frames/s",
         ]
+        if self.missing:
+            lines.append(f"  the dataset lists {self.missing} video(s) missing on disk: not extracted (listed above)")
+        for note in self.notes:
+            if note.kind == "partial":
+                lines.append(f"  PARTIAL {note.video_id} {note.note} ({note.path})")
+        kinds = sorted({n.kind for n in self.notes} - {"partial"})
+        if kinds:
+            counts = ", ".join(f"{k} {sum(n.kind == k for n in self.notes)}" for k in kinds)
+            lines.append(f"  notes on stored videos: {counts} (`cmdcl inspect` lists them)")
         for failure in self.failures:
             lines.append(f"  FAILED {failure.video_id} [{failure.stage}] {failure.error} ({failure.path})")
         return "\n".join(lines)
@@ -184,6 +202,8 @@ class DecodedClip:
     backend: str
     fallback_reason: str | None
     seconds: float
+    partial: bool = False  # only part of the video could be decoded (cut or corrupt file)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, text): see store.NoteRecord
 
 
 @dataclass
@@ -207,26 +227,46 @@ class _DecodeSize:
 
 
 def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | DecodeFailure:
-    """Open, sample and decode one video; never raises (a failure is a value)."""
+    """Open, sample and decode one video; never raises (a failure is a value).
+
+    When the sampled frames do not decode (corrupt data, a cut file), the frames that do decode are
+    found with PyAV and F are sampled among them: the clip comes back `partial` with a note saying
+    what was lost. Only a video with no clean frame at all fails.
+    """
     start = time.perf_counter()
     stage = "open"
     decoder = None
     try:
-        decoder = open_video(task.path, backend=settings.backend, fallback=settings.fallback,
-                             size=_DecodeSize(settings.image_size, settings.resize_mode), threads=settings.threads)
+        size = _DecodeSize(settings.image_size, settings.resize_mode)
+        decoder = open_video(task.path, backend=settings.backend, fallback=settings.fallback, size=size,
+                             threads=settings.threads)
         stage = "decode"
-        meta = decoder.meta
-        sampled = settings.sampler.sample(meta.num_frames, meta.fps, meta.duration)
+        salvaged = None
         try:
-            frames, timestamps = decoder.read(sampled.valid)
-        except FrameCountChanged:  # decord failed and PyAV counts differently: sample again from its count
-            meta = decoder.meta
-            sampled = settings.sampler.sample(meta.num_frames, meta.fps, meta.duration)
-            frames, timestamps = decoder.read(sampled.valid)
-        return DecodedClip(key=task.key, frames=frames, timestamps_ms=timestamps, sampled=sampled,
-                           meta=decoder.meta, backend=decoder.name,
-                           fallback_reason=getattr(decoder, "fallback_reason", None),
-                           seconds=time.perf_counter() - start)
+            sampled, frames, timestamps = _read_sampled(decoder, settings.sampler)
+            fallback_reason = getattr(decoder, "fallback_reason", None)
+        except VideoDecodeError as exc:
+            if settings.backend == "decord" and not settings.fallback:  # --no-fallback: decord or nothing
+                raise
+            fallback_reason = getattr(decoder, "fallback_reason", None) or f"{settings.backend} read: {exc}"
+            decoder.close()
+            decoder = PyAVDecoder(settings.threads)
+            decoder.open(task.path, size)
+            sampled, frames, timestamps, salvaged = _salvage(decoder, settings.sampler, exc)
+        meta = decoder.meta
+        notes = []
+        partial = [reason for reason in (meta.truncated, salvaged) if reason]
+        if partial:
+            notes.append(("partial", "; ".join(partial)))
+        if meta.rotation:
+            notes.append(("rotation", f"display rotation {meta.rotation} degrees (counter-clockwise) not applied: "
+                                      "features are of the frames as stored"))
+        if decoder.name != settings.backend:
+            notes.append(("fallback", f"decoded by {decoder.name}: {fallback_reason}"))
+        return DecodedClip(key=task.key, frames=frames, timestamps_ms=timestamps, sampled=sampled, meta=meta,
+                           backend=decoder.name,
+                           fallback_reason=fallback_reason if decoder.name != settings.backend else None,
+                           seconds=time.perf_counter() - start, partial=bool(partial), notes=notes)
     except (VideoOpenError, VideoDecodeError) as exc:
         error = " ".join(str(exc).replace(f": '{task.path}'", "").split())  # the record names the path already
         return DecodeFailure(task.key, stage, error[:300], time.perf_counter() - start)
@@ -235,6 +275,31 @@ def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | Dec
     finally:
         if decoder is not None:
             decoder.close()
+
+
+def _read_sampled(decoder, sampler: FrameSampler) -> tuple[SampledFrames, np.ndarray, np.ndarray]:
+    meta = decoder.meta
+    sampled = sampler.sample(meta.num_frames, meta.fps, meta.duration)
+    try:
+        frames, timestamps = decoder.read(sampled.valid)
+    except FrameCountChanged:  # decord failed and PyAV counts differently: sample again from its count
+        meta = decoder.meta
+        sampled = sampler.sample(meta.num_frames, meta.fps, meta.duration)
+        frames, timestamps = decoder.read(sampled.valid)
+    return sampled, frames, timestamps
+
+
+def _salvage(decoder: PyAVDecoder, sampler: FrameSampler, error: Exception
+             ) -> tuple[SampledFrames, np.ndarray, np.ndarray, str]:
+    """Sample among the frames that decode cleanly; raise VideoDecodeError when there are none."""
+    meta = decoder.meta
+    available = decoder.decodable_indices()
+    reason = " ".join(str(error).split())[:160]
+    if not len(available):
+        raise VideoDecodeError(f"{reason}; no frame decodes cleanly")
+    sampled = sampler.sample_among(available, meta.num_frames, meta.fps, meta.duration)
+    frames, timestamps = decoder.read_tolerant(sampled.valid)
+    return sampled, frames, timestamps, f"{len(available)} of {meta.num_frames} frames decode cleanly ({reason})"
 
 
 def _worker_main(conn, settings: DecodeSettings) -> None:
@@ -508,6 +573,7 @@ def build_record(pending: _Pending, num_classes: int, num_steps: int) -> VideoRe
         frame_mask=mask.astype(bool),
         features=_pad_rows(pending.features, mask).astype(np.float16),
         patches=patches,
+        partial=bool(clip.partial),
     )
 
 
@@ -544,6 +610,14 @@ def _check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
                 f"{writer.parts_dir}: an interrupted run wrote this shard with {key}={_comparable(old[key])}, "
                 f"this run has {key}={_comparable(attrs[key])}.",
                 fix=f"re-run with the same settings to resume, or delete {writer.parts_dir} to start over.")
+
+
+def _done_marker(path: Path) -> dict[str, Any]:
+    """The `.done` marker of a finished shard: {"videos": N, "failures": M} ({} when unreadable)."""
+    try:
+        return json.loads(path.with_name(path.name + ".done").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _say(message: str) -> None:
@@ -603,7 +677,11 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / shard_name(cfg.shard.index, cfg.shard.count)
-    summary = ExtractSummary(shard=str(cfg.shard), shard_path=str(path), videos=len(mine), workers=cfg.workers)
+    summary = ExtractSummary(shard=str(cfg.shard), shard_path=str(path), videos=len(mine), workers=cfg.workers,
+                             missing=len(index.missing))
+    if shard_is_done(path) and cfg.retry_failed and _done_marker(path).get("failures", 1):
+        reopen_shard(path)  # its file becomes the first part: stored videos are kept, failed ones redone
+        log(f"shard {cfg.shard}: reopened {path} to retry its failed videos")
     if shard_is_done(path):
         summary.already_done = True
         summary.wall_s = time.perf_counter() - wall_start
@@ -658,12 +736,22 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
         # Leave the decode workers their cores: oversubscribed intra-op threads stall in spin-waits.
         torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - cfg.workers)))
     try:
+        if shard_is_done(path):  # another process finished this shard while we were loading the model
+            writer.close()
+            if not any(writer.parts_dir.glob("part-*")):
+                shutil.rmtree(writer.parts_dir, ignore_errors=True)
+            summary.already_done = True
+            summary.wall_s = time.perf_counter() - wall_start
+            return summary
         _check_resumable(writer, attrs)
-        done_ids = writer.done_ids()
+        done_ids = writer.done_ids(include_failed=not cfg.retry_failed)
         todo = [item for item in mine if item.video_id not in done_ids]
         summary.resumed = len(mine) - len(todo)
-        if summary.resumed:
-            log(f"shard {cfg.shard}: resuming, {summary.resumed} of {len(mine)} videos already done")
+        if cfg.retry_failed:
+            summary.retried = len({item.video_id for item in todo} & (writer.done_ids() - done_ids))
+        if summary.resumed or summary.retried:
+            log(f"shard {cfg.shard}: resuming, {summary.resumed} of {len(mine)} videos already done"
+                + (f", retrying {summary.retried} that failed" if summary.retried else ""))
         settings = DecodeSettings(sampler=sampler, image_size=encoder.image_size, resize_mode=encoder.resize_mode,
                                   backend=backend, fallback=cfg.fallback)
         tasks = (DecodeTask(key, item.video_id, item.path) for key, item in enumerate(todo))
@@ -672,11 +760,19 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
 
         with _StopSignals() as stop, tqdm(total=len(todo), unit="video", disable=not cfg.progress,
                                           desc=f"shard {cfg.shard}", file=sys.stderr) as bar:
-            def write(record: VideoRecord | None = None, failure: FailureRecord | None = None) -> None:
+            def write(record: VideoRecord | None = None, failure: FailureRecord | None = None,
+                      notes: Iterable[tuple[str, str]] = ()) -> None:
                 start = time.perf_counter()
                 if record is not None:
+                    for kind, text in notes:  # before the record: a part never holds a video without its notes
+                        note = NoteRecord(record.video_id, record.path, kind, text)
+                        writer.add_note(note)
+                        summary.notes.append(note)
+                        if kind == "partial":
+                            log(f"PARTIAL {record.video_id} {text}")
                     writer.add(record)
                     summary.extracted += 1
+                    summary.partial += int(record.partial)
                     summary.frames += int(record.frame_mask.sum())
                 else:
                     writer.add_failure(failure)
@@ -692,7 +788,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
                 while batcher.queue and (batcher.ready() or force):
                     complete, failed = batcher.encode_batch()
                     for pending in complete:
-                        write(build_record(pending, num_classes, num_steps))
+                        write(build_record(pending, num_classes, num_steps), notes=pending.clip.notes)
                     for pending, error in failed:
                         write(failure=FailureRecord(pending.item.video_id, pending.item.path, "encode", error))
 

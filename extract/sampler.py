@@ -64,6 +64,28 @@ class FrameSampler:
             candidates = np.arange(num_frames, dtype=np.int64)
         else:
             candidates = self._at_rate(num_frames, fps, duration)
+        return self._select(candidates)
+
+    def sample_among(self, available: np.ndarray, num_frames: int, fps: float | None = None,
+                     duration: float | None = None) -> SampledFrames:
+        """Indices drawn only from `available`, the frames of a partly broken video that decode.
+
+        "uniform" spreads the F segments over the available frames; "fps" takes, for each frame the
+        rate asks for in the whole video, the nearest available one (each at most once).
+        """
+        available = np.unique(np.asarray(available, dtype=np.int64))
+        if not len(available):
+            raise ValueError("no decodable frames to sample from")
+        if self.mode == "uniform":
+            return self._select(available)
+        wanted = self._at_rate(num_frames, fps, duration)
+        right = np.clip(np.searchsorted(available, wanted), 0, len(available) - 1)
+        left = np.clip(right - 1, 0, len(available) - 1)
+        nearer_left = np.abs(available[left] - wanted) <= np.abs(available[right] - wanted)
+        return self._select(np.unique(np.where(nearer_left, available[left], available[right])))
+
+    def _select(self, candidates: np.ndarray) -> SampledFrames:
+        """F of the sorted distinct `candidates` (segment centres), or all of them padded + masked."""
         if len(candidates) >= self.frames:
             return SampledFrames(indices=candidates[_segment_centres(len(candidates), self.frames)],
                                  mask=np.ones(self.frames, bool))

@@ -63,7 +63,10 @@ def extract(
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="k (with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="N (with --shard-index)."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds one video may take to decode before it fails."),
-    strict: bool = typer.Option(False, "--strict", help="Exit with status 1 when any video failed."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Exit with status 1 when any video failed or is missing on disk."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Re-attempt the videos an earlier run of this shard recorded as failed."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos (sorted by id), for trials."),
     template: Optional[List[str]] = typer.Option(None, "--template",
                                                  help="Prompt template with {} for label texts (repeatable)."),
@@ -85,7 +88,7 @@ def extract(
         workers=_default_workers() if workers is None else workers, decoder=decoder, fallback=fallback,
         device=device, precision=precision, shard=_shard_spec(shard, shard_index, num_shards), timeout_s=timeout,
         strict=strict, templates=list(template) if template else None, seed=seed, limit=limit,
-        flush_every=flush_every, progress=progress,
+        flush_every=flush_every, retry_failed=retry_failed, progress=progress,
     ).check()
     summary = run_extraction(cfg)
     typer.echo(summary.report(), err=True)
@@ -94,9 +97,12 @@ def extract(
         summary_json.write_text(json.dumps(summary.as_dict(), indent=1) + "\n")
     if summary.failed:
         typer.echo(f"cmdcl: warning: {summary.failed} video(s) failed; they are listed in {summary.shard_path} "
-                   "(/failures) and above.", err=True)
-        if strict:
-            sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
+                   "(/failures) and above. Fix them, then re-run with --retry-failed.", err=True)
+    if summary.missing:
+        typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk (listed above).",
+                   err=True)
+    if strict and (summary.failed or summary.missing):
+        sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
 
 
 def _describe(summary: dict) -> str:
@@ -104,7 +110,8 @@ def _describe(summary: dict) -> str:
     lines = [
         f"{len(summary['files'])} file(s), format_version {summary['format_version']}",
         f"videos: {summary['videos']} ({', '.join(f'{k}={v}' for k, v in summary['splits'].items()) or 'none'}); "
-        f"padded {summary['padded_videos']}, partial {summary['partial_videos']}, failed {summary['num_failures']}",
+        f"padded {summary['padded_videos']}, partial {summary['partial_videos']}, failed {summary['num_failures']}, "
+        f"notes {len(summary.get('notes', []))}",
         f"frames {summary['frames']} x dim {summary['embed_dim']}, patch grid {summary['patch_grid']}; "
         f"{summary['num_classes']} classes, {summary['num_steps']} steps",
         f"model {prov.get('model_name')} ({prov.get('pretrained')}), precision {prov.get('precision')}, "
@@ -115,6 +122,8 @@ def _describe(summary: dict) -> str:
     for shard in summary["shards"]:
         lines.append(f"  {shard['file']}: shard {shard['shard_index']}/{shard['num_shards']}, "
                      f"{shard['videos']} videos, {shard['failures']} failures")
+    for note in summary.get("notes", []):
+        lines.append(f"  NOTE {note['video_id']} [{note['kind']}] {note['note']}")
     for failure in summary["failures"]:
         lines.append(f"  FAILED {failure['video_id']} [{failure['stage']}] {failure['error']}")
     return "\n".join(lines)
@@ -147,7 +156,8 @@ def merge(
 def verify(
     paths: List[str] = typer.Argument(..., help="Feature files, folders of shards or globs."),
 ) -> None:
-    """Check feature files fully (opens, NaN/inf, masks, labels, duplicates); exit 1 on any problem."""
+    """Check feature files fully (structure, counts, NaN/inf, masks, labels, duplicates, provenance across
+    shards, missing shards); exit 1 on any problem."""
     from cmdcl.core.errors import FeatureFileError
     from cmdcl.core.store import FeatureSet, resolve_feature_paths
 
@@ -165,21 +175,78 @@ def verify(
         except CmdclError as exc:
             problems.append(exc.one_line())
             continue
-        found = single.verify()
-        problems.extend(found)
-        readable.append(path)
+        problems.extend(single.verify())
+        problems.extend(_check_counts(path, single))
+        readable.append(single)
         videos += len(single)
     if len(readable) > 1:
         try:
-            FeatureSet(readable)  # together: same provenance, no video twice
+            FeatureSet([x.paths[0] for x in readable])  # together: same provenance, no video twice
         except FeatureFileError as exc:
             problems.append(exc.one_line())
+        problems.extend(_check_shards_agree(readable))
     for problem in problems:
         typer.echo(problem)
     if problems:
         typer.echo(f"verify: {len(problems)} problem(s) in {len(files)} file(s).", err=True)
         sys.exit(1)
     typer.echo(f"verify: OK, {len(files)} file(s), {videos} videos.")
+
+
+def _check_counts(path: Path, features) -> list[str]:
+    """/failures rows against num_failures, and the `.done` marker (when there is one) against the file."""
+    problems = []
+    failures = len(features.failures())
+    if failures != int(features.attrs["num_failures"]):
+        problems.append(f"{path}: /failures has {failures} rows, expected num_failures={features.attrs['num_failures']}.")
+    marker = path.with_name(path.name + ".done")
+    if marker.exists():
+        try:
+            done = json.loads(marker.read_text())
+        except ValueError:
+            return problems + [f"{marker}: done marker is not JSON."]
+        if (done.get("videos"), done.get("failures")) != (len(features), failures):
+            problems.append(f"{marker}: marker says {done.get('videos')} videos / {done.get('failures')} failures, "
+                            f"{path.name} holds {len(features)} / {failures}.")
+    return problems
+
+
+# Provenance that differs between shards of one dataset although the files can technically be combined.
+SHARD_CONSISTENCY_KEYS = ("num_classes", "num_steps", "multilabel", "splits", "dataset_root")
+
+
+def _check_shards_agree(sets: list) -> list[str]:
+    """Shards given together: one run's shard numbering complete and unique, same text embeddings and setup."""
+    import numpy as np
+
+    problems = []
+    first = sets[0]
+    for other in sets[1:]:
+        for key in SHARD_CONSISTENCY_KEYS:
+            if str(other.attrs.get(key)) != str(first.attrs.get(key)):
+                problems.append(f"{other.paths[0]}: {key}={other.attrs.get(key)!r} differs from {first.paths[0]} "
+                                f"({first.attrs.get(key)!r}).")
+        for name in ("class_embeddings", "step_embeddings"):
+            a, b = getattr(first.text, name), getattr(other.text, name)
+            if a.shape != b.shape or not np.allclose(a, b, atol=1e-3):
+                problems.append(f"{other.paths[0]}: text {name} differ from {first.paths[0]} "
+                                "(different prompt templates or model).")
+    shards = [(int(x.attrs.get("shard_index", 0)), int(x.attrs.get("num_shards", 1)), x.paths[0]) for x in sets]
+    counts = sorted({n for _, n, _ in shards})
+    if len(counts) > 1:
+        problems.append(f"shards come from runs with different shard counts {counts}: "
+                        + ", ".join(f"{p.name} ({k}/{n})" for k, n, p in shards) + ".")
+    else:
+        seen: dict[int, Path] = {}
+        for k, _, p in shards:
+            if k in seen:
+                problems.append(f"{p}: shard {k} is also in {seen[k]}.")
+            seen[k] = p
+        absent = sorted(set(range(counts[0])) - set(seen))
+        if counts[0] > 1 and absent:
+            problems.append(f"shard(s) {', '.join(map(str, absent))} of {counts[0]} are missing: "
+                            "the set is incomplete (re-run those shards).")
+    return problems
 
 
 COMMANDS = {"extract": extract, "inspect": inspect, "merge": merge, "verify": verify}
