@@ -1,0 +1,82 @@
+"""The benchmark scripts run end to end at tiny sizes and report what they promise (no speed is asserted)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import benchmarks/common.py as `common`
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_videos_have_the_spec_length_rate_and_keyframe_interval(tmp_path):
+    import av
+
+    common = load_script("common")
+    specs = common.draw_specs(3, seed=7, seconds=(2, 3), sizes=((48, 64), (72, 96)), gop_s=(0.5, 1))
+    assert specs == common.draw_specs(3, seed=7, seconds=(2, 3), sizes=((48, 64), (72, 96)), gop_s=(0.5, 1))
+    paths = common.video_set(specs, tmp_path, log=lambda m: None)
+    for spec, path in zip(specs, paths):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.height, stream.codec_context.width) == (spec.height, spec.width)
+            assert float(stream.average_rate) == spec.fps and stream.codec_context.name == "h264"
+            keys, pts = [], []
+            for packet in container.demux(stream):
+                if packet.size:
+                    keys.append(packet.is_keyframe)
+                    pts.append(packet.pts)
+        order = np.argsort(pts)  # B-frames: packets come in decode order
+        keyframes = np.flatnonzero(np.asarray(keys)[order])
+        assert len(keys) == spec.frames
+        assert keyframes.tolist() == list(range(0, spec.frames, spec.gop))
+    before = [p.stat().st_mtime_ns for p in paths]
+    assert [p.stat().st_mtime_ns for p in common.video_set(specs, tmp_path, log=lambda m: None)] == before  # cached
+
+
+def test_extract_throughput_tiny_reports_every_measurement(tmp_path, capsys):
+    bench = load_script("extract_throughput")
+    report = bench.main(["--tiny", "--out", str(tmp_path), "--json", str(tmp_path / "extract.json")])
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "extract.json").read_text())
+    assert saved["speedup_over_naive"] == report["speedup_over_naive"]
+    frames = report["videos"]["videos"] * report["frames_per_video"]
+    for name in ("cmdcl", "naive", "decode_limit", "encode_limit"):
+        assert report[name]["frames"] == frames, name  # every pipeline saw the same sampled frames
+        assert report[name]["seconds"] > 0 and report[name]["frames_per_s"] > 0, name
+    assert report["speedup_over_naive"] > 0 and report["overlap_efficiency"] > 0
+    assert report["bottleneck"] in ("decode", "encode")
+    machine = saved["machine"]
+    assert machine["cores"] >= 1 and machine["cpu_model"] and len(machine["load_average"]) == 3
+    assert {"torch", "open_clip", "av", "decord", "torch_threads"} <= set(machine)
+    for line in ("cmdcl (run_extraction)", "naive (per video)", "limit: decode only", "limit: encode only",
+                 "cmdcl / naive", "overlap efficiency"):
+        assert line in printed
+    assert not (tmp_path / "extract-runs").exists()  # scratch outputs are removed
+
+
+def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
+    from PIL import Image
+
+    bench = load_script("scaling")
+    report = bench.main(["--tiny", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "scaling.json").read_text())
+    assert [r["length_s"] for r in saved["length"]] == bench.TINY["lengths"]
+    assert [r["frames"] for r in saved["frames"]] == bench.TINY["frames"]
+    assert [r["videos"] for r in saved["training"]] == bench.TINY["train_sizes"]
+    for row in saved["length"] + saved["frames"]:
+        assert row["videos"] == bench.TINY["per_length"] and row["seconds_per_video"] > 0
+    assert all(r["epoch_s"] > 0 and 0 < r["train_videos"] <= r["videos"] for r in saved["training"])
+    with Image.open(report["plot"]) as image:
+        width, height = image.size
+    assert width > 2 * height  # three panels side by side
+    assert "training" in capsys.readouterr().out
