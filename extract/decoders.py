@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import errno
 import os
+import re
 import stat
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -63,9 +64,13 @@ class VideoMeta:
         return asdict(self)
 
 
+# Noise in library messages: decord's "[12:00:00] /github/workspace/src/x.cc:218: " and PyAV's "[Errno -1094995529] ".
+_MESSAGE_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.(?:cc|h|cpp):\d+: |\[Errno -?\d+\] ")
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """`Type: message` squeezed onto one line, for failure records."""
-    text = " ".join(str(exc).split()) or "(no message)"
+    text = _MESSAGE_NOISE.sub("", " ".join(str(exc).split())) or "(no message)"
     return f"{type(exc).__name__}: {text}"[:limit]
 
 
@@ -160,6 +165,36 @@ def _check_path(path: str) -> None:
         raise VideoOpenError("permission denied")
 
 
+def _mp4_hint(path: str) -> str:
+    """For an MP4/MOV that FFmpeg cannot open: whether its index (the moov box) is missing or cut off.
+
+    Recorders and downloaders write moov last, so a file cut short has media data but no index, and
+    FFmpeg only says "invalid data". Walks the top-level boxes (a few reads, no decoding).
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            if handle.read(8)[4:8] != b"ftyp":
+                return ""
+            position, boxes = 0, []
+            while position + 8 <= size and len(boxes) < 64:
+                handle.seek(position)
+                header = handle.read(16)
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8].decode("latin-1")
+                if length == 1 and len(header) == 16:  # 64-bit size
+                    length = int.from_bytes(header[8:16], "big")
+                elif length == 0:  # box runs to the end of the file
+                    length = size - position
+                boxes.append(kind)
+                if length < 8 or position + length > size:
+                    return (f" (mp4 box '{kind}' runs past the end of the file: it was cut short"
+                            + (", and its index, the moov box, is missing)" if "moov" not in boxes else ")"))
+                position += length
+    except OSError:
+        return ""
+    return " (mp4 has no moov box, its index: the file was cut short)" if "moov" not in boxes else ""
+
+
 def _check_indices(indices: Sequence[int], num_frames: int) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(idx) and (idx.min() < 0 or idx.max() >= num_frames):
@@ -241,7 +276,7 @@ class DecordDecoder(VideoDecoder):
         except VideoOpenError:
             raise
         except Exception as exc:  # decord raises bare DECORDError/RuntimeError for everything
-            raise VideoOpenError(one_line(exc)) from exc
+            raise VideoOpenError(one_line(exc) + _mp4_hint(path)) from exc
         if num_frames <= 0:
             raise VideoOpenError("decord found no frames")
         self.meta = VideoMeta(num_frames=num_frames, fps=fps, duration=duration, height=height, width=width,
@@ -339,7 +374,7 @@ class PyAVDecoder(VideoDecoder):
             raise
         except Exception as exc:  # av.error.* (InvalidDataError, ...), OSError
             self.close()
-            raise VideoOpenError(one_line(exc)) from exc
+            raise VideoOpenError(one_line(exc) + _mp4_hint(path)) from exc
         num_frames = len(self._pts)
         if num_frames == 0:
             self.close()

@@ -184,6 +184,7 @@ def verify(
             FeatureSet([x.paths[0] for x in readable])  # together: same provenance, no video twice
         except FeatureFileError as exc:
             problems.append(exc.one_line())
+    if readable and (len(files) > 1 or any(Path(spec).is_dir() for spec in paths)):  # a set of shards
         problems.extend(_check_shards_agree(readable))
     for problem in problems:
         typer.echo(problem)
