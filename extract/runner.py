@@ -657,19 +657,21 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
 
     `encoder`: an already loaded `FrozenEncoder` to reuse (benchmarks, tests); it must be `cfg.model`.
     """
-    import torch
-    from tqdm import tqdm
-
-    from cmdcl.core.version import code_version
     from cmdcl.extract.datasets.registry import load_dataset
-    from cmdcl.extract.models import load_encoder
-    from cmdcl.extract.preprocess import FramePreprocessor
-    from cmdcl.extract.text import encode_label_texts
 
     cfg.check()
     wall_start = time.perf_counter()
     index = load_dataset(cfg.dataset, cfg.root, splits=cfg.splits, **cfg.dataset_options)
     log(index.report())
+    # Heavy imports only now: a mistyped dataset or root is reported at once.
+    import torch
+    from tqdm import tqdm
+
+    from cmdcl.core.version import code_version
+    from cmdcl.extract.models import load_encoder
+    from cmdcl.extract.preprocess import FramePreprocessor
+    from cmdcl.extract.text import encode_label_texts
+
     items = sorted(index.items, key=lambda item: item.video_id)
     if cfg.limit:
         items = items[:cfg.limit]
