@@ -341,6 +341,7 @@ class PyAVDecoder(VideoDecoder):
         self._index_of_pts: dict[int, int] = {}
         self._keyframes: list[int] = []  # frame indices of keyframes, sorted
         self._start_pts = 0
+        self._last_duration = 0  # of the last frame, in stream time base (0: unknown)
         self.sequential = False  # True when the file is decoded front to back instead of seeking
 
     @staticmethod
@@ -397,7 +398,7 @@ class PyAVDecoder(VideoDecoder):
     def _build_index(self) -> None:
         """Demux every packet (cheap: no decoding) to count frames and find pts and keyframes."""
         stream = self._stream
-        pts, keys, missing_pts = [], [], False
+        pts, keys, durations, missing_pts = [], [], [], False
         for packet in self._container.demux(stream):
             if packet.size == 0:  # the flush packet at the end
                 continue
@@ -405,6 +406,7 @@ class PyAVDecoder(VideoDecoder):
                 missing_pts = True
             pts.append(packet.pts if packet.pts is not None else packet.dts)
             keys.append(packet.is_keyframe)
+            durations.append(packet.duration or 0)
         # AVI stores no presentation times (PyAV reports decode order), so seeking by pts is unsafe.
         unreliable = (missing_pts or any(p is None for p in pts) or len(set(pts)) != len(pts)
                       or "avi" in self._container.format.name.split(","))
@@ -416,6 +418,7 @@ class PyAVDecoder(VideoDecoder):
         else:
             order = sorted(range(len(pts)), key=pts.__getitem__)
             self._pts = [pts[i] for i in order]
+            self._last_duration = durations[order[-1]] if order else 0
             self._keyframes = [rank for rank, i in enumerate(order) if keys[i]] or [0]
             start = stream.start_time
             self._start_pts = start if start is not None and start <= self._pts[0] else self._pts[0]
@@ -438,7 +441,7 @@ class PyAVDecoder(VideoDecoder):
         """Seconds covered by the packets actually present (first presentation time to end of the last frame)."""
         if self.sequential or num_frames < 2 or not time_base:
             return num_frames / fps if fps else 0.0
-        step = float(np.median(np.diff(self._pts))) if num_frames > 1 else 0.0
+        step = self._last_duration or float(np.median(np.diff(self._pts)))
         return float((self._pts[-1] - self._start_pts + step) * time_base)
 
     def _timestamp_ms(self, index: int) -> float:

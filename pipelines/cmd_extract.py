@@ -105,6 +105,9 @@ def extract(
         sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
 
 
+MAX_NOTES_SHOWN = 20  # phone videos: every one may carry a rotation note
+
+
 def _describe(summary: dict) -> str:
     prov = summary["provenance"]
     lines = [
@@ -122,8 +125,11 @@ def _describe(summary: dict) -> str:
     for shard in summary["shards"]:
         lines.append(f"  {shard['file']}: shard {shard['shard_index']}/{shard['num_shards']}, "
                      f"{shard['videos']} videos, {shard['failures']} failures")
-    for note in summary.get("notes", []):
+    notes = summary.get("notes", [])
+    for note in notes[:MAX_NOTES_SHOWN]:
         lines.append(f"  NOTE {note['video_id']} [{note['kind']}] {note['note']}")
+    if len(notes) > MAX_NOTES_SHOWN:
+        lines.append(f"  ... {len(notes) - MAX_NOTES_SHOWN} more notes (--json lists them all)")
     for failure in summary["failures"]:
         lines.append(f"  FAILED {failure['video_id']} [{failure['stage']}] {failure['error']}")
     return "\n".join(lines)

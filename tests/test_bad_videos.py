@@ -350,3 +350,15 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
         short, long = runs["short"], runs["long"]
         assert long["peak"] <= 1.3 * short["peak"] + 50, decoder
         assert long["peak"] - long["base"] <= 1.3 * (short["peak"] - short["base"]) + 50, decoder
+
+
+def test_sampling_among_decodable_frames():
+    available = np.r_[0:16, 32:48]  # frames 16..31 lost
+    uniform = FrameSampler(8).sample_among(available, 48)
+    assert uniform.mask.all() and set(uniform.indices.tolist()) <= set(available.tolist())
+    assert uniform.indices.tolist() == available[[2, 6, 10, 14, 18, 22, 26, 30]].tolist()
+    at_rate = FrameSampler(8, mode="fps", fps=1.0).sample_among(available, 48, fps=12.0, duration=4.0)
+    assert at_rate.valid.tolist() == [6, 15, 32, 42]  # 6, 18 -> 15, 30 -> 32, 42; padded to 8
+    assert at_rate.mask.sum() == 4 and at_rate.indices[4:].tolist() == [42] * 4
+    with pytest.raises(ValueError, match="no decodable frames"):
+        FrameSampler(8).sample_among(np.array([], np.int64), 48)
