@@ -138,3 +138,8 @@ def test_resuming_a_checkpoint_of_another_label_vocabulary(tmp_path, capsys):
     line = cli_error(["train-head", "--features", str(other), "--out", str(tmp_path / "run2"), "--method", "linear",
                       "--resume", str(run / "last.pt"), "--device", "cpu", "--no-progress"], capsys)
     assert str(run / "last.pt") in line and "label vocabulary (class_names)" in line and "4 vs 3 names" in line
+    # A damaged last.pt found by `--resume auto` is refused too, naming it, rather than silently started over.
+    (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:500])
+    line = cli_error(["train-head", "--features", str(world), "--out", str(run), "--method", "linear", "--epochs", "2",
+                      "--device", "cpu", "--no-progress", "--no-evaluate"], capsys)
+    assert f"{run / 'last.pt'}: not a readable cmdcl checkpoint" in line
