@@ -39,12 +39,20 @@ def _checked(index: int, count: int, source: str) -> ShardSpec:
 def shard_from_env(env: dict[str, str] | None = None) -> ShardSpec:
     """SLURM array variables first, then torchrun's RANK/WORLD_SIZE, else a single shard.
 
-    SLURM_ARRAY_TASK_ID is offset by SLURM_ARRAY_TASK_MIN so that `--array=1-8` works as well as `0-7`.
+    SLURM_ARRAY_TASK_ID is offset by SLURM_ARRAY_TASK_MIN and divided by SLURM_ARRAY_TASK_STEP, so that
+    `--array=1-8` and `--array=0-28:4` number their shards 0..N-1 like `--array=0-7`.
     """
     env = dict(os.environ) if env is None else env
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        task = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        return _checked(task, int(env["SLURM_ARRAY_TASK_COUNT"]), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+    if "SLURM_ARRAY_TASK_ID" in env:
+        if "SLURM_ARRAY_TASK_COUNT" not in env:
+            raise CmdclError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (SLURM older than 18.08?).",
+                             fix="pass --shard $SLURM_ARRAY_TASK_ID/N explicitly.")
+        offset = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
+        if offset % step:
+            raise CmdclError(f"SLURM_ARRAY_TASK_ID {env['SLURM_ARRAY_TASK_ID']} is not on the array's step {step}.",
+                             fix="pass --shard k/N explicitly.")
+        return _checked(offset // step, int(env["SLURM_ARRAY_TASK_COUNT"]), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
     if "RANK" in env and "WORLD_SIZE" in env:
         return _checked(int(env["RANK"]), int(env["WORLD_SIZE"]), "RANK/WORLD_SIZE")
     return ShardSpec(0, 1, "default")

@@ -18,6 +18,8 @@ class CmdclError(Exception):
 
     def one_line(self) -> str:
         text = " ".join(self.message.split())
+        if self.fix and not text.endswith((".", "!", "?", ":")):
+            text += "."
         if self.fix:
             text += f" Fix: {' '.join(self.fix.split())}"
         return text

@@ -310,8 +310,9 @@ class ShardWriter:
             handle.close()
             raise ShardLockedError(
                 f"{self.path}: shard is being written by {owner}.",
-                fix="give each process its own --shard k/N; if that process is dead, delete the lock file "
-                    f"{lock_path}.",
+                # flock is released by the kernel when its holder dies (even by SIGKILL): a refusal
+                # always means a live process, never a stale file to delete.
+                fix="give each process its own --shard k/N (or wait for that process to finish).",
             ) from None
         handle.seek(0)
         handle.truncate()

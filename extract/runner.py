@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait as wait_for_connections
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -579,10 +579,19 @@ def build_record(pending: _Pending, num_classes: int, num_steps: int) -> VideoRe
 
 # ------------------------------------------------------------------------------------------- the run
 
-def shard_items(items: list[VideoItem], shard: ShardSpec) -> list[VideoItem]:
-    """Deterministic split of the sorted item list: item i belongs to shard i % N."""
-    ordered = sorted(items, key=lambda item: item.video_id)
-    return ordered[shard.index::shard.count]
+def shard_items(items: list[VideoItem], shard: ShardSpec, missing: Sequence[str] = (),
+                limit: int | None = None) -> list[VideoItem]:
+    """Video i of the sorted list of *annotated* ids (on disk or missing) belongs to shard i % N.
+
+    Missing videos keep their place in the list, so nodes that see different files (a stale mount,
+    a download still running) still agree on every video's shard: nothing is lost or done twice.
+    `limit` keeps the first N ids of that list (a trial run).
+    """
+    ids = sorted({*(item.video_id for item in items), *missing})
+    if limit:
+        ids = ids[:limit]
+    mine = set(ids[shard.index::shard.count])
+    return sorted((item for item in items if item.video_id in mine), key=lambda item: item.video_id)
 
 
 def _comparable(value: Any) -> str:
@@ -672,10 +681,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     from cmdcl.extract.preprocess import FramePreprocessor
     from cmdcl.extract.text import encode_label_texts
 
-    items = sorted(index.items, key=lambda item: item.video_id)
-    if cfg.limit:
-        items = items[:cfg.limit]
-    mine = shard_items(items, cfg.shard)
+    mine = shard_items(index.items, cfg.shard, index.missing, cfg.limit)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / shard_name(cfg.shard.index, cfg.shard.count)

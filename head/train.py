@@ -32,7 +32,7 @@ from torch import nn
 
 from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
-from cmdcl.core.errors import CmdclError
+from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import (CHECKPOINT_FORMAT_VERSION, check_compatible, load_checkpoint, rng_state,
                                    save_checkpoint, set_rng_state)
@@ -109,7 +109,13 @@ def _resolve_resume(resume: str | Path, out_dir: Path, say: Callable[[str], None
     path = out_dir / "last.pt" if resume == "auto" else Path(resume)
     if resume == "auto" and not path.exists():
         return None, None
-    return load_checkpoint(path), path
+    try:
+        return load_checkpoint(path), path
+    except CheckpointError as exc:
+        if resume != "auto":
+            raise
+        raise CheckpointError(exc.message, fix=f"start over with --resume never, or continue from the best "
+                                              f"epoch with --resume {out_dir / 'best.pt'}.") from None
 
 
 def _merge_config(cfg: HeadConfig, saved: dict[str, Any], say: Callable[[str], None]) -> HeadConfig:

@@ -143,3 +143,4 @@ def test_resuming_a_checkpoint_of_another_label_vocabulary(tmp_path, capsys):
     line = cli_error(["train-head", "--features", str(world), "--out", str(run), "--method", "linear", "--epochs", "2",
                       "--device", "cpu", "--no-progress", "--no-evaluate"], capsys)
     assert f"{run / 'last.pt'}: not a readable cmdcl checkpoint" in line
+    assert "--resume never" in line and str(run / 'best.pt') in line

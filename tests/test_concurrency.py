@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmdcl.core.distributed import shard_from_env
+from cmdcl.core.distributed import ShardSpec, shard_from_env
+from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet, shard_is_done, shard_name
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.runner import shard_items
@@ -88,15 +89,22 @@ def test_a_second_process_on_the_same_shard_is_refused_and_corrupts_nothing(data
     {"SLURM_ARRAY_TASK_COUNT": "4"},  # --array=0-3
     {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"},  # --array=1-4
     {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "10", "RANK": "0", "WORLD_SIZE": "2"},  # + torchrun vars
+    {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "5"},  # --array=0-15:5
 ])
 def test_array_tasks_get_distinct_shards_that_cover_every_video_once(env):
     first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
     items = [VideoItem(f"video{i:03d}", f"/v/{i}.mp4", "train", 0) for i in range(23)]
-    specs = [shard_from_env({**env, "SLURM_ARRAY_TASK_ID": str(first + task)}) for task in range(4)]
+    specs = [shard_from_env({**env, "SLURM_ARRAY_TASK_ID": str(first + step * task)}) for task in range(4)]
     assert sorted(s.index for s in specs) == [0, 1, 2, 3] and {s.count for s in specs} == {4}
     assert len({shard_name(s.index, s.count) for s in specs}) == 4  # one file per task
     assigned = [item.video_id for s in specs for item in shard_items(list(reversed(items)), s)]
     assert sorted(assigned) == [item.video_id for item in items]  # each video in exactly one shard
+
+
+def test_array_task_without_count_is_refused_not_shard_0_of_1():
+    with pytest.raises(CmdclError, match="SLURM_ARRAY_TASK_COUNT"):
+        shard_from_env({"SLURM_ARRAY_TASK_ID": "3"})
 
 
 def test_torchrun_ranks_get_distinct_shards():
@@ -164,3 +172,16 @@ def test_several_processes_read_a_read_only_file_at_once(read_only_file):
         assert reader.returncode == 0, stderr[-2000:]
         count, total, mapped = stdout.split()
         assert int(count) == 24 and float(total) == pytest.approx(expected) == float(mapped)
+
+
+def test_shard_membership_does_not_depend_on_which_files_are_present():
+    ids = [f"v{i:02d}" for i in range(10)]
+    items = [VideoItem(video_id=v, path=f"/x/{v}.mp4", split="train", label=0) for v in ids]
+    node_a = [shard_items(items, ShardSpec(k, 3, "test")) for k in range(3)]
+    # Node B's mount lacks v03: that video is missing there, every other video keeps its shard.
+    present_b = [it for it in items if it.video_id != "v03"]
+    node_b = [shard_items(present_b, ShardSpec(k, 3, "test"), missing=["v03"]) for k in range(3)]
+    for k in range(3):
+        assert [i.video_id for i in node_b[k]] == [i.video_id for i in node_a[k] if i.video_id != "v03"]
+    assert sorted(i.video_id for shard in node_a for i in shard) == ids
+    assert [i.video_id for i in shard_items(items, ShardSpec(0, 2, "test"), limit=4)] == ["v00", "v02"]
