@@ -178,7 +178,9 @@ def busy_processes(limit: int = 5) -> list[str]:
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("PID")), None)
     if start is None:
         return []
-    return [" ".join(line.split()[8:]) for line in lines[start + 1:start + 1 + limit]]  # %CPU %MEM TIME+ COMMAND
+    rows = [line.split() for line in lines[start + 1:]]
+    busy = [" ".join(row[8:]) for row in rows if len(row) > 11 and row[8] not in ("0.0", "0")]  # %CPU %MEM TIME+ COMMAND
+    return busy[:limit]
 
 
 def cpu_model() -> str:
