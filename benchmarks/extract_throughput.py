@@ -57,7 +57,7 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) 
     out = scratch / "cmdcl"
     shutil.rmtree(out, ignore_errors=True)
     cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(out), model=args.model, frames=args.frames,
-                        batch_size=args.batch_size, workers=args.workers, device=args.device,
+                        batch_size=args.batch_size, workers=args.workers, decoder=args.decoder, device=args.device,
                         precision=args.precision, progress=False, templates=["{}"], flush_every=64)
     load = load_average()
     with GpuSampler() as gpu:
@@ -130,13 +130,13 @@ def measure_naive(paths: list[Path], encoder, frames: int, scratch: Path) -> dic
             "gpu": gpu.summary() if gpu.available else None}
 
 
-def _decode_settings(encoder, frames: int):
+def _decode_settings(encoder, frames: int, decoder: str | None = None):
     from cmdcl.extract.decoders import default_backend
     from cmdcl.extract.runner import DecodeSettings
     from cmdcl.extract.sampler import FrameSampler
 
     return DecodeSettings(sampler=FrameSampler(frames), image_size=encoder.image_size,
-                          resize_mode=encoder.resize_mode, backend=default_backend(), fallback=True)
+                          resize_mode=encoder.resize_mode, backend=decoder or default_backend(), fallback=True)
 
 
 def start_worker_server(encoder, frames: int) -> None:
@@ -156,7 +156,7 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
     from cmdcl.extract.runner import DecodeFailure, DecodePool, DecodeTask, decode_inline
 
     items = sorted(load_dataset("manifest", str(root)).items, key=lambda item: item.video_id)
-    settings = _decode_settings(encoder, args.frames)
+    settings = _decode_settings(encoder, args.frames, args.decoder)
     tasks = [DecodeTask(key, item.video_id, item.path) for key, item in enumerate(items)]
     kept: dict[int, np.ndarray] = {}
     total, worker_s = 0, 0.0
@@ -194,7 +194,8 @@ def measure_encode(clips: list[np.ndarray], encoder, batch_size: int, threads: i
         started = time.perf_counter()
         pixels = torch.cat([preprocess(frames) for frames in clips])
         preprocess_s = time.perf_counter() - started
-        encoder.encode_frames(pixels[:min(len(pixels), 8)])  # warm-up: allocator, kernels, cuBLAS handles
+        # Warm-up: allocator, kernels; on a GPU a full batch, so cuBLAS/cuDNN pick their kernels for its shape.
+        encoder.encode_frames(pixels[:batch_size if encoder.device.type == "cuda" else 8])
         started = time.perf_counter()
         for start in range(0, len(pixels), batch_size):
             encoder.encode_frames(pixels[start:start + batch_size])
@@ -231,7 +232,8 @@ def run(args: argparse.Namespace) -> dict:
     threads = encoder_threads(encoder.device.type, args.workers)
     report = {"machine": machine_info(), "busy_before": busy_processes(), "model": args.model,
               "device": str(encoder.device), "precision": encoder.precision, "frames_per_video": args.frames,
-              "batch_size": args.batch_size, "workers": args.workers, "videos": video_stats(specs, paths)}
+              "batch_size": args.batch_size, "workers": args.workers,
+              "decoder": args.decoder or "default", "videos": video_stats(specs, paths)}
 
     if args.workers > 0:
         start_worker_server(encoder, args.frames)
@@ -305,6 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256, help="cmdcl's frames per encoder batch")
     parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
                         help="decode workers (default as `cmdcl extract`: cores - 1, at most 8)")
+    parser.add_argument("--decoder", choices=["decord", "pyav"], default=None,
+                        help="cmdcl's decoder (default: decord when installed); the naive pipeline always uses decord")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="fp32 on CPU, fp16 on CUDA by default")
     parser.add_argument("--seed", type=int, default=0)

@@ -50,7 +50,7 @@ def time_extraction(root: Path, frames: int, workers: int, scratch: Path, encode
     seconds = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
     return {"seconds": seconds, "videos": summary.extracted, "seconds_per_video": seconds / max(1, summary.extracted),
-            "frames": summary.frames, "frames_per_s": summary.frames / seconds,
+            "frames_encoded": summary.frames, "frames_per_s": summary.frames / seconds,
             "decode_worker_s_per_video": summary.decode_s / max(1, summary.extracted), "load_before": load}
 
 

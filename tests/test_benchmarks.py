@@ -75,6 +75,8 @@ def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
     assert [r["videos"] for r in saved["training"]] == bench.TINY["train_sizes"]
     for row in saved["length"] + saved["frames"]:
         assert row["videos"] == bench.TINY["per_length"] and row["seconds_per_video"] > 0
+    for row in saved["frames"]:
+        assert row["frames_encoded"] == bench.TINY["per_length"] * row["frames"]  # the videos are longer than F
     assert all(r["epoch_s"] > 0 and 0 < r["train_videos"] <= r["videos"] for r in saved["training"])
     with Image.open(report["plot"]) as image:
         width, height = image.size
