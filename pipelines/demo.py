@@ -84,6 +84,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     say("      " + summary.report().replace("\n", "\n      "))
     features = summary.shard_path
 
+    import torch
+
+    # The demo's heads are tiny: one thread is fastest, and immune to other processes on a small machine
+    # (with two threads on two busy cores, a step was seen to take 100x longer).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     say(f"[3/4] training {', '.join(cfg.methods)} ({cfg.epochs} epochs max, early stopping on a carved val split)")
     results = []
     for method in cfg.methods:
@@ -99,6 +105,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
             train_s=train_s))
         say(f"      {method:<17} IID {results[-1].iid_top1:.3f}  OOD {results[-1].ood_top1:.3f}  ({train_s:.0f} s)")
 
+    torch.set_num_threads(threads)
     report_path = None
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
