@@ -179,7 +179,8 @@ def busy_processes(limit: int = 5) -> list[str]:
     if start is None:
         return []
     rows = [line.split() for line in lines[start + 1:]]
-    busy = [" ".join(row[8:]) for row in rows if len(row) > 11 and row[8] not in ("0.0", "0")]  # %CPU %MEM TIME+ COMMAND
+    # Columns from %CPU on: %CPU %MEM TIME+ COMMAND; idle processes are left out.
+    busy = [" ".join(row[8:]) for row in rows if len(row) > 11 and row[8] not in ("0.0", "0")]
     return busy[:limit]
 
 

@@ -238,7 +238,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.workers > 0:
         start_worker_server(encoder, args.frames)
     runs: dict[str, list[dict]] = {"decode_limit": [], "encode_limit": [], "naive": [], "cmdcl": []}
-    for _ in range(args.repeat):  # interleaved, so that a burst of load from other jobs hits one round, not one pipeline
+    # Rounds interleave the four, so that a burst of load from other jobs hits one round, not one pipeline.
+    for _ in range(args.repeat):
         decode, clips = measure_decode(root, encoder, args, keep_frames=ENCODE_SAMPLE_FRAMES)
         runs["decode_limit"].append(decode)
         runs["encode_limit"].append(measure_encode(clips, encoder, args.batch_size, threads, decode["frames"]))
@@ -271,7 +272,8 @@ def print_report(r: dict) -> None:
     print(f"videos: {v['videos']} ({v['seconds_min_max'][0]:g}-{v['seconds_min_max'][1]:g} s, {'/'.join(v['sizes'])}, "
           f"{'/'.join(map(str, v['fps']))} fps, keyframe every {v['gop_s_min_max'][0]:g}-{v['gop_s_min_max'][1]:g} s; "
           f"{v['total_s'] / 60:.0f} min, {v['total_frames']} frames)")
-    print(f"model {r['model']} ({r['device']}, {r['precision']}), F = {r['frames_per_video']}, batch {r['batch_size']}, "
+    print(f"model {r['model']} ({r['device']}, {r['precision']}), F = {r['frames_per_video']}, "
+          f"batch {r['batch_size']}, "
           f"{r['workers']} decode worker(s), encoder threads {r['encode_limit']['threads']}")
     c, n, d, e = r["cmdcl"], r["naive"], r["decode_limit"], r["encode_limit"]
     rows = [
@@ -293,7 +295,7 @@ def print_report(r: dict) -> None:
     print(f"overlap efficiency         {r['overlap_efficiency']:.2f}  = max(decode, encode) / cmdcl; "
           f"{r['bottleneck']}-bound")
     for name, row in (("cmdcl", c), ("naive", n)):
-        if row.get("gpu"):
+        if row.get("gpu") and row["gpu"]["samples"]:
             g = row["gpu"]
             print(f"GPU utilisation during {name}: mean {g['mean_util']:.0f} % over {g['samples']} samples, "
                   f"peak memory {g['max_memory_mib']:.0f} MiB; samples {g['util_series'][:20]}")

@@ -166,11 +166,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds), as the test suite runs it")
     parser.add_argument("--out", default=str(OUT), help="video/feature cache and scaling.json")
-    parser.add_argument("--plot", default=None, help="plot path (default docs/scaling.png; with --tiny <out>/scaling.png)")
+    parser.add_argument("--plot", default=None,
+                        help="plot path (default docs/scaling.png; with --tiny <out>/scaling.png)")
     args = parser.parse_args(argv)
     report = run(args)
     write_json(Path(args.out) / "scaling.json", report)
-    plot_path = Path(args.plot) if args.plot else (Path(args.out) / "scaling.png" if args.tiny else DOCS / "scaling.png")
+    default_plot = Path(args.out) / "scaling.png" if args.tiny else DOCS / "scaling.png"
+    plot_path = Path(args.plot) if args.plot else default_plot
     plot(report, plot_path)
     report["plot"] = str(plot_path)
     print(f"wrote {Path(args.out) / 'scaling.json'} and {plot_path}")

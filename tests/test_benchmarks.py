@@ -82,3 +82,23 @@ def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
         width, height = image.size
     assert width > 2 * height  # three panels side by side
     assert "training" in capsys.readouterr().out
+
+
+def test_gpu_sampler_parses_nvidia_smi(tmp_path, monkeypatch):
+    """The GPU section cannot run here; its nvidia-smi sampling is checked against a stand-in."""
+    import os
+    import time
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho '57, 1234'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    common = load_script("common")
+    with common.GpuSampler(interval_s=0.05) as gpu:
+        deadline = time.time() + 10
+        while len(gpu.samples) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    summary = gpu.summary()
+    assert gpu.available and summary["samples"] >= 2
+    assert summary["mean_util"] == 57.0 and summary["max_memory_mib"] == 1234.0
