@@ -739,10 +739,9 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
     finalized = False
     pool: DecodePool | None = None
-    threads = torch.get_num_threads()
-    if encoder.device.type == "cpu" and cfg.workers > 0:
-        # Leave the decode workers their cores: oversubscribed intra-op threads stall in spin-waits.
-        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - cfg.workers)))
+    # The CPU encoder keeps all its threads even beside decode workers: capping it at cores - workers
+    # made ViT-B-16 extraction 1.8x slower on 2 cores and saved only 3.5% when decode-bound
+    # (benchmarks/extract_throughput.py, docs/BENCHMARKS.md).
     try:
         if shard_is_done(path):  # another process finished this shard while we were loading the model
             writer.close()
@@ -845,7 +844,6 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
         finalized = True
         summary.write_s += time.perf_counter() - start
     finally:
-        torch.set_num_threads(threads)
         if pool is not None:
             pool.close()
         if not finalized:
