@@ -337,6 +337,7 @@ class PyAVDecoder(VideoDecoder):
         self._stream = None
         self._frames = None  # the live decode generator
         self._position = -1  # index of the last frame the generator produced
+        self._target = 0  # the frame the seeking reader is after; packets of earlier frames may skip decoding
         self._pts: list[int] = []  # presentation time of frame i, sorted
         self._index_of_pts: dict[int, int] = {}
         self._keyframes: list[int] = []  # frame indices of keyframes, sorted
@@ -478,7 +479,23 @@ class PyAVDecoder(VideoDecoder):
 
     def _seek(self, frame_index: int) -> None:
         self._container.seek(self._pts[frame_index], stream=self._stream, backward=True, any_frame=False)
-        self._frames, self._position = self._container.decode(self._stream), -1
+        self._frames, self._position = self._decode_skipping(), -1
+
+    def _decode_skipping(self):
+        """Decoded frames from the current demux position, skipping the non-reference frames before `_target`.
+
+        A packet whose frame comes before the wanted one is fed under skip_frame NONREF: FFmpeg drops it
+        when no other frame refers to it (B-frames), and still decodes the reference frames the wanted
+        one depends on, so the frames returned are the same as from a full decode. The skip is set per
+        packet when it is fed, so a wanted frame that comes out only after later packets (B-frame
+        reordering) was itself fed under DEFAULT. Wanted frames only move forward between seeks, so a
+        skipped frame is never wanted later.
+        """
+        codec = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            index = self._index_of_pts.get(packet.pts) if packet.size else None  # size 0: the flush packet
+            codec.skip_frame = "NONREF" if index is not None and index < self._target else "DEFAULT"
+            yield from codec.decode(packet)
 
     def _next_frame(self, target: int) -> tuple[int, object]:
         try:
@@ -493,6 +510,7 @@ class PyAVDecoder(VideoDecoder):
 
     def _read_seeking(self, wanted: np.ndarray, out: np.ndarray) -> None:
         for row, target in enumerate(wanted.tolist()):
+            self._target = target
             key = self._keyframes[bisect.bisect_right(self._keyframes, target) - 1]
             if self._frames is None or target <= self._position or key > self._position:
                 self._seek(key)
@@ -516,6 +534,7 @@ class PyAVDecoder(VideoDecoder):
     def _read_sequential(self, wanted: np.ndarray, out: np.ndarray) -> None:
         self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         self._frames, self._position = None, -1
+        self._stream.codec_context.skip_frame = "DEFAULT"
         rows = {int(t): r for r, t in enumerate(wanted.tolist())}
         last = int(wanted[-1]) if len(wanted) else -1
         count = 0
@@ -577,6 +596,7 @@ class PyAVDecoder(VideoDecoder):
 
         self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         self._frames, self._position = None, -1
+        self._stream.codec_context.skip_frame = "DEFAULT"
         clean, count, previous = False, -1, -1
         try:
             for packet in self._container.demux(self._stream):

@@ -172,3 +172,38 @@ def test_out_of_range_indices_raise(videos):
         with pytest.raises(VideoDecodeError):
             dec.read([40])
         dec.close()
+
+
+def _full_decode(path, indices, size):
+    """The frames at `indices` from a plain front-to-back PyAV decode (no seeking, no skipped packets)."""
+    import av
+
+    wanted = set(indices)
+    frames = {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(container.streams.video[0])):
+            if i in wanted:
+                frames[i] = frame.to_ndarray(width=size[1], height=size[0], format="rgb24", interpolation="BICUBIC")
+    return np.stack([frames[i] for i in indices])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pyav_skipping_nonref_frames_returns_the_frames_of_a_full_decode(tmp_path, threads):
+    # H.264 with 2 B-frames and a keyframe every 12 frames: the seeking reader feeds the packets before
+    # each wanted frame under skip_frame NONREF, which must not change a single byte of what it returns.
+    path = write_test_video(tmp_path / "bframes.mp4", num_frames=60, height=48, width=64, codec="libx264", gop=12,
+                            pattern="noise", seed=3)
+    import av
+    from av.video.frame import PictureType
+
+    with av.open(str(path)) as container:
+        types = {PictureType(frame.pict_type).name for frame in container.decode(video=0)}
+    assert {"I", "P", "B"} <= types  # the fixture has the frame types the skip is about
+    size = (48, 64)
+    reads = [[5], [6, 7], [9, 10, 11, 12, 13], [25, 31], [47], [59], [0, 1, 2], [2, 14, 26, 38, 50, 58]]
+    with PyAVDecoder(threads) as dec:
+        dec.open(path, size=size)
+        for wanted in reads:
+            frames, _ = dec.read(wanted)
+            np.testing.assert_array_equal(frames, _full_decode(path, wanted, size), err_msg=str(wanted))
+        assert not dec.sequential  # the seeking path served every read
