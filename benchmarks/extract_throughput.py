@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--frames", type=int, default=64, help="F, sampled frames per video")
     parser.add_argument("--batch-size", type=int, default=256, help="cmdcl's frames per encoder batch")
-    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
-                        help="decode workers (default as `cmdcl extract`: cores - 1, at most 8)")
+    parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+                        help="decode workers (default as `cmdcl extract`: one per core)")
     parser.add_argument("--decoder", choices=["decord", "pyav"], default=None,
                         help="cmdcl's decoder (default: decord when installed); the naive pipeline always uses decord")
     parser.add_argument("--device", default="auto")
