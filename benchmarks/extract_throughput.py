@@ -15,7 +15,7 @@ Four measurements in one process, same machine, same model, same videos, same F:
           own PIL `preprocess` per frame, that video's frames encoded as one batch, one .npy per video
   decode  limit of the decode side: the same W workers decoding the same frames to the same size, nothing else
   encode  limit of the encode side: already decoded and preprocessed frames encoded in cmdcl's batches, with
-          the torch threads cmdcl's encoder gets (cores - W on a CPU)
+          the torch threads cmdcl's encoder gets (all of torch's)
 
 overlap efficiency = max(decode, encode) / cmdcl: 1.0 means cmdcl runs as fast as its slower side alone.
 """
@@ -38,14 +38,11 @@ from common import (OUT, GpuSampler, busy_processes, draw_specs, load_average, m
 ENCODE_SAMPLE_FRAMES = 2048
 
 
-def encoder_threads(device: str, workers: int) -> int:
-    """The torch threads run_extraction leaves its encoder on a CPU (the decode workers keep their cores)."""
+def encoder_threads() -> int:
+    """The torch threads run_extraction's encoder runs on: all of torch's, beside the decode workers too."""
     import torch
 
-    threads = torch.get_num_threads()
-    if device == "cpu" and workers > 0:
-        return max(1, min(threads, (os.cpu_count() or 1) - workers))
-    return threads
+    return torch.get_num_threads()
 
 
 # ---------------------------------------------------------------------------------------------- measurements
@@ -69,7 +66,7 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) 
     return {"seconds": seconds, "frames": summary.frames, "frames_per_s": summary.frames / seconds,
             "decode_worker_s": summary.decode_s, "main_waited_s": summary.wait_s,
             "preprocess_s": summary.preprocess_s, "encode_s": summary.encode_s, "write_s": summary.write_s,
-            "workers": args.workers, "encoder_threads": encoder_threads(encoder.device.type, args.workers),
+            "workers": args.workers, "encoder_threads": encoder_threads(),
             "load_before": load, "gpu": gpu.summary() if gpu.available else None}
 
 
@@ -229,7 +226,7 @@ def run(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(args.seed)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision, seed=args.seed)
-    threads = encoder_threads(encoder.device.type, args.workers)
+    threads = encoder_threads()
     report = {"machine": machine_info(), "busy_before": busy_processes(), "model": args.model,
               "device": str(encoder.device), "precision": encoder.precision, "frames_per_video": args.frames,
               "batch_size": args.batch_size, "workers": args.workers,
