@@ -591,6 +591,47 @@ class FeatureSet:
                         out[piece] = dataset[np.sort(r)]
         return out
 
+    def contiguous_layout(self, name: str) -> list[tuple[Path, int, np.dtype, tuple[int, ...]]] | None:
+        """(path, byte offset, dtype, shape) of a contiguous, uncompressed dataset in every file, else None."""
+        layout = []
+        for path in self.paths:
+            with h5py.File(path, "r") as f:
+                dataset = f["videos"][name]
+                offset = dataset.id.get_offset()
+                if dataset.chunks is not None or offset is None:
+                    return None
+                layout.append((path, int(offset), dataset.dtype, dataset.shape))
+        return layout
+
+    def read_rows_direct(self, name: str, positions: np.ndarray, layout: list | None = None) -> np.ndarray | None:
+        """Rows `positions` of a contiguous dataset with plain file reads (no h5py, no memory map).
+
+        One read of the byte range spanning the rows of each file, so keep `positions` to a bounded
+        chunk. Plain reads keep the page cache out of this process's RSS, unlike a memory map.
+        Returns None when the dataset is not contiguous in every file.
+        """
+        layout = self.contiguous_layout(name) if layout is None else layout
+        if layout is None:
+            return None
+        positions = np.asarray(positions, dtype=np.int64)
+        files, rows = self.index["file"][positions], self.index["row"][positions]
+        out = None
+        for i, (path, offset, dtype, shape) in enumerate(layout):
+            sel = np.flatnonzero(files == i)
+            if not len(sel):
+                continue
+            lo, hi = int(rows[sel].min()), int(rows[sel].max()) + 1
+            row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+            span = np.empty((hi - lo, *shape[1:]), dtype=dtype)
+            with open(path, "rb") as handle:
+                handle.seek(offset + lo * row_bytes)
+                if handle.readinto(memoryview(span).cast("B")) != span.nbytes:
+                    raise FeatureFileError(f"{path}: /videos/{name} is shorter than its header says (truncated file).")
+            if out is None:
+                out = np.empty((len(positions), *shape[1:]), dtype=dtype)
+            out[sel] = span[rows[sel] - lo]
+        return out
+
     def memmap(self, name: str) -> list[np.ndarray] | None:
         """Read-only memory maps of a contiguous, uncompressed dataset in every file, else None."""
         maps = []

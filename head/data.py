@@ -136,11 +136,35 @@ class FeatureData:
         """All selected rows of `name`, read in contiguous chunks straight into one preallocated tensor."""
         dims = {**self.feature_set.dims, "F": self.frames}
         out = torch.empty((len(self.positions), *[dims[t] for t in VIDEO_FIELDS[name][1]]), dtype=torch.float16)
+        # Contiguous files (every finished shard) are read with plain file reads: no h5py call per chunk,
+        # about 2x faster than read_array on a COIN-sized file, and no page cache mapped into our RSS.
+        layout = self.feature_set.contiguous_layout(name)
         for start in range(0, len(self.positions), chunk):
             rows = np.arange(start, min(start + chunk, len(self.positions)))
-            block = self.feature_set.read_array(name, self.positions[rows], chunk=chunk)
+            block = None
+            if layout is not None:
+                block = self.feature_set.read_rows_direct(name, self.positions[rows], layout)
+            if block is None:
+                block = self.feature_set.read_array(name, self.positions[rows], chunk=chunk)
             out[rows[0]:rows[-1] + 1] = torch.from_numpy(self._subsample(block, rows))
         return out
+
+    def _gather_from(self, maps: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """Rows (positions into this selection) from per-file memory maps, in `rows` order."""
+        fs = self.feature_set
+        files = fs.index["file"][self.positions[rows]]
+        file_rows = fs.index["row"][self.positions[rows]]
+        block = None
+        for i, mm in enumerate(maps):
+            sel = np.flatnonzero(files == i)
+            if not len(sel):
+                continue
+            order = sel[np.argsort(file_rows[sel])]
+            part = mm[file_rows[order]]
+            if block is None:
+                block = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
+            block[order] = part
+        return block
 
     def _gather(self, name: str, rows: np.ndarray) -> torch.Tensor:
         """Rows of `name` in memmap mode: one sorted fancy-index read per file, then back in batch order."""
@@ -148,19 +172,7 @@ class FeatureData:
         if maps is None:
             block = self.feature_set.read_array(name, self.positions[rows])
         else:
-            fs = self.feature_set
-            files = fs.index["file"][self.positions[rows]]
-            file_rows = fs.index["row"][self.positions[rows]]
-            block = None
-            for i, mm in enumerate(maps):
-                sel = np.flatnonzero(files == i)
-                if not len(sel):
-                    continue
-                order = sel[np.argsort(file_rows[sel])]
-                part = mm[file_rows[order]]
-                if block is None:
-                    block = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
-                block[order] = part
+            block = self._gather_from(maps, rows)
         return torch.from_numpy(np.ascontiguousarray(self._subsample(block, rows)))
 
     # ------------------------------------------------------------------------------------------ access

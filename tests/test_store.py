@@ -102,3 +102,17 @@ def test_dataset_without_steps_writes_and_reads(tmp_path):
     fs = FeatureSet(path)
     assert fs.dims["S"] == 0 and fs.text.step_names == []
     assert fs.read_array("steps", np.arange(2)).shape == (2, 0)
+
+
+def test_direct_reads_equal_h5py_reads_across_files_in_any_order(tmp_path):
+    a = write_shard(tmp_path / "a.h5", [("v0", "train", 0), ("v1", "test", 1), ("v2", "train", 2)])
+    b = write_shard(tmp_path / "b.h5", [("v3", "train", 0), ("v4", "train", 1)])
+    fs = FeatureSet([a, b])
+    positions = np.array([4, 0, 2, 3])
+    direct = fs.read_rows_direct("features", positions)
+    np.testing.assert_array_equal(direct, fs.read_array("features", positions))
+    truncated = tmp_path / "t.h5"
+    truncated.write_bytes(a.read_bytes())
+    layout = [(truncated, offset + 10**9, dtype, shape) for _, offset, dtype, shape in fs.contiguous_layout("features")]
+    with pytest.raises(FeatureFileError, match="shorter than its header"):
+        fs.read_rows_direct("features", np.array([0]), layout)
