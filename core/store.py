@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -537,20 +537,19 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.index["video_id"])
 
-    def failures(self) -> list[FailureRecord]:
+    def _from_every_file(self, read: Callable[[h5py.File], list]) -> list:
         out = []
         for path in self.paths:
             with h5py.File(path, "r") as f:
-                out.extend(_read_failures(f))
+                out.extend(read(f))
         return out
+
+    def failures(self) -> list[FailureRecord]:
+        return self._from_every_file(_read_failures)
 
     def notes(self) -> list[NoteRecord]:
         """Remarks on stored videos (partial decodes, rotation not applied, decoder fallbacks)."""
-        out = []
-        for path in self.paths:
-            with h5py.File(path, "r") as f:
-                out.extend(_read_notes(f))
-        return out
+        return self._from_every_file(_read_notes)
 
     def provenance(self) -> dict[str, Any]:
         """The shared attributes (shard-specific ones dropped), as stored in checkpoints."""
@@ -634,15 +633,11 @@ class FeatureSet:
 
     def memmap(self, name: str) -> list[np.ndarray] | None:
         """Read-only memory maps of a contiguous, uncompressed dataset in every file, else None."""
-        maps = []
-        for path in self.paths:
-            with h5py.File(path, "r") as f:
-                dataset = f["videos"][name]
-                offset = dataset.id.get_offset()
-                if dataset.chunks is not None or offset is None:
-                    return None
-                maps.append(np.memmap(path, mode="r", dtype=dataset.dtype, shape=dataset.shape, offset=offset))
-        return maps
+        layout = self.contiguous_layout(name)
+        if layout is None:
+            return None
+        return [np.memmap(path, mode="r", dtype=dtype, shape=shape, offset=offset)
+                for path, offset, dtype, shape in layout]
 
     def summary(self) -> dict[str, Any]:
         splits, counts = np.unique(self.index["split"], return_counts=True)
