@@ -13,15 +13,9 @@ from torch import nn
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.head.config import HeadConfig
+from cmdcl.head.visual import mean_over_valid_frames
 
 CLIP_LOGIT_SCALE = 100.0  # CLIP's trained logit scale, used as the zero-shot temperature (1 / 0.01)
-
-
-def masked_mean(x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid frames of (B, F, ...) -> (B, ...); a video without valid frames gives zeros."""
-    weights = frame_mask.to(x.dtype)
-    weights = weights.view(*weights.shape, *([1] * (x.dim() - 2)))
-    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 class ZeroShotHead(nn.Module):
@@ -33,7 +27,7 @@ class ZeroShotHead(nn.Module):
         self.register_buffer("step_text", F.normalize(step_text.float(), dim=-1) if step_text is not None else None)
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
-        video = F.normalize(masked_mean(F.normalize(features, dim=-1), frame_mask), dim=-1)
+        video = F.normalize(mean_over_valid_frames(F.normalize(features, dim=-1), frame_mask), dim=-1)
         out = {"logits": CLIP_LOGIT_SCALE * video @ self.class_text.t()}
         if self.step_text is not None:
             out["step_logits"] = CLIP_LOGIT_SCALE * video @ self.step_text.t()
@@ -52,7 +46,7 @@ class LinearProbeHead(nn.Module):
         self.input_scale = math.sqrt(dim)
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
-        video = masked_mean(features, frame_mask) * self.input_scale
+        video = mean_over_valid_frames(features, frame_mask) * self.input_scale
         return {"logits": self.classifier(self.dropout(video))}
 
 
@@ -87,6 +81,6 @@ class TemporalTransformerHead(nn.Module):
             padding[:, 0] &= frame_mask.any(1)
             h = self.encoder(h, src_key_padding_mask=padding)
         h = h + x  # Text4Vis keeps the original frame tokens as a residual
-        video = F.normalize(masked_mean(self.proj_out(h), frame_mask), dim=-1)
+        video = F.normalize(mean_over_valid_frames(self.proj_out(h), frame_mask), dim=-1)
         scale = self.logit_scale.clamp(max=math.log(CLIP_LOGIT_SCALE)).exp()
         return {"logits": scale * video @ self.class_text.t()}

@@ -240,12 +240,19 @@ class FrontdoorMediator(nn.Module):
         return self.approximator(torch.cat([mediator, context], dim=-1)), attention, spatial
 
 
+def mean_over_valid_frames(x: Tensor, frame_mask: Tensor) -> Tensor:
+    """Mean over the valid frames of (B, F, ...) -> (B, ...); a video without valid frames gives zeros."""
+    weights = frame_mask.to(x.dtype)
+    weights = weights.view(*weights.shape, *([1] * (x.dim() - 2)))
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 def masked_mean(tokens: Tensor, frame_mask: Tensor) -> Tensor:
-    """Mean of (B, F, D) or (B, F, P, D) tokens over valid frames (and all patches): (B, D)."""
+    """Mean of (B, F, D) or (B, F, P, D) tokens over valid frames (and all patches): (B, D).
+    An all-padding video falls back to its first frame (safe_frame_mask), as attention does."""
     if tokens.dim() == 4:
         tokens = tokens.mean(2)
-    weights = safe_frame_mask(frame_mask).to(tokens.dtype).unsqueeze(-1)
-    return (tokens * weights).sum(1) / weights.sum(1)
+    return mean_over_valid_frames(tokens, safe_frame_mask(frame_mask))
 
 
 def video_means(frame_features: np.ndarray, frame_mask: np.ndarray, chunk: int = 1024) -> np.ndarray:

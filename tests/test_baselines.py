@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import TextBank
-from cmdcl.head.baselines import LinearProbeHead, TemporalTransformerHead, ZeroShotHead, masked_mean
+from cmdcl.head.baselines import LinearProbeHead, TemporalTransformerHead, ZeroShotHead
+from cmdcl.head.visual import mean_over_valid_frames
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.factory import build_model
 from cmdcl.head.train import param_groups, warmup_cosine
@@ -36,7 +37,7 @@ def inputs(batch=4, seed=0):
 def test_masked_mean_ignores_padding_and_empty_rows():
     x = torch.arange(12.0).view(2, 3, 2)
     mask = torch.tensor([[True, True, False], [False, False, False]])
-    out = masked_mean(x, mask)
+    out = mean_over_valid_frames(x, mask)
     assert torch.equal(out[0], torch.tensor([1.0, 2.0]))  # mean of rows [0,1] and [2,3]
     assert torch.equal(out[1], torch.zeros(2))
 
