@@ -1,13 +1,33 @@
-"""`cmdcl report RUN`: figures and one HTML page for a trained run (head/report.py, docs/REPORT.md).
+"""`cmdcl report RUN`: figures and one HTML page for a trained run (head/report/, docs/REPORT.md).
 
 torch and matplotlib are imported inside the command body so that `cmdcl --help` stays light.
+The spatial-attention overlay needs video frames: this command hands the report a frame reader built on
+cmdcl.extract's decoders, so that the head stage itself never imports the extraction stage.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def read_video_frames(path: str, frame_index: np.ndarray, short_side: int) -> np.ndarray:
+    """Frames `frame_index` of video `path` (n, H, W, 3) uint8, scaled so the short side is `short_side`."""
+    import numpy as np
+
+    from cmdcl.extract.decoders import open_video
+
+    def size(height: int, width: int) -> tuple[int, int]:
+        scale = short_side / max(1, min(height, width))
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    with open_video(path, size=size) as decoder:
+        frames, _ = decoder.read(np.asarray(frame_index, np.int64))
+    return frames
 
 
 def report(
@@ -28,7 +48,7 @@ def report(
 
     names = [a for a in actions.split(",") if a.strip()] if actions else None
     page = build_report(run, features=features or None, out=out, video=video, actions=names, split=split,
-                        device=device)
+                        device=device, read_frames=read_video_frames)
     typer.echo(f"report: {page}")
 
 

@@ -16,6 +16,7 @@ from cmdcl.head.config import HeadConfig
 from cmdcl.head.report import (DPI, FIGSIZE, activity_steps, build_report, matching_probabilities,
                                normalised_similarity)
 from cmdcl.head.train import train
+from cmdcl.pipelines.cmd_report import read_video_frames
 
 from head_fixtures import multilabel_world, order_world, write_records
 from store_fixtures import base_attrs, make_record, make_text
@@ -112,7 +113,7 @@ def test_baseline_report_skips_what_it_cannot_draw(runs):
 
 
 def test_patch_run_overlays_spatial_attention_on_decoded_frames(runs):
-    summary, text = check_report(build_report(runs["patches"], device="cpu"),
+    summary, text = check_report(build_report(runs["patches"], device="cpu", read_frames=read_video_frames),
                                  {"curves", "confusion", "spatial_attention", *PER_VIDEO})
     assert "spatial_attention" not in summary["notes"]  # frames decoded: no "drawn alone" note
     assert "Frames not shown" not in text
@@ -123,11 +124,33 @@ def test_patch_grid_drawn_alone_when_the_video_is_missing(runs, tmp_path):
     video = Path(json.loads((run / "report" / "report.json").read_text())["features"][0]).parent / "clip.mp4"
     moved = video.rename(tmp_path / "elsewhere.mp4")
     try:
-        summary, text = check_report(build_report(run, out=tmp_path / "no-video", device="cpu"),
+        summary, text = check_report(build_report(run, out=tmp_path / "no-video", device="cpu",
+                                                  read_frames=read_video_frames),
                                      {"curves", "confusion", "spatial_attention", *PER_VIDEO})
     finally:
         moved.rename(video)
     assert "Frames not shown" in text and "drawn alone" in summary["notes"]["spatial_attention"][0]
+    assert "not readable here" in summary["notes"]["spatial_attention"][0]
+
+
+def test_patch_grid_drawn_alone_without_a_frame_reader(runs, tmp_path):
+    summary, _ = check_report(build_report(runs["patches"], out=tmp_path / "no-reader", device="cpu"),
+                              {"curves", "confusion", "spatial_attention", *PER_VIDEO})
+    assert "no frame reader" in summary["notes"]["spatial_attention"][0]
+
+
+def test_head_never_imports_the_extraction_stage():
+    """The report gets video frames from a reader its caller injects: no head -> extract import."""
+    import ast
+
+    head = Path(__file__).resolve().parents[1] / "head"
+    offenders = []
+    for source in head.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{source.name}: {n}" for n in names if n.startswith("cmdcl.extract")]
+    assert offenders == []
 
 
 def test_multilabel_report_draws_per_class_ap(runs):

@@ -1,0 +1,233 @@
+"""`build_report(RUN)`: score a trained run on one split and write its figures, report.json and report.html.
+
+    run folder (config.json, metrics.jsonl, best.pt) + the features it was trained on
+      -> score one split with the checkpoint's head (evaluation helpers of head/evaluate.py)
+      -> PNG figures (matplotlib Agg, fixed sizes) + report.json (the numbers drawn) + report.html
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.store import FeatureSet
+from cmdcl.core.version import code_version
+from cmdcl.head.checkpoint import check_compatible
+from cmdcl.head.config import HeadConfig
+from cmdcl.head.data import FeatureData
+from cmdcl.head.evaluate import compute_metrics, load_model, write_json
+from cmdcl.head.factory import text_tensors
+from cmdcl.head.report.figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
+                                       plot_text_similarity)
+from cmdcl.head.report.html import render_html
+from cmdcl.head.report.scoring import (MAX_TRACKED_ACTIONS, _matching_summary, activity_steps, default_similarity_actions,
+                                       default_tracked_actions, matching_probabilities, pick_video, resolve_actions,
+                                       score_split, video_view)
+from cmdcl.head.report.video_figures import (FrameReader, plot_matching, plot_temporal_attention,
+                                             spatial_attention_figure)
+
+
+@dataclass
+class ScoredRun:
+    """A run's head scored on one split, with the texts and activity steps the figures draw."""
+
+    checkpoint: Path
+    model: torch.nn.Module
+    cfg: HeadConfig
+    state: dict[str, Any]
+    fs: FeatureSet
+    data: FeatureData
+    device: torch.device
+    multilabel: bool
+    method: str
+    scores: dict[str, np.ndarray | None]
+    metrics: dict[str, Any]
+    class_names: list[str]
+    clip_step_text: np.ndarray
+    step_names: list[str]
+    activities: list[np.ndarray]
+    annotated: bool
+
+    def no_outputs(self, what: str) -> str:
+        return f"the {self.method} head does not output {what} (only CMDCL does)"
+
+
+# ============================================================================================ entry point
+
+def build_report(run: Path, features: str | list | None = None, out: Path | None = None, video: str | None = None,
+                 actions: list[str] | None = None, split: str = "test", device: str = "auto",
+                 read_frames: FrameReader | None = None) -> Path:
+    """Render the report of run folder `run` into `out` (default RUN/report/); returns the report.html path.
+
+    features: the feature files to score (default: those recorded in RUN/config.json).
+    video: the video of the attention and matching figures (default: the first video of `split`).
+    actions: atomic-action names for the similarity heatmap and the attention plots (default: chosen).
+    read_frames: reads video frames for the spatial-attention overlay (None: the patch grid is drawn alone).
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise CmdclError(f"{run}: run folder does not exist.", fix="pass the --out folder of `cmdcl train-head`.")
+    out = Path(out) if out is not None else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    config = _read_json(run / "config.json")
+    history = read_history(run / "metrics.jsonl")
+    scored = score_run(run, config, features, split, device)
+    view = video_view(scored.model, scored.data, pick_video(scored.data, video, split), scored.device)
+    chosen = resolve_actions(actions, scored.step_names)
+
+    figures = [plot_curves(history, out / "curves.png"), _class_figure(scored, out)]
+    similarity_figure, similarity_actions = _similarity_figure(scored, chosen, out)
+    figures.append(similarity_figure)
+    tracked = _tracked(chosen, view)
+    figures += _attention_figures(scored, view, tracked, out, read_frames)
+    matching_figure, matching = _matching_figure(scored, view, out)
+    figures.append(matching_figure)
+
+    summary = _summary(run, scored, split, view, similarity_actions, tracked, matching, figures)
+    write_json(out / "report.json", summary)
+    page = out / "report.html"
+    page.write_text(render_html(summary, config, figures, scored.class_names))
+    return page
+
+
+def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] | None, split: str,
+              device: str) -> ScoredRun:
+    """Load the run's checkpoint and features, score `split`, and gather the texts the figures draw."""
+    checkpoint = _checkpoint_of(run)
+    model, cfg, state = load_model(checkpoint, device)
+    fs = FeatureSet(_feature_spec(run, config, features))
+    check_compatible(state, fs, checkpoint)
+    data = FeatureData(fs, [split], frames=int(state["model_args"]["dims"]["F"]), use_patches=cfg.use_patches,
+                       mode=cfg.data_mode, log=lambda message: None)
+    multilabel = bool(state["model_args"]["multilabel"])
+    dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+
+    scores = score_split(model, data, dev)
+    metrics = compute_metrics(scores, data, np.arange(len(data)), multilabel, detailed=True)
+    class_names = list(fs.text.class_names)
+    class_text, clip_step_text = text_tensors(fs.text)
+    step_names = list(fs.text.step_names) or class_names  # no step vocabulary: the classes are the actions
+    activities, annotated = activity_steps(fs, class_text.numpy(), clip_step_text.numpy())
+    return ScoredRun(checkpoint, model, cfg, state, fs, data, dev, multilabel, str(state["model_args"]["method"]),
+                     scores, metrics, class_names, clip_step_text.numpy(), step_names, activities, annotated)
+
+
+# ============================================================================================ figures
+
+def _class_figure(scored: ScoredRun, out: Path) -> Figure:
+    if scored.multilabel:
+        return plot_per_class_ap(scored.metrics, out / "per_class_ap.png")
+    return plot_confusion(np.asarray(scored.metrics["confusion_matrix"]), scored.class_names, out / "confusion.png")
+
+
+def _similarity_figure(scored: ScoredRun, chosen: list[int], out: Path) -> tuple[Figure, list[int]]:
+    if scored.scores.get("debiased_text") is None:
+        return Figure("text_similarity", "Atomic-action text similarity",
+                      notes=[f"Skipped: {scored.no_outputs('debiased texts')}."]), chosen or []
+    actions, groups = (chosen, []) if chosen else default_similarity_actions(
+        scored.metrics, scored.multilabel, scored.activities, len(scored.step_names))
+    figure = plot_text_similarity(scored.clip_step_text, scored.scores["debiased_text"], actions, groups,
+                                  scored.step_names, scored.cfg.use_tci, out / "text_similarity.png")
+    return figure, actions
+
+
+def _tracked(chosen: list[int], view: dict[str, Any]) -> list[int]:
+    return chosen[:MAX_TRACKED_ACTIONS] if chosen else default_tracked_actions(view)
+
+
+def _attention_figures(scored: ScoredRun, view: dict[str, Any], tracked: list[int], out: Path,
+                       read_frames: FrameReader | None) -> list[Figure]:
+    if view.get("step_attention") is None:
+        return [Figure("temporal_attention", "Temporal attention of atomic actions",
+                       notes=[f"Skipped: {scored.no_outputs('step attention')}."]),
+                Figure("spatial_attention", "Spatial attention of atomic actions",
+                       notes=[f"Skipped: {scored.no_outputs('spatial attention')}."])]
+    return [plot_temporal_attention(view, tracked, scored.step_names, out / "temporal_attention.png"),
+            spatial_attention_figure(view, tracked, scored.step_names, scored.fs, scored.cfg.use_patches,
+                                     out / "spatial_attention.png", read_frames)]
+
+
+def _matching_figure(scored: ScoredRun, view: dict[str, Any], out: Path) -> tuple[Figure, dict[str, Any]]:
+    if view.get("step_logits") is None or scored.method == "zeroshot":
+        why = ("its step scores are the CLIP similarities themselves (no intervention)" if scored.method == "zeroshot"
+               else scored.no_outputs("atomic-action scores"))
+        return Figure("matching", "Cross-modal matching probabilities", notes=[f"Skipped: {why}."]), {}
+    matching = matching_probabilities(view, scored.clip_step_text, scored.activities, scored.class_names,
+                                      scored.multilabel)
+    return plot_matching(matching, scored.step_names, scored.annotated, out / "matching.png"), matching
+
+
+def _summary(run: Path, scored: ScoredRun, split: str, view: dict[str, Any], similarity_actions: list[int],
+             tracked: list[int], matching: dict[str, Any], figures: list[Figure]) -> dict[str, Any]:
+    """report.json: the run, the choices made and the numbers drawn."""
+    names = scored.step_names
+    return {
+        "run": str(run), "checkpoint": str(scored.checkpoint), "epoch": int(scored.state["epoch"]),
+        "method": scored.method, "features": [str(p) for p in scored.fs.paths], "split": split,
+        "video": view["video_id"], "similarity_actions": [names[i] for i in similarity_actions],
+        "tracked_actions": [names[i] for i in tracked] if view.get("step_attention") is not None else [],
+        "steps_annotated": scored.annotated,
+        "metrics": {k: v for k, v in scored.metrics.items() if isinstance(v, (int, float))},
+        "matching": _matching_summary(matching, names, scored.class_names),
+        "figures": {f.key: f.file for f in figures}, "notes": {f.key: f.notes for f in figures if f.notes},
+        "dpi": DPI, "code_version": code_version(),
+    }
+
+
+# ============================================================================================ inputs
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CmdclError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of metrics.jsonl ([] when the file is missing); a torn last line is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CmdclError(f"{path}: line {number} is not JSON.") from None
+    return records
+
+
+def _checkpoint_of(run: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (run / name).exists():
+            return run / name
+    raise CheckpointError(f"{run}: no best.pt or last.pt in the run folder.",
+                          fix="pass the folder `cmdcl train-head --out` wrote.")
+
+
+def _feature_spec(run: Path, config: dict[str, Any], features: str | Sequence[str] | None) -> list[str] | str:
+    """The given features, else the files recorded in config.json (relative paths: as given, else from the run)."""
+    if features:
+        return [str(f) for f in features] if isinstance(features, (list, tuple)) else str(features)
+    recorded = config.get("features") or _read_json(run / "provenance.json").get("files") or []
+    if not recorded:
+        raise CmdclError(f"{run}: config.json records no feature files.", fix="pass --features.")
+    resolved = []
+    for name in recorded:
+        candidates = [Path(name)] + ([] if Path(name).is_absolute() else [run / name, run.parent / name])
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise CmdclError(f"{run}/config.json: recorded feature file {name} does not exist (moved?).",
+                             fix="pass --features.")
+        resolved.append(str(found))
+    return resolved
+
+
