@@ -1,4 +1,5 @@
-"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP.
+"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, and
+step grounding (head/grounding.py) where the features store step segments and the head has step attention.
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,20 +22,27 @@ from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import check_compatible, load_checkpoint
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
+from cmdcl.head.grounding import GroundingCollector
 
 
 # ---------------------------------------------------------------------------------------------- outputs
 
 @torch.no_grad()
 def collect_outputs(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device,
-                    batch_size: int = 256, keys: Sequence[str] = ("logits", "step_logits")) -> dict[str, np.ndarray | None]:
-    """The head's outputs `keys` for `rows` (eval mode, row order) as float32 numpy; None for keys it lacks."""
+                    batch_size: int = 256, keys: Sequence[str] = ("logits", "step_logits"),
+                    on_batch: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
+                    ) -> dict[str, np.ndarray | None]:
+    """The head's outputs `keys` for `rows` (eval mode, row order) as float32 numpy; None for keys it lacks.
+    `on_batch(batch rows, all outputs)` sees every batch's outputs (e.g. attention maps not kept here)."""
     was_training = model.training
     model.eval()
     collected: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for start in range(0, len(rows), batch_size):
-        batch = data.batch(rows[start:start + batch_size], device)
+        batch_rows = rows[start:start + batch_size]
+        batch = data.batch(batch_rows, device)
         out = model(batch["features"], batch["frame_mask"], batch.get("patches"))
+        if on_batch is not None:
+            on_batch(batch_rows, out)
         for key in keys:
             if key in out:
                 collected[key].append(out[key].float().cpu())
@@ -172,8 +180,9 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
     results = {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
-        outputs = collect_outputs(model, data, rows, dev, batch_size)
-        metrics = compute_metrics(outputs, data, rows, multilabel, detailed=True)
+        grounding = GroundingCollector(data, rows, fs.read_segments(data.positions[rows]))
+        outputs = collect_outputs(model, data, rows, dev, batch_size, on_batch=grounding.add)
+        metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary()}
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": int(state["epoch"]), "code_version": code_version(),
                           **metrics}

@@ -152,3 +152,48 @@ def test_predict_extracts_like_training_and_agrees_with_cached_features(tmp_path
         assert prediction["top"][0]["index"] == int(probs.argmax())
         assert math.isclose(prediction["top"][0]["probability"], float(probs.max()), abs_tol=1e-3)
         assert prediction["frames"] == int(fs.index["frame_mask"][row].sum())
+
+
+# ------------------------------------------------------------------ step grounding
+
+from cmdcl.head.grounding import InstanceGrounding, grounding_summary, segment_grounding  # noqa: E402
+
+
+def test_attention_inside_the_segments_scores_full_mass_and_pointing():
+    times = np.arange(8, dtype=np.float64)  # one frame per second, the last two padded
+    mask = np.arange(8) < 6
+    segments = np.array([[0, 0.0, 2.0], [2, 2.0, 5.0], [1, 5.0, 6.0]], np.float32)
+    attention = np.zeros((3, 8))
+    attention[0, [0, 1]] = [0.3, 0.7]
+    attention[2, [2, 3, 4]] = [0.2, 0.5, 0.3]
+    attention[1, 5] = 1.0
+    attention[:, 7] = 5.0  # weight on a padded frame is ignored
+    g = segment_grounding(attention, times, mask, segments)
+    assert g.mass.tolist() == [1.0, 1.0, 1.0] and g.pointing.tolist() == [1.0, 1.0, 1.0]
+    assert np.allclose(g.uniform, [2 / 6, 3 / 6, 1 / 6]) and g.unscored == 0
+    summary = grounding_summary(g)
+    assert summary["grounding_mass"] == 1.0 and summary["grounding_pointing"] == 1.0
+    assert summary["grounding_uniform"] == pytest.approx(1 / 3)
+    assert summary["grounding_mass_ratio"] == pytest.approx(3.0)
+
+
+def test_uniform_attention_scores_the_uniform_baseline():
+    times = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    mask = np.ones(6, bool)
+    segments = np.array([[0, 0.0, 1.0], [1, 1.0, 2.6], [0, 2.0, 2.2]])
+    g = segment_grounding(np.full((2, 6), 1 / 6), times, mask, segments)
+    assert np.allclose(g.mass, g.uniform) and np.allclose(g.uniform, [2 / 6, 4 / 6, 1 / 6])
+    assert np.allclose(g.pointing, g.uniform)  # a tie over every frame: the random pointing baseline
+    summary = grounding_summary(g)
+    assert summary["grounding_mass_ratio"] == pytest.approx(1.0)
+    assert summary["grounding_pointing"] == pytest.approx(summary["grounding_pointing_random"])
+
+
+def test_attention_outside_and_unscorable_instances():
+    times, mask = np.arange(4.0), np.ones(4, bool)
+    attention = np.array([[0.0, 0.0, 0.1, 0.9]])
+    # A segment between two sampled frames, a step outside the vocabulary: not scored, counted.
+    segments = np.array([[0, 0.0, 2.0], [0, 0.2, 0.8], [5, 0.0, 4.0]])
+    g = segment_grounding(attention, times, mask, segments)
+    assert g.mass.tolist() == [0.0] and g.pointing.tolist() == [0.0] and g.unscored == 2
+    assert grounding_summary(InstanceGrounding(unscored=3)) == {"grounding_instances": 0, "grounding_unscored": 3}
