@@ -59,6 +59,18 @@ VIDEO_FIELDS: dict[str, tuple[Any, tuple[str, ...]]] = {
 }
 FAILURE_FIELDS = ("video_id", "path", "stage", "error")
 NOTE_FIELDS = ("video_id", "path", "kind", "note")
+# /segments/table columns: every annotated step instance of every video, in /videos row order.
+SEGMENT_COLUMNS = ("step", "start_s", "end_s")
+
+
+def segment_table(segments: Any) -> np.ndarray:
+    """(k, 3) float32 rows [step, start_s, end_s] from an array or a list of (step, start_s, end_s) tuples."""
+    table = np.asarray([] if segments is None else segments, dtype=np.float32)
+    if table.size == 0:
+        return np.zeros((0, len(SEGMENT_COLUMNS)), np.float32)
+    if table.ndim != 2 or table.shape[1] != len(SEGMENT_COLUMNS):
+        raise ValueError(f"step segments must be (k, 3) rows [step, start_s, end_s], got shape {table.shape}")
+    return table
 
 
 @dataclass
@@ -80,6 +92,8 @@ class VideoRecord:
     features: np.ndarray  # (F, D) float16, L2-normalised CLIP image embeddings
     patches: np.ndarray | None = None  # (F, G*G, D) float16 pooled patch tokens, projected
     partial: bool = False  # True when only a decodable prefix/subset of the video was recovered
+    # (k, 3) float32 [step, start_s, end_s], one row per annotated step instance (empty when unannotated)
+    segments: np.ndarray = field(default_factory=lambda: segment_table(None))
 
 
 @dataclass
@@ -191,14 +205,16 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
                 # HDF5 chunks need positive sizes: no chunking when a vocabulary is empty (S or C = 0).
                 chunk = (max(1, min(total, 16)), *shape[1:]) if total and all(shape[1:]) else None
                 videos.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
-        row = 0
+        row, segments = 0, []
         for block in video_sources:
             n = len(block["video_id"])
             for name in names:
                 videos[name][row:row + n] = block[name]
+            segments.extend(block.get("segments") or [segment_table(None)] * n)
             row += n
         if row != total:
             raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
+        _write_segments(f, segments)
         for name, fields, rows in (("failures", FAILURE_FIELDS, failures), ("notes", NOTE_FIELDS, notes)):
             group = f.create_group(name)
             for key in fields:
@@ -211,12 +227,32 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
         os.fsync(handle.fileno())
 
 
-def _records_to_block(records: Sequence[VideoRecord], attrs: dict[str, Any]) -> dict[str, np.ndarray]:
-    block: dict[str, np.ndarray] = {}
+def _write_segments(f: h5py.File, tables: Sequence[np.ndarray]) -> None:
+    """/segments: the videos' step segments as one flat table, video i's rows at offsets[i]:offsets[i + 1]."""
+    offsets = np.zeros(len(tables) + 1, np.int64)
+    np.cumsum([len(t) for t in tables], out=offsets[1:])
+    table = np.concatenate(tables) if tables else segment_table(None)
+    group = f.create_group("segments")
+    group.create_dataset("offsets", data=offsets)
+    group.create_dataset("table", data=table.astype(np.float32, copy=False))
+
+
+def _read_segment_rows(f: h5py.File, start: int, stop: int) -> list[np.ndarray]:
+    """Step segments of /videos rows start..stop-1; empty for each video of a file written before /segments."""
+    if "segments" not in f:
+        return [segment_table(None) for _ in range(start, stop)]
+    offsets = f["segments/offsets"][start:stop + 1]
+    table = f["segments/table"][int(offsets[0]):int(offsets[-1])]
+    return [table[a - offsets[0]:b - offsets[0]] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _records_to_block(records: Sequence[VideoRecord], attrs: dict[str, Any]) -> dict[str, Any]:
+    block: dict[str, Any] = {}
     for name in _video_fields(attrs):
         dtype = VIDEO_FIELDS[name][0]
         values = [getattr(r, name) for r in records]
         block[name] = np.array(values, dtype=object) if dtype is STR else np.asarray(values, dtype=dtype)
+    block["segments"] = [segment_table(r.segments) for r in records]
     return block
 
 
@@ -226,6 +262,13 @@ def _read_block(videos: h5py.Group, names: Sequence[str], start: int = 0, stop: 
         data = videos[name][start:stop]
         out[name] = np.array(_decode_strs(data), dtype=object) if videos[name].dtype.kind == "O" else data
     return out
+
+
+def _read_rows(f: h5py.File, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, Any]:
+    """Rows start..stop-1 of the /videos columns `names`, plus their step segments (to copy them elsewhere)."""
+    block: dict[str, Any] = _read_block(f["videos"], names, start, stop)
+    block["segments"] = _read_segment_rows(f, start, start + len(block["video_id"]))
+    return block
 
 
 def _decode_strs(values: np.ndarray) -> list[str]:
@@ -384,7 +427,7 @@ class ShardWriter:
         def blocks() -> Iterator[dict[str, np.ndarray]]:
             for part in parts:
                 with h5py.File(part, "r") as f:
-                    yield _read_block(f["videos"], _video_fields(self.attrs))
+                    yield _read_rows(f, _video_fields(self.attrs))
 
         attrs = {**self.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -478,11 +521,28 @@ def check_feature_file(path: Path) -> dict[str, Any]:
             for name in ("text/class_names", "text/step_names", "failures/video_id"):
                 if name not in f:
                     raise FeatureFileError(f"{path}: missing dataset /{name}.")
+            _check_segments(f, path, int(attrs["num_videos"]))
     except FeatureFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise FeatureFileError(f"{path}: corrupt or truncated HDF5 file ({' '.join(str(exc).split())[:160]}).") from None
     return attrs
+
+
+def _check_segments(f: h5py.File, path: Path, num_videos: int) -> None:
+    """The optional /segments group, when present, must index every video's rows of its table."""
+    if "segments" not in f:
+        return
+    if "segments/offsets" not in f or "segments/table" not in f:
+        raise FeatureFileError(f"{path}: /segments needs both datasets offsets and table.")
+    offsets, table = f["segments/offsets"], f["segments/table"]
+    if offsets.shape != (num_videos + 1,):
+        raise FeatureFileError(f"{path}: /segments/offsets has shape {offsets.shape}, expected ({num_videos + 1},).")
+    if table.ndim != 2 or table.shape[1] != len(SEGMENT_COLUMNS):
+        raise FeatureFileError(f"{path}: /segments/table has shape {table.shape}, expected (K, 3).")
+    values = offsets[()]
+    if values[0] != 0 or values[-1] != table.shape[0] or (np.diff(values) < 0).any():
+        raise FeatureFileError(f"{path}: /segments/offsets do not run from 0 to {table.shape[0]} in order.")
 
 
 class FeatureSet:
@@ -507,6 +567,7 @@ class FeatureSet:
             if other.class_names != self.text.class_names or other.step_names != self.text.step_names:
                 raise FeatureFileError(f"{path}: label vocabulary differs from {self.paths[0]}.")
         self.dims = _dims(first)
+        self._segment_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.index = self._read_index()
         duplicates = _duplicates(self.index["video_id"])
         if duplicates:
@@ -590,6 +651,29 @@ class FeatureSet:
                         out[piece] = dataset[np.sort(r)]
         return out
 
+    def read_segments(self, positions: np.ndarray) -> list[np.ndarray]:
+        """Step segments of the videos at `positions` (into `index`): one float32 (k, 3) array
+        [step, start_s, end_s] per position, (0, 3) when unannotated or stored by a file without /segments."""
+        positions = np.asarray(positions, dtype=np.int64)
+        files, rows = self.index["file"][positions], self.index["row"][positions]
+        out = []
+        for i, r in zip(files.tolist(), rows.tolist()):
+            offsets, table = self._segments_of_file(i)
+            out.append(table[offsets[r]:offsets[r + 1]].copy())
+        return out
+
+    def _segments_of_file(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, table) of file i, read once (a few bytes per segment) and kept."""
+        cache = self._segment_cache
+        if i not in cache:
+            with h5py.File(self.paths[i], "r") as f:
+                if "segments" in f:
+                    cache[i] = (f["segments/offsets"][()], f["segments/table"][()])
+                else:
+                    rows = f["videos/video_id"].shape[0]
+                    cache[i] = (np.zeros(rows + 1, np.int64), segment_table(None))
+        return cache[i]
+
     def contiguous_layout(self, name: str) -> list[tuple[Path, int, np.dtype, tuple[int, ...]]] | None:
         """(path, byte offset, dtype, shape) of a contiguous, uncompressed dataset in every file, else None."""
         layout = []
@@ -652,6 +736,7 @@ class FeatureSet:
             "failures": [vars(x) for x in failures],
             "num_failures": len(failures),
             "notes": [vars(x) for x in self.notes()],
+            "segments": sum(len(self._segments_of_file(i)[1]) for i in range(len(self.paths))),
             "num_classes": self.dims["C"],
             "num_steps": self.dims["S"],
             "frames": self.dims["F"],
@@ -684,7 +769,22 @@ class FeatureSet:
                 bad_label = (label < -1) | (label >= self.dims["C"])
                 for j in np.flatnonzero(bad_label):
                     problems.append(f"{path}: video {ids[j]!r} has label {label[j]} outside [-1, {self.dims['C']}).")
+                problems.extend(_segment_problems(f, path, ids, self.dims["S"]))
         return problems
+
+
+def _segment_problems(f: h5py.File, path: Path, ids: list[str], num_steps: int) -> list[str]:
+    """Step segments that are not finite, end before they start, or name a step outside the vocabulary."""
+    if "segments" not in f:
+        return []
+    problems = []
+    for j, table in enumerate(_read_segment_rows(f, 0, len(ids))):
+        step, start, end = table.T
+        bad = ~np.isfinite(table).all(axis=1) | (end < start) | (step < 0) | (step >= num_steps) | (step != np.round(step))
+        for row in table[bad][:3]:
+            problems.append(f"{path}: video {ids[j]!r} has step segment {row.tolist()} (need 0 <= step < "
+                            f"{num_steps}, finite start_s <= end_s).")
+    return problems
 
 
 def _duplicates(ids: np.ndarray) -> list[str]:
@@ -703,7 +803,7 @@ def merge_feature_files(inputs: str | Path | Sequence[str | Path], output: str |
             with h5py.File(path, "r") as f:
                 n = f["videos/video_id"].shape[0]
                 for start in range(0, n, chunk):
-                    yield _read_block(f["videos"], names, start, start + chunk)
+                    yield _read_rows(f, names, start, start + chunk)
 
     attrs = {**source.provenance(), "shard_index": 0, "num_shards": 1,
              "merged_from": [str(p) for p in source.paths],

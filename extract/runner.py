@@ -574,6 +574,7 @@ def build_record(pending: _Pending, num_classes: int, num_steps: int) -> VideoRe
         features=_pad_rows(pending.features, mask).astype(np.float16),
         patches=patches,
         partial=bool(clip.partial),
+        segments=np.asarray(item.segments, np.float32).reshape(-1, 3),
     )
 
 

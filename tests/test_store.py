@@ -116,3 +116,97 @@ def test_direct_reads_equal_h5py_reads_across_files_in_any_order(tmp_path):
     layout = [(truncated, offset + 10**9, dtype, shape) for _, offset, dtype, shape in fs.contiguous_layout("features")]
     with pytest.raises(FeatureFileError, match="shorter than its header"):
         fs.read_rows_direct("features", np.array([0]), layout)
+
+
+# ------------------------------------------------------------------------------------------ step segments
+
+def _segments(seed: int) -> np.ndarray:
+    """0 to 3 step segments [step, start_s, end_s]; video 1 of every test gets none."""
+    rng = np.random.default_rng(seed)
+    count = 0 if seed == 1 else 1 + seed % 3
+    starts = np.sort(rng.uniform(0, 5, count))
+    return np.stack([rng.integers(0, 4, count), starts, starts + rng.uniform(0.1, 2, count)], 1).astype(np.float32)
+
+
+def _write_with_segments(path, ids, flush_every=2):
+    writer = ShardWriter(path, base_attrs(), make_text(), flush_every=flush_every)
+    expected = {}
+    for i, vid in enumerate(ids):
+        record = make_record(vid, "train" if i % 2 else "test", i % 3, seed=i)
+        record.segments = _segments(i) if i != 2 else [tuple(row) for row in _segments(i)]  # lists are taken too
+        expected[vid] = _segments(i)
+        writer.add(record)
+    writer.finalize()
+    return expected
+
+
+def _by_id(fs: FeatureSet, positions) -> dict[str, np.ndarray]:
+    return dict(zip(fs.index["video_id"][positions].tolist(), fs.read_segments(positions)))
+
+
+def test_segments_round_trip_through_writer_merge_and_reader(tmp_path):
+    expected = _write_with_segments(tmp_path / "a.h5", ["v0", "v1", "v2", "v3", "v4"])  # three part files
+    expected.update(_write_with_segments(tmp_path / "b.h5", ["w0", "w1", "w2"], flush_every=1))
+    merged = tmp_path / "m" / "merged.h5"
+    merge_feature_files([tmp_path / "a.h5", tmp_path / "b.h5"], merged)
+    for fs in (FeatureSet([tmp_path / "a.h5", tmp_path / "b.h5"]), FeatureSet(merged)):
+        positions = np.arange(len(fs))[::-1]  # any order, across files
+        got = _by_id(fs, positions)
+        assert got.keys() == expected.keys()
+        for vid, table in expected.items():
+            assert got[vid].dtype == np.float32 and got[vid].shape == (len(table), 3)
+            np.testing.assert_array_equal(got[vid], table)
+        assert got["v1"].shape == (0, 3) and len(got["v3"]) == 1 and len(got["w2"]) == 3
+        assert fs.summary()["segments"] == sum(len(t) for t in expected.values())
+        assert fs.verify() == []
+
+
+def test_file_without_segments_reads_as_none(tmp_path):
+    path = write_shard(tmp_path / "old.h5", [("v0", "train", 0), ("v1", "test", 1)])
+    with h5py.File(path, "r+") as f:  # a format_version 1 file written before /segments existed
+        del f["segments"]
+    fs = FeatureSet(path)
+    assert [s.shape for s in fs.read_segments(np.array([1, 0]))] == [(0, 3), (0, 3)]
+    assert fs.read_segments(np.array([], np.int64)) == []
+    assert fs.summary()["segments"] == 0 and fs.verify() == []
+    merged = tmp_path / "merged.h5"
+    merge_feature_files(path, merged)  # merging an old file gives empty segments, not an error
+    assert [s.shape for s in FeatureSet(merged).read_segments(np.arange(2))] == [(0, 3), (0, 3)]
+
+
+def test_bad_segments_are_refused_or_reported(tmp_path):
+    path = tmp_path / "s.h5"
+    _write_with_segments(path, ["v0", "v1", "v2"])
+    with h5py.File(path, "r+") as f:
+        f["segments/table"][0] = [9, 2.0, 1.0]  # step outside 4 steps, ends before it starts
+    problems = FeatureSet(path).verify()
+    assert len(problems) == 1 and "'v0'" in problems[0] and "step segment" in problems[0]
+    with h5py.File(path, "r+") as f:
+        offsets = f["segments/offsets"][()]
+        del f["segments/offsets"]
+        f["segments/offsets"] = offsets[:-1]
+    with pytest.raises(FeatureFileError, match=r"s\.h5: /segments/offsets has shape"):
+        FeatureSet(path)
+
+
+def test_synthetic_extraction_stores_the_manifest_segments(tmp_path):
+    from cmdcl.extract.datasets.registry import load_dataset
+    from cmdcl.extract.datasets.synthetic import SyntheticConfig, generate_synthetic
+    from cmdcl.extract.runner import ExtractConfig, run_extraction
+
+    config = SyntheticConfig(seed=3, num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4,
+                             train_per_class=2, test_per_class=1, ood_per_class=1, width=48, height=32, fps=4,
+                             min_seconds=3.0, max_seconds=4.0)
+    root = generate_synthetic(tmp_path / "world", config, progress=False)
+    summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"),
+                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
+                             log=lambda m: None)
+    fs = FeatureSet(summary.shard_path)
+    stored = _by_id(fs, np.arange(len(fs)))
+    items = load_dataset("manifest", root).items
+    assert len(items) == len(fs) > 0
+    for item in items:
+        assert len(item.segments) >= 3  # every synthetic video is a script of 3-4 steps
+        np.testing.assert_allclose(stored[item.video_id], np.array(item.segments, np.float32), rtol=1e-6)
+        steps = fs.read_array("steps", np.flatnonzero(fs.index["video_id"] == item.video_id))[0]
+        assert set(np.flatnonzero(steps)) == set(stored[item.video_id][:, 0].astype(int))
