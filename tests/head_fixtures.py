@@ -42,6 +42,14 @@ def _segments(rng: np.random.Generator, valid: int, parts: int) -> np.ndarray:
     return np.searchsorted(cuts, np.arange(valid), side="right")
 
 
+def step_segments(frame_steps: np.ndarray, seconds_per_frame: float = 1.0) -> np.ndarray:
+    """[step, start_s, end_s] of each contiguous run of frames showing one step (frame i at i seconds)."""
+    starts = np.flatnonzero(np.r_[True, frame_steps[1:] != frame_steps[:-1]])
+    ends = np.r_[starts[1:], len(frame_steps)]
+    return np.stack([frame_steps[starts], starts, ends], axis=1).astype(np.float32) * [1, seconds_per_frame,
+                                                                                      seconds_per_frame]
+
+
 def order_world(path: Path, train_per_class: int = 40, test_per_class: int = 20, val_per_class: int = 0,
                 frames: int = 8, dim: int = 16, noise: float = 0.3, grid: int = 0, seed: int = 0,
                 extra_splits: Sequence[str] = (), scripts: Sequence[Sequence[int]] = ORDER_SCRIPTS) -> Path:
@@ -80,7 +88,8 @@ def order_world(path: Path, train_per_class: int = 40, test_per_class: int = 20,
                     label=cls, labels=labels, steps=steps, fps=1.0, duration=float(valid), num_frames=valid,
                     frame_index=index, timestamps_ms=index * 1000.0, frame_mask=np.arange(frames) < valid,
                     features=feats.astype(np.float16),
-                    patches=patches.astype(np.float16) if patches is not None else None))
+                    patches=patches.astype(np.float16) if patches is not None else None,
+                    segments=step_segments(script_steps)))
     return write_records(path, records, text, world_attrs(frames, dim, num_classes, num_steps, grid))
 
 

@@ -197,3 +197,34 @@ def test_attention_outside_and_unscorable_instances():
     g = segment_grounding(attention, times, mask, segments)
     assert g.mass.tolist() == [0.0] and g.pointing.tolist() == [0.0] and g.unscored == 2
     assert grounding_summary(InstanceGrounding(unscored=3)) == {"grounding_instances": 0, "grounding_unscored": 3}
+
+
+def test_evaluation_reports_grounding_for_heads_with_step_attention(tmp_path):
+    """Order world with stored segments: cmdcl (and its --no-vci ablation) get the grounding keys, linear not."""
+    from head_fixtures import order_world
+
+    features = order_world(tmp_path / "order.h5", train_per_class=4, test_per_class=3, frames=8, dim=16)
+    fs = FeatureSet(features)
+    test = np.flatnonzero(fs.index["split"] == "test")
+    valid = fs.index["frame_mask"][test].sum(1)
+    # Frames at whole seconds, segments on whole seconds: a segment's share is its length over the valid frames.
+    shares = [(seg[:, 2] - seg[:, 1]) / n for seg, n in zip(fs.read_segments(test), valid)]
+    expected_uniform = float(np.concatenate(shares).mean())
+    keys = {"grounding_mass", "grounding_uniform", "grounding_mass_ratio", "grounding_pointing",
+            "grounding_pointing_random", "grounding_instances"}
+    results = {}
+    for name, cfg in {"cmdcl": HeadConfig(sta_layers=1, heads=2, dictionary_size=4, epochs=1, batch_size=8),
+                      "no_vci": HeadConfig(sta_layers=1, heads=2, use_vci=False, epochs=1, batch_size=8),
+                      "linear": HeadConfig(method="linear", epochs=1, batch_size=8)}.items():
+        train(features, tmp_path / name, cfg, device="cpu", progress=False, log=lambda message: None)
+        results[name] = evaluate_splits(tmp_path / name / "best.pt", features, ["test"], device="cpu")["test"]
+    assert not keys & set(results["linear"])
+    for name in ("cmdcl", "no_vci"):
+        m = results[name]
+        assert keys <= set(m)
+        assert m["grounding_instances"] == sum(len(s) for s in shares) and m["grounding_unscored"] == 0
+        assert m["grounding_uniform"] == pytest.approx(expected_uniform)
+        assert 0.0 <= m["grounding_mass"] <= 1.0 and 0.0 <= m["grounding_pointing"] <= 1.0
+    # Without the front-door mediator every step attends uniformly: exactly the uniform baseline.
+    assert results["no_vci"]["grounding_mass"] == pytest.approx(expected_uniform, abs=1e-6)
+    assert results["no_vci"]["grounding_pointing"] == pytest.approx(expected_uniform, abs=1e-6)

@@ -95,6 +95,10 @@ def test_cmdcl_report_has_every_figure_but_spatial(runs):
     assert matching["activity_b"] != matching["activity_a"]
     for key in ("before", "after"):
         assert sum(matching[key]) == pytest.approx(1.0, abs=1e-3)
+    # The order world stores step segments: grounding is scored and fig. 7 draws the true segments.
+    metrics = summary["metrics"]
+    assert metrics["grounding_instances"] > 0 and 0 <= metrics["grounding_mass"] <= 1
+    assert "annotated segments of each tracked action" in text
 
 
 def test_chosen_video_and_actions_are_drawn(runs, tmp_path):
@@ -110,6 +114,7 @@ def test_baseline_report_skips_what_it_cannot_draw(runs):
     summary, text = check_report(build_report(runs["linear"], device="cpu"), {"curves", "confusion"})
     for key in (*PER_VIDEO, "spatial_attention"):
         assert f'id="{key}"' in text and summary["notes"][key][0].startswith("Skipped")
+    assert not any(k.startswith("grounding") for k in summary["metrics"])  # no step attention to score
 
 
 def test_patch_run_overlays_spatial_attention_on_decoded_frames(runs):
@@ -231,3 +236,35 @@ def test_matching_probabilities_before_is_clip_softmax():
     assert np.allclose(m["before"], expected)
     assert np.allclose(m["after"], np.exp([3.0, 0.0, 1.0]) / np.exp([3.0, 0.0, 1.0]).sum())
     assert m["member_a"].tolist() == [True, True, False] and m["member_b"].tolist() == [False, False, True]
+
+
+def test_temporal_attention_draws_one_lane_of_true_segments_per_tracked_action(tmp_path):
+    from cmdcl.head.report import plot_temporal_attention
+
+    attention = np.zeros((3, 6))
+    attention[0, :2], attention[1, 2:4], attention[2, 4:] = 0.5, 0.5, 0.5
+    view = {"video_id": "v", "frame_mask": np.arange(6) < 5, "timestamps_s": np.arange(6.0),
+            "step_attention": attention,
+            "segments": np.array([[0, 0, 2], [1, 2, 4], [2, 4, 6], [1, 5, 6]], np.float32)}
+    figure = plot_temporal_attention(view, [0, 1], ["a", "b", "c"], tmp_path / "t.png")
+    assert "annotated segments" in figure.caption
+    assert png_size(tmp_path / "t.png") == tuple(round(v * DPI) for v in FIGSIZE["temporal_attention"])
+    view["segments"] = np.array([[2, 4, 6]], np.float32)  # only an untracked action has segments: no lanes
+    assert "annotated segments" not in plot_temporal_attention(view, [0, 1], ["a", "b", "c"], tmp_path / "u.png").caption
+
+
+def test_segment_lanes_sit_below_zero_in_the_actions_colours():
+    from matplotlib.figure import Figure as MplFigure
+
+    from cmdcl.head.report.video_figures import _draw_segments
+
+    ax = MplFigure().subplots()
+    segments = np.array([[0, 0, 2], [1, 2, 4], [1, 5, 6], [2, 4, 6]], np.float32)
+    assert _draw_segments(ax, segments, {0: "#ff0000", 1: "#00ff00"}, np.full((3, 5), 0.5))
+    bars = [c for c in ax.collections]
+    assert len(bars) == 2  # one lane per tracked action with segments
+    lane_b = bars[1]
+    spans = sorted((p.get_extents().x0, p.get_extents().x1) for p in lane_b.get_paths())
+    assert [(round(a, 3), round(b, 3)) for a, b in spans] == [(2.0, 4.0), (5.0, 6.0)]
+    assert all(p.get_extents().y1 < 0 for c in bars for p in c.get_paths())
+    assert ax.get_ylim()[0] < 0 and min(ax.get_yticks()) >= 0

@@ -22,6 +22,7 @@ from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
 from cmdcl.head.evaluate import compute_metrics, load_model, write_json
 from cmdcl.head.factory import text_tensors
+from cmdcl.head.grounding import GroundingCollector
 from cmdcl.head.report.figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
                                        plot_text_similarity)
 from cmdcl.head.report.html import render_html
@@ -107,8 +108,10 @@ def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] |
     multilabel = bool(state["model_args"]["multilabel"])
     dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
-    scores = score_split(model, data, dev)
-    metrics = compute_metrics(scores, data, np.arange(len(data)), multilabel, detailed=True)
+    grounding = GroundingCollector(data, np.arange(len(data)), fs.read_segments(data.positions))
+    scores = score_split(model, data, dev, on_batch=grounding.add)
+    metrics = {**compute_metrics(scores, data, np.arange(len(data)), multilabel, detailed=True),
+               **grounding.summary()}
     class_names = list(fs.text.class_names)
     class_text, clip_step_text = text_tensors(fs.text)
     step_names = list(fs.text.step_names) or class_names  # no step vocabulary: the classes are the actions

@@ -2,7 +2,7 @@
 atomic actions and video that the figures show (no plotting here)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet
 from cmdcl.head.baselines import CLIP_LOGIT_SCALE
-from cmdcl.head.data import FeatureData, frame_subsample_index
+from cmdcl.head.data import FeatureData
+from cmdcl.head.grounding import stored_frame_column
 
 MAX_SIMILARITY_ACTIONS = 12  # the paper's figure 5 shows 10
 MAX_TRACKED_ACTIONS = 6  # lines in the temporal-attention plot
@@ -22,15 +23,19 @@ FALLBACK_TOP_K = 6  # steps per activity when step presence is not annotated
 # ============================================================================================ model outputs
 
 @torch.no_grad()
-def score_split(model: torch.nn.Module, data: FeatureData, device: torch.device,
-                batch_size: int = 256) -> dict[str, np.ndarray | None]:
-    """Logits, step logits and the debiased texts T' (mean over the split's videos) of every video."""
+def score_split(model: torch.nn.Module, data: FeatureData, device: torch.device, batch_size: int = 256,
+                on_batch: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
+                ) -> dict[str, np.ndarray | None]:
+    """Logits, step logits and the debiased texts T' (mean over the split's videos) of every video;
+    `on_batch(batch rows, all outputs)` sees every batch's outputs (the grounding metric's attention)."""
     model.eval()
     logits, step_logits, text_sum = [], [], None
     for start in range(0, len(data), batch_size):
         rows = np.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(rows, device)
         out = model(batch["features"], batch["frame_mask"], batch.get("patches"))
+        if on_batch is not None:
+            on_batch(rows, out)
         logits.append(out["logits"].float().cpu())
         if "step_logits" in out:
             step_logits.append(out["step_logits"].float().cpu())
@@ -55,17 +60,14 @@ def pick_video(data: FeatureData, video: str | None, split: str) -> int:
 @torch.no_grad()
 def video_view(model: torch.nn.Module, data: FeatureData, row: int, device: torch.device) -> dict[str, Any]:
     """Everything the per-video figures draw: the head's outputs for this one video, its stored frame times
-    and indices (of the frames the head saw), labels, and the mean of its valid CLIP frame features."""
+    and indices (of the frames the head saw), labels, step segments, and the mean of its valid CLIP frame
+    features."""
     batch = data.batch(np.array([row]), device)
     out = model(batch["features"], batch["frame_mask"], batch.get("patches"))
     fs = data.feature_set
     position = int(data.positions[row])
-    stored_mask = fs.index["frame_mask"][position:position + 1]
-    timestamps = fs.index["timestamps_ms"][position]
-    frame_index = fs.index["frame_index"][position]
-    if data.frames < fs.dims["F"]:  # the head saw a subsample of the stored frames
-        take, _ = frame_subsample_index(stored_mask, data.frames)
-        timestamps, frame_index = timestamps[take[0]], frame_index[take[0]]
+    timestamps = stored_frame_column(data, np.array([row]), "timestamps_ms")[0]  # of the frames the head saw
+    frame_index = stored_frame_column(data, np.array([row]), "frame_index")[0]
     mask = batch["frame_mask"][0].cpu().numpy()
     features = F.normalize(batch["features"][0].float().cpu(), dim=-1).numpy()
     mean_frame = features[mask].mean(0) if mask.any() else features.mean(0)
@@ -79,7 +81,7 @@ def video_view(model: torch.nn.Module, data: FeatureData, row: int, device: torc
         "frame_mask": mask, "timestamps_s": np.asarray(timestamps, np.float64) / 1000.0,
         "frame_index": np.asarray(frame_index, np.int64), "mean_frame": mean_frame / np.linalg.norm(mean_frame),
         "logits": numpy("logits"), "step_logits": numpy("step_logits"), "step_attention": numpy("step_attention"),
-        "spatial_attention": numpy("spatial_attention"),
+        "spatial_attention": numpy("spatial_attention"), "segments": fs.read_segments(np.array([position]))[0],
     }
 
 

@@ -27,7 +27,8 @@ FrameReader = Callable[[str, np.ndarray, int], np.ndarray]
 
 
 def plot_temporal_attention(view: dict[str, Any], actions: list[int], step_names: list[str], path: Path) -> Figure:
-    """Attention of each tracked atomic action over the video's valid frames, at their stored times."""
+    """Attention of each tracked atomic action over the video's valid frames, at their stored times; the
+    annotated segments of those actions (when the features store them) as bars under the curves."""
     figure = Figure("temporal_attention", "Temporal attention of atomic actions",
                     caption=f"Video {view['video_id']}: how much each atomic action's visual evidence V'_i draws "
                             "on each sampled frame (the head's step attention; each action's weights sum to 1 over "
@@ -38,19 +39,45 @@ def plot_temporal_attention(view: dict[str, Any], actions: list[int], step_names
     mask = view["frame_mask"]
     times = view["timestamps_s"][mask]
     attention = view["step_attention"]
+    colours = {}
     for s in actions:
-        ax.plot(times, attention[s][mask], "-o", markersize=3, label=step_names[s])
+        (line,) = ax.plot(times, attention[s][mask], "-o", markersize=3, label=step_names[s])
+        colours[s] = line.get_color()
     if not actions:
         _no_data(ax, "no atomic action to track")
     else:
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("attention")
-    ax.set_ylim(bottom=0)
+    segments = view.get("segments")
+    if segments is not None and _draw_segments(ax, segments, colours, attention[:, mask]):
+        figure.caption += (" Bars under the curves: the annotated segments of each tracked action (in its "
+                           "colour), as stored in the feature file; the attention should peak over its bars.")
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.set_title(f"Temporal attention, video {view['video_id']}")
     figure.file = _save(fig, path)
     return figure
+
+
+def _draw_segments(ax, segments: np.ndarray, colours: dict[int, str], attention: np.ndarray) -> bool:
+    """One lane per tracked action below y = 0, with a bar over each of its true segments; False when no
+    tracked action has a segment."""
+    lanes = [s for s in colours if (segments[:, 0] == s).any()]
+    if not lanes:
+        return False
+    top = max(float(attention[list(colours)].max()) if attention.size else 0.0, 1e-6)
+    height = 0.07 * top
+    for lane, s in enumerate(lanes):
+        rows = segments[segments[:, 0] == s]
+        ax.broken_barh([(float(a), float(b - a)) for _, a, b in rows], (-(lane + 1) * 1.3 * height, height),
+                       facecolors=colours[s], alpha=0.7)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_ylim(bottom=-(len(lanes) + 0.5) * 1.3 * height, top=1.1 * top)
+    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= 1.1 * top])  # no attention ticks below 0
+    ax.text(0.005, 0.01, "true segments", transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
+    return True
 
 
 def spatial_attention_figure(view: dict[str, Any], actions: list[int], step_names: list[str], fs: FeatureSet,
