@@ -21,7 +21,8 @@ def _fmt(value) -> str:
 
 
 def _headline(metrics: dict) -> str:
-    keys = ("top1", "top5", "mean_class_accuracy", "mAP", "step_mAP", "num_videos")
+    keys = ("top1", "top5", "mean_class_accuracy", "mAP", "step_mAP", "grounding_mass", "grounding_uniform",
+            "grounding_pointing", "num_videos")
     return ", ".join(f"{k} {_fmt(metrics[k])}" for k in keys if k in metrics and metrics[k] is not None)
 
 

@@ -199,7 +199,7 @@ def test_attention_outside_and_unscorable_instances():
     assert grounding_summary(InstanceGrounding(unscored=3)) == {"grounding_instances": 0, "grounding_unscored": 3}
 
 
-def test_evaluation_reports_grounding_for_heads_with_step_attention(tmp_path):
+def test_evaluation_reports_grounding_for_heads_with_step_attention(tmp_path, capsys):
     """Order world with stored segments: cmdcl (and its --no-vci ablation) get the grounding keys, linear not."""
     from head_fixtures import order_world
 
@@ -228,3 +228,24 @@ def test_evaluation_reports_grounding_for_heads_with_step_attention(tmp_path):
     # Without the front-door mediator every step attends uniformly: exactly the uniform baseline.
     assert results["no_vci"]["grounding_mass"] == pytest.approx(expected_uniform, abs=1e-6)
     assert results["no_vci"]["grounding_pointing"] == pytest.approx(expected_uniform, abs=1e-6)
+    main(["evaluate", "--checkpoint", str(tmp_path / "cmdcl" / "best.pt"), "--features", str(features),
+          "--split", "test", "--out", str(tmp_path / "m.json"), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert f"grounding_mass {results['cmdcl']['grounding_mass']:.4f}" in printed and "grounding_uniform" in printed
+    assert json.loads((tmp_path / "m.json").read_text())["grounding_instances"] == results["cmdcl"]["grounding_instances"]
+
+
+def test_frame_times_follow_the_heads_frame_subsample(tmp_path):
+    """With fewer head frames than stored, each head frame's time is the time of the stored frame it shows."""
+    from cmdcl.head.data import FeatureData
+    from cmdcl.head.grounding import stored_frame_column
+    from head_fixtures import order_world
+
+    fs = FeatureSet(order_world(tmp_path / "order.h5", train_per_class=1, test_per_class=5, frames=8, dim=16))
+    data = FeatureData(fs, ["test"], frames=3, log=lambda message: None)
+    rows = np.arange(len(data))
+    seconds = (stored_frame_column(data, rows, "timestamps_ms") / 1000).astype(np.int64)  # frame i at i s
+    stored = fs.read_array("features", data.positions)
+    assert seconds.shape == (len(data), 3) and (np.diff(seconds, axis=1) > 0).all()
+    for row in rows:
+        assert np.array_equal(data.features[row].numpy(), stored[row, seconds[row]])
