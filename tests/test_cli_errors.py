@@ -60,6 +60,29 @@ def test_installed_script_gives_one_line_and_exit_2(args, words):
         assert word in line, line
 
 
+@pytest.mark.parametrize("args, words", [
+    (["extract", "--bogus"], ["cmdcl extract: No such option: --bogus", "Fix: see `cmdcl extract --help`"]),
+    (["train-head", "--epochs", "abc"], ["cmdcl train-head: Invalid value for '--epochs'"]),
+    (["nocommand"], ["No such command 'nocommand'", "Fix: see `cmdcl --help`"]),
+    (["evaluate", "--split"], ["cmdcl evaluate: Option '--split' requires an argument",
+                               "Fix: see `cmdcl evaluate --help`"]),
+    (["extract", "--dataset", "coin"], ["cmdcl extract: Missing option '--root'"]),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    """Click's usage errors, whichever click typer runs on (typer 0.2x vendors its own as typer._click)."""
+    result = run_cmdcl(*args)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    for word in words:
+        assert word in line, line
+
+
+def test_no_arguments_prints_the_help():
+    result = run_cmdcl()
+    assert "Traceback" not in result.stderr and "extract" in result.stdout + result.stderr
+    assert "Usage: cmdcl" in result.stdout + result.stderr
+
+
 def test_installed_script_refuses_a_features_file_that_is_not_hdf5(not_hdf5):
     result = run_cmdcl("train-head", "--features", str(not_hdf5), "--method", "linear")
     assert result.returncode == 2
