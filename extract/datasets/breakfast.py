@@ -27,8 +27,7 @@ import re
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
-from cmdcl.extract.datasets.registry import SplitSpec, find_videos, make_index, readable
+from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
 
 FPS = 15.0
 VIDEO_FOLDER = "BreakfastII_15fps_qvga_sync"
@@ -104,7 +103,7 @@ def find_annotations(root: Path, video_dir: Path, annotations: str | Path | None
             return folder
     raise DatasetError(f"breakfast annotations not found in {' or '.join(map(str, dict.fromkeys(candidates)))}; "
                        f"expected segmentation_coarse/<activity>/<P>_<cam>_<P>_<activity>.txt "
-                       f"or the ms-tcn groundTruth/ + mapping.txt", fix="pass annotations=FOLDER")
+                       f"or the ms-tcn groundTruth/ + mapping.txt", fix="pass --annotations FOLDER (annotations= in Python)")
 
 
 def check_name(name: str, file: Path) -> None:

@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
-from cmdcl.extract.datasets.registry import SplitSpec, find_videos, make_index, readable
+from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
 
 SUBSETS = {"training": "train", "testing": "test"}
 
