@@ -43,6 +43,7 @@ class DatasetIndex:
     multilabel: bool = False
     missing: list[str] = field(default_factory=list)  # in the annotations, not on disk
     unannotated: list[str] = field(default_factory=list)  # on disk, not in the annotations
+    notes: list[str] = field(default_factory=list)  # what the adapter chose or changed (files used, renamed labels)
 
     def split_sizes(self) -> dict[str, int]:
         return dict(sorted(Counter(item.split for item in self.items).items()))
@@ -56,12 +57,13 @@ class DatasetIndex:
             if ids:
                 shown = ", ".join(ids[:max_listed]) + (" ..." if len(ids) > max_listed else "")
                 lines.append(f"  {len(ids)} {title}: {shown}")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
 def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: Iterable[str],
                class_names: list[str], step_names: list[str], splits: SplitSpec = None,
-               multilabel: bool = False) -> DatasetIndex:
+               multilabel: bool = False, notes: Iterable[str] = ()) -> DatasetIndex:
     """Assemble the index from every annotated video (present or not) and the video ids on disk but not annotated."""
     wanted = select_splits(splits, {item.split for item in annotated}, name)
     selected = [item for item in annotated if wanted is None or item.split in wanted]
@@ -71,7 +73,7 @@ def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: I
         items=sorted((item for item in selected if on_disk[item.video_id]), key=lambda item: item.video_id),
         class_names=list(class_names), step_names=list(step_names), multilabel=multilabel,
         missing=sorted(video_id for video_id, present in on_disk.items() if not present),
-        unannotated=sorted(set(unannotated)),
+        unannotated=sorted(set(unannotated)), notes=list(notes),
     )
 
 
