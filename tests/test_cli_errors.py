@@ -167,3 +167,26 @@ def test_resuming_a_checkpoint_of_another_label_vocabulary(tmp_path, capsys):
                       "--device", "cpu", "--no-progress", "--no-evaluate"], capsys)
     assert f"{run / 'last.pt'}: not a readable cmdcl checkpoint" in line
     assert "--resume never" in line and str(run / 'best.pt') in line
+
+
+def test_dataset_flags_reach_the_adapter(tmp_path, capsys):
+    from dataset_fixtures import write_breakfast
+
+    root = write_breakfast(tmp_path / "breakfast")
+    line = cli_error(["extract", "--dataset", "breakfast", "--root", str(root), "--split-scheme", "s9"], capsys)
+    assert "breakfast split 's9' unknown; choose one of ltar, s1, s2, s3, s4" in line
+    line = cli_error(["extract", "--dataset", "breakfast", "--root", str(tmp_path), "--video-dir", str(tmp_path / "v")],
+                     capsys)
+    assert f"{tmp_path / 'v'} is not a folder" in line
+    line = cli_error(["extract", "--dataset", "coin", "--root", str(root), "--stereo-channel", "ch1"], capsys)
+    assert line == "cmdcl: error: --stereo-channel is an option of breakfast, not of coin. Fix: drop it; coin's " \
+                   "dataset options are: --annotation --taxonomy --video-dir"
+
+
+def test_extract_help_lists_the_dataset_options_per_dataset():
+    result = run_cmdcl("extract", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())  # rich draws boxes around the help
+    assert result.returncode == 0
+    assert "breakfast: --split-scheme --stereo-channel --background --annotations --video-dir" in text
+    assert "coin: --annotation --taxonomy --video-dir" in text and "charades: --annotations --video-dir" in text
+    assert "ltar|s1|s2|s3|s4" in text

@@ -1,5 +1,7 @@
 import json
+import re
 import sys
+import tokenize
 import types
 from pathlib import Path
 
@@ -389,3 +391,67 @@ def test_manifest_relative_root_lists_nothing_unannotated(tmp_path, monkeypatch)
     absolute_index = load_dataset("manifest", tmp_path / "m")
     assert index.unannotated == absolute_index.unannotated
     assert [i.path for i in index.items] == [i.path for i in absolute_index.items]
+
+
+# ---------------------------------------------------------------- flags named by errors and docs
+
+def extract_flags() -> set[str]:
+    import typer.main
+
+    from cmdcl.pipelines.cli import _register, app
+
+    _register()
+    command = typer.main.get_command(app).commands["extract"]
+    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def test_every_flag_the_adapters_mention_exists():
+    """Every `--flag` in a string of the dataset adapters (fix= hints, messages, docstrings) is a real option of
+    `cmdcl extract`, or of `cmdcl` itself."""
+    flags = extract_flags() | {"--help", "--debug"}
+    folder = Path(load_dataset.__code__.co_filename).parent
+    mentioned = {}
+    for source in sorted(folder.glob("*.py")):
+        with open(source, "rb") as f:
+            for token in tokenize.tokenize(f.readline):
+                if token.type == tokenize.STRING:
+                    for flag in FLAG.findall(token.string):
+                        mentioned.setdefault(flag, f"{source.name}:{token.start[0]}")
+    assert {"--annotations", "--split-scheme", "--video-dir", "--stereo-channel", "--background"} <= set(mentioned)
+    unknown = {flag: where for flag, where in mentioned.items() if flag not in flags}
+    assert not unknown, unknown
+
+
+def dataset_errors(tmp_path) -> list[str]:
+    """Trigger the dataset errors that carry a Fix: hint, and return their lines."""
+    empty = tmp_path / "empty"
+    (empty / "BreakfastII_15fps_qvga_sync").mkdir(parents=True)
+    breakfast, coin = write_breakfast(tmp_path / "b"), write_coin(tmp_path / "c")
+    charades = write_charades(tmp_path / "ch", subfolder=True)
+    calls = [("breakfast", empty, {}), ("breakfast", breakfast, {"split": "s9"}),
+             ("breakfast", breakfast, {"stereo_channel": "ch3"}), ("breakfast", tmp_path, {}),
+             ("breakfast", write_breakfast(tmp_path / "e", layout="ms-tcn-edited"), {}),
+             ("coin", tmp_path, {}), ("coin", coin, {"video_dir": tmp_path / "none"}),
+             ("coin", coin, {"taxonomy": tmp_path / "none.csv"}), ("charades", coin, {}),
+             ("charades", charades, {"video_dir": tmp_path / "none"}), ("manifest", tmp_path, {}),
+             ("coin", tmp_path / "absent", {})]
+    lines = []
+    for name, root, options in calls:
+        with pytest.raises(CmdclError) as info:
+            load_dataset(name, root, **options)
+        lines.append(info.value.one_line())
+    return lines
+
+
+def test_every_fix_hint_of_the_dataset_errors_names_a_real_flag(tmp_path):
+    flags = extract_flags()
+    lines = dataset_errors(tmp_path)
+    assert all("Fix:" in line for line in lines), [line for line in lines if "Fix:" not in line]
+    for line in lines:
+        hint = line.split("Fix:", 1)[1]
+        assert "=" not in hint.split("(")[0], line  # a flag, not a Python keyword argument
+        for flag in FLAG.findall(hint):
+            assert flag in flags, line
