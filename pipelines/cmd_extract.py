@@ -115,6 +115,7 @@ def extract(
         dataset_options=options_from_flags(dataset, dataset_flags),
     ).check()
     summary = run_extraction(cfg)
+    missing_list = _write_missing_list(out, summary.missing_ids)
     typer.echo(summary.report(), err=True)
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -123,10 +124,27 @@ def extract(
         typer.echo(f"cmdcl: warning: {summary.failed} video(s) failed; they are listed in {summary.shard_path} "
                    "(/failures) and above. Fix them, then re-run with --retry-failed.", err=True)
     if summary.missing:
-        typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk (listed above).",
-                   err=True)
+        typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk; all are listed in "
+                   f"{missing_list}.", err=True)
     if strict and (summary.failed or summary.missing):
         sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
+
+
+MISSING_LIST = "missing.txt"
+
+
+def _write_missing_list(out: Path, missing: list[str]) -> Path:
+    """All annotated videos missing on disk, one id per line, beside the shards (the log shows only the first
+    10). Every shard writes the same dataset-wide list, so it is replaced atomically; a stale one is removed."""
+    path = out / MISSING_LIST
+    if not missing:
+        path.unlink(missing_ok=True)
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{MISSING_LIST}.{os.getpid()}"
+    partial.write_text("".join(f"{video_id}\n" for video_id in missing))
+    os.replace(partial, path)
+    return path
 
 
 MAX_NOTES_SHOWN = 20  # phone videos: every one may carry a rotation note

@@ -455,3 +455,31 @@ def test_every_fix_hint_of_the_dataset_errors_names_a_real_flag(tmp_path):
         assert "=" not in hint.split("(")[0], line  # a flag, not a Python keyword argument
         for flag in FLAG.findall(hint):
             assert flag in flags, line
+
+
+# ---------------------------------------------------------------- end to end through the CLI
+
+def test_extract_cli_writes_every_missing_video_and_reads_charades_as_unpacked(tmp_path, capsys):
+    """`cmdcl extract` on Charades unpacked with its CSVs in Charades/: missing.txt beside the shards and the
+    summary JSON list every missing video, not only the first ten the log shows."""
+    from cmdcl.pipelines.cli import main as cli_main
+    from video_fixtures import write_test_video
+
+    def tiny(path: Path) -> None:
+        write_test_video(path, num_frames=6, height=32, width=32, fps=15.0, codec="libx264", gop=3)
+
+    root = write_charades(tmp_path / "charades", subfolder=True, write_video=tiny)
+    train = root / "Charades" / "Charades_v1_train.csv"
+    extra = [f"ZZGONE{i:02d}" for i in range(12)]  # more than the log lists
+    with open(train, "a", newline="") as f:
+        f.write("".join(f"{video_id},HR43,Kitchen,6,7,Yes,s,o,d,c001 1.00 2.00,10.00\n" for video_id in extra))
+    out, summary_json = tmp_path / "feats", tmp_path / "summary.json"
+    cli_main(["extract", "--dataset", "charades", "--root", str(root / "Charades"), "--out", str(out),
+              "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+              "--no-progress", "--summary-json", str(summary_json)])
+    expected = sorted(extra + ["ZZMIS"])
+    assert (out / "missing.txt").read_text().splitlines() == expected
+    summary = json.loads(summary_json.read_text())
+    assert summary["missing"] == 13 and summary["missing_ids"] == expected and summary["extracted"] == 5
+    err = capsys.readouterr().err
+    assert f"annotations from {root / 'Charades'}" in err and f"listed in {out / 'missing.txt'}" in err
