@@ -432,7 +432,7 @@ def dataset_errors(tmp_path) -> list[str]:
     breakfast, coin = write_breakfast(tmp_path / "b"), write_coin(tmp_path / "c")
     charades = write_charades(tmp_path / "ch", subfolder=True)
     calls = [("breakfast", empty, {}), ("breakfast", breakfast, {"split": "s9"}),
-             ("breakfast", breakfast, {"stereo_channel": "ch3"}), ("breakfast", tmp_path, {}),
+             ("breakfast", breakfast, {"splits": "s2"}), ("breakfast", breakfast, {"stereo_channel": "ch3"}), ("breakfast", tmp_path, {}),
              ("breakfast", write_breakfast(tmp_path / "e", layout="ms-tcn-edited"), {}),
              ("coin", tmp_path, {}), ("coin", coin, {"video_dir": tmp_path / "none"}),
              ("coin", coin, {"taxonomy": tmp_path / "none.csv"}), ("charades", coin, {}),
@@ -483,3 +483,9 @@ def test_extract_cli_writes_every_missing_video_and_reads_charades_as_unpacked(t
     assert summary["missing"] == 13 and summary["missing_ids"] == expected and summary["extracted"] == 5
     err = capsys.readouterr().err
     assert f"annotations from {root / 'Charades'}" in err and f"listed in {out / 'missing.txt'}" in err
+
+
+def test_a_split_scheme_given_as_a_split_names_the_flag(tmp_path):
+    message = raises_one_line(DatasetError, "unknown split s1; splits present: test, train", load_dataset,
+                              "breakfast", write_breakfast(tmp_path), "s1")
+    assert message.endswith("Fix: pass --split-scheme s1 and --splits train,test")

@@ -20,6 +20,7 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", "
                               ".3gp", ".ogv", ".ts"})
 
 SplitSpec = Sequence[str] | str | None
+SPLIT_SCHEMES = {"breakfast": ("ltar", "s1", "s2", "s3", "s4")}  # dataset -> values of its --split-scheme
 
 
 @dataclass
@@ -84,8 +85,11 @@ def select_splits(splits: SplitSpec, present: set[str], name: str) -> set[str] |
     names = {s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()}
     unknown = sorted(names - present)
     if unknown:
+        # Breakfast's s1..s4 are split *schemes* (which participants are test), not split names.
+        schemes = [s for s in unknown if s in SPLIT_SCHEMES.get(name, ())]
+        fix = f"pass --split-scheme {schemes[0]} and --splits train,test" if schemes else None
         raise DatasetError(f"{name}: unknown split {', '.join(unknown)}; "
-                           f"splits present: {', '.join(sorted(present)) or 'none'}")
+                           f"splits present: {', '.join(sorted(present)) or 'none'}", fix=fix)
     return names or None
 
 

@@ -32,7 +32,8 @@ import re
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
+from cmdcl.extract.datasets.base import (SPLIT_SCHEMES, DatasetIndex, SplitSpec, VideoItem, find_videos,
+                                         make_index, readable)
 
 FPS = 15.0
 VIDEO_FOLDER = "BreakfastII_15fps_qvga_sync"
@@ -41,8 +42,9 @@ ACTIVITIES = {"cereals": "cereals", "coffee": "coffee", "friedegg": "fried egg",
               "tea": "tea"}
 RAW_ACTIVITIES = sorted(ACTIVITIES)
 BACKGROUND = "SIL"
-TEST_PARTICIPANTS = {"ltar": range(47, 55), "s1": range(3, 16), "s2": range(16, 29), "s3": range(29, 42),
-                     "s4": range(42, 55)}
+# Split scheme (ltar, s1..s4) -> test participants.
+TEST_PARTICIPANTS = dict(zip(SPLIT_SCHEMES["breakfast"], (range(47, 55), range(3, 16), range(16, 29), range(29, 42),
+                                                          range(42, 55))))
 STEREO_CHANNELS = {"ch0": ("ch0",), "ch1": ("ch1",), "both": ("ch0", "ch1")}
 BACKGROUND_STEP = "background"
 ACTION_LABEL = re.compile(r"[a-z][a-z0-9]*(?:_[a-zA-Z0-9]+)*")  # take_bowl, put_egg2plate, put_toppingOnTop
@@ -103,7 +105,15 @@ def load(root: Path, splits: SplitSpec = None, *, split: str = "ltar", stereo_ch
                 steps=sorted({s for s, _, _ in steps}), segments=steps,
             ))
 
-    known = {item.video_id for item in items}
+    unannotated = unannotated_videos(video_dir, {item.video_id for item in items}, channels)
+    kept = "SIL kept as step 0 'background'" if background else "SIL (background) dropped (--background keeps it)"
+    notes = [f"annotations from {source}; {len(step_names)} steps, {kept}"]
+    return make_index("breakfast", root, items, unannotated, [ACTIVITIES[a] for a in RAW_ACTIVITIES], step_names,
+                      splits, notes=notes)
+
+
+def unannotated_videos(video_dir: Path, known: set[str], channels: tuple[str, ...]) -> list[str]:
+    """Video files no annotation names (as ids; as paths when the name does not fit the layout)."""
     unannotated = []
     for path in find_videos(video_dir):
         video_id = video_id_of(path, video_dir)
@@ -111,10 +121,7 @@ def load(root: Path, splits: SplitSpec = None, *, split: str = "ltar", stereo_ch
             unannotated.append(str(path.relative_to(video_dir)))
         elif video_id not in known and (not video_id.endswith(("_ch0", "_ch1")) or video_id[-3:] in channels):
             unannotated.append(video_id)
-    kept = "SIL kept as step 0 'background'" if background else "SIL (background) dropped (--background keeps it)"
-    notes = [f"annotations from {source}; {len(step_names)} steps, {kept}"]
-    return make_index("breakfast", root, items, unannotated, [ACTIVITIES[a] for a in RAW_ACTIVITIES], step_names,
-                      splits, notes=notes)
+    return unannotated
 
 
 def find_annotations(root: Path, video_dir: Path, annotations: str | Path | None) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cmdcl.core.errors import CmdclError, DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec
+from cmdcl.extract.datasets.base import SPLIT_SCHEMES, DatasetIndex, SplitSpec
 
 DATASETS = ("breakfast", "coin", "charades", "manifest", "synthetic")
 
@@ -46,7 +46,7 @@ class DatasetOption:
 
 
 DATASET_OPTIONS = (
-    DatasetOption("split", "--split-scheme", "ltar|s1|s2|s3|s4", {
+    DatasetOption("split", "--split-scheme", "|".join(SPLIT_SCHEMES["breakfast"]), {
         "breakfast": "which participants are test: ltar (default; P47-P54, the long-term recognition split) or "
                      "the official s1..s4 (P03-P15, P16-P28, P29-P41, P42-P54)."}),
     DatasetOption("stereo_channel", "--stereo-channel", "ch0|ch1|both", {
