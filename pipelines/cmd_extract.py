@@ -51,7 +51,7 @@ def with_dataset_flags(command):
                                metavar=option.metavar or None, rich_help_panel="Dataset options")
         added.append(_inspect.Parameter(option.parameter, _inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=bool if option.is_switch else Optional[str]))
-    command.__signature__ = signature.replace(parameters=[p.replace(kind=p.KEYWORD_ONLY) for p in own] + added)
+    command.__signature__ = signature.replace(parameters=own + added)
     return command
 
 

@@ -1,5 +1,7 @@
 """Bad command-line input: one line on stderr naming what is wrong (and the fix), exit code 2, no traceback;
 `--debug` shows the traceback. A few through the installed `cmdcl` script, the rest in-process."""
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -75,6 +77,31 @@ def test_usage_errors_are_one_line_and_exit_2(args, words):
     line = one_line(result.stderr)
     for word in words:
         assert word in line, line
+
+
+CLICK_MODULES = [name for name in ("click.exceptions", "typer._click.exceptions")
+                 if importlib.util.find_spec(name.rsplit(".", 1)[0]) is not None]
+
+
+@pytest.mark.parametrize("module", CLICK_MODULES)
+def test_usage_errors_of_the_real_and_the_vendored_click_are_caught(module, monkeypatch, capsys):
+    """Whichever click a typer release runs on (older: click; 0.2x: typer._click), its usage errors are one line."""
+    from cmdcl.pipelines import cli
+
+    usage_error = importlib.import_module(module).UsageError
+
+    class RaisingApp:
+        registered_commands: list = []
+
+        def command(self, name):
+            return lambda function: function
+
+        def __call__(self, **kwargs):
+            raise usage_error("No such option: --nope")
+
+    monkeypatch.setattr(cli, "app", RaisingApp())
+    assert cli_error(["extract", "--nope"], capsys) == "cmdcl: error: cmdcl: No such option: --nope. " \
+                                                       "Fix: see `cmdcl --help`."
 
 
 def test_no_arguments_prints_the_help():
