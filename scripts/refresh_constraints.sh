@@ -10,8 +10,8 @@ trap 'rm -f "$REPORT"' EXIT
 "$PY" - "$REPORT" "$ROOT/constraints.txt" <<'PYEOF'
 import datetime, json, platform, sys
 report, out = sys.argv[1:]
-pins = sorted((i["metadata"]["name"], i["metadata"]["version"]) for i in json.load(open(report))["install"]
-              if i["metadata"]["name"] != "cmdcl")
+pins = sorted(((i["metadata"]["name"], i["metadata"]["version"]) for i in json.load(open(report))["install"]
+               if i["metadata"]["name"] != "cmdcl"), key=lambda pin: pin[0].lower())  # as pip freeze sorts
 header = (f"# Versions CI installs with (pip install -c constraints.txt): what a fresh resolve of "
           f"`pip install -e .[test]`\n# gave on {datetime.date.today()} (Python {platform.python_version()}, "
           f"{platform.system()} {platform.machine()}). A new release of a dependency then cannot change what\n"
