@@ -109,6 +109,7 @@ class ExtractSummary:
     partial: int = 0  # stored by this run from only part of the video (corrupt or cut files)
     retried: int = 0  # recorded as failed by an earlier run, attempted again (--retry-failed)
     missing: int = 0  # annotated videos of the dataset (all shards) whose files are not on disk
+    missing_ids: list[str] = field(default_factory=list)  # all of them (cmd_extract writes missing.txt)
     already_done: bool = False  # the shard was complete before this run: nothing was done
     failures: list[FailureRecord] = field(default_factory=list)
     notes: list[NoteRecord] = field(default_factory=list)  # partial decodes, rotation, decoder fallbacks
@@ -687,7 +688,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / shard_name(cfg.shard.index, cfg.shard.count)
     summary = ExtractSummary(shard=str(cfg.shard), shard_path=str(path), videos=len(mine), workers=cfg.workers,
-                             missing=len(index.missing))
+                             missing=len(index.missing), missing_ids=list(index.missing))
     if shard_is_done(path) and cfg.retry_failed and _done_marker(path).get("failures", 1):
         reopen_shard(path)  # its file becomes the first part: stored videos are kept, failed ones redone
         log(f"shard {cfg.shard}: reopened {path} to retry its failed videos")

@@ -1,12 +1,14 @@
 """Entry point of the `cmdcl` command.
 
-Each sub-command lives in its own `cmd_*.py` module and imports torch/decord/open_clip only
-inside the function body, so `cmdcl --help` stays fast and light.
+The sub-commands are grouped by stage in `cmd_*.py` modules (each exports a `COMMANDS` table: extract,
+inspect, merge, verify in cmd_extract; train-head, evaluate, predict in cmd_head; ...). They import
+torch/decord/open_clip only inside the function bodies, so `cmdcl --help` stays fast and light.
 """
 from __future__ import annotations
 
 import os
 import sys
+from importlib import import_module
 
 import typer
 
@@ -57,13 +59,37 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
+    except _click_errors() as exc:
+        _show_click_error(exc, args)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+def _click_errors() -> tuple[type[Exception], ...]:
+    """ClickException of every click that typer may run on: its vendored copy (typer 0.2x ships
+    `typer._click`) and the real click (older typer). Catching only `click.ClickException` let the
+    vendored one's usage errors escape as tracebacks."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(import_module(module).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+def _show_click_error(exc: Exception, args: list[str]) -> None:
+    """A usage error (unknown option or command, bad or missing value) as one line, exit 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `cmdcl` alone: the help text is the message
+        exc.show()
+        sys.exit(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        command = ctx.command_path
+    else:  # some parser errors (e.g. an option missing its value) carry no context: name the sub-command
+        first = next((a for a in args if not a.startswith("-")), None)
+        command = f"cmdcl {first}" if first in {c.name for c in app.registered_commands} else "cmdcl"
+    message = " ".join(exc.format_message().split())
+    error = CmdclError(f"{command}: {message}", fix=f"see `{command} --help`.")
+    typer.echo(f"cmdcl: error: {error.one_line()}", err=True)
+    sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Heavy libraries (torch, decord, av, h5py, open_clip) are imported inside the com
 """
 from __future__ import annotations
 
+import inspect as _inspect
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.extract.datasets.registry import DATASET_OPTIONS, options_from_flags, options_help
 
 
 def _default_workers() -> int:
@@ -37,8 +39,26 @@ def _shard_spec(shard: Optional[str], shard_index: Optional[int], num_shards: Op
     return shard_from_env()
 
 
+def with_dataset_flags(command):
+    """Add one typer option per `DATASET_OPTIONS` entry to `command`'s signature (passed in **dataset_flags),
+    so the flags, their help and the datasets they apply to have one home: the dataset registry."""
+    signature = _inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    added = []
+    for option in DATASET_OPTIONS:
+        text = " ".join(f"{name}: {text}" for name, text in option.help.items())
+        default = typer.Option(False if option.is_switch else None, option.flag, help=text,
+                               metavar=option.metavar or None, rich_help_panel="Dataset options")
+        added.append(_inspect.Parameter(option.parameter, _inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=bool if option.is_switch else Optional[str]))
+    command.__signature__ = signature.replace(parameters=own + added)
+    return command
+
+
+@with_dataset_flags
 def extract(
-    dataset: str = typer.Option(..., "--dataset", help="breakfast | coin | charades | manifest | synthetic."),
+    dataset: str = typer.Option(..., "--dataset", help="breakfast | coin | charades | manifest | synthetic. "
+                                f"Dataset options: {options_help()}."),
     root: Path = typer.Option(..., "--root", help="Dataset folder in its published layout (or a manifest file)."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits, e.g. train,test (default all)."),
     out: Path = typer.Option(Path("feats"), "--out", help="Output folder for shard-kkkkk-of-nnnnn.h5 files."),
@@ -76,6 +96,7 @@ def extract(
     flush_every: int = typer.Option(16, "--flush-every", help="Videos per crash-safe part file."),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Also write the run summary as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
+    **dataset_flags,
 ) -> None:
     """Decode videos, encode sampled frames and label texts with a frozen CLIP model, write an HDF5 shard."""
     from cmdcl.extract.runner import ExtractConfig, run_extraction
@@ -91,8 +112,10 @@ def extract(
         device=device, precision=precision, shard=_shard_spec(shard, shard_index, num_shards), timeout_s=timeout,
         strict=strict, templates=list(template) if template else None, seed=seed, limit=limit,
         flush_every=flush_every, retry_failed=retry_failed, progress=progress,
+        dataset_options=options_from_flags(dataset, dataset_flags),
     ).check()
     summary = run_extraction(cfg)
+    missing_list = _write_missing_list(out, summary.missing_ids)
     typer.echo(summary.report(), err=True)
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -101,10 +124,27 @@ def extract(
         typer.echo(f"cmdcl: warning: {summary.failed} video(s) failed; they are listed in {summary.shard_path} "
                    "(/failures) and above. Fix them, then re-run with --retry-failed.", err=True)
     if summary.missing:
-        typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk (listed above).",
-                   err=True)
+        typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk; all are listed in "
+                   f"{missing_list}.", err=True)
     if strict and (summary.failed or summary.missing):
         sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
+
+
+MISSING_LIST = "missing.txt"
+
+
+def _write_missing_list(out: Path, missing: list[str]) -> Path:
+    """All annotated videos missing on disk, one id per line, beside the shards (the log shows only the first
+    10). Every shard writes the same dataset-wide list, so it is replaced atomically; a stale one is removed."""
+    path = out / MISSING_LIST
+    if not missing:
+        path.unlink(missing_ok=True)
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{MISSING_LIST}.{os.getpid()}"
+    partial.write_text("".join(f"{video_id}\n" for video_id in missing))
+    os.replace(partial, path)
+    return path
 
 
 MAX_NOTES_SHOWN = 20  # phone videos: every one may carry a rotation note

@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
 # Create ./.venv (once) and install cmdcl with its test extras into it. Sourced by demo.sh and test.sh.
+# Versions are pinned by constraints.txt (what a fresh resolve gave; see its header), so a new release of a
+# dependency cannot change what runs unnoticed. CMDCL_CONSTRAINTS=latest installs the newest versions
+# pyproject.toml allows instead (.ci/run does so in a second venv, CMDCL_VENV=.venv-latest, to catch drift).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CMDCL_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
+CONSTRAINTS="${CMDCL_CONSTRAINTS:-$ROOT/constraints.txt}"
+if [ "$CONSTRAINTS" = latest ]; then
+  PINS=(--upgrade --upgrade-strategy eager)
+else
+  PINS=(--constraint "$CONSTRAINTS")
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-# Re-install only when pyproject.toml changed since the last install.
+# Re-install only when pyproject.toml, the constraints or the choice of them changed since the last install.
 STAMP="$VENV/.cmdcl-installed"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+if [ "$CONSTRAINTS" = latest ]; then
+  WANT="latest $(date +%F)"  # look for new releases once a day
+else
+  WANT="$CONSTRAINTS $(cksum < "$CONSTRAINTS")"
+fi
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
-  touch "$STAMP"
+  "$VENV/bin/python" -m pip install --quiet "${PINS[@]}" -e "$ROOT[test]"
+  echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -49,6 +49,24 @@ COIN_DATABASE = {
 COIN_VIDEOS = ["videos/12/vidA01.mp4", "videos/12/vidA02.mkv", "videos/5/vidB01.mp4", "videos/vidB02.webm",
                "videos/103/vidC01.mp4", "videos/12/zzUnknown.mp4"]  # flat vidB02; zzUnknown is not annotated
 
+# Quirks of the real COIN files: "remove the tire" is the text of two step ids in two tasks, one text has a
+# double space, and a partial COIN.json (these entries only) must keep recipe_type 131 as label 131.
+COIN_QUIRKS = {
+    "tireA01": {"recipe_type": 131, "class": "ChangeCarTire", "subset": "training", "annotation": [
+        {"id": "600", "segment": [0.0, 5.0], "label": "remove the tire"},
+        {"id": "601", "segment": [5.0, 9.0], "label": "install  the new tire"}]},
+    "bikeB01": {"recipe_type": 60, "class": "PatchBikeInnerTube", "subset": "testing", "annotation": [
+        {"id": "250", "segment": [1.0, 4.0], "label": "remove the tire"}]},
+}
+COIN_QUIRK_VIDEOS = ["videos/131/tireA01.mp4", "videos/60/bikeB01.mp4"]
+# The taxonomy CSV (target_action_mapping sheet of COIN's taxonomy.xlsx): it names ids no video of the partial
+# COIN.json uses (task 7, step 30) and has the shared text of the real one.
+COIN_TAXONOMY = [("Vehicle", 131, "ChangeCarTire", 600, "remove the tire"),
+                 ("Vehicle", 131, "ChangeCarTire", 601, "install  the new tire"),
+                 ("Vehicle", 60, "PatchBikeInnerTube", 250, "remove the tire"),
+                 ("Vehicle", 60, "PatchBikeInnerTube", 251, "glue the patch"),
+                 ("Dish", 7, "MakeSalad", 30, "cut the lettuce")]
+
 CHARADES_CLASSES = ["c000 Holding some clothes", "c001 Putting clothes somewhere",
                     "c002 Taking some clothes from somewhere", "c003 Throwing clothes somewhere",
                     "c004 Tidying some clothes", "c005 Washing some clothes"]
@@ -76,7 +94,9 @@ def _videos(folder: Path, relative_paths: list[str], write_video: VideoWriter | 
 
 
 def write_breakfast(root: Path, *, layout: str = "coarse", write_video: VideoWriter | None = None) -> Path:
-    """Breakfast with `segmentation_coarse/` (layout="coarse") or ms-tcn `groundTruth/` + `mapping.txt` ("ms-tcn")."""
+    """Breakfast with `segmentation_coarse/` (layout="coarse"), ms-tcn `groundTruth/` + `mapping.txt` ("ms-tcn",
+    0-based as published) or ms-tcn with the mapping edited for seq2seq code ("ms-tcn-edited": 1-based, with
+    SOS and EOS added)."""
     root = Path(root)
     _videos(root / "BreakfastII_15fps_qvga_sync", BREAKFAST_VIDEOS, write_video)
     if layout == "coarse":
@@ -84,9 +104,12 @@ def write_breakfast(root: Path, *, layout: str = "coarse", write_video: VideoWri
             file = root / "segmentation_coarse" / name.rsplit("_", 1)[1] / f"{name}.txt"
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_text("".join(f"{a}-{b} {label}  \n" for a, b, label in segments))
-    elif layout == "ms-tcn":
+    elif layout in ("ms-tcn", "ms-tcn-edited"):
         labels = sorted({label for segments in BREAKFAST_SEGMENTS.values() for _, _, label in segments}, reverse=True)
-        (root / "mapping.txt").write_text("".join(f"{i} {label}\n" for i, label in enumerate(labels)))
+        first = 0
+        if layout == "ms-tcn-edited":
+            labels, first = labels + ["SOS", "EOS"], 1
+        (root / "mapping.txt").write_text("".join(f"{i} {label}\n" for i, label in enumerate(labels, first)))
         (root / "groundTruth").mkdir(parents=True, exist_ok=True)
         for name, segments in BREAKFAST_SEGMENTS.items():
             frames = [label for a, b, label in segments for _ in range(a, b + 1)]
@@ -96,18 +119,30 @@ def write_breakfast(root: Path, *, layout: str = "coarse", write_video: VideoWri
     return root
 
 
-def write_coin(root: Path, *, write_video: VideoWriter | None = None) -> Path:
+def write_coin(root: Path, *, write_video: VideoWriter | None = None, quirks: bool = False,
+               taxonomy: bool = False) -> Path:
+    """COIN.json + videos; `quirks`: only the COIN_QUIRKS entries (a partial file); `taxonomy`: also taxonomy.csv."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    entries = COIN_QUIRKS if quirks else COIN_DATABASE
     database = {vid: {**entry, "url": f"https://www.youtube.com/watch?v={vid}", "duration": 60.0}
-                for vid, entry in COIN_DATABASE.items()}
+                for vid, entry in entries.items()}
     (root / "COIN.json").write_text(json.dumps({"database": database}, indent=1))
-    _videos(root, COIN_VIDEOS, write_video)
+    if taxonomy:
+        with open(root / "taxonomy.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["Domains", "Target Id", "Target Label", "Action Id", "Action Label"])
+            writer.writerows(COIN_TAXONOMY)
+    _videos(root, COIN_QUIRK_VIDEOS if quirks else COIN_VIDEOS, write_video)
     return root
 
 
-def write_charades(root: Path, *, write_video: VideoWriter | None = None) -> Path:
+def write_charades(root: Path, *, write_video: VideoWriter | None = None, subfolder: bool = False) -> Path:
+    """Charades; `subfolder`: as commonly unpacked, the annotation files in Charades/ beside Charades_v1_480/."""
     root = Path(root)
+    videos = root / "Charades_v1_480"
+    if subfolder:
+        root = root / "Charades"
     root.mkdir(parents=True, exist_ok=True)
     (root / "Charades_v1_classes.txt").write_text("\n".join(CHARADES_CLASSES) + "\n")
     for split, rows in CHARADES_ROWS.items():
@@ -118,8 +153,8 @@ def write_charades(root: Path, *, write_video: VideoWriter | None = None) -> Pat
                 writer.writerow([video_id, "HR43", "Kitchen", "6", "7", "Yes", "A person walks in, then \"sits\".",
                                  "clothes;door", "The person holds clothes,\nthen leaves.", actions, length])
     present = [vid for rows in CHARADES_ROWS.values() for vid in rows if vid != "ZZMIS"]
-    _videos(root / "Charades_v1_480", [f"{vid}.mp4" for vid in present] + ["EXTRA.mp4"], write_video)
-    return root
+    _videos(videos, [f"{vid}.mp4" for vid in present] + ["EXTRA.mp4"], write_video)
+    return videos.parent
 
 
 def manifest_rows(root: Path) -> list[dict]:

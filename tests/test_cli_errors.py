@@ -1,5 +1,7 @@
 """Bad command-line input: one line on stderr naming what is wrong (and the fix), exit code 2, no traceback;
 `--debug` shows the traceback. A few through the installed `cmdcl` script, the rest in-process."""
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -58,6 +60,54 @@ def test_installed_script_gives_one_line_and_exit_2(args, words):
     line = one_line(result.stderr)
     for word in words:
         assert word in line, line
+
+
+@pytest.mark.parametrize("args, words", [
+    (["extract", "--bogus"], ["cmdcl extract: No such option: --bogus", "Fix: see `cmdcl extract --help`"]),
+    (["train-head", "--epochs", "abc"], ["cmdcl train-head: Invalid value for '--epochs'"]),
+    (["nocommand"], ["No such command 'nocommand'", "Fix: see `cmdcl --help`"]),
+    (["evaluate", "--split"], ["cmdcl evaluate: Option '--split' requires an argument",
+                               "Fix: see `cmdcl evaluate --help`"]),
+    (["extract", "--dataset", "coin"], ["cmdcl extract: Missing option '--root'"]),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    """Click's usage errors, whichever click typer runs on (typer 0.2x vendors its own as typer._click)."""
+    result = run_cmdcl(*args)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    for word in words:
+        assert word in line, line
+
+
+CLICK_MODULES = [name for name in ("click.exceptions", "typer._click.exceptions")
+                 if importlib.util.find_spec(name.rsplit(".", 1)[0]) is not None]
+
+
+@pytest.mark.parametrize("module", CLICK_MODULES)
+def test_usage_errors_of_the_real_and_the_vendored_click_are_caught(module, monkeypatch, capsys):
+    """Whichever click a typer release runs on (older: click; 0.2x: typer._click), its usage errors are one line."""
+    from cmdcl.pipelines import cli
+
+    usage_error = importlib.import_module(module).UsageError
+
+    class RaisingApp:
+        registered_commands: list = []
+
+        def command(self, name):
+            return lambda function: function
+
+        def __call__(self, **kwargs):
+            raise usage_error("No such option: --nope")
+
+    monkeypatch.setattr(cli, "app", RaisingApp())
+    assert cli_error(["extract", "--nope"], capsys) == "cmdcl: error: cmdcl: No such option: --nope. " \
+                                                       "Fix: see `cmdcl --help`."
+
+
+def test_no_arguments_prints_the_help():
+    result = run_cmdcl()
+    assert "Traceback" not in result.stderr and "extract" in result.stdout + result.stderr
+    assert "Usage: cmdcl" in result.stdout + result.stderr
 
 
 def test_installed_script_refuses_a_features_file_that_is_not_hdf5(not_hdf5):
@@ -144,3 +194,26 @@ def test_resuming_a_checkpoint_of_another_label_vocabulary(tmp_path, capsys):
                       "--device", "cpu", "--no-progress", "--no-evaluate"], capsys)
     assert f"{run / 'last.pt'}: not a readable cmdcl checkpoint" in line
     assert "--resume never" in line and str(run / 'best.pt') in line
+
+
+def test_dataset_flags_reach_the_adapter(tmp_path, capsys):
+    from dataset_fixtures import write_breakfast
+
+    root = write_breakfast(tmp_path / "breakfast")
+    line = cli_error(["extract", "--dataset", "breakfast", "--root", str(root), "--split-scheme", "s9"], capsys)
+    assert "breakfast split 's9' unknown; choose one of ltar, s1, s2, s3, s4" in line
+    line = cli_error(["extract", "--dataset", "breakfast", "--root", str(tmp_path), "--video-dir", str(tmp_path / "v")],
+                     capsys)
+    assert f"{tmp_path / 'v'} is not a folder" in line
+    line = cli_error(["extract", "--dataset", "coin", "--root", str(root), "--stereo-channel", "ch1"], capsys)
+    assert line == "cmdcl: error: --stereo-channel is an option of breakfast, not of coin. Fix: drop it; coin's " \
+                   "dataset options are: --annotation --taxonomy --video-dir"
+
+
+def test_extract_help_lists_the_dataset_options_per_dataset():
+    result = run_cmdcl("extract", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())  # rich draws boxes around the help
+    assert result.returncode == 0
+    assert "breakfast: --split-scheme --stereo-channel --background --annotations --video-dir" in text
+    assert "coin: --annotation --taxonomy --video-dir" in text and "charades: --annotations --video-dir" in text
+    assert "ltar|s1|s2|s3|s4" in text

@@ -1,5 +1,7 @@
 import json
+import re
 import sys
+import tokenize
 import types
 from pathlib import Path
 
@@ -142,6 +144,41 @@ def test_breakfast_bad_inputs(tmp_path):
     raises_one_line(DatasetError, "breakfast videos not found", load_dataset, "breakfast", tmp_path / "other")
 
 
+def test_breakfast_background_step_is_an_option(tmp_path):
+    root = write_breakfast(tmp_path)
+    dropped = load_dataset("breakfast", root)
+    kept = load_dataset("breakfast", root, background=True)
+    assert len(dropped.step_names) == 13 and len(kept.step_names) == 14
+    assert kept.step_names[0] == "background" and kept.step_names[1:] == dropped.step_names
+    cereals = by_id(kept)["P03_cam01_P03_cereals"]
+    assert cereals.segments[0] == (0, 0.0, 2.0) and cereals.segments[-1] == (0, 28.0, 30.0)
+    assert 0 in cereals.steps and len(cereals.segments) == 5
+    assert "SIL kept as step 0" in kept.notes[0] and "SIL (background) dropped" in dropped.notes[0]
+    ms_tcn = load_dataset("breakfast", write_breakfast(tmp_path / "b", layout="ms-tcn"), background=True)
+    assert ms_tcn.step_names == kept.step_names and by_id(ms_tcn)["P03_cam01_P03_cereals"].segments == \
+        cereals.segments
+
+
+def test_breakfast_edited_mapping_is_refused(tmp_path):
+    """A mapping.txt edited for seq2seq code (1-based, SOS/EOS added) would silently add two steps."""
+    root = write_breakfast(tmp_path, layout="ms-tcn-edited")
+    message = raises_one_line(DatasetError, "mapping.txt: line 15 'SOS', line 16 'EOS': not Breakfast action labels",
+                              load_dataset, "breakfast", root)
+    assert "--annotations FOLDER" in message
+    # 1-based ids alone change nothing: labels are read by name.
+    mapping = root / "mapping.txt"
+    mapping.write_text("".join(line + "\n" for line in mapping.read_text().splitlines()[:-2]))
+    assert len(load_dataset("breakfast", root).step_names) == 13
+
+
+def test_breakfast_video_dir_option(tmp_path):
+    root = write_breakfast(tmp_path / "annotations")
+    (root / "BreakfastII_15fps_qvga_sync").rename(tmp_path / "videos")
+    index = load_dataset("breakfast", root, video_dir=tmp_path / "videos")
+    assert len(index.items) == 5 and all(item.path.startswith(str(tmp_path / "videos")) for item in index.items)
+    raises_one_line(DatasetError, "breakfast videos not found.*--video-dir", load_dataset, "breakfast", root)
+
+
 def test_breakfast_ms_tcn_unknown_label(tmp_path):
     root = write_breakfast(tmp_path, layout="ms-tcn")
     with open(root / "groundTruth" / "P47_cam02_P47_tea.txt", "a") as f:
@@ -154,15 +191,51 @@ def test_breakfast_ms_tcn_unknown_label(tmp_path):
 def test_coin_tasks_steps_and_files(tmp_path):
     index = load_dataset("coin", write_coin(tmp_path))
     assert index.split_sizes() == {"test": 2, "train": 3}
-    assert index.class_names == ["make coffee", "assemble bed", "change guitar strings"]  # recipe_type 5, 12, 103
-    assert index.step_names == ["grind the coffee beans", "pour water", "put the bed frame together",
-                                "install the bed board", "remove the old strings"]  # step id 10, 11, 45, 46, 300
+    # COIN's own ids are the indices: 180 tasks, 778 steps, however few of them COIN.json uses.
+    assert len(index.class_names) == 180 and len(index.step_names) == 778
+    assert [index.class_names[i] for i in (5, 12, 103)] == ["make coffee", "assemble bed", "change guitar strings"]
+    assert [index.step_names[i] for i in (10, 11, 45, 46, 300)] == [
+        "grind the coffee beans", "pour water", "put the bed frame together", "install the bed board",
+        "remove the old strings"]
+    assert index.class_names[0] == "coin task 0" and index.step_names[777] == "coin step 777"
+    assert any("177 task ids and 773 step ids are named neither" in note for note in index.notes)
     assert index.missing == ["vidC02"] and index.unannotated == ["zzUnknown"]
     items = by_id(index)
     assert (items["vidA01"].label, items["vidA01"].steps, items["vidA01"].segments) == \
-           (1, [2, 3], [(2, 2.0, 10.5), (3, 11.0, 20.0)])
+           (12, [45, 46], [(45, 2.0, 10.5), (46, 11.0, 20.0)])
     assert items["vidB02"].path.endswith("videos/vidB02.webm") and items["vidB02"].split == "test"
     assert items["vidA02"].path.endswith("videos/12/vidA02.mkv")
+
+
+def test_coin_partial_file_shared_texts_and_double_spaces(tmp_path):
+    index = load_dataset("coin", write_coin(tmp_path, quirks=True))
+    items = by_id(index)
+    assert (items["tireA01"].label, items["tireA01"].labels, items["tireA01"].steps) == (131, [131], [600, 601])
+    assert items["bikeB01"].label == 60 and items["bikeB01"].segments == [(250, 1.0, 4.0)]
+    assert len(index.class_names) == 180 and len(index.step_names) == 778
+    assert index.class_names[131] == "change car tire" and index.class_names[60] == "patch bike inner tube"
+    # Only the shared text gets its task appended; the double space is normalised.
+    assert index.step_names[600] == "remove the tire (change car tire)"
+    assert index.step_names[250] == "remove the tire (patch bike inner tube)"
+    assert index.step_names[601] == "install the new tire"
+    assert len(set(index.step_names)) == 778
+    notes = " | ".join(index.notes)
+    assert "2 step ids share a text" in notes and "600: 'remove the tire (change car tire)'" in notes
+    assert "whitespace normalised in 1 names: 'install  the new tire'" in notes
+    assert "names from COIN.json (no taxonomy CSV)" in notes
+
+
+def test_coin_taxonomy_names_ids_no_video_uses(tmp_path):
+    index = load_dataset("coin", write_coin(tmp_path, quirks=True, taxonomy=True))
+    assert index.class_names[7] == "make salad" and index.step_names[30] == "cut the lettuce"
+    assert index.step_names[251] == "glue the patch" and index.step_names[600] == "remove the tire (change car tire)"
+    assert by_id(index)["tireA01"].label == 131
+    notes = " | ".join(index.notes)
+    assert str(tmp_path / "taxonomy.csv") in notes and "177 task ids and 773 step ids are named neither" in notes
+    (tmp_path / "taxonomy.csv").write_text("Target Id,Target Label,Action Id\n1,A,2\n")
+    raises_one_line(DatasetError, "taxonomy.csv:1: no column for step", load_dataset, "coin", tmp_path)
+    raises_one_line(DatasetError, "COIN taxonomy .*other.csv not found.*--taxonomy", load_dataset, "coin", tmp_path,
+                    taxonomy=tmp_path / "other.csv")
 
 
 def test_coin_bad_inputs(tmp_path):
@@ -196,6 +269,28 @@ def test_charades_multilabel_segments_and_clipping(tmp_path):
     assert items["N11GT"].labels == [] and items["N11GT"].segments == []
     assert items["5UA8E"].segments == [(4, 2.0, 30.04)] and items["5UA8E"].split == "test"
     assert items["YSKX3"].labels == [1, 5]
+
+
+def test_charades_as_commonly_unpacked(tmp_path):
+    """CSVs in Charades/ beside Charades_v1_480/: the folder holding both and Charades/ itself are both roots."""
+    flat = load_dataset("charades", write_charades(tmp_path / "flat"))
+    parent = write_charades(tmp_path / "nested", subfolder=True)
+    assert not (parent / "Charades_v1_train.csv").exists() and (parent / "Charades" / "Charades_v1_train.csv").exists()
+    for root in (parent, parent / "Charades", parent / "Charades_v1_480"):
+        index = load_dataset("charades", root)
+        assert [(i.video_id, i.labels, i.segments) for i in index.items] == \
+               [(i.video_id, i.labels, i.segments) for i in flat.items]
+        assert index.missing == ["ZZMIS"] and index.unannotated == ["EXTRA"]
+        assert f"annotations from {parent / 'Charades'} (Charades_v1_classes.txt" in index.notes[0]
+        assert f"videos from {parent / 'Charades_v1_480'}" in index.notes[0]
+    moved = tmp_path / "elsewhere"
+    (parent / "Charades_v1_480").rename(moved)
+    index = load_dataset("charades", parent, video_dir=moved)
+    assert len(index.items) == 5 and all(item.path.startswith(str(moved)) for item in index.items)
+    raises_one_line(DatasetError, "Charades videos not found.*Fix: pass the video folder as --video-dir",
+                    load_dataset, "charades", parent)
+    raises_one_line(DatasetError, "Charades_v1_classes.txt not found in .*Fix: pass .* --annotations FOLDER",
+                    load_dataset, "charades", moved)
 
 
 def test_charades_bad_inputs(tmp_path):
@@ -296,3 +391,101 @@ def test_manifest_relative_root_lists_nothing_unannotated(tmp_path, monkeypatch)
     absolute_index = load_dataset("manifest", tmp_path / "m")
     assert index.unannotated == absolute_index.unannotated
     assert [i.path for i in index.items] == [i.path for i in absolute_index.items]
+
+
+# ---------------------------------------------------------------- flags named by errors and docs
+
+def extract_flags() -> set[str]:
+    import typer.main
+
+    from cmdcl.pipelines.cli import _register, app
+
+    _register()
+    command = typer.main.get_command(app).commands["extract"]
+    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def test_every_flag_the_adapters_mention_exists():
+    """Every `--flag` in a string of the dataset adapters (fix= hints, messages, docstrings) is a real option of
+    `cmdcl extract`, or of `cmdcl` itself."""
+    flags = extract_flags() | {"--help", "--debug"}
+    folder = Path(load_dataset.__code__.co_filename).parent
+    mentioned = {}
+    for source in sorted(folder.glob("*.py")):
+        with open(source, "rb") as f:
+            for token in tokenize.tokenize(f.readline):
+                if token.type == tokenize.STRING:
+                    for flag in FLAG.findall(token.string):
+                        mentioned.setdefault(flag, f"{source.name}:{token.start[0]}")
+    assert {"--annotations", "--split-scheme", "--video-dir", "--stereo-channel", "--background"} <= set(mentioned)
+    unknown = {flag: where for flag, where in mentioned.items() if flag not in flags}
+    assert not unknown, unknown
+
+
+def dataset_errors(tmp_path) -> list[str]:
+    """Trigger the dataset errors that carry a Fix: hint, and return their lines."""
+    empty = tmp_path / "empty"
+    (empty / "BreakfastII_15fps_qvga_sync").mkdir(parents=True)
+    breakfast, coin = write_breakfast(tmp_path / "b"), write_coin(tmp_path / "c")
+    charades = write_charades(tmp_path / "ch", subfolder=True)
+    calls = [("breakfast", empty, {}), ("breakfast", breakfast, {"split": "s9"}),
+             ("breakfast", breakfast, {"splits": "s2"}), ("breakfast", breakfast, {"stereo_channel": "ch3"}), ("breakfast", tmp_path, {}),
+             ("breakfast", write_breakfast(tmp_path / "e", layout="ms-tcn-edited"), {}),
+             ("coin", tmp_path, {}), ("coin", coin, {"video_dir": tmp_path / "none"}),
+             ("coin", coin, {"taxonomy": tmp_path / "none.csv"}), ("charades", coin, {}),
+             ("charades", charades, {"video_dir": tmp_path / "none"}), ("manifest", tmp_path, {}),
+             ("coin", tmp_path / "absent", {})]
+    lines = []
+    for name, root, options in calls:
+        with pytest.raises(CmdclError) as info:
+            load_dataset(name, root, **options)
+        lines.append(info.value.one_line())
+    return lines
+
+
+def test_every_fix_hint_of_the_dataset_errors_names_a_real_flag(tmp_path):
+    flags = extract_flags()
+    lines = dataset_errors(tmp_path)
+    assert all("Fix:" in line for line in lines), [line for line in lines if "Fix:" not in line]
+    for line in lines:
+        hint = line.split("Fix:", 1)[1]
+        assert "=" not in hint.split("(")[0], line  # a flag, not a Python keyword argument
+        for flag in FLAG.findall(hint):
+            assert flag in flags, line
+
+
+# ---------------------------------------------------------------- end to end through the CLI
+
+def test_extract_cli_writes_every_missing_video_and_reads_charades_as_unpacked(tmp_path, capsys):
+    """`cmdcl extract` on Charades unpacked with its CSVs in Charades/: missing.txt beside the shards and the
+    summary JSON list every missing video, not only the first ten the log shows."""
+    from cmdcl.pipelines.cli import main as cli_main
+    from video_fixtures import write_test_video
+
+    def tiny(path: Path) -> None:
+        write_test_video(path, num_frames=6, height=32, width=32, fps=15.0, codec="libx264", gop=3)
+
+    root = write_charades(tmp_path / "charades", subfolder=True, write_video=tiny)
+    train = root / "Charades" / "Charades_v1_train.csv"
+    extra = [f"ZZGONE{i:02d}" for i in range(12)]  # more than the log lists
+    with open(train, "a", newline="") as f:
+        f.write("".join(f"{video_id},HR43,Kitchen,6,7,Yes,s,o,d,c001 1.00 2.00,10.00\n" for video_id in extra))
+    out, summary_json = tmp_path / "feats", tmp_path / "summary.json"
+    cli_main(["extract", "--dataset", "charades", "--root", str(root / "Charades"), "--out", str(out),
+              "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+              "--no-progress", "--summary-json", str(summary_json)])
+    expected = sorted(extra + ["ZZMIS"])
+    assert (out / "missing.txt").read_text().splitlines() == expected
+    summary = json.loads(summary_json.read_text())
+    assert summary["missing"] == 13 and summary["missing_ids"] == expected and summary["extracted"] == 5
+    err = capsys.readouterr().err
+    assert f"annotations from {root / 'Charades'}" in err and f"listed in {out / 'missing.txt'}" in err
+
+
+def test_a_split_scheme_given_as_a_split_names_the_flag(tmp_path):
+    message = raises_one_line(DatasetError, "unknown split s1; splits present: test, train", load_dataset,
+                              "breakfast", write_breakfast(tmp_path), "s1")
+    assert message.endswith("Fix: pass --split-scheme s1 and --splits train,test")

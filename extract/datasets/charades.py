@@ -1,8 +1,12 @@
 """Charades (Sigurdsson et al., 2016): multi-label, 157 action classes that are also the step vocabulary.
 
-ROOT holds `Charades_v1_classes.txt` (`c000 Holding some clothes`), `Charades_v1_train.csv` and
-`Charades_v1_test.csv` (`actions` like `c092 11.90 21.20;c147 0.00 12.60`, possibly empty) and the videos in
-`Charades_v1_480/<id>.mp4` (or the original-size `Charades_v1/`; `video_dir=` overrides). Class names are
+The annotation files are `Charades_v1_classes.txt` (`c000 Holding some clothes`), `Charades_v1_train.csv` and
+`Charades_v1_test.csv` (`actions` like `c092 11.90 21.20;c147 0.00 12.60`, possibly empty); the videos are
+`Charades_v1_480/<id>.mp4` (or the original-size `Charades_v1/`). As commonly unpacked, the CSVs sit in a
+`Charades/` folder beside `Charades_v1_480/`, so ROOT may be the folder holding both, the `Charades/` folder or
+the video folder: the annotations are looked for in ROOT, ROOT/Charades, then ROOT's parent (and its
+Charades/), the videos in ROOT and its parent (`annotations=` / `--annotations` and `video_dir=` /
+`--video-dir` override); the folders used are reported in the index notes. Class names are
 lower-cased ("holding some clothes"). Every item has label -1, `labels` = `steps` = the classes present, and
 the segments, with end times clipped to the video `length` (some annotations run past it).
 """
@@ -12,29 +16,29 @@ import csv
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
-from cmdcl.extract.datasets.registry import SplitSpec, find_videos, make_index
+from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index
 
 SPLIT_FILES = {"train": "Charades_v1_train.csv", "test": "Charades_v1_test.csv"}
 VIDEO_FOLDERS = ("Charades_v1_480", "Charades_v1")
 REQUIRED_COLUMNS = ("id", "actions", "length")
+ANNOTATION_FOLDER = "Charades"  # where the annotation zip unpacks
 HEADER = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length"
 
 
-def load(root: Path, splits: SplitSpec = None, *, video_dir: str | Path | None = None) -> DatasetIndex:
+def load(root: Path, splits: SplitSpec = None, *, annotations: str | Path | None = None,
+         video_dir: str | Path | None = None) -> DatasetIndex:
     root = Path(root).expanduser().absolute()
-    codes, class_names = read_classes(root / "Charades_v1_classes.txt")
-    folders = [Path(video_dir).expanduser().absolute()] if video_dir else [root / name for name in VIDEO_FOLDERS]
-    folder = next((f for f in folders if f.is_dir()), None)
-    if folder is None:
-        raise DatasetError(f"Charades videos not found: no folder {' or '.join(map(str, folders))}; "
-                           f"expected Charades_v1_480/<id>.mp4")
+    annotation_dir = find_annotations(root, annotations)
+    folder = find_video_folder(root, video_dir)
+    codes, class_names = read_classes(annotation_dir / "Charades_v1_classes.txt")
+    notes = [f"annotations from {annotation_dir} (Charades_v1_classes.txt, {', '.join(SPLIT_FILES.values())}); "
+             f"videos from {folder}"]
     on_disk = {path.stem: path for path in find_videos(folder)}
     items, seen = [], set()
     for split, name in SPLIT_FILES.items():
-        for line, video_id, length, segments in read_split(root / name, codes):
+        for line, video_id, length, segments in read_split(annotation_dir / name, codes):
             if video_id in seen:
-                raise DatasetError(f"{root / name}:{line}: video {video_id} appears twice in the annotations")
+                raise DatasetError(f"{annotation_dir / name}:{line}: video {video_id} appears twice in the annotations")
             seen.add(video_id)
             if length is not None:
                 segments = [(c, min(start, length), min(end, length)) for c, start, end in segments]
@@ -42,12 +46,40 @@ def load(root: Path, splits: SplitSpec = None, *, video_dir: str | Path | None =
             items.append(VideoItem(video_id=video_id, path=str(on_disk.get(video_id, folder / f"{video_id}.mp4")),
                                    split=split, label=-1, labels=present, steps=present, segments=segments))
     return make_index("charades", root, items, sorted(set(on_disk) - seen), class_names, class_names, splits,
-                      multilabel=True)
+                      multilabel=True, notes=notes)
+
+
+def find_annotations(root: Path, annotations: str | Path | None) -> Path:
+    """The first usual place holding Charades_v1_classes.txt: ROOT, ROOT/Charades, ROOT/.., ROOT/../Charades."""
+    if annotations is not None:
+        candidates = [Path(annotations).expanduser().absolute()]
+    else:
+        candidates = [root, root / ANNOTATION_FOLDER, root.parent, root.parent / ANNOTATION_FOLDER]
+    for folder in candidates:
+        if (folder / "Charades_v1_classes.txt").is_file():
+            return folder
+    raise DatasetError(f"Charades class list Charades_v1_classes.txt not found in "
+                       f"{', '.join(map(str, dict.fromkeys(candidates)))}; expected it with Charades_v1_train.csv "
+                       f"and Charades_v1_test.csv", fix="pass the folder holding them as --annotations FOLDER")
+
+
+def find_video_folder(root: Path, video_dir: str | Path | None) -> Path:
+    """--video-dir, else ROOT itself when it is a video folder, else Charades_v1_480/ or Charades_v1/ in ROOT or
+    its parent (ROOT may be the Charades/ annotation folder beside them)."""
+    if video_dir is not None:
+        folders = [Path(video_dir).expanduser().absolute()]
+    elif root.name in VIDEO_FOLDERS:
+        folders = [root]
+    else:
+        folders = [base / name for base in (root, root.parent) for name in VIDEO_FOLDERS]
+    folder = next((f for f in folders if f.is_dir()), None)
+    if folder is None:
+        raise DatasetError(f"Charades videos not found: no folder {' or '.join(map(str, folders))}; "
+                           f"expected Charades_v1_480/<id>.mp4", fix="pass the video folder as --video-dir")
+    return folder
 
 
 def read_classes(file: Path) -> tuple[dict[str, int], list[str]]:
-    if not file.is_file():
-        raise DatasetError(f"Charades class list {file} not found; expected lines like 'c000 Holding some clothes'")
     codes, names = {}, []
     for line, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         code, _, name = text.strip().partition(" ")

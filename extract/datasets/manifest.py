@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
-from cmdcl.extract.datasets.registry import SplitSpec, absolute, find_videos, make_index
+from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, absolute, find_videos, make_index
 
 REQUIRED_COLUMNS = ("video_id", "path", "split")
 Step = tuple[object, float | None, float | None]  # (name or index, start_s, end_s)

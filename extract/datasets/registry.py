@@ -1,21 +1,19 @@
-"""`load_dataset`: the one entry point over all adapters, plus the pieces the adapters share.
+"""`load_dataset`: the one entry point over all adapters, and `DATASET_OPTIONS`: the one home of the
+adapters' options and of their `cmdcl extract` flags (the CLI builds its dataset flags from it).
 
-Every adapter module exposes `load(root, splits=None, **options) -> DatasetIndex` and ends by calling
-`make_index`, so split selection, the missing/unannotated lists and sorting work the same everywhere.
-Adapters are imported lazily (they import `make_index` from here, and the synthetic world may pull in
-video-writing libraries that `cmdcl --help` must not load).
+Adapters are imported lazily: the synthetic world may pull in video-writing libraries that `cmdcl --help`
+must not load. They share `make_index` and the other helpers of `base`.
 """
 from __future__ import annotations
 
 import inspect
-import os
-import re
 from importlib import import_module
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable
 
 from cmdcl.core.errors import CmdclError, DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
+from cmdcl.extract.datasets.base import SPLIT_SCHEMES, DatasetIndex, SplitSpec
 
 DATASETS = ("breakfast", "coin", "charades", "manifest", "synthetic")
 
@@ -28,10 +26,76 @@ LAYOUTS = {
     "synthetic": "a folder where the synthetic dataset is (or will be) generated",
 }
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                              ".3gp", ".ogv", ".ts"})
 
-SplitSpec = Sequence[str] | str | None
+@dataclass(frozen=True)
+class DatasetOption:
+    """One adapter keyword argument and the `cmdcl extract` flag that sets it."""
+    keyword: str  # the adapter's keyword argument, e.g. "split"
+    flag: str  # the CLI flag, e.g. "--split-scheme"
+    metavar: str  # what the value looks like; "" for an on/off switch
+    help: dict[str, str]  # dataset -> what the option does there (one option may serve several datasets)
+
+    @property
+    def is_switch(self) -> bool:
+        return not self.metavar
+
+    @property
+    def parameter(self) -> str:
+        """The Python name typer gives the flag's value (`--split-scheme` -> split_scheme)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+DATASET_OPTIONS = (
+    DatasetOption("split", "--split-scheme", "|".join(SPLIT_SCHEMES["breakfast"]), {
+        "breakfast": "which participants are test: ltar (default; P47-P54, the long-term recognition split) or "
+                     "the official s1..s4 (P03-P15, P16-P28, P29-P41, P42-P54)."}),
+    DatasetOption("stereo_channel", "--stereo-channel", "ch0|ch1|both", {
+        "breakfast": "stereo camera file(s) to use: ch0 (default, the 1,712-video benchmark), ch1 or both."}),
+    DatasetOption("background", "--background", "", {
+        "breakfast": "keep SIL as the step 'background' (the published 48 steps) instead of dropping it (47)."}),
+    DatasetOption("annotations", "--annotations", "FOLDER", {
+        "breakfast": "folder holding segmentation_coarse/ or groundTruth/ + mapping.txt (default: ROOT, then "
+                     "next to the video folder).",
+        "charades": "folder holding Charades_v1_classes.txt and the train/test CSVs (default: ROOT, then "
+                    "ROOT/Charades, then ROOT/..)."}),
+    DatasetOption("annotation", "--annotation", "FILE", {
+        "coin": "the COIN.json file (default: ROOT/COIN.json)."}),
+    DatasetOption("taxonomy", "--taxonomy", "FILE", {
+        "coin": "COIN's taxonomy CSV (task and step ids and names; default: a taxonomy*.csv in ROOT)."}),
+    DatasetOption("video_dir", "--video-dir", "FOLDER", {
+        "breakfast": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or ROOT/BreakfastII_15fps_qvga_sync).",
+        "coin": "the videos folder (default: ROOT/videos).",
+        "charades": "the videos folder (default: Charades_v1_480/ or Charades_v1/ in ROOT or its parent)."}),
+    DatasetOption("classes", "--classes", "FILE", {"manifest": "the class list (default: classes.txt)."}),
+    DatasetOption("steps", "--steps", "FILE", {"manifest": "the step list (default: steps.txt, else the manifest's "
+                                                            "step names)."}),
+)
+
+
+def options_of(dataset: str) -> list[DatasetOption]:
+    return [option for option in DATASET_OPTIONS if dataset in option.help]
+
+
+def options_help() -> str:
+    """The dataset options per dataset, for `cmdcl extract --help`."""
+    return "; ".join(f"{name}: {' '.join(o.flag for o in options_of(name))}"
+                     for name in DATASETS if options_of(name))
+
+
+def options_from_flags(dataset: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The adapter keyword arguments from the CLI's dataset flags (parameter name -> value, None = not given);
+    a flag the dataset does not take is a one-line error naming the ones it does."""
+    chosen = {}
+    for option in DATASET_OPTIONS:
+        value = values.get(option.parameter)
+        if value is None or value is False:
+            continue
+        if dataset not in option.help:
+            own = " ".join(o.flag for o in options_of(dataset)) or "none"
+            raise CmdclError(f"{option.flag} is an option of {', '.join(option.help)}, not of {dataset}",
+                             fix=f"drop it; {dataset}'s dataset options are: {own}")
+        chosen[option.keyword] = value
+    return chosen
 
 
 def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **options) -> DatasetIndex:
@@ -65,48 +129,3 @@ def check_options(name: str, function: Callable, options: dict) -> None:
     if unknown:
         raise CmdclError(f"dataset {name} has no option {', '.join(unknown)}; "
                          f"its options are: {', '.join(accepted) or 'none'}")
-
-
-def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: Iterable[str],
-               class_names: list[str], step_names: list[str], splits: SplitSpec = None,
-               multilabel: bool = False) -> DatasetIndex:
-    """Assemble the index from every annotated video (present or not) and the video ids on disk but not annotated."""
-    wanted = select_splits(splits, {item.split for item in annotated}, name)
-    selected = [item for item in annotated if wanted is None or item.split in wanted]
-    on_disk = {item.video_id: os.path.isfile(item.path) for item in selected}
-    return DatasetIndex(
-        name=name, root=Path(root),
-        items=sorted((item for item in selected if on_disk[item.video_id]), key=lambda item: item.video_id),
-        class_names=list(class_names), step_names=list(step_names), multilabel=multilabel,
-        missing=sorted(video_id for video_id, present in on_disk.items() if not present),
-        unannotated=sorted(set(unannotated)),
-    )
-
-
-def select_splits(splits: SplitSpec, present: set[str], name: str) -> set[str] | None:
-    """Parse "train,test" or ["train", "test"]; None (or empty) means all splits."""
-    if splits is None:
-        return None
-    names = {s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()}
-    unknown = sorted(names - present)
-    if unknown:
-        raise DatasetError(f"{name}: unknown split {', '.join(unknown)}; "
-                           f"splits present: {', '.join(sorted(present)) or 'none'}")
-    return names or None
-
-
-def find_videos(folder: Path) -> list[Path]:
-    """Every video file under `folder` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-
-
-def readable(name: str) -> str:
-    """`take_bowl` -> "take bowl", `AssembleBed` -> "assemble bed", `put_toppingOnTop` -> "put topping on top"."""
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name.replace("_", " "))
-    return " ".join(text.lower().split())
-
-
-def absolute(path: str | Path, base: Path) -> str:
-    """Absolute path of `path` relative to `base`, normalised but without resolving symlinks."""
-    path = Path(path).expanduser()
-    return os.path.abspath(path if path.is_absolute() else base / path)
