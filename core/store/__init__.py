@@ -12,8 +12,10 @@ Modules: `layout` (format version, columns, records, text bank), `files` (one fi
 `writer` (`ShardWriter`, `reopen_shard`), `reader` (`FeatureSet`), `merge` (`merge_feature_files`),
 `verify` (`cmdcl verify`). Import the public names from `cmdcl.core.store`.
 """
+from cmdcl.core.provenance import COMPATIBILITY_KEYS  # files read or merged together agree on these
+
 from .files import _write_file
-from .layout import (COMPATIBILITY_KEYS, FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMNS, STR,
+from .layout import (FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMNS, STR,
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, segment_table)
 from .merge import merge_feature_files
 from .reader import HDF5_SIGNATURE, FeatureSet, check_feature_file, resolve_feature_paths

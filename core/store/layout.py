@@ -9,8 +9,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cmdcl.core.provenance import COMPATIBILITY_KEYS  # noqa: F401  (re-exported: files agree on these)
-
 FORMAT_VERSION = 1
 
 STR = h5py.string_dtype("utf-8")
