@@ -33,7 +33,8 @@ import numpy as np
 
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError
-from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, NoteRecord, ShardWriter, VideoRecord, reopen_shard,
+from cmdcl.core.provenance import RESUME_KEYS, first_mismatch
+from cmdcl.core.store import (FailureRecord, NoteRecord, ShardWriter, VideoRecord, reopen_shard,
                               shard_is_done, shard_name)
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decoders import (FrameCountChanged, PyAVDecoder, VideoDecodeError, VideoMeta, VideoOpenError,
@@ -596,16 +597,6 @@ def shard_items(items: list[VideoItem], shard: ShardSpec, missing: Sequence[str]
     return sorted((item for item in items if item.video_id in mine), key=lambda item: item.video_id)
 
 
-def _comparable(value: Any) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, np.generic):
-        value = value.item()
-    return str("" if value is None else value)
-
-
 def _check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
     """Refuse to append to part files that an earlier run wrote with different settings."""
     import h5py
@@ -615,12 +606,12 @@ def _check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
         return
     with h5py.File(parts[0], "r") as f:
         old = dict(f.attrs)
-    for key in (*COMPATIBILITY_KEYS, "shard_index", "num_shards"):
-        if key in old and key in attrs and _comparable(old[key]) != _comparable(attrs[key]):
-            raise CmdclError(
-                f"{writer.parts_dir}: an interrupted run wrote this shard with {key}={_comparable(old[key])}, "
-                f"this run has {key}={_comparable(attrs[key])}.",
-                fix=f"re-run with the same settings to resume, or delete {writer.parts_dir} to start over.")
+    mismatch = first_mismatch(old, attrs, RESUME_KEYS, skip_missing=True)
+    if mismatch:
+        raise CmdclError(
+            f"{writer.parts_dir}: an interrupted run wrote this shard with {mismatch.key}={mismatch.ours}, "
+            f"this run has {mismatch.key}={mismatch.theirs}.",
+            fix=f"re-run with the same settings to resume, or delete {writer.parts_dir} to start over.")
 
 
 def _done_marker(path: Path) -> dict[str, Any]:

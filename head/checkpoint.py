@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cmdcl.core.errors import CheckpointError
+from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -74,7 +75,7 @@ def check_compatible(state: dict[str, Any], features: FeatureSet, path: str | Pa
     prov = state["provenance"]
     where = f"{path}: checkpoint"
     feat = features.paths[0]
-    if str(prov.get("format_version")) != str(features.attrs.get("format_version")):
+    if first_mismatch(prov, features.attrs, CHECKPOINT_FORMAT_KEYS):
         raise CheckpointError(f"{where} was trained on feature format_version {prov.get('format_version')} but "
                               f"{feat} has format_version {features.attrs.get('format_version')}.")
     dims = state["model_args"]["dims"]
@@ -93,11 +94,12 @@ def check_compatible(state: dict[str, Any], features: FeatureSet, path: str | Pa
             raise CheckpointError(f"{where} label vocabulary ({kind}) differs from {feat}: {detail}.")
     if int(dims.get("P", 0)) and int(dims["P"]) != features.dims["P"]:
         raise CheckpointError(f"{where} uses {dims['P']} patches per frame but {feat} has {features.dims['P']}.")
-    for key in ("model_name", "pretrained"):
-        if str(prov.get(key)) != str(features.attrs.get(key)):
-            raise CheckpointError(f"{where} was trained on features of {key}={prov.get(key)!r} but {feat} has "
-                                  f"{key}={features.attrs.get(key)!r}.",
-                                  fix="evaluate with features extracted by the same model.")
+    mismatch = first_mismatch(prov, features.attrs, CHECKPOINT_MODEL_KEYS)
+    if mismatch:
+        key = mismatch.key
+        raise CheckpointError(f"{where} was trained on features of {key}={prov.get(key)!r} but {feat} has "
+                              f"{key}={features.attrs.get(key)!r}.",
+                              fix="evaluate with features extracted by the same model.")
 
 
 # ---------------------------------------------------------------------------------------------- RNG

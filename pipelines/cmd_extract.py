@@ -206,97 +206,15 @@ def verify(
 ) -> None:
     """Check feature files fully (structure, counts, NaN/inf, masks, labels, duplicates, provenance across
     shards, missing shards); exit 1 on any problem."""
-    from cmdcl.core.errors import FeatureFileError
-    from cmdcl.core.store import FeatureSet, resolve_feature_paths
+    from cmdcl.core.store import verify_paths
 
-    problems: list[str] = []
-    files = []
-    for spec in paths:
-        try:
-            files.extend(resolve_feature_paths(spec))
-        except CmdclError as exc:
-            problems.append(exc.one_line())
-    readable, videos = [], 0
-    for path in files:  # one file at a time, so one broken file does not hide the others' problems
-        try:
-            single = FeatureSet(path)
-        except CmdclError as exc:
-            problems.append(exc.one_line())
-            continue
-        problems.extend(single.verify())
-        problems.extend(_check_counts(path, single))
-        readable.append(single)
-        videos += len(single)
-    if len(readable) > 1:
-        try:
-            FeatureSet([x.paths[0] for x in readable])  # together: same provenance, no video twice
-        except FeatureFileError as exc:
-            problems.append(exc.one_line())
-    if readable and (len(files) > 1 or any(Path(spec).is_dir() for spec in paths)):  # a set of shards
-        problems.extend(_check_shards_agree(readable))
-    for problem in problems:
+    report = verify_paths(paths)
+    for problem in report.problems:
         typer.echo(problem)
-    if problems:
-        typer.echo(f"verify: {len(problems)} problem(s) in {len(files)} file(s).", err=True)
+    if report.problems:
+        typer.echo(f"verify: {len(report.problems)} problem(s) in {report.files} file(s).", err=True)
         sys.exit(1)
-    typer.echo(f"verify: OK, {len(files)} file(s), {videos} videos.")
-
-
-def _check_counts(path: Path, features) -> list[str]:
-    """/failures rows against num_failures, and the `.done` marker (when there is one) against the file."""
-    problems = []
-    failures = len(features.failures())
-    if failures != int(features.attrs["num_failures"]):
-        problems.append(f"{path}: /failures has {failures} rows, expected num_failures={features.attrs['num_failures']}.")
-    marker = path.with_name(path.name + ".done")
-    if marker.exists():
-        try:
-            done = json.loads(marker.read_text())
-        except ValueError:
-            return problems + [f"{marker}: done marker is not JSON."]
-        if (done.get("videos"), done.get("failures")) != (len(features), failures):
-            problems.append(f"{marker}: marker says {done.get('videos')} videos / {done.get('failures')} failures, "
-                            f"{path.name} holds {len(features)} / {failures}.")
-    return problems
-
-
-# Provenance that must not differ between shards of one dataset, although the files could be combined.
-# (Not dataset_root: array tasks often read the videos from node-local copies.)
-SHARD_CONSISTENCY_KEYS = ("num_classes", "num_steps", "multilabel", "splits")
-
-
-def _check_shards_agree(sets: list) -> list[str]:
-    """Shards given together: one run's shard numbering complete and unique, same text embeddings and setup."""
-    import numpy as np
-
-    problems = []
-    first = sets[0]
-    for other in sets[1:]:
-        for key in SHARD_CONSISTENCY_KEYS:
-            if str(other.attrs.get(key)) != str(first.attrs.get(key)):
-                problems.append(f"{other.paths[0]}: {key}={other.attrs.get(key)!r} differs from {first.paths[0]} "
-                                f"({first.attrs.get(key)!r}).")
-        for name in ("class_embeddings", "step_embeddings"):
-            a, b = getattr(first.text, name), getattr(other.text, name)
-            if a.shape != b.shape or not np.allclose(a, b, atol=1e-3):
-                problems.append(f"{other.paths[0]}: text {name} differ from {first.paths[0]} "
-                                "(different prompt templates or model).")
-    shards = [(int(x.attrs.get("shard_index", 0)), int(x.attrs.get("num_shards", 1)), x.paths[0]) for x in sets]
-    counts = sorted({n for _, n, _ in shards})
-    if len(counts) > 1:
-        problems.append(f"shards come from runs with different shard counts {counts}: "
-                        + ", ".join(f"{p.name} ({k}/{n})" for k, n, p in shards) + ".")
-    else:
-        seen: dict[int, Path] = {}
-        for k, _, p in shards:
-            if k in seen:
-                problems.append(f"{p}: shard {k} is also in {seen[k]}.")
-            seen[k] = p
-        absent = sorted(set(range(counts[0])) - set(seen))
-        if counts[0] > 1 and absent:
-            problems.append(f"shard(s) {', '.join(map(str, absent))} of {counts[0]} are missing: "
-                            "the set is incomplete (re-run those shards).")
-    return problems
+    typer.echo(f"verify: OK, {report.files} file(s), {report.videos} videos.")
 
 
 COMMANDS = {"extract": extract, "inspect": inspect, "merge": merge, "verify": verify}

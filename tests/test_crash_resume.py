@@ -69,7 +69,7 @@ def by_id(features: FeatureSet) -> dict[str, np.ndarray]:
 KILL_RUN = """
 import os, signal, sys
 from pathlib import Path
-from cmdcl.core import store
+from cmdcl.core.store import files as store  # the module whose _write_file every store write calls
 
 event, phase = int(sys.argv[1]), sys.argv[2]
 writes = [0]

@@ -210,3 +210,32 @@ def test_synthetic_extraction_stores_the_manifest_segments(tmp_path):
         np.testing.assert_allclose(stored[item.video_id], np.array(item.segments, np.float32), rtol=1e-6)
         steps = fs.read_array("steps", np.flatnonzero(fs.index["video_id"] == item.video_id))[0]
         assert set(np.flatnonzero(steps)) == set(stored[item.video_id][:, 0].astype(int))
+
+
+# ------------------------------------------------------------------------------- provenance compatibility
+
+def test_first_mismatch_names_the_attribute_and_reads_hdf5_values_as_written():
+    from cmdcl.core.provenance import COMPATIBILITY_KEYS, RESUME_KEYS, comparable, first_mismatch, mismatches
+
+    written = {"frames": 8, "sampler": {"mode": "uniform", "frames": 8}, "pretrained": None, "precision": "fp32"}
+    read_back = {"frames": np.int64(8), "sampler": '{"frames": 8, "mode": "uniform"}', "pretrained": "",
+                 "precision": b"fp32"}  # how h5py returns them
+    assert first_mismatch(written, read_back, tuple(written)) is None
+    assert comparable({"b": 1, "a": [1, 2]}) == '{"a": [1, 2], "b": 1}'
+    other = {**read_back, "frames": np.int64(16), "precision": "fp16"}
+    mismatch = first_mismatch(written, other, tuple(written))
+    assert (mismatch.key, mismatch.ours, mismatch.theirs) == ("frames", "8", "16")
+    assert str(mismatch) == "frames='8' vs '16'"
+    assert [m.key for m in mismatches(written, other, tuple(written))] == ["frames", "precision"]
+    # A key missing on one side differs, unless the caller trusts files written before it existed.
+    assert first_mismatch({"frames": 8}, {}, ("frames",)).theirs == "<missing>"
+    assert first_mismatch({"frames": 8}, {}, ("frames",), skip_missing=True) is None
+    assert set(COMPATIBILITY_KEYS) < set(RESUME_KEYS)
+
+
+def test_feature_set_refuses_each_compatibility_key_by_name(tmp_path):
+    a = write_shard(tmp_path / "a.h5", [("v0", "train", 0)])
+    for i, (key, value) in enumerate([("weights_sha256", "abc"), ("sampler", {"kind": "fps"}), ("precision", "fp16")]):
+        other = write_shard(tmp_path / f"o{i}.h5", [(f"w{i}", "train", 0)], attrs=base_attrs(**{key: value}))
+        with pytest.raises(FeatureFileError, match=rf"o{i}\.h5: attribute {key}=.* differs from .*a\.h5"):
+            FeatureSet([a, other])

@@ -1,0 +1,126 @@
+"""One store file in and out: write a complete file from column blocks, read row blocks, failures and notes.
+
+Shared by the writer (part files, final shards), `merge` and the reader. `_write_file` is looked up on this
+module at call time (`files._write_file`) so that the crash tests can interpose on every file write.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from .layout import (FAILURE_FIELDS, NOTE_FIELDS, STR, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank,
+                     VideoRecord, _attr_value, _dims, _strings, _video_fields, segment_table)
+
+
+def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
+                failures: Sequence[FailureRecord], total: int, contiguous: bool,
+                notes: Sequence[NoteRecord] = ()) -> None:
+    """Write a complete store file at `path` from column blocks; the caller renames it into place.
+
+    `contiguous=True` (final shards, merged files) lays /videos/features out uncompressed and
+    contiguous so that readers can memory-map it.
+    """
+    dims = _dims(attrs)
+    names = _video_fields(attrs)
+    with h5py.File(path, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = _attr_value(value)
+        f.attrs["complete"] = False
+        text.write(f.create_group("text"))
+        videos = f.create_group("videos")
+        for name in names:
+            dtype, trailing = VIDEO_FIELDS[name]
+            shape = (total, *[dims[t] for t in trailing])
+            if contiguous:
+                videos.create_dataset(name, shape=shape, dtype=dtype)
+            else:
+                # HDF5 chunks need positive sizes: no chunking when a vocabulary is empty (S or C = 0).
+                chunk = (max(1, min(total, 16)), *shape[1:]) if total and all(shape[1:]) else None
+                videos.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
+        row, segments = 0, []
+        for block in video_sources:
+            n = len(block["video_id"])
+            for name in names:
+                videos[name][row:row + n] = block[name]
+            segments.extend(block.get("segments") or [segment_table(None)] * n)
+            row += n
+        if row != total:
+            raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
+        _write_segments(f, segments)
+        for name, fields, rows in (("failures", FAILURE_FIELDS, failures), ("notes", NOTE_FIELDS, notes)):
+            group = f.create_group(name)
+            for key in fields:
+                group.create_dataset(key, data=np.array([getattr(x, key) for x in rows], dtype=object), dtype=STR)
+        f.attrs["num_videos"] = total
+        f.attrs["num_failures"] = len(failures)
+        f.attrs["complete"] = True
+        f.flush()
+    with open(path, "rb+") as handle:  # make the bytes durable before the rename publishes them
+        os.fsync(handle.fileno())
+
+
+def _write_segments(f: h5py.File, tables: Sequence[np.ndarray]) -> None:
+    """/segments: the videos' step segments as one flat table, video i's rows at offsets[i]:offsets[i + 1]."""
+    offsets = np.zeros(len(tables) + 1, np.int64)
+    np.cumsum([len(t) for t in tables], out=offsets[1:])
+    table = np.concatenate(tables) if tables else segment_table(None)
+    group = f.create_group("segments")
+    group.create_dataset("offsets", data=offsets)
+    group.create_dataset("table", data=table.astype(np.float32, copy=False))
+
+
+def _read_segment_rows(f: h5py.File, start: int, stop: int) -> list[np.ndarray]:
+    """Step segments of /videos rows start..stop-1; empty for each video of a file written before /segments."""
+    if "segments" not in f:
+        return [segment_table(None) for _ in range(start, stop)]
+    offsets = f["segments/offsets"][start:stop + 1]
+    table = f["segments/table"][int(offsets[0]):int(offsets[-1])]
+    return [table[a - offsets[0]:b - offsets[0]] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _records_to_block(records: Sequence[VideoRecord], attrs: dict[str, Any]) -> dict[str, Any]:
+    block: dict[str, Any] = {}
+    for name in _video_fields(attrs):
+        dtype = VIDEO_FIELDS[name][0]
+        values = [getattr(r, name) for r in records]
+        block[name] = np.array(values, dtype=object) if dtype is STR else np.asarray(values, dtype=dtype)
+    block["segments"] = [segment_table(r.segments) for r in records]
+    return block
+
+
+def _read_block(videos: h5py.Group, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        data = videos[name][start:stop]
+        out[name] = np.array(_decode_strs(data), dtype=object) if videos[name].dtype.kind == "O" else data
+    return out
+
+
+def _read_rows(f: h5py.File, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, Any]:
+    """Rows start..stop-1 of the /videos columns `names`, plus their step segments (to copy them elsewhere)."""
+    block: dict[str, Any] = _read_block(f["videos"], names, start, stop)
+    block["segments"] = _read_segment_rows(f, start, start + len(block["video_id"]))
+    return block
+
+
+def _decode_strs(values: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_failures(f: h5py.File) -> list[FailureRecord]:
+    group = f["failures"]
+    columns = {k: _strings(group[k]) for k in FAILURE_FIELDS}
+    return [FailureRecord(*row) for row in zip(*(columns[k] for k in FAILURE_FIELDS))]
+
+
+def _read_notes(f: h5py.File) -> list[NoteRecord]:
+    """The /notes rows; files written before notes existed have none."""
+    if "notes" not in f:
+        return []
+    group = f["notes"]
+    columns = {k: _strings(group[k]) for k in NOTE_FIELDS}
+    return [NoteRecord(*row) for row in zip(*(columns[k] for k in NOTE_FIELDS))]

@@ -1,0 +1,160 @@
+"""`cmdcl verify`: full checks of feature files, one file at a time and as a set of shards.
+
+`FeatureSet` refuses what makes a file unreadable (structure, row counts, provenance); this module
+finds what a reader would take in silently: non-finite embeddings, videos without a valid frame, labels
+or step segments outside the vocabulary, counts that disagree with the `.done` marker, and shard sets
+that are incomplete or were made by different runs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+
+from cmdcl.core.errors import CmdclError, FeatureFileError
+from cmdcl.core.provenance import SHARD_CONSISTENCY_KEYS, mismatches
+
+from .files import _read_segment_rows
+from .layout import _strings
+from .reader import FeatureSet, resolve_feature_paths
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_paths` found: one line per problem (empty when clean) and what it read."""
+
+    files: int = 0
+    videos: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_paths(specs: Sequence[str | Path]) -> VerifyReport:
+    """Check files (or folders/globs of shards) fully; one broken file does not hide the others' problems."""
+    report = VerifyReport()
+    paths: list[Path] = []
+    for spec in specs:
+        try:
+            paths.extend(resolve_feature_paths(spec))
+        except CmdclError as exc:
+            report.problems.append(exc.one_line())
+    report.files = len(paths)
+    readable = []
+    for path in paths:
+        try:
+            single = FeatureSet(path)
+        except CmdclError as exc:
+            report.problems.append(exc.one_line())
+            continue
+        report.problems.extend(single.verify())
+        report.problems.extend(_check_counts(path, single))
+        readable.append(single)
+        report.videos += len(single)
+    if len(readable) > 1:
+        try:
+            FeatureSet([x.paths[0] for x in readable])  # together: same provenance, no video twice
+        except FeatureFileError as exc:
+            report.problems.append(exc.one_line())
+    if readable and (len(paths) > 1 or any(Path(spec).is_dir() for spec in specs)):  # a set of shards
+        report.problems.extend(_check_shards_agree(readable))
+    return report
+
+
+def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
+    """Problems in one file's contents: NaN/inf embeddings, no valid frame, labels and step segments outside
+    the vocabulary. `dims` as `FeatureSet.dims`."""
+    with h5py.File(path, "r") as f:
+        videos = f["videos"]
+        ids = _strings(videos["video_id"])
+        problems = _non_finite(path, videos, ids, chunk)
+        mask = videos["frame_mask"][()]
+        for j in np.flatnonzero(~mask.any(axis=1)):
+            problems.append(f"{path}: video {ids[j]!r} has no valid frame (frame_mask all False).")
+        label = videos["label"][()]
+        bad_label = (label < -1) | (label >= dims["C"])
+        for j in np.flatnonzero(bad_label):
+            problems.append(f"{path}: video {ids[j]!r} has label {label[j]} outside [-1, {dims['C']}).")
+        problems.extend(_segment_problems(f, path, ids, dims["S"]))
+    return problems
+
+
+def _non_finite(path: Path, videos: h5py.Group, ids: list[str], chunk: int) -> list[str]:
+    problems = []
+    for start in range(0, videos["features"].shape[0], chunk):
+        for name in ("features", "patches") if "patches" in videos else ("features",):
+            block = videos[name][start:start + chunk].astype(np.float32)
+            bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+            for j in np.flatnonzero(bad):
+                problems.append(f"{path}: video {ids[start + j]!r} has NaN/inf in /videos/{name}.")
+    return problems
+
+
+def _segment_problems(f: h5py.File, path: Path, ids: list[str], num_steps: int) -> list[str]:
+    """Step segments that are not finite, end before they start, or name a step outside the vocabulary."""
+    if "segments" not in f:
+        return []
+    problems = []
+    for j, table in enumerate(_read_segment_rows(f, 0, len(ids))):
+        step, start, end = table.T
+        bad = ~np.isfinite(table).all(axis=1) | (end < start) | (step < 0) | (step >= num_steps) | (step != np.round(step))
+        for row in table[bad][:3]:
+            problems.append(f"{path}: video {ids[j]!r} has step segment {row.tolist()} (need 0 <= step < "
+                            f"{num_steps}, finite start_s <= end_s).")
+    return problems
+
+
+def _check_counts(path: Path, features: FeatureSet) -> list[str]:
+    """/failures rows against num_failures, and the `.done` marker (when there is one) against the file."""
+    problems = []
+    failures = len(features.failures())
+    if failures != int(features.attrs["num_failures"]):
+        problems.append(f"{path}: /failures has {failures} rows, expected num_failures={features.attrs['num_failures']}.")
+    marker = path.with_name(path.name + ".done")
+    if marker.exists():
+        try:
+            done = json.loads(marker.read_text())
+        except ValueError:
+            return problems + [f"{marker}: done marker is not JSON."]
+        if (done.get("videos"), done.get("failures")) != (len(features), failures):
+            problems.append(f"{marker}: marker says {done.get('videos')} videos / {done.get('failures')} failures, "
+                            f"{path.name} holds {len(features)} / {failures}.")
+    return problems
+
+
+def _check_shards_agree(sets: list[FeatureSet]) -> list[str]:
+    """Shards given together: one run's shard numbering complete and unique, same text embeddings and setup."""
+    problems = []
+    first = sets[0]
+    for other in sets[1:]:
+        for m in mismatches(other.attrs, first.attrs, SHARD_CONSISTENCY_KEYS):
+            problems.append(f"{other.paths[0]}: {m.key}={other.attrs.get(m.key)!r} differs from {first.paths[0]} "
+                            f"({first.attrs.get(m.key)!r}).")
+        for name in ("class_embeddings", "step_embeddings"):
+            a, b = getattr(first.text, name), getattr(other.text, name)
+            if a.shape != b.shape or not np.allclose(a, b, atol=1e-3):
+                problems.append(f"{other.paths[0]}: text {name} differ from {first.paths[0]} "
+                                "(different prompt templates or model).")
+    return problems + _shard_numbering_problems(sets)
+
+
+def _shard_numbering_problems(sets: list[FeatureSet]) -> list[str]:
+    """One run's shards: the same shard count in all, each index once, none missing."""
+    shards = [(int(x.attrs.get("shard_index", 0)), int(x.attrs.get("num_shards", 1)), x.paths[0]) for x in sets]
+    counts = sorted({n for _, n, _ in shards})
+    if len(counts) > 1:
+        return [f"shards come from runs with different shard counts {counts}: "
+                + ", ".join(f"{p.name} ({k}/{n})" for k, n, p in shards) + "."]
+    problems = []
+    seen: dict[int, Path] = {}
+    for k, _, p in shards:
+        if k in seen:
+            problems.append(f"{p}: shard {k} is also in {seen[k]}.")
+        seen[k] = p
+    absent = sorted(set(range(counts[0])) - set(seen))
+    if counts[0] > 1 and absent:
+        problems.append(f"shard(s) {', '.join(map(str, absent))} of {counts[0]} are missing: "
+                        "the set is incomplete (re-run those shards).")
+    return problems
