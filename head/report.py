@@ -90,9 +90,9 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     model, cfg, state = load_model(checkpoint, device)
     fs = FeatureSet(_feature_spec(run, config, features))
     check_compatible(state, fs, checkpoint)
-    data = FeatureData(fs, [split], frames=int(state["model_args"]["dims"]["F"]), use_patches=cfg.use_patches,
+    data = FeatureData(fs, [split], frames=state.frames, use_patches=cfg.use_patches,
                        mode=cfg.data_mode, log=lambda message: None)
-    multilabel = bool(state["model_args"]["multilabel"])
+    multilabel = state.multilabel
     dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
     scores = score_split(model, data, dev)
@@ -111,7 +111,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     else:
         figures.append(plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, out / "confusion.png"))
 
-    method = str(state["model_args"]["method"])
+    method = state.method
     no_outputs = f"the {method} head does not output {{}} (only CMDCL does)"
     if scores.get("debiased_text") is None:
         figures.append(Figure("text_similarity", "Atomic-action text similarity",
@@ -144,7 +144,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
         figures.append(plot_matching(matching, step_names, annotated, out / "matching.png"))
 
     summary = {
-        "run": str(run), "checkpoint": str(checkpoint), "epoch": int(state["epoch"]), "method": method,
+        "run": str(run), "checkpoint": str(checkpoint), "epoch": state.epoch, "method": method,
         "features": [str(p) for p in fs.paths], "split": split, "video": view["video_id"],
         "similarity_actions": [step_names[i] for i in similarity_actions],
         "tracked_actions": [step_names[i] for i in tracked] if view.get("step_attention") is not None else [],

@@ -146,7 +146,7 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
     from cmdcl.head.evaluate import load_model
 
     model, cfg, state = load_model(checkpoint, device)
-    prov = state["provenance"]
+    prov = state.provenance
     sampler_spec = prov.get("sampler", "{}")
     sampler_spec = json.loads(sampler_spec) if isinstance(sampler_spec, str) else dict(sampler_spec)
     stored_frames = int(prov["frames"])
@@ -168,9 +168,9 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
                               backend=backend, fallback=True)
     preprocess = FramePreprocessor.from_encoder(encoder, device=encoder.device)
     grid = int(prov.get("patch_grid", 0)) if cfg.use_patches else 0
-    model_frames = int(state["model_args"]["dims"]["F"])
-    class_names = list(state["vocabulary"]["class_names"])
-    multilabel = bool(state["model_args"]["multilabel"])
+    model_frames = state.frames
+    class_names = list(state.class_names)
+    multilabel = state.multilabel
     head_device = next(iter(model.state_dict().values())).device
     results = []
     for i, video in enumerate(videos):
