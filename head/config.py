@@ -27,7 +27,7 @@ class HeadConfig:
     use_tci: bool = True  # textual causal (back-door) intervention
     use_vci: bool = True  # visual causal (front-door) intervention
     sta_layers: int = 6  # H spatio-temporal attention blocks (paper's best: 6 or 8)
-    frames: int = 0  # sub-sample cached frames to this many (0 = all cached)
+    frames: int = 0  # FeatureData keeps this many frames per video, spread over its valid ones (0 = all cached)
     bias_estimator: str = "attention"  # attention | sinkhorn
     sinkhorn_iters: int = 50  # 5 leaves row sums ~37% off at S=48, F=64; 50 converges (eps 0.1)
     sinkhorn_eps: float = 0.1
@@ -44,13 +44,16 @@ class HeadConfig:
     init_temperature: float = 0.07
     aux_step_loss: float = 0.5  # weight of BCE on atomic-action presence when steps are annotated
     # --- optimisation
-    epochs: int = 30
+    # Schedule and selection: head/schedule.py, docs/TRAINING.md. Every trained method uses the same recipe.
+    epochs: int = 0  # 0 = auto: 30 epochs of enough passes for min_steps steps in all; N = exactly N one-pass epochs
+    min_steps: int = 1000  # fewest optimiser steps of an automatic schedule (small datasets: passes per epoch)
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup_epochs: int = 2
+    warmup_epochs: int = 2  # linear warm-up over this many epochs of the resolved schedule, in steps
     grad_clip: float = 1.0
     patience: int = 10  # early stopping on the validation metric (0 = off)
+    min_val_videos: int = 100  # fewer validation videos: no early stopping, best.pt is the last epoch
     val_fraction: float = 0.1  # carved from train when the features have no "val" split
     seed: int = 0
     refresh_memory: bool = True  # EMA-refresh the front-door memory from training-video summaries after each epoch
@@ -64,10 +67,11 @@ class HeadConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}.")
-        for name in ("epochs", "batch_size", "heads"):
+        for name in ("batch_size", "heads"):
             if getattr(self, name) < 1:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        for name in ("sta_layers", "frames", "width", "patience", "warmup_epochs", "eval_batch_size", "dictionary_size"):
+        for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
+                     "warmup_epochs", "eval_batch_size", "dictionary_size"):
             if getattr(self, name) < 0:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:

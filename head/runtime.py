@@ -86,3 +86,16 @@ def sum_over_ranks(dist, sums: torch.Tensor) -> torch.Tensor:
     if dist is not None:
         dist.all_reduce(totals)
     return totals.cpu()
+
+
+class Amp:
+    """Mixed precision on CUDA only: bf16 where supported, else fp16 with a GradScaler."""
+
+    def __init__(self, dev: torch.device):
+        self.enabled = dev.type == "cuda"
+        self.device_type = dev.type
+        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.dtype == torch.float16)
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)

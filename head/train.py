@@ -16,10 +16,8 @@ writes, and its decisions (stop, early stop) are broadcast so that every rank le
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +35,14 @@ from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
                                    save_checkpoint, set_rng_state)
 from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import FeatureData, epoch_batches, load_train_val, steps_per_epoch
-from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name, write_json
+from cmdcl.head.data import FeatureData, epoch_batches, load_train_val
+from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name
 from cmdcl.head.factory import build_model, count_parameters, text_tensors
-from cmdcl.head.runtime import (agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
+from cmdcl.head.runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                                 restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
-from cmdcl.head.schedule import param_groups, warmup_cosine
+from cmdcl.head.run_files import append_metrics, truncate_metrics, write_run_files
+from cmdcl.head.schedule import (Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
+                                 warmup_cosine)
 
 __all__ = ["INTERRUPTED_EXIT_CODE", "RESUMABLE_CHANGES", "TrainState", "train", "train_one_epoch", "evaluate",
            "head_loss", "param_groups", "warmup_cosine", "request_stop", "seed_everything"]
@@ -84,6 +84,8 @@ class RunContext:
     aux_weight: float
     model_args: ModelArgs
     provenance: dict[str, Any]
+    schedule: Schedule
+    selection: Selection
     on_step: Callable[[dict[str, Any]], None] | None = None
     progress: bool = True
     num_params: int = 0
@@ -106,7 +108,7 @@ class RunContext:
 
     @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(len(self.train_rows), self.per_rank_batch, self.world)
+        return self.schedule.steps_per_epoch
 
 
 @dataclass
@@ -213,7 +215,8 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
     fs = data.feature_set
     if saved is not None:
         check_compatible(saved, fs, resume_path)
-    if not len(val_rows):
+    validates_on_train = not len(val_rows)
+    if validates_on_train:
         say("validation set is empty (too few videos to carve one): scoring on the training videos instead.")
         val_rows = train_rows
     multilabel = data.is_multilabel(train_rows)
@@ -231,6 +234,7 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
     if dev.type == "cuda" and data.mode == "memory" and data.nbytes < 0.3 * torch.cuda.mem_get_info(dev)[0]:
         data.to(dev)  # the whole feature set fits on the GPU: batches become on-device indexing
     class_text, step_text = text_tensors(fs.text)
+    saved_passes = saved.schedule.get("passes_per_epoch") if saved is not None and saved.schedule else None
     ctx = RunContext(
         cfg=cfg, out_dir=out_dir, data=data, train_rows=train_rows, val_rows=val_rows, dev=dev, dist=dist,
         rank=rank, world=world, say=say, multilabel=multilabel,
@@ -240,33 +244,33 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
                              step_text=step_text[:len(fs.text.step_names)]),
         # Absolute paths: the report and evaluate may run from another directory.
         provenance={**fs.provenance(), "files": [str(p.resolve()) for p in fs.paths]},
-        num_params=count_parameters(model))
+        schedule=resolve_schedule(cfg, len(train_rows), world, saved_passes),
+        selection=resolve_selection(cfg, len(val_rows), validates_on_train), num_params=count_parameters(model))
     if ctx.master:
         _write_run_files(ctx, deterministic)
     say(f"{cfg.method}: {ctx.num_params:,} trainable parameters, {'multi' if multilabel else 'single'}-label, "
         f"{dims['C']} classes, {dims['S']} steps, {dims['F']} frames x {dims['D']} dims, device {dev}"
         f"{f', {world} processes' if world > 1 else ''}.")
+    if ctx.num_params:
+        say(ctx.schedule.describe())
+        say(ctx.selection.describe(ctx.metric_name))
     return ctx, model
 
 
 def _write_run_files(ctx: RunContext, deterministic: bool) -> None:
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(ctx.out_dir / "config.json", {
+    write_run_files(ctx.out_dir, {
         "config": ctx.cfg.to_dict(), "method": ctx.cfg.method, "features": ctx.provenance["files"],
         "dims": ctx.model_args.dims, "multilabel": ctx.multilabel, "aux_step_loss_used": ctx.aux_weight,
         "parameters": ctx.num_params, "train_videos": int(len(ctx.train_rows)), "val_videos": int(len(ctx.val_rows)),
-        "world_size": ctx.world, "device": str(ctx.dev), "deterministic": deterministic,
-        "data_mode": ctx.data.mode, "code_version": code_version(), "torch": torch.__version__,
-        "command": " ".join(sys.argv)})
-    write_json(ctx.out_dir / "provenance.json", ctx.provenance)
+        "schedule": ctx.schedule.to_dict(), "selection": ctx.selection.keep, "world_size": ctx.world,
+        "device": str(ctx.dev), "deterministic": deterministic, "data_mode": ctx.data.mode}, ctx.provenance)
 
 
 def _new_state(ctx: RunContext, model: nn.Module) -> TrainState:
     """A fresh TrainState: AdamW and the warm-up + cosine schedule over this run's optimiser steps."""
-    cfg, n_steps = ctx.cfg, ctx.steps_per_epoch
+    cfg, schedule = ctx.cfg, ctx.schedule
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.warmup_epochs * n_steps, cfg.epochs * n_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(schedule.warmup_steps, schedule.total_steps))
     return TrainState(model=model, optimizer=optimizer, scheduler=scheduler, patience_left=cfg.patience,
                       sums=torch.zeros(4, dtype=torch.float64, device=ctx.dev))
 
@@ -280,6 +284,7 @@ def make_checkpoint(ctx: RunContext, ts: TrainState, finished: bool, partial: di
         best_val=ts.best_val, patience_left=ts.patience_left, finished=finished,
         optimizer=ts.optimizer.state_dict() if ts.optimizer else None,
         scheduler=ts.scheduler.state_dict() if ts.scheduler else None, partial_epoch=partial,
+        schedule={**ctx.schedule.to_dict(), "selection": ctx.selection.keep, "val_videos": ctx.selection.val_videos},
         rng=rng_state(), code_version=code_version())
 
 
@@ -312,7 +317,7 @@ def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
                                    ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
     ts.best_metric, ts.best_val = _finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
-        _append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
+        append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
         save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, True))
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, True))
     ctx.say(f"{ctx.cfg.method} has no trainable parameters: scored validation only, "
@@ -327,8 +332,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
     if saved is not None:
         restore(ctx, ts, saved)
         if ctx.master:
-            _truncate_metrics(ctx.out_dir, ts.epoch)
-        if saved.finished and ts.epoch >= cfg.epochs or (cfg.patience and ts.patience_left <= 0):
+            truncate_metrics(ctx.out_dir, ts.epoch)
+        if saved.finished and ts.epoch >= ctx.schedule.epochs or (ctx.selection.patience and ts.patience_left <= 0):
             ctx.say(f"{resume_path}: run already finished (epoch {ts.epoch}); nothing to do.")
             return _summary(ctx, ts, ts.epoch)
         ctx.say(f"resuming from {resume_path} at epoch {ts.epoch + 1}, step {ts.step_in_epoch}/"
@@ -340,8 +345,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
 
         net = DistributedDataParallel(model, device_ids=[ctx.dev.index] if ctx.dev.type == "cuda" else None,
                                       find_unused_parameters=True)
-    amp = _Amp(ctx.dev)
-    while ts.epoch < cfg.epochs:
+    amp = Amp(ctx.dev)
+    while ts.epoch < ctx.schedule.epochs:
         started = time.time()
         if train_one_epoch(ctx, ts, net, amp):
             return _summary(ctx, ts, ts.epoch, interrupted=True)
@@ -358,31 +363,18 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
             return _summary(ctx, ts, ts.epoch, interrupted=True)
     ctx.say(f"done: best val {ctx.metric_name} {ts.best_metric:.4f} at epoch {ts.best_epoch}; checkpoints in "
             f"{ctx.out_dir}.")
-    return _summary(ctx, ts, cfg.epochs)
+    return _summary(ctx, ts, ctx.schedule.epochs)
 
 
-class _Amp:
-    """Mixed precision on CUDA only: bf16 where supported, else fp16 with a GradScaler."""
-
-    def __init__(self, dev: torch.device):
-        self.enabled = dev.type == "cuda"
-        self.device_type = dev.type
-        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.dtype == torch.float16)
-
-    def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
-
-
-def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: _Amp) -> bool:
+def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -> bool:
     """The remaining steps of epoch `ts.epoch`; True when a stop signal ended it early (last.pt saved)."""
     from tqdm import tqdm
 
     cfg, epoch, started = ctx.cfg, ts.epoch, time.time()
     batches = epoch_batches(ctx.train_rows, ctx.per_rank_batch, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
-                            world=ctx.world)
+                            world=ctx.world, passes=ctx.schedule.passes_per_epoch)
     ts.model.train()
-    bar = tqdm(total=len(batches), initial=ts.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+    bar = tqdm(total=len(batches), initial=ts.step_in_epoch, desc=f"epoch {epoch + 1}/{ctx.schedule.epochs}", leave=False,
                disable=not (ctx.master and ctx.progress), dynamic_ncols=True)
     for step in range(ts.step_in_epoch, len(batches)):
         batch = ctx.data.batch(batches[step], ctx.dev)
@@ -445,31 +437,39 @@ def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, b
         train_stats["train_top1"] = float(totals[2] / totals[3].clamp(min=1))
     ts.sums = torch.zeros_like(ts.sums)
     ts.epoch += 1
-    decision = torch.zeros(2, dtype=torch.float64, device=ctx.dev)  # (improved, stop early)
+    decision = torch.zeros(2, dtype=torch.float64, device=ctx.dev)  # (save as best, stop early)
     record: dict[str, Any] = {}
     if ctx.master:
         val = evaluate(ctx, ts.model)
-        metric = _finite_or(val.get(ctx.metric_name))
-        improved = metric > ts.best_metric
-        decision[0] = float(improved)
-        if improved:
-            ts.best_metric, ts.best_epoch, ts.best_val, ts.patience_left = metric, ts.epoch, val, cfg.patience
-        else:
-            ts.patience_left -= 1
-        decision[1] = float(bool(cfg.patience) and ts.patience_left <= 0)
+        decision[0], decision[1] = _select(ctx, ts, val)
         record = {"epoch": ts.epoch, **train_stats, **{f"val_{k}": v for k, v in val.items()},
-                  "lr": ts.optimizer.param_groups[0]["lr"], "epoch_seconds": round(seconds, 3), "best": improved}
+                  "lr": ts.optimizer.param_groups[0]["lr"], "epoch_seconds": round(seconds, 3),
+                  "best": bool(decision[0])}
         ctx.say(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
     if ctx.dist is not None:
         ctx.dist.broadcast(decision, src=0)
     stop_early = bool(decision[1])
-    finished = stop_early or ts.epoch == cfg.epochs
+    finished = stop_early or ts.epoch == ctx.schedule.epochs
     if ctx.master:
         if decision[0]:
             save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, finished))
-        _append_metrics(ctx.out_dir, record)
+        append_metrics(ctx.out_dir, record)
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, finished))
     return stop_early, finished
+
+
+def _select(ctx: RunContext, ts: TrainState, val: dict[str, Any]) -> tuple[bool, bool]:
+    """The selection rule (head/schedule.py): (save this epoch as best.pt, stop early)."""
+    metric = _finite_or(val.get(ctx.metric_name))
+    if ctx.selection.keep == "last":  # too little validation to choose: the final epoch is kept
+        ts.best_metric, ts.best_epoch, ts.best_val = metric, ts.epoch, val
+        return ts.epoch == ctx.schedule.epochs, False
+    improved = metric > ts.best_metric
+    if improved:
+        ts.best_metric, ts.best_epoch, ts.best_val, ts.patience_left = metric, ts.epoch, val, ctx.cfg.patience
+    else:
+        ts.patience_left -= 1
+    return improved, bool(ctx.selection.patience) and ts.patience_left <= 0
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -487,19 +487,3 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _finite_or(value: Any, default: float = -math.inf) -> float:
     return float(value) if value is not None and math.isfinite(float(value)) else default
-
-
-def _append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
-    with open(out_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(out_dir: Path, completed_epochs: int) -> None:
-    """Drop lines of epochs after the checkpoint (written before a crash, about to be redone)."""
-    path = out_dir / "metrics.jsonl"
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= completed_epochs]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))

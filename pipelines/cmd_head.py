@@ -49,12 +49,16 @@ def train_head(
     heads: int = typer.Option(4, "--heads", help="Attention heads."),
     dropout: float = typer.Option(0.1, "--dropout"),
     aux_step_loss: float = typer.Option(0.5, "--aux-step-loss", help="Weight of the step-presence BCE."),
-    epochs: int = typer.Option(30, "--epochs"),
+    epochs: int = typer.Option(0, "--epochs", help="0 = auto: 30 epochs with >= --min-steps steps in all "
+                                                  "(small sets: several passes per epoch); N = exactly N passes."),
+    min_steps: int = typer.Option(1000, "--min-steps", help="Fewest optimiser steps of the automatic schedule."),
     batch_size: int = typer.Option(32, "--batch-size", help="Global batch size (split over DDP ranks)."),
     lr: float = typer.Option(1e-3, "--lr"),
     weight_decay: float = typer.Option(0.05, "--weight-decay"),
-    warmup_epochs: int = typer.Option(2, "--warmup-epochs"),
+    warmup_epochs: int = typer.Option(2, "--warmup-epochs", help="Linear warm-up over this many epochs' steps."),
     patience: int = typer.Option(10, "--patience", help="Early stopping patience in epochs (0 = off)."),
+    min_val_videos: int = typer.Option(100, "--min-val-videos",
+                                       help="Fewer validation videos: no early stopping, best.pt = last epoch."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Carved from train when there is no val split."),
     data_mode: str = typer.Option("auto", "--data-mode", help="auto | memory | memmap (larger than RAM)."),
     seed: int = typer.Option(0, "--seed"),
@@ -75,6 +79,7 @@ def train_head(
         dictionary_size=dictionary_size, use_patches=use_patches, classifier=classifier, width=width, heads=heads,
         dropout=dropout, aux_step_loss=aux_step_loss, epochs=epochs, batch_size=batch_size, lr=lr,
         weight_decay=weight_decay, warmup_epochs=warmup_epochs, patience=patience, val_fraction=val_fraction,
+        min_steps=min_steps, min_val_videos=min_val_videos,
         data_mode=data_mode, seed=seed,
     ).check()
     if resume not in ("auto", "never") and not Path(resume).exists():
