@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.errors import CmdclError
-from .config import HeadConfig
+from .config import HeadConfig, check_choice
 from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
@@ -33,8 +33,7 @@ class StepEvidence(nn.Module):
 
     def __init__(self, dim: int, kind: str, heads: int, init_temperature: float):
         super().__init__()
-        if kind not in ("similarity", "attention"):
-            raise CmdclError(f"classifier must be 'similarity' or 'attention', got {kind!r}.")
+        check_choice("classifier", kind)
         self.kind = kind
         self.log_scale = logit_scale_parameter(init_temperature)
         if kind == "attention":
@@ -203,19 +202,8 @@ class CMDCLHead(nn.Module):
 
 
 def _check_config(cfg: HeadConfig, patches_per_frame: int) -> None:
-    choices = {"bias_estimator": ("attention", "sinkhorn"), "bias_source": ("video", "dictionary"),
-               "frontdoor_cross": ("dictionary", "none"), "classifier": ("similarity", "attention")}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise CmdclError(f"{name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}.")
-    for name in ("sta_layers", "frames", "width"):
-        if getattr(cfg, name) < 0:
-            raise CmdclError(f"{name} must be >= 0, got {getattr(cfg, name)}.")
-    if cfg.dictionary_size < 1 or cfg.heads < 1 or cfg.init_temperature <= 0:
-        raise CmdclError("dictionary_size and heads must be >= 1 and init_temperature > 0.")
+    """The options (HeadConfig.check, the one place), then what needs the data: patches present."""
+    cfg.check()
     if cfg.use_patches and patches_per_frame <= 0:
         raise CmdclError("use_patches needs features extracted with a patch grid (patches_per_frame is 0).",
                          fix="re-extract with patches, or train without --use-patches.")
-    width = cfg.width or None
-    if cfg.sta_layers > 0 and width is not None and width % cfg.heads:
-        raise CmdclError(f"width={cfg.width} is not divisible by heads={cfg.heads}.")

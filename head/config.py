@@ -9,7 +9,8 @@ from typing import Any
 
 from cmdcl.core.errors import CmdclError
 
-# The allowed values of the string-valued options, checked by `HeadConfig.check()`.
+# The allowed values of the string-valued options: the one list, checked by `check_choice` (used by
+# `HeadConfig.check()` and by the head modules' constructors).
 CHOICES: dict[str, tuple[str, ...]] = {
     "method": ("cmdcl", "linear", "transformer", "zeroshot"),
     "bias_estimator": ("attention", "sinkhorn"),
@@ -18,6 +19,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
 }
+
+
+def check_choice(name: str, value: str) -> None:
+    """Raise a one-line CmdclError when `value` is not an allowed value of option `name` (CHOICES)."""
+    if value not in CHOICES[name]:
+        raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(CHOICES[name])}.")
 
 
 @dataclass
@@ -62,20 +69,23 @@ class HeadConfig:
     eval_batch_size: int = 0  # batch size for validation/evaluation (0 = 2 x batch_size)
 
     def check(self) -> "HeadConfig":
-        """Raise a one-line CmdclError naming the first option with an impossible value."""
-        for name, allowed in CHOICES.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}.")
-        for name in ("batch_size", "heads"):
+        """Raise a one-line CmdclError naming the first option with an impossible value (the one place that
+        validates options; checks that need the data, e.g. patches present, are made where it is read)."""
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
+        for name in ("batch_size", "heads", "dictionary_size"):
             if getattr(self, name) < 1:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
-                     "warmup_epochs", "eval_batch_size", "dictionary_size"):
+                     "warmup_epochs", "eval_batch_size"):
             if getattr(self, name) < 0:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise CmdclError(f"--lr must be > 0, got {self.lr}.")
+        if self.init_temperature <= 0:
+            raise CmdclError(f"init_temperature must be > 0, got {self.init_temperature}.")
+        if self.width and self.sta_layers > 0 and self.width % self.heads:
+            raise CmdclError(f"--width {self.width} is not divisible by --heads {self.heads}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.dropout < 1.0:

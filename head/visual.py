@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check_choice
 from .textual import MASKED_LOGIT, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .textual import near_identity_approximator
 
@@ -157,8 +158,7 @@ class FrontdoorMediator(nn.Module):
 
     def __init__(self, dim: int, cross: str = "dictionary", memory_size: int = 32, init_temperature: float = 0.07):
         super().__init__()
-        if cross not in ("dictionary", "none"):
-            raise ValueError(f"frontdoor_cross must be 'dictionary' or 'none', got {cross!r}")
+        check_choice("frontdoor_cross", cross)
         self.cross = cross
         self.log_scale = logit_scale_parameter(init_temperature)
         self.approximator = near_identity_approximator(dim, identity=True)  # W_V, V' ~ M at init
