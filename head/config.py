@@ -4,7 +4,7 @@ Defaults follow docs/METHOD.md (our reading of the paper); [ours] choices are th
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from cmdcl.core.errors import CmdclError
@@ -27,46 +27,53 @@ def check_choice(name: str, value: str) -> None:
         raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(CHOICES[name])}.")
 
 
+def option(default: Any, help: str, flag: str | None = None) -> Any:
+    """A dataclass field with its command-line help (and flag, when not --field-name): the one source of
+    each option's default and help, read by pipelines/config_options.py."""
+    return field(default=default, metadata={"help": help, **({"flag": flag} if flag else {})})
+
+
 @dataclass
 class HeadConfig:
-    method: str = "cmdcl"  # cmdcl | linear | transformer | zeroshot
+    method: str = option("cmdcl", "cmdcl | linear | transformer | zeroshot.")
     # --- CMDCL switches (method.md §6)
-    use_tci: bool = True  # textual causal (back-door) intervention
-    use_vci: bool = True  # visual causal (front-door) intervention
-    sta_layers: int = 6  # H spatio-temporal attention blocks (paper's best: 6 or 8)
-    frames: int = 0  # FeatureData keeps this many frames per video, spread over its valid ones (0 = all cached)
-    bias_estimator: str = "attention"  # attention | sinkhorn
-    sinkhorn_iters: int = 50  # 5 leaves row sums ~37% off at S=48, F=64; 50 converges (eps 0.1)
-    sinkhorn_eps: float = 0.1
-    bias_source: str = "video"  # video | dictionary
-    frontdoor_cross: str = "dictionary"  # dictionary | none
-    dictionary_size: int = 32  # K prototypes for the bias dictionary and the front-door memory
-    use_patches: bool = False  # use cached patch tokens (divided space/time attention)
-    tci_residual: bool = True  # T' = T + [T;B]W_B (True) or [T;B]W_B (False)
-    classifier: str = "similarity"  # similarity | attention: how V', T' give per-step evidence
+    use_tci: bool = option(True, "Textual causal (back-door) intervention.", flag="--tci/--no-tci")
+    use_vci: bool = option(True, "Visual causal (front-door) intervention.", flag="--vci/--no-vci")
+    sta_layers: int = option(6, "H spatio-temporal attention blocks (transformer: layers); paper's best 6 or 8.")
+    frames: int = option(0, "Keep this many frames per video, spread over its valid frames (0 = all cached).")
+    bias_estimator: str = option("attention", "attention | sinkhorn.")
+    # 5 iterations leave row sums ~37% off at S=48, F=64; 50 converge (eps 0.1): docs/METHOD.md
+    sinkhorn_iters: int = option(50, "Sinkhorn iterations (bias estimator sinkhorn).")
+    sinkhorn_eps: float = option(0.1, "Entropic regularisation of the Sinkhorn plan.")
+    bias_source: str = option("video", "video | dictionary.")
+    frontdoor_cross: str = option("dictionary", "dictionary | none.")
+    dictionary_size: int = option(32, "K prototypes of the bias dictionary and the front-door memory.")
+    use_patches: bool = option(False, "Use cached patch tokens (divided space/time attention).")
+    tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
+    classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
-    width: int = 0  # hidden width of the video encoder (0 = embedding size D)
-    heads: int = 4
-    dropout: float = 0.1
-    init_temperature: float = 0.07
-    aux_step_loss: float = 0.5  # weight of BCE on atomic-action presence when steps are annotated
-    # --- optimisation
-    # Schedule and selection: head/schedule.py, docs/TRAINING.md. Every trained method uses the same recipe.
-    epochs: int = 0  # 0 = auto: 30 epochs of enough passes for min_steps steps in all; N = exactly N one-pass epochs
-    min_steps: int = 1000  # fewest optimiser steps of an automatic schedule (small datasets: passes per epoch)
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 2  # linear warm-up over this many epochs of the resolved schedule, in steps
-    grad_clip: float = 1.0
-    patience: int = 10  # early stopping on the validation metric (0 = off)
-    min_val_videos: int = 100  # fewer validation videos: no early stopping, best.pt is the last epoch
-    val_fraction: float = 0.1  # carved from train when the features have no "val" split
-    seed: int = 0
-    refresh_memory: bool = True  # EMA-refresh the front-door memory from training-video summaries after each epoch
+    width: int = option(0, "Hidden width (0 = embedding size).")
+    heads: int = option(4, "Attention heads.")
+    dropout: float = option(0.1, "Dropout.")
+    init_temperature: float = option(0.07, "Initial temperature of the learnable logit scales.")
+    aux_step_loss: float = option(0.5, "Weight of the step-presence BCE (when steps are annotated).")
+    # --- optimisation. Schedule and selection: head/schedule.py, docs/TRAINING.md; one recipe for every method.
+    epochs: int = option(0, "0 = auto: 30 epochs with >= --min-steps steps in all (small sets: several passes "
+                            "per epoch); N = exactly N one-pass epochs.")
+    min_steps: int = option(1000, "Fewest optimiser steps of the automatic schedule.")
+    batch_size: int = option(32, "Global batch size (split over DDP ranks).")
+    lr: float = option(1e-3, "Peak learning rate (AdamW).")
+    weight_decay: float = option(0.05, "AdamW weight decay (matrices only).")
+    warmup_epochs: int = option(2, "Linear warm-up over this many epochs' steps.")
+    grad_clip: float = option(1.0, "Gradient-norm clipping (0 = off).")
+    patience: int = option(10, "Early stopping patience in epochs (0 = off).")
+    min_val_videos: int = option(100, "Fewer validation videos: no early stopping, best.pt = last epoch.")
+    val_fraction: float = option(0.1, "Carved from train when there is no val split.")
+    seed: int = option(0, "Seed of the head, the data order and the carved validation.")
+    refresh_memory: bool = option(True, "EMA-refresh the front-door memory after each epoch.")
     # --- data path (head/data.py)
-    data_mode: str = "auto"  # auto | memory | memmap: load features into RAM, or gather batches from a memory map
-    eval_batch_size: int = 0  # batch size for validation/evaluation (0 = 2 x batch_size)
+    data_mode: str = option("auto", "auto | memory | memmap (larger than RAM).")
+    eval_batch_size: int = option(0, "Validation batch size (0 = 2 x batch size).")
 
     def check(self) -> "HeadConfig":
         """Raise a one-line CmdclError naming the first option with an impossible value (the one place that
