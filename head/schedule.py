@@ -107,7 +107,8 @@ class Selection:
     def describe(self, metric: str) -> str:
         if self.keep == "last":
             return f"model selection: best.pt = the last epoch, no early stopping ({self.reason})."
-        stop = f"early stopping after {self.patience} epochs without improvement" if self.patience else "no early stopping"
+        stop = (f"early stopping after {self.patience} epochs without improvement" if self.patience
+                else "no early stopping")
         return f"model selection: best.pt = the epoch of best validation {metric} on {self.val_videos} videos, {stop}."
 
 

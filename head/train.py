@@ -374,8 +374,8 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
     batches = epoch_batches(ctx.train_rows, ctx.per_rank_batch, seed=cfg.seed, epoch=epoch, rank=ctx.rank,
                             world=ctx.world, passes=ctx.schedule.passes_per_epoch)
     ts.model.train()
-    bar = tqdm(total=len(batches), initial=ts.step_in_epoch, desc=f"epoch {epoch + 1}/{ctx.schedule.epochs}", leave=False,
-               disable=not (ctx.master and ctx.progress), dynamic_ncols=True)
+    bar = tqdm(total=len(batches), initial=ts.step_in_epoch, desc=f"epoch {epoch + 1}/{ctx.schedule.epochs}",
+               leave=False, disable=not (ctx.master and ctx.progress), dynamic_ncols=True)
     for step in range(ts.step_in_epoch, len(batches)):
         batch = ctx.data.batch(batches[step], ctx.dev)
         with amp.autocast():
