@@ -1,6 +1,8 @@
-"""Checkpoints: what they hold, atomic saving, and loading that refuses bad or mismatched files in one line.
+"""Checkpoints: the schema (`Checkpoint`), atomic saving, and loading that refuses bad or mismatched files
+in one line.
 
-Contents (a plain dict, loadable with `torch.load(..., weights_only=True)`):
+On disk a checkpoint is a plain dict, loadable with `torch.load(..., weights_only=True)`; `Checkpoint`
+is the only code that knows its keys (`to_dict` / `from_dict`):
   model, optimizer, scheduler            state dicts (optimizer/scheduler None for heads without parameters)
   model_args                             {"method", "dims", "multilabel", "class_names", "step_names",
                                           "class_text", "step_text"}: enough to rebuild the head without features
@@ -9,15 +11,20 @@ Contents (a plain dict, loadable with `torch.load(..., weights_only=True)`):
   vocabulary                             {"class_names", "step_names"}
   format_version                         CHECKPOINT_FORMAT_VERSION (of this dict, not of the features)
   epoch, step_in_epoch                   where training resumes: epoch index and batches already done in it
-  best_metric, best_epoch, patience_left early-stopping state
+  best_metric, best_epoch, best_val,     model-selection and early-stopping state
+  patience_left
   partial_epoch                          running train-loss sums of an interrupted epoch
+  finished                               the run ended (all epochs or early stop)
+  schedule                               the resolved schedule (head/schedule.py), None in older files
   rng                                    torch / cuda / numpy / python RNG states
   code_version                           core.version.code_version()
 """
 from __future__ import annotations
 
+import math
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +34,118 @@ import torch
 from cmdcl.core.errors import CheckpointError
 from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
+from cmdcl.head.config import HeadConfig
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "model_args", "config", "provenance", "vocabulary", "format_version", "epoch",
                  "step_in_epoch", "best_metric", "patience_left", "rng", "code_version")
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+@dataclass
+class ModelArgs:
+    """What rebuilds the head without the features: method, dims {F, D, C, S, P}, label texts."""
+    method: str
+    dims: dict[str, int]
+    multilabel: bool
+    class_names: list[str]
+    step_names: list[str]
+    class_text: torch.Tensor
+    step_text: torch.Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "dims": dict(self.dims), "multilabel": self.multilabel,
+                "class_names": list(self.class_names), "step_names": list(self.step_names),
+                "class_text": self.class_text, "step_text": self.step_text}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelArgs":
+        return cls(method=str(data["method"]), dims={k: int(v) for k, v in data["dims"].items()},
+                   multilabel=bool(data["multilabel"]), class_names=list(data["class_names"]),
+                   step_names=list(data["step_names"]), class_text=data["class_text"], step_text=data["step_text"])
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint file's content (see the module docstring for the on-disk keys)."""
+    model: dict[str, torch.Tensor]
+    model_args: ModelArgs
+    config: HeadConfig
+    provenance: dict[str, Any]
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    best_val: dict[str, Any] = field(default_factory=dict)
+    patience_left: int = 0
+    finished: bool = False
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    partial_epoch: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    format_version: int = CHECKPOINT_FORMAT_VERSION
+
+    # Shorthands for what readers of a checkpoint ask most.
+    @property
+    def method(self) -> str:
+        return self.model_args.method
+
+    @property
+    def frames(self) -> int:
+        """Frames per video the head was trained on (after --frames)."""
+        return int(self.model_args.dims["F"])
+
+    @property
+    def multilabel(self) -> bool:
+        return self.model_args.multilabel
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.model_args.class_names
+
+    @property
+    def step_names(self) -> list[str]:
+        return self.model_args.step_names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+            "model_args": self.model_args.to_dict(), "config": self.config.to_dict(), "provenance": self.provenance,
+            "vocabulary": {"class_names": list(self.class_names), "step_names": list(self.step_names)},
+            "format_version": self.format_version, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "best_metric": self.best_metric, "best_epoch": self.best_epoch, "best_val": self.best_val,
+            "patience_left": self.patience_left, "partial_epoch": self.partial_epoch, "finished": self.finished,
+            "schedule": self.schedule, "rng": self.rng, "code_version": self.code_version,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "Checkpoint":
+        """From a loaded dict; keys added after format 1 (best_epoch, best_val, finished, schedule) may be absent."""
+        return cls(
+            model=state["model"], model_args=ModelArgs.from_dict(state["model_args"]),
+            config=HeadConfig.from_dict(state["config"]), provenance=dict(state["provenance"]),
+            epoch=int(state["epoch"]), step_in_epoch=int(state["step_in_epoch"]),
+            best_metric=float(state["best_metric"]), best_epoch=int(state.get("best_epoch", 0)),
+            best_val=dict(state.get("best_val") or {}), patience_left=int(state["patience_left"]),
+            finished=bool(state.get("finished", False)), optimizer=state.get("optimizer"),
+            scheduler=state.get("scheduler"), partial_epoch=state.get("partial_epoch"), schedule=state.get("schedule"),
+            rng=state["rng"], code_version=str(state["code_version"]), format_version=int(state["format_version"]))
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """Write under a temporary name, fsync, then rename: a crash never leaves a half-written checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        torch.save(state, handle)
+        torch.save(checkpoint.to_dict(), handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load and sanity-check a checkpoint, or raise a one-line CheckpointError naming the file."""
     path = Path(path)
     if not path.exists():
@@ -67,24 +167,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state["format_version"] != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format_version {state['format_version']} but this cmdcl reads "
                               f"{CHECKPOINT_FORMAT_VERSION}.", fix="use the cmdcl version that wrote it.")
-    return state
+    try:
+        return Checkpoint.from_dict(state)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed cmdcl checkpoint ({type(exc).__name__}: {exc}).") from None
 
 
-def check_compatible(state: dict[str, Any], features: FeatureSet, path: str | Path) -> None:
+def check_compatible(checkpoint: Checkpoint, features: FeatureSet, path: str | Path) -> None:
     """Refuse features the checkpoint's head cannot read: embedding size, vocabulary or feature format."""
-    prov = state["provenance"]
+    prov = checkpoint.provenance
     where = f"{path}: checkpoint"
     feat = features.paths[0]
     if first_mismatch(prov, features.attrs, CHECKPOINT_FORMAT_KEYS):
         raise CheckpointError(f"{where} was trained on feature format_version {prov.get('format_version')} but "
                               f"{feat} has format_version {features.attrs.get('format_version')}.")
-    dims = state["model_args"]["dims"]
+    dims = checkpoint.model_args.dims
     if int(dims["D"]) != features.dims["D"]:
         raise CheckpointError(f"{where} expects {dims['D']}-d embeddings ({prov.get('model_name')}) but {feat} "
                               f"holds {features.dims['D']}-d ({features.attrs.get('model_name')}).",
                               fix="evaluate with features extracted by the same model.")
     for kind in ("class_names", "step_names"):
-        ours, theirs = list(state["vocabulary"][kind]), getattr(features.text, kind)
+        ours, theirs = list(getattr(checkpoint, kind)), getattr(features.text, kind)
         if ours != theirs:
             if len(ours) != len(theirs):
                 detail = f"{len(ours)} vs {len(theirs)} names"

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.errors import CmdclError
-from .config import HeadConfig
+from .config import HeadConfig, check_choice
 from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
@@ -33,8 +33,7 @@ class StepEvidence(nn.Module):
 
     def __init__(self, dim: int, kind: str, heads: int, init_temperature: float):
         super().__init__()
-        if kind not in ("similarity", "attention"):
-            raise CmdclError(f"classifier must be 'similarity' or 'attention', got {kind!r}.")
+        check_choice("classifier", kind)
         self.kind = kind
         self.log_scale = logit_scale_parameter(init_temperature)
         if kind == "attention":
@@ -62,8 +61,8 @@ class CMDCLHead(nn.Module):
     features (B, F, D), frame_mask (B, F) bool, patches (B, F, P, D) or None ->
     {"logits" (B, C), "step_logits" (B, S), "step_attention" (B, S, F), "debiased_text" (S, D),
      "video_summary" (B, D), ["spatial_attention" (B, S, F, P) when patches are used]}.
-    Attention maps are over the input's F cached frames: zero on padded frames and on frames
-    dropped by cfg.frames.
+    Attention maps are over the input's F frames (those FeatureData kept for cfg.frames): zero on
+    padded frames.
     """
 
     def __init__(self, cfg: HeadConfig, step_text: Tensor, class_text: Tensor, frames: int,
@@ -97,7 +96,7 @@ class CMDCLHead(nn.Module):
                 self.tci = None
                 self.register_buffer("frozen_text", steps.clone())  # T' = T0, frozen CLIP texts
             self.encoder = VideoEncoder(dim, width, frames, patches_per_frame if cfg.use_patches else 0,
-                                        cfg.frames, cfg.dropout)
+                                        cfg.dropout)
             self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout, divided=cfg.use_patches)
             self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size,
                                               cfg.init_temperature) if cfg.use_vci else None
@@ -165,18 +164,17 @@ class CMDCLHead(nn.Module):
         return self.tci.text if self.tci is not None else self.frozen_text
 
     def forward(self, features: Tensor, frame_mask: Tensor, patches: Tensor | None = None) -> dict[str, Tensor]:
-        batch, num_cached, _ = features.shape
+        batch = features.shape[0]
         if self.use_patches and patches is None:
             raise CmdclError("use_patches is set but no patch features were given.",
                              fix="extract with a patch grid, or train without --use-patches.")
-        positions = self.encoder.select_frames(num_cached, features.device)
         dtype = self.encoder.in_proj.weight.dtype
-        frames = features[:, positions].to(dtype)  # V_P
-        mask = safe_frame_mask(frame_mask[:, positions].bool())
-        patch_tokens = patches[:, positions].to(dtype) if self.use_patches else None
+        frames = features.to(dtype)  # V_P: the frames FeatureData kept (--frames)
+        mask = safe_frame_mask(frame_mask.bool())
+        patch_tokens = patches.to(dtype) if self.use_patches else None
 
         text = self.tci(frames, mask) if self.tci is not None else self.frozen_text  # T'
-        tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, positions, patch_tokens), mask))  # V_s
+        tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patch_tokens), mask))  # V_s
         summary = masked_mean(tokens, mask)
         spatial = None
         if self.mediator is not None:
@@ -194,38 +192,18 @@ class CMDCLHead(nn.Module):
         out = {
             "logits": logits,
             "step_logits": step_logits,
-            "step_attention": _scatter_frames(attention, positions, num_cached),
+            "step_attention": attention,
             "debiased_text": text.mean(0) if text.dim() == 3 else text,
             "video_summary": summary,
         }
         if spatial is not None:
-            out["spatial_attention"] = _scatter_frames(spatial, positions, num_cached, frame_axis=2)
+            out["spatial_attention"] = spatial
         return out
 
 
-def _scatter_frames(values: Tensor, positions: Tensor, num_cached: int, frame_axis: int = -1) -> Tensor:
-    """Put per-kept-frame values back at their cached positions (zeros at dropped frames)."""
-    if len(positions) == num_cached:
-        return values
-    shape = list(values.shape)
-    shape[frame_axis] = num_cached
-    return values.new_zeros(shape).index_copy(frame_axis % values.dim(), positions, values)
-
-
 def _check_config(cfg: HeadConfig, patches_per_frame: int) -> None:
-    choices = {"bias_estimator": ("attention", "sinkhorn"), "bias_source": ("video", "dictionary"),
-               "frontdoor_cross": ("dictionary", "none"), "classifier": ("similarity", "attention")}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise CmdclError(f"{name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}.")
-    for name in ("sta_layers", "frames", "width"):
-        if getattr(cfg, name) < 0:
-            raise CmdclError(f"{name} must be >= 0, got {getattr(cfg, name)}.")
-    if cfg.dictionary_size < 1 or cfg.heads < 1 or cfg.init_temperature <= 0:
-        raise CmdclError("dictionary_size and heads must be >= 1 and init_temperature > 0.")
+    """The options (HeadConfig.check, the one place), then what needs the data: patches present."""
+    cfg.check()
     if cfg.use_patches and patches_per_frame <= 0:
         raise CmdclError("use_patches needs features extracted with a patch grid (patches_per_frame is 0).",
                          fix="re-extract with patches, or train without --use-patches.")
-    width = cfg.width or None
-    if cfg.sta_layers > 0 and width is not None and width % cfg.heads:
-        raise CmdclError(f"width={cfg.width} is not divisible by heads={cfg.heads}.")

@@ -4,12 +4,13 @@ Defaults follow docs/METHOD.md (our reading of the paper); [ours] choices are th
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from cmdcl.core.errors import CmdclError
 
-# The allowed values of the string-valued options, checked by `HeadConfig.check()`.
+# The allowed values of the string-valued options: the one list, checked by `check_choice` (used by
+# `HeadConfig.check()` and by the head modules' constructors).
 CHOICES: dict[str, tuple[str, ...]] = {
     "method": ("cmdcl", "linear", "transformer", "zeroshot"),
     "bias_estimator": ("attention", "sinkhorn"),
@@ -20,58 +21,78 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_choice(name: str, value: str) -> None:
+    """Raise a one-line CmdclError when `value` is not an allowed value of option `name` (CHOICES)."""
+    if value not in CHOICES[name]:
+        raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(CHOICES[name])}.")
+
+
+def option(default: Any, help: str, flag: str | None = None) -> Any:
+    """A dataclass field with its command-line help (and flag, when not --field-name): the one source of
+    each option's default and help, read by pipelines/config_options.py."""
+    return field(default=default, metadata={"help": help, **({"flag": flag} if flag else {})})
+
+
 @dataclass
 class HeadConfig:
-    method: str = "cmdcl"  # cmdcl | linear | transformer | zeroshot
+    method: str = option("cmdcl", "cmdcl | linear | transformer | zeroshot.")
     # --- CMDCL switches (method.md §6)
-    use_tci: bool = True  # textual causal (back-door) intervention
-    use_vci: bool = True  # visual causal (front-door) intervention
-    sta_layers: int = 6  # H spatio-temporal attention blocks (paper's best: 6 or 8)
-    frames: int = 0  # sub-sample cached frames to this many (0 = all cached)
-    bias_estimator: str = "attention"  # attention | sinkhorn
-    sinkhorn_iters: int = 50  # 5 leaves row sums ~37% off at S=48, F=64; 50 converges (eps 0.1)
-    sinkhorn_eps: float = 0.1
-    bias_source: str = "video"  # video | dictionary
-    frontdoor_cross: str = "dictionary"  # dictionary | none
-    dictionary_size: int = 32  # K prototypes for the bias dictionary and the front-door memory
-    use_patches: bool = False  # use cached patch tokens (divided space/time attention)
-    tci_residual: bool = True  # T' = T + [T;B]W_B (True) or [T;B]W_B (False)
-    classifier: str = "similarity"  # similarity | attention: how V', T' give per-step evidence
+    use_tci: bool = option(True, "Textual causal (back-door) intervention.", flag="--tci/--no-tci")
+    use_vci: bool = option(True, "Visual causal (front-door) intervention.", flag="--vci/--no-vci")
+    sta_layers: int = option(6, "H spatio-temporal attention blocks (transformer: layers); paper's best 6 or 8.")
+    frames: int = option(0, "Keep this many frames per video, spread over its valid frames (0 = all cached).")
+    bias_estimator: str = option("attention", "attention | sinkhorn.")
+    # 5 iterations leave row sums ~37% off at S=48, F=64; 50 converge (eps 0.1): docs/METHOD.md
+    sinkhorn_iters: int = option(50, "Sinkhorn iterations (bias estimator sinkhorn).")
+    sinkhorn_eps: float = option(0.1, "Entropic regularisation of the Sinkhorn plan.")
+    bias_source: str = option("video", "video | dictionary.")
+    frontdoor_cross: str = option("dictionary", "dictionary | none.")
+    dictionary_size: int = option(32, "K prototypes of the bias dictionary and the front-door memory.")
+    use_patches: bool = option(False, "Use cached patch tokens (divided space/time attention).")
+    tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
+    classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
-    width: int = 0  # hidden width of the video encoder (0 = embedding size D)
-    heads: int = 4
-    dropout: float = 0.1
-    init_temperature: float = 0.07
-    aux_step_loss: float = 0.5  # weight of BCE on atomic-action presence when steps are annotated
-    # --- optimisation
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 2
-    grad_clip: float = 1.0
-    patience: int = 10  # early stopping on the validation metric (0 = off)
-    val_fraction: float = 0.1  # carved from train when the features have no "val" split
-    seed: int = 0
-    refresh_memory: bool = True  # EMA-refresh the front-door memory from training-video summaries after each epoch
+    width: int = option(0, "Hidden width (0 = embedding size).")
+    heads: int = option(4, "Attention heads.")
+    dropout: float = option(0.1, "Dropout.")
+    init_temperature: float = option(0.07, "Initial temperature of the learnable logit scales.")
+    aux_step_loss: float = option(0.5, "Weight of the step-presence BCE (when steps are annotated).")
+    # --- optimisation. Schedule and selection: head/schedule.py, docs/TRAINING.md; one recipe for every method.
+    epochs: int = option(0, "0 = auto: 30 epochs with >= --min-steps steps in all (small sets: several passes "
+                            "per epoch); N = exactly N one-pass epochs.")
+    min_steps: int = option(1000, "Fewest optimiser steps of the automatic schedule.")
+    batch_size: int = option(32, "Global batch size (split over DDP ranks).")
+    lr: float = option(1e-3, "Peak learning rate (AdamW).")
+    weight_decay: float = option(0.05, "AdamW weight decay (matrices only).")
+    warmup_epochs: int = option(2, "Linear warm-up over this many epochs' steps.")
+    grad_clip: float = option(1.0, "Gradient-norm clipping (0 = off).")
+    patience: int = option(10, "Early stopping patience in epochs (0 = off).")
+    min_val_videos: int = option(100, "Fewer validation videos: no early stopping, best.pt = last epoch.")
+    val_fraction: float = option(0.1, "Carved from train when there is no val split.")
+    seed: int = option(0, "Seed of the head, the data order and the carved validation.")
+    refresh_memory: bool = option(True, "EMA-refresh the front-door memory after each epoch.")
     # --- data path (head/data.py)
-    data_mode: str = "auto"  # auto | memory | memmap: load features into RAM, or gather batches from a memory map
-    eval_batch_size: int = 0  # batch size for validation/evaluation (0 = 2 x batch_size)
+    data_mode: str = option("auto", "auto | memory | memmap (larger than RAM).")
+    eval_batch_size: int = option(0, "Validation batch size (0 = 2 x batch size).")
 
     def check(self) -> "HeadConfig":
-        """Raise a one-line CmdclError naming the first option with an impossible value."""
-        for name, allowed in CHOICES.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise CmdclError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}.")
-        for name in ("epochs", "batch_size", "heads"):
+        """Raise a one-line CmdclError naming the first option with an impossible value (the one place that
+        validates options; checks that need the data, e.g. patches present, are made where it is read)."""
+        for name in CHOICES:
+            check_choice(name, getattr(self, name))
+        for name in ("batch_size", "heads", "dictionary_size"):
             if getattr(self, name) < 1:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        for name in ("sta_layers", "frames", "width", "patience", "warmup_epochs", "eval_batch_size", "dictionary_size"):
+        for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
+                     "warmup_epochs", "eval_batch_size"):
             if getattr(self, name) < 0:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise CmdclError(f"--lr must be > 0, got {self.lr}.")
+        if self.init_temperature <= 0:
+            raise CmdclError(f"init_temperature must be > 0, got {self.init_temperature}.")
+        if self.width and self.sta_layers > 0 and self.width % self.heads:
+            raise CmdclError(f"--width {self.width} is not divisible by --heads {self.heads}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.dropout < 1.0:

@@ -249,18 +249,22 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def epoch_batches(rows: np.ndarray, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
-                  shuffle: bool = True) -> list[torch.Tensor]:
-    """This rank's batches (row indices) for one epoch.
+                  shuffle: bool = True, passes: int = 1) -> list[torch.Tensor]:
+    """This rank's batches (row indices) for one epoch of `passes` passes over `rows`.
 
-    The permutation is padded by wrap-around to a multiple of `world` and rank r takes every world-th
-    element from r, like torch's DistributedSampler; `batch_size` is the per-rank batch size.
+    Pass p of epoch e is shuffled by the permutation of (seed, e * passes + p): with one pass per epoch,
+    that of (seed, e). Each pass is padded by wrap-around to a multiple of `world` and rank r takes every
+    world-th element from r, like torch's DistributedSampler; `batch_size` is the per-rank batch size.
     """
     rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    order = rows_t[epoch_permutation(len(rows_t), seed, epoch)] if shuffle else rows_t
-    if world > 1:
-        total = math.ceil(len(order) / world) * world
-        order = order[torch.arange(total) % len(order)][rank::world]
-    return list(order.split(batch_size))
+    batches: list[torch.Tensor] = []
+    for p in range(passes):
+        order = rows_t[epoch_permutation(len(rows_t), seed, epoch * passes + p)] if shuffle else rows_t
+        if world > 1:
+            total = math.ceil(len(order) / world) * world
+            order = order[torch.arange(total) % len(order)][rank::world]
+        batches.extend(order.split(batch_size))
+    return batches
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
@@ -311,8 +315,11 @@ def load_train_val(features: str | Path | Sequence[str | Path], frames: int = 0,
             f"train {len(train_rows)}, val {len(val_rows)} videos.")
     else:
         train_rows, val_rows = carve_validation(data.label.numpy(), val_fraction, seed)
-        log(f"no 'val' split in {fs.paths[0]}: carved {len(val_rows)} of {len(data)} train videos "
-            f"({val_fraction:.0%}, stratified by class, seed {seed}) as validation; training on {len(train_rows)}.")
+        # The true share can exceed val_fraction: every class with 2+ videos gives at least one.
+        classes = len(np.unique(data.label.numpy()))
+        log(f"no 'val' split in {fs.paths[0]}: carved {len(val_rows)} of {len(data)} train videos as validation "
+            f"({len(val_rows) / max(1, len(data)):.0%}: --val-fraction {val_fraction:g} of each of {classes} classes, "
+            f"at least 1 per class with 2+ videos; seed {seed}); training on {len(train_rows)}.")
     if not len(train_rows):
         raise FeatureFileError(f"{fs.paths[0]}: no training videos left after carving validation.")
     return data, train_rows, val_rows

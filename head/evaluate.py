@@ -19,7 +19,7 @@ from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
-from cmdcl.head.checkpoint import check_compatible, load_checkpoint
+from cmdcl.head.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
 from cmdcl.head.grounding import GroundingCollector
@@ -128,21 +128,20 @@ def main_metric_name(multilabel: bool) -> str:
 
 # ---------------------------------------------------------------------------------------------- checkpoint
 
-def model_from_checkpoint(state: dict[str, Any]) -> tuple[nn.Module, HeadConfig]:
+def model_from_checkpoint(state: Checkpoint) -> tuple[nn.Module, HeadConfig]:
     """Rebuild the head from a loaded checkpoint (no features needed) and load its weights."""
     from cmdcl.head.factory import build_model
 
-    args = state["model_args"]
-    cfg = HeadConfig.from_dict(state["config"])
-    text = TextBank(class_names=list(args["class_names"]), class_embeddings=args["class_text"].numpy(),
-                    step_names=list(args["step_names"]), step_embeddings=args["step_text"].numpy(), templates=[])
-    model = build_model(cfg, text, dict(args["dims"]), bool(args["multilabel"]))
-    model.load_state_dict(state["model"])
-    return model, cfg
+    args = state.model_args
+    text = TextBank(class_names=list(args.class_names), class_embeddings=args.class_text.numpy(),
+                    step_names=list(args.step_names), step_embeddings=args.step_text.numpy(), templates=[])
+    model = build_model(state.config, text, dict(args.dims), args.multilabel)
+    model.load_state_dict(state.model)
+    return model, state.config
 
 
-def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, HeadConfig, dict[str, Any]]:
-    """(model in eval mode on device, its config, the checkpoint dict)."""
+def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, HeadConfig, Checkpoint]:
+    """(model in eval mode on device, its config, the loaded Checkpoint)."""
     state = load_checkpoint(checkpoint)
     try:
         model, cfg = model_from_checkpoint(state)
@@ -152,12 +151,12 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
     return model.to(resolve_device(device)).eval(), cfg, state
 
 
-def _data_for(state: dict[str, Any], fs: FeatureSet, splits: Sequence[str], checkpoint: str | Path) -> FeatureData:
-    frames = int(state["model_args"]["dims"]["F"])
+def _data_for(state: Checkpoint, fs: FeatureSet, splits: Sequence[str], checkpoint: str | Path) -> FeatureData:
+    frames = state.frames
     if fs.dims["F"] < frames:
         raise CheckpointError(f"{checkpoint}: head expects {frames} frames per video but {fs.paths[0]} holds "
                               f"{fs.dims['F']}.", fix="evaluate on features extracted with at least as many frames.")
-    cfg = HeadConfig.from_dict(state["config"])
+    cfg = state.config
     return FeatureData(fs, list(splits), frames=frames, use_patches=cfg.use_patches, mode=cfg.data_mode)
 
 
@@ -176,7 +175,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
     data = _data_for(state, fs, splits, checkpoint)
     dev = next((p.device for p in model.parameters()), None) or next((b.device for b in model.buffers()),
                                                                       torch.device("cpu"))
-    multilabel = bool(state["model_args"]["multilabel"])
+    multilabel = state.multilabel
     results = {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
@@ -184,7 +183,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
         outputs = collect_outputs(model, data, rows, dev, batch_size, on_batch=grounding.add)
         metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary()}
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
-                          "method": cfg.method, "epoch": int(state["epoch"]), "code_version": code_version(),
+                          "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
         if out_dir is not None:
             write_json(Path(out_dir) / f"metrics_{split}.json", results[split])

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check_choice
+
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp on the learnable inverse temperature
 MASKED_LOGIT = -1e4  # finite "minus infinity": keeps softmax / logsumexp free of NaN on padded frames
 
@@ -59,7 +61,7 @@ def sinkhorn_plan(log_affinity: Tensor, iters: int, eps: float, col_weights: Ten
 class SinkhornPlan(nn.Module):
     """`sinkhorn_plan` with its iteration count and entropic regulariser fixed at construction."""
 
-    def __init__(self, iters: int = 5, eps: float = 0.1):
+    def __init__(self, iters: int = 50, eps: float = 0.1):  # HeadConfig.sinkhorn_iters
         super().__init__()
         self.iters, self.eps = iters, eps
 
@@ -127,15 +129,13 @@ class TextualBackdoor(nn.Module):
         bias_source: str = "video",
         residual: bool = True,
         dictionary_size: int = 32,
-        sinkhorn_iters: int = 5,
+        sinkhorn_iters: int = 50,
         sinkhorn_eps: float = 0.1,
         init_temperature: float = 0.07,
     ):
         super().__init__()
-        if bias_estimator not in ("attention", "sinkhorn"):
-            raise ValueError(f"bias_estimator must be 'attention' or 'sinkhorn', got {bias_estimator!r}")
-        if bias_source not in ("video", "dictionary"):
-            raise ValueError(f"bias_source must be 'video' or 'dictionary', got {bias_source!r}")
+        check_choice("bias_estimator", bias_estimator)
+        check_choice("bias_source", bias_source)
         dim = step_text.shape[-1]
         self.bias_estimator, self.bias_source, self.residual = bias_estimator, bias_source, residual
         self.text = nn.Parameter(step_text.detach().float().clone())  # T, initialised from CLIP T0

@@ -20,15 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import check_choice
 from .textual import MASKED_LOGIT, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .textual import near_identity_approximator
-
-
-def uniform_positions(num_cached: int, frames: int) -> Tensor:
-    """Indices of `frames` cached frame positions spread uniformly over all `num_cached` (all when 0)."""
-    if frames <= 0 or frames >= num_cached:
-        return torch.arange(num_cached)
-    return torch.linspace(0, num_cached - 1, frames).round().long()
 
 
 class VideoEncoder(nn.Module):
@@ -40,9 +34,9 @@ class VideoEncoder(nn.Module):
     """
 
     def __init__(self, embed_dim: int, width: int, num_frames: int, patches_per_frame: int = 0,
-                 frames: int = 0, dropout: float = 0.0):
+                 dropout: float = 0.0):
         super().__init__()
-        self.embed_dim, self.width, self.num_frames, self.frames = embed_dim, width, num_frames, frames
+        self.embed_dim, self.width, self.num_frames = embed_dim, width, num_frames
         self.in_proj = nn.Linear(embed_dim, width)
         self.to_embedding = nn.Linear(width, embed_dim)  # back to the text space for the mediator
         basis = torch.empty(width, embed_dim)
@@ -58,20 +52,14 @@ class VideoEncoder(nn.Module):
             if patches_per_frame > 0 else None
         self.dropout = nn.Dropout(dropout)
 
-    def select_frames(self, num_cached: int, device: torch.device | None = None) -> Tensor:
-        """Cached frame positions kept by --frames: uniform over the cached positions, not over each
-        video's valid frames (that would need per-video gathers; padding sits at the end, so short
-        videos keep fewer valid frames)."""
-        if num_cached > self.num_frames:
-            raise ValueError(f"features have {num_cached} frames but the encoder was built for {self.num_frames}")
-        return uniform_positions(num_cached, self.frames).to(device)
-
-    def forward(self, features: Tensor, positions: Tensor, patches: Tensor | None = None) -> Tensor:
-        """features (B, F', D) at cached `positions` (F',); patches (B, F', P, D) or None.
-
-        Returns tokens (B, F', W), or (B, F', P, W) with patches.
+    def forward(self, features: Tensor, patches: Tensor | None = None) -> Tensor:
+        """features (B, F, D), F <= num_frames (--frames subsampling happens in FeatureData, before the
+        head); patches (B, F, P, D) or None. Returns tokens (B, F, W), or (B, F, P, W) with patches.
         """
-        tokens = self.in_proj(features) + self.temporal_position[positions]
+        frames = features.shape[1]
+        if frames > self.num_frames:
+            raise ValueError(f"features have {frames} frames but the encoder was built for {self.num_frames}")
+        tokens = self.in_proj(features) + self.temporal_position[:frames]
         if patches is not None:
             if self.spatial_position is None or patches.shape[2] != self.spatial_position.shape[0]:
                 raise ValueError(f"patches have {patches.shape[2]} tokens per frame; the encoder was built for "
@@ -170,8 +158,7 @@ class FrontdoorMediator(nn.Module):
 
     def __init__(self, dim: int, cross: str = "dictionary", memory_size: int = 32, init_temperature: float = 0.07):
         super().__init__()
-        if cross not in ("dictionary", "none"):
-            raise ValueError(f"frontdoor_cross must be 'dictionary' or 'none', got {cross!r}")
+        check_choice("frontdoor_cross", cross)
         self.cross = cross
         self.log_scale = logit_scale_parameter(init_temperature)
         self.approximator = near_identity_approximator(dim, identity=True)  # W_V, V' ~ M at init

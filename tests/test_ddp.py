@@ -9,7 +9,6 @@ import torch
 
 from cmdcl.core.store import FeatureSet
 from cmdcl.head.checkpoint import load_checkpoint
-from cmdcl.head.config import HeadConfig
 from cmdcl.head.factory import build_model
 from cmdcl.pipelines.cli import main
 from head_fixtures import order_world
@@ -34,9 +33,9 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
     single = load_checkpoint(tmp_path / "single" / "last.pt")
-    assert ddp["model"].keys() == single["model"].keys()
-    for key, value in single["model"].items():
-        other = ddp["model"][key]
+    assert ddp.model.keys() == single.model.keys()
+    for key, value in single.model.items():
+        other = ddp.model[key]
         if key.endswith("in_proj_bias"):
             # The attention key bias cannot change any softmax, so its true gradient is 0 and what it gets
             # is rounding noise, which Adam rescales to lr-sized steps: compare it loosely, q and v strictly.
@@ -44,9 +43,9 @@ def test_two_process_ddp_matches_single_process(tmp_path):
             torch.testing.assert_close(other[dim:2 * dim], value[dim:2 * dim], rtol=0, atol=1e-3, msg=key)
             other, value = torch.cat([other[:dim], other[2 * dim:]]), torch.cat([value[:dim], value[2 * dim:]])
         torch.testing.assert_close(other, value, rtol=1e-4, atol=1e-5, msg=key)
-    initial = build_model(HeadConfig.from_dict(single["config"]), FeatureSet(features).text,
-                          single["model_args"]["dims"], False)
-    moved = [k for k, p in initial.named_parameters() if not torch.equal(p.detach(), single["model"][k])]
+    initial = build_model(single.config, FeatureSet(features).text,
+                          single.model_args.dims, False)
+    moved = [k for k, p in initial.named_parameters() if not torch.equal(p.detach(), single.model[k])]
     assert len(moved) > 10  # training changed the weights: the comparison is not vacuous
     ddp_config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert ddp_config["world_size"] == 2 and ddp_config["train_videos"] == 48

@@ -10,7 +10,7 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.head.cmdcl_model import CMDCLHead
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.textual import TextualBackdoor, build_frame_dictionary, sinkhorn_plan
-from cmdcl.head.visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, uniform_positions
+from cmdcl.head.visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder
 
 D, S, C, FRAMES, P = 32, 6, 3, 8, 4
 
@@ -114,17 +114,13 @@ def test_build_frame_dictionary_priors_and_padding():
 def test_video_encoder_shapes_and_identity_start():
     features, _, patches = batch()
     encoder = VideoEncoder(D, 48, FRAMES, patches_per_frame=P)
-    positions = torch.arange(FRAMES)
-    assert encoder(features, positions).shape == (3, FRAMES, 48)
-    assert encoder(features, positions, patches).shape == (3, FRAMES, P, 48)
+    assert encoder(features).shape == (3, FRAMES, 48)
+    assert encoder(features, patches).shape == (3, FRAMES, P, 48)
+    assert encoder(features[:, :4]).shape == (3, 4, 48)  # fewer frames: the first positions
+    with pytest.raises(ValueError, match=f"built for {FRAMES}"):
+        encoder(torch.cat([features, features], dim=1))
     # in_proj / to_embedding start as inverse maps, so the head starts in CLIP space.
     assert torch.allclose(encoder.to_embedding(encoder.in_proj(features)), features, atol=1e-5)
-
-
-def test_uniform_positions_subsample():
-    assert uniform_positions(16, 0).tolist() == list(range(16))
-    kept = uniform_positions(16, 4)
-    assert kept.tolist() == [0, 5, 10, 15]
 
 
 def test_sta_shapes_and_padding_does_not_leak():
@@ -196,13 +192,12 @@ def test_head_outputs_and_padded_frames():
     assert spatial[1, :, 5:].abs().max() == 0
 
 
-def test_frame_subsampling_zeroes_dropped_frames():
+def test_head_sees_the_frames_it_is_given():
+    # --frames subsamples in FeatureData (tests/test_train.py); the head takes what it is given, no second pass.
     features, mask, _ = batch()
     attention = head(frames=4)(features, mask)["step_attention"]
-    kept = uniform_positions(FRAMES, 4)
-    dropped = torch.ones(FRAMES, dtype=torch.bool)
-    dropped[kept] = False
-    assert attention.shape == (3, S, FRAMES) and attention[:, :, dropped].abs().max() == 0
+    assert attention.shape == (3, S, FRAMES)
+    assert torch.equal(attention, head()(features, mask)["step_attention"])  # cfg.frames does not act here
     assert torch.allclose(attention[0].sum(-1), torch.ones(S), atol=1e-5)
 
 

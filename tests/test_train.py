@@ -164,7 +164,7 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted_run(world, tmp_path
                   log=messages.append, deterministic=True)
     assert first["interrupted"] and "SIGTERM: saved" in messages[-1]
     state = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
+    assert (state.epoch, state.step_in_epoch) == (1, 2)
     assert len(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == 1
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after the run
 
@@ -172,8 +172,8 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted_run(world, tmp_path
     assert not resumed["interrupted"] and resumed["best_metric"] == full["best_metric"]
     drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rows]  # noqa: E731
     assert drop(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == drop(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
-    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    a = load_checkpoint(tmp_path / "full" / "last.pt").model
+    b = load_checkpoint(tmp_path / "cut" / "last.pt").model
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = train(world, tmp_path / "cut", HeadConfig(**cfg), resume="auto", **quiet)
     assert again["epochs_run"] == 3 and len(read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == 3  # nothing redone
@@ -259,9 +259,9 @@ def test_cli_sigterm_exits_75_with_a_resumable_checkpoint(world, tmp_path):
     assert child.returncode == 75, output
     assert "SIGTERM: saved" in output and "--resume auto" in output
     state = load_checkpoint(run / "last.pt")
-    assert not state["finished"] and state["epoch"] >= 1
+    assert not state.finished and state.epoch >= 1
     done = len(read_jsonl(run / "metrics.jsonl"))
     epochs = args.index("--epochs") + 1
-    main([*args[:epochs], str(state["epoch"] + 2), *args[epochs + 1:]])  # resume: 2 more epochs, to the end
-    assert [x["epoch"] for x in read_jsonl(run / "metrics.jsonl")] == list(range(1, state["epoch"] + 3))
-    assert done == state["epoch"] and load_checkpoint(run / "last.pt")["finished"]
+    main([*args[:epochs], str(state.epoch + 2), *args[epochs + 1:]])  # resume: 2 more epochs, to the end
+    assert [x["epoch"] for x in read_jsonl(run / "metrics.jsonl")] == list(range(1, state.epoch + 3))
+    assert done == state.epoch and load_checkpoint(run / "last.pt").finished

@@ -103,9 +103,9 @@ def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] |
     model, cfg, state = load_model(checkpoint, device)
     fs = FeatureSet(_feature_spec(run, config, features))
     check_compatible(state, fs, checkpoint)
-    data = FeatureData(fs, [split], frames=int(state["model_args"]["dims"]["F"]), use_patches=cfg.use_patches,
+    data = FeatureData(fs, [split], frames=state.frames, use_patches=cfg.use_patches,
                        mode=cfg.data_mode, log=lambda message: None)
-    multilabel = bool(state["model_args"]["multilabel"])
+    multilabel = state.multilabel
     dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
     grounding = GroundingCollector(data, np.arange(len(data)), fs.read_segments(data.positions))
@@ -116,7 +116,7 @@ def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] |
     class_text, clip_step_text = text_tensors(fs.text)
     step_names = list(fs.text.step_names) or class_names  # no step vocabulary: the classes are the actions
     activities, annotated = activity_steps(fs, class_text.numpy(), clip_step_text.numpy())
-    return ScoredRun(checkpoint, model, cfg, state, fs, data, dev, multilabel, str(state["model_args"]["method"]),
+    return ScoredRun(checkpoint, model, cfg, state, fs, data, dev, multilabel, state.method,
                      scores, metrics, class_names, clip_step_text.numpy(), step_names, activities, annotated)
 
 
@@ -170,7 +170,7 @@ def _summary(run: Path, scored: ScoredRun, split: str, view: dict[str, Any], sim
     """report.json: the run, the choices made and the numbers drawn."""
     names = scored.step_names
     return {
-        "run": str(run), "checkpoint": str(scored.checkpoint), "epoch": int(scored.state["epoch"]),
+        "run": str(run), "checkpoint": str(scored.checkpoint), "epoch": scored.state.epoch,
         "method": scored.method, "features": [str(p) for p in scored.fs.paths], "split": split,
         "video": view["video_id"], "similarity_actions": [names[i] for i in similarity_actions],
         "tracked_actions": [names[i] for i in tracked] if view.get("step_attention") is not None else [],

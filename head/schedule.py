@@ -1,0 +1,123 @@
+"""The recipe shared by every trained head: AdamW parameter groups, the schedule in optimiser steps
+(warm-up + cosine), and the model-selection / early-stopping rule. docs/TRAINING.md gives the reasons.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+from torch import nn
+
+from cmdcl.head.config import HeadConfig
+from cmdcl.head.data import steps_per_epoch
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: not on norms, biases or temperatures (1-d or named *temperature*)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "temperature" in name or "logit_scale" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR multiplier per optimiser step: linear warm-up from ~0 to 1, then cosine decay to 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+AUTO_EPOCHS = 30  # epochs (= validation rounds) of an automatic schedule (--epochs 0)
+
+
+@dataclass
+class Schedule:
+    """The resolved optimisation schedule of a run, in optimiser steps (stored in checkpoints).
+
+    An epoch is `passes_per_epoch` shuffled passes over the training videos: 1 unless the training set
+    is so small that AUTO_EPOCHS single passes would make fewer than `min_steps` steps.
+    """
+    train_videos: int
+    batch_size: int  # global
+    steps_per_pass: int
+    passes_per_epoch: int
+    epochs: int
+    warmup_steps: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.steps_per_pass * self.passes_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def describe(self) -> str:
+        passes = f" x {self.passes_per_epoch} passes" if self.passes_per_epoch > 1 else ""
+        return (f"schedule: {self.train_videos} training videos, batch {self.batch_size}: {self.steps_per_pass} steps "
+                f"per pass{passes} = {self.steps_per_epoch} steps per epoch, {self.epochs} epochs = "
+                f"{self.total_steps} steps, warm-up {self.warmup_steps} steps.")
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Schedule":
+        return cls(**{f.name: int(data[f.name]) for f in fields(cls)})
+
+
+def resolve_schedule(cfg: HeadConfig, train_videos: int, world: int = 1,
+                     passes_per_epoch: int | None = None) -> Schedule:
+    """The schedule for `train_videos` at cfg's batch size (docs/TRAINING.md, "Schedule").
+
+    --epochs N (N > 0): exactly N single-pass epochs. --epochs 0 (default): AUTO_EPOCHS epochs of as few
+    passes as give at least cfg.min_steps steps in all. A resumed run passes its checkpoint's
+    passes_per_epoch, so that the data order (a function of seed, epoch and pass) does not change.
+    """
+    per_pass = steps_per_epoch(train_videos, cfg.batch_size // world, world)
+    epochs = cfg.epochs or AUTO_EPOCHS
+    if passes_per_epoch is None:
+        passes_per_epoch = 1 if cfg.epochs else max(1, math.ceil(cfg.min_steps / (epochs * per_pass)))
+    steps = per_pass * passes_per_epoch
+    return Schedule(train_videos=int(train_videos), batch_size=cfg.batch_size, steps_per_pass=per_pass,
+                    passes_per_epoch=int(passes_per_epoch), epochs=epochs, warmup_steps=cfg.warmup_epochs * steps)
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+@dataclass
+class Selection:
+    """How best.pt is chosen and when training stops early (docs/TRAINING.md, "Model selection")."""
+    val_videos: int
+    keep: str  # "best": the epoch with the best validation metric; "last": the final epoch
+    patience: int  # epochs without improvement before stopping (0 = never stop early)
+    reason: str
+
+    def describe(self, metric: str) -> str:
+        if self.keep == "last":
+            return f"model selection: best.pt = the last epoch, no early stopping ({self.reason})."
+        stop = (f"early stopping after {self.patience} epochs without improvement" if self.patience
+                else "no early stopping")
+        return f"model selection: best.pt = the epoch of best validation {metric} on {self.val_videos} videos, {stop}."
+
+
+def resolve_selection(cfg: HeadConfig, val_videos: int, validates_on_train: bool) -> Selection:
+    """Select on validation only when it is large enough that one video moves the metric little."""
+    if validates_on_train:
+        return Selection(val_videos, "last", 0, "no validation videos: the training videos stand in")
+    if val_videos < cfg.min_val_videos:
+        return Selection(val_videos, "last", 0, f"{val_videos} validation videos < --min-val-videos "
+                                                 f"{cfg.min_val_videos}: one video moves top-1 by "
+                                                 f"{100 / max(1, val_videos):.0f} points")
+    return Selection(val_videos, "best", cfg.patience, "")
