@@ -273,6 +273,34 @@ def save_outputs(model: torch.nn.Module, cfg: PretrainConfig, record: dict[str, 
     return record
 
 
+def _record_config(cfg: PretrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg).items() if k not in ("out", "root", "dataset")}
+
+
+def reusable_weights(cfg: PretrainConfig) -> dict[str, Any] | None:
+    """The provenance record of `cfg.out` when those weights were trained with this exact request, else None.
+
+    Same data (root and a fingerprint of the split's annotations), same options (seed, epochs, ...), and the
+    file on disk is the one the record hashed. Training is deterministic, so retraining would give them again.
+    """
+    from cmdcl.extract.datasets.registry import load_dataset
+    from cmdcl.extract.models import file_sha256
+
+    out, record_path = Path(cfg.out), provenance_path(cfg.out)
+    if not (out.is_file() and record_path.is_file()):
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError:
+        return None
+    index = load_dataset(cfg.dataset, cfg.root, splits=[cfg.split], **cfg.dataset_options)
+    wanted = {"format": PROVENANCE_FORMAT, "dataset": cfg.dataset, "data_root": str(Path(cfg.root).absolute()),
+              "config": json.loads(json.dumps(_record_config(cfg))), "data_fingerprint": _data_fingerprint(index)}
+    if any(record.get(k) != v for k, v in wanted.items()) or record.get("weights_sha256") != file_sha256(out):
+        return None
+    return record
+
+
 def pretrain_clip(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Load the split, decode and caption its frames, train, save; returns the provenance record."""
     from cmdcl.core.version import code_version
@@ -294,7 +322,7 @@ def pretrain_clip(cfg: PretrainConfig, log: Callable[[str], None] = print) -> di
     record = {
         "format": PROVENANCE_FORMAT, "model_name": cfg.model, "dataset": cfg.dataset,
         "data_root": str(Path(cfg.root).absolute()), "split": cfg.split, "seed": cfg.seed, "epochs": cfg.epochs,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "root", "dataset")},
+        "config": _record_config(cfg),
         "videos": frames.videos, "frames": len(frames), "final_loss": losses[-1], "losses": losses,
         "data_fingerprint": _data_fingerprint(index), "code_version": code_version(),
         "torch_version": str(torch.__version__), "open_clip_version": str(open_clip.__version__),
