@@ -303,6 +303,11 @@ def reusable_weights(cfg: PretrainConfig) -> dict[str, Any] | None:
 
 def pretrain_clip(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Load the split, decode and caption its frames, train, save; returns the provenance record."""
+    return train_and_save(cfg, log)[1]
+
+
+def train_and_save(cfg: PretrainConfig, log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """`pretrain_clip`, also returning the trained model (in eval mode) as it is in memory."""
     from cmdcl.core.version import code_version
     from cmdcl.extract.datasets.registry import load_dataset
 
@@ -328,7 +333,7 @@ def pretrain_clip(cfg: PretrainConfig, log: Callable[[str], None] = print) -> di
         "torch_version": str(torch.__version__), "open_clip_version": str(open_clip.__version__),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    return save_outputs(model, cfg, record)
+    return model, save_outputs(model, cfg, record)
 
 
 def _data_fingerprint(index: DatasetIndex) -> str:
