@@ -4,8 +4,8 @@ ROOT holds `manifest.csv` (or `manifest.jsonl`), `classes.txt` and optionally `s
 the manifest file itself. CSV columns: `video_id,path,split,label,labels,steps[,context]` where `labels` is
 `;`-separated and `steps` is `;`-separated `name@start-end` (seconds) or bare `name` entries. JSONL rows use
 the same keys with `labels` a list and `steps` a list of `{"step", "start", "end"}` objects or plain names.
-The optional `context` is free text about the scene (used only
-to caption frames for `cmdcl pretrain-clip`). Labels and steps may be given by name or by index. Without `steps.txt` the step vocabulary is the sorted set
+The optional `context` is free text about the scene, used only to caption frames for `cmdcl pretrain-clip`.
+Labels and steps may be given by name or by index. Without `steps.txt` the step vocabulary is the sorted set
 of step names used in the manifest. Video files under ROOT that no row names are reported as unannotated.
 """
 from __future__ import annotations
