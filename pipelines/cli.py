@@ -25,9 +25,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-command modules are imported here (they are light: typer + stdlib only at import time).
-    from cmdcl.pipelines import cmd_extract, cmd_head, cmd_demo, cmd_report  # noqa: F401
+    from cmdcl.pipelines import cmd_extract, cmd_head, cmd_demo, cmd_pretrain, cmd_report  # noqa: F401
 
-    for module in (cmd_extract, cmd_head, cmd_demo, cmd_report):
+    for module in (cmd_extract, cmd_head, cmd_demo, cmd_report, cmd_pretrain):
         for name, func in getattr(module, "COMMANDS", {}).items():
             app.command(name)(func)
 

@@ -21,6 +21,8 @@ def synth(
     videos_per_class: int = typer.Option(40, help="Training videos per activity."),
     test_per_class: int = typer.Option(10, help="IID test videos per activity (split 'test')."),
     ood_per_class: int = typer.Option(10, help="Out-of-distribution test videos per activity ('test_ood')."),
+    pretrain_per_class: int = typer.Option(40, help="Videos per activity in split 'pretrain' (for pretrain-clip "
+                                                    "only; no head uses them)."),
     activities: int = typer.Option(6, help="Number of activities (classes)."),
     steps: int = typer.Option(12, help="Size of the atomic-action vocabulary."),
     width: int = typer.Option(80, help="Frame width in pixels (even)."),
@@ -35,7 +37,7 @@ def synth(
     ensure_synthetic(
         root, progress=progress, seed=seed, confounding=confounding, ood_mode=ood_mode,
         train_per_class=videos_per_class, test_per_class=test_per_class, ood_per_class=ood_per_class,
-        num_activities=activities, num_steps=steps, width=width, height=height, fps=fps,
+        pretrain_per_class=pretrain_per_class, num_activities=activities, num_steps=steps, width=width, height=height, fps=fps,
     )
     rows = load_attributes(root)
     sizes = {}
@@ -56,25 +58,30 @@ def demo(
     frames: int = typer.Option(16, help="Frames sampled per video."),
     videos_per_class: int = typer.Option(40, help="Synthetic training videos per activity."),
     test_per_class: int = typer.Option(10, help="Synthetic IID and OOD test videos per activity (each)."),
-    epochs: int = typer.Option(30, help="Maximum training epochs per method (early stopping on val)."),
+    pretrain_per_class: int = typer.Option(40, help="Synthetic videos per activity that pre-train the encoder."),
+    epochs: int = typer.Option(0, help="Training epochs per method; 0 = train-head's default schedule."),
     sta_layers: int = typer.Option(2, help="Spatio-temporal attention blocks for cmdcl and transformer."),
-    methods: str = typer.Option("zeroshot,linear,transformer,cmdcl,cmdcl-no-tci-vci",
-                                help="Comma-separated runs to train and compare (cmdcl-no-tci-vci: both "
-                                     "interventions off)."),
+    methods: str = typer.Option("zeroshot,linear,transformer,cmdcl,cmdcl-no-tci,cmdcl-no-vci,cmdcl-no-tci-vci",
+                                help="Comma-separated runs to train and compare (cmdcl-no-tci / -no-vci / "
+                                     "-no-tci-vci: CMDCL without the textual / visual / both interventions)."),
     workers: int = typer.Option(1, help="Decode worker processes."),
-    model: str = typer.Option("cmdcl-tiny", help="open_clip model (cmdcl-tiny: tiny, random weights)."),
-    pretrained: Optional[str] = typer.Option(None, help="Weights (tag, file, hf-hub:); default random."),
+    model: str = typer.Option("cmdcl-tiny", help="open_clip model (cmdcl-tiny: tiny, trained here from scratch)."),
+    pretrained: Optional[str] = typer.Option(None, help="Weights (tag, file, hf-hub:) to extract with; default: "
+                                                        "pre-train them on the world's 'pretrain' split."),
+    pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain", help="Pre-train the encoder CLIP-style "
+                                  "(cached); --no-pretrain keeps random weights."),
+    pretrain_epochs: int = typer.Option(10, help="Epochs of the encoder's CLIP pre-training."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render the HTML report of the cmdcl run."),
 ) -> None:
-    """The main job end to end: synthetic data -> features -> CMDCL and baselines -> table (+ report)."""
+    """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
     from cmdcl.pipelines.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(
         data_root=root, out_dir=out, seed=seed, confounding=confounding, frames=frames, epochs=epochs,
         sta_layers=sta_layers, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), workers=workers,
-        model=model, pretrained=pretrained, report=report,
+        model=model, pretrained=pretrained, pretrain=pretrain, pretrain_epochs=pretrain_epochs, report=report,
         synthetic={"train_per_class": videos_per_class, "test_per_class": test_per_class,
-                   "ood_per_class": test_per_class},
+                   "ood_per_class": test_per_class, "pretrain_per_class": pretrain_per_class},
     ), say=typer.echo)
 
 

@@ -1,30 +1,52 @@
 """The main job end to end on a tiny synthetic world (the README's first command at toy size)."""
 import json
 
+from pathlib import Path
+
 import numpy as np
 
+from cmdcl.core.store import FeatureSet
+from cmdcl.extract.models import file_sha256
 from cmdcl.pipelines.cli import main
-from cmdcl.pipelines.demo import DEMO_RUNS
+from cmdcl.pipelines.demo import DEMO_RUNS, MethodResult, format_table
 
 
 def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
-    sizes = ["--epochs", "3", "--videos-per-class", "8", "--test-per-class", "3"]
+    sizes = ["--epochs", "3", "--videos-per-class", "8", "--test-per-class", "3", "--pretrain-per-class", "3",
+             "--pretrain-epochs", "2"]
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
     printed = capsys.readouterr().out
     for run in DEMO_RUNS:
         assert any(line.startswith(run + " ") for line in printed.splitlines()), run
-    assert "RANDOMLY initialised" in printed and "context only" in printed
+    assert "pre-training cmdcl-tiny" in printed and "pre-trained here" in printed and "context only" in printed
+    assert "grounding" in printed.splitlines()[printed.splitlines().index(next(
+        line for line in printed.splitlines() if line.startswith("method ")))]
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert [r["method"] for r in results["results"]] == list(DEMO_RUNS)
+    weights = tmp_path / "runs" / "pretrain" / "weights.pt"
+    assert results["encoder"]["pretrained"] == str(weights) and weights.is_file()
+    # the features were extracted with the pre-trained weights, and without the pretrain split
+    fs = FeatureSet(results["features"])
+    assert fs.provenance()["weights_sha256"] == file_sha256(weights)
+    assert set(fs.index["split"]) == {"train", "test", "test_ood"}
     for r in results["results"]:
         assert 0.0 <= r["iid_top1"] <= 1.0 and 0.0 <= r["ood_top1"] <= 1.0
         assert (tmp_path / "runs" / r["method"] / "best.pt").exists()
     assert (tmp_path / "runs" / "cmdcl" / "report" / "report.html").exists()
-    # A second run reuses every finished stage and prints the same table.
+    # A second run reuses every finished stage (the pre-trained weights too) and prints the same table.
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
+    assert "pre-trained cmdcl-tiny reused" in capsys.readouterr().out
     again = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert [(r["iid_top1"], r["ood_top1"]) for r in again["results"]] == \
            [(r["iid_top1"], r["ood_top1"]) for r in results["results"]]
+
+
+def test_table_shows_grounding_when_the_metrics_have_it():
+    rows = [MethodResult("cmdcl", Path("r"), 0.9, 0.5, 0.8, 1.7, 10, 1.0),
+            MethodResult("linear", Path("r"), 0.9, 0.5, None, None, 10, 1.0)]
+    table = format_table(rows, chance=1 / 6).splitlines()
+    assert "grounding" in table[0]
+    assert table[2].split()[4] == "1.700" and table[3].split()[3:5] == ["-", "-"]
 
 
 def _features(tmp_path, name, seed):

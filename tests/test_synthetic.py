@@ -24,7 +24,7 @@ from cmdcl.extract.datasets.synthetic import (
 from cmdcl.pipelines.cmd_demo import COMMANDS
 
 TINY = dict(num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4, train_per_class=2,
-            test_per_class=1, ood_per_class=1, width=48, height=32, fps=4, min_seconds=3.0, max_seconds=4.0)
+            test_per_class=1, ood_per_class=1, pretrain_per_class=1, width=48, height=32, fps=4, min_seconds=3.0, max_seconds=4.0)
 
 
 def tiny(**overrides) -> SyntheticConfig:
@@ -51,7 +51,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(dataset, tmp_p
     assert (again / "manifest.csv").read_bytes() == (dataset / "manifest.csv").read_bytes()
     assert (again / "attributes.csv").read_bytes() == (dataset / "attributes.csv").read_bytes()
     videos = file_bytes(dataset)
-    assert len(videos) == 3 * (2 + 1 + 1)
+    assert len(videos) == 3 * (2 + 1 + 1 + 1)
     assert file_bytes(again) == videos
     assert (other / "manifest.csv").read_bytes() != (dataset / "manifest.csv").read_bytes()
     assert file_bytes(other) != videos
@@ -67,8 +67,12 @@ def test_layout_and_manifest_rows(dataset):
     assert world["config"] == dataclasses.asdict(tiny())
     with open(dataset / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps"]
-    assert {r["split"] for r in rows} == {"train", "test", "test_ood"}
+    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context"]
+    assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain"}
+    attributes = {r["video_id"]: r for r in synthetic.load_attributes(dataset)}
+    for row in rows:  # the context column describes the video's own confounders in words
+        values = {name: int(attributes[row["video_id"]][name]) for name in CONFOUNDERS}
+        assert row["context"] == synthetic.context_text(values, 3) and "kitchen" in row["context"]
     for row in rows:
         entries = [e.rpartition("@") for e in row["steps"].split(";")]
         times = [tuple(map(float, t.split("-"))) for _, _, t in entries]
@@ -176,14 +180,14 @@ def test_reversed_ood_points_the_context_to_another_activity():
 def test_measured_agreement_matches_attributes(dataset):
     rows = synthetic.load_attributes(dataset)
     agreement = measured_agreement(dataset)
-    assert set(agreement) == {"train", "test", "test_ood"}
+    assert set(agreement) == {"train", "test", "test_ood", "pretrain"}
     train = [r for r in rows if r["split"] == "train"]
     assert agreement["train"]["background"] == sum(int(r["background_agrees"]) for r in train) / len(train)
 
 
 def test_manifest_loads_through_the_dataset_adapter(dataset):
     index = load_dataset("manifest", dataset)
-    assert index.split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
+    assert index.split_sizes() == {"pretrain": 3, "test": 3, "test_ood": 3, "train": 6}
     assert not index.missing and not index.unannotated
     assert index.class_names == (dataset / "classes.txt").read_text().splitlines()
     specs = {s.video_id: s for s in sample_videos(tiny())}
@@ -191,7 +195,10 @@ def test_manifest_loads_through_the_dataset_adapter(dataset):
         spec = specs[item.video_id]
         assert item.label == spec.label and Path(item.path).is_file()
         assert [(s, a, b) for s, a, b in item.segments] == [(s, a / 4, b / 4) for s, a, b in spec.segments]
-    assert load_dataset("synthetic", dataset, **TINY).split_sizes() == index.split_sizes()
+        assert item.context == synthetic.context_text(spec.context, 3)
+    # the synthetic adapter leaves the pretrain split out unless it is asked for by name
+    assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
+    assert load_dataset("synthetic", dataset, "pretrain", **TINY).split_sizes() == {"pretrain": 3}
 
 
 def test_ensure_reuses_a_complete_dataset_and_refuses_another_config(dataset, monkeypatch):
@@ -230,10 +237,10 @@ def test_synth_command(tmp_path):
     app.command()(COMMANDS["synth"])
     root = tmp_path / "cli"
     args = ["--root", str(root), "--videos-per-class", "1", "--test-per-class", "1", "--ood-per-class", "1",
-            "--activities", "3", "--steps", "6", "--width", "32", "--height", "32", "--no-progress"]
+            "--pretrain-per-class", "1", "--activities", "3", "--steps", "6", "--width", "32", "--height", "32", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "train=3, test=3, test_ood=3" in result.output and "test_ood" in result.output
+    assert "train=3, test=3, test_ood=3, pretrain=3" in result.output and "test_ood" in result.output
     assert "written" in result.output
     again = CliRunner().invoke(app, args)
     assert "reused" in again.output
@@ -246,11 +253,27 @@ def test_synth_defaults_mirror_the_config():
     config = SyntheticConfig()
     mapping = {"seed": "seed", "confounding": "confounding", "ood_mode": "ood_mode",
                "videos_per_class": "train_per_class", "test_per_class": "test_per_class",
-               "ood_per_class": "ood_per_class", "activities": "num_activities", "steps": "num_steps",
+               "ood_per_class": "ood_per_class", "pretrain_per_class": "pretrain_per_class", "activities": "num_activities", "steps": "num_steps",
                "width": "width", "height": "height", "fps": "fps"}
     for option, field in mapping.items():
         assert defaults[option] == getattr(config, field), option
 
+
+
+def test_adding_the_pretrain_split_leaves_the_other_splits_unchanged():
+    without, with_pretrain = sample_videos(tiny(pretrain_per_class=0)), sample_videos(tiny(pretrain_per_class=3))
+    assert [s for s in with_pretrain if s.split != "pretrain"] == without
+    pretrain = [s for s in with_pretrain if s.split == "pretrain"]
+    assert len(pretrain) == 9 and {s.label for s in pretrain} == {0, 1, 2}
+
+
+def test_context_text_names_colours_texture_and_light():
+    text = synthetic.context_text({"background": 1, "attire": 0, "lighting": 0}, 6)
+    assert text.startswith("in a ") and "kitchen with stripes" in text and text.endswith("dim warm light")
+    assert synthetic.colour_name(np.array([0.9, 0.1, 0.1])) == "red"
+    assert synthetic.colour_name(np.array([0.1, 0.2, 0.95])) == "blue"
+    texts = {synthetic.context_text({n: v for n in CONFOUNDERS}, 6) for v in range(6)}
+    assert len(texts) == 6  # the six contexts of a default world read differently
 
 
 def test_context_only_accuracy_from_the_written_attributes(tmp_path):

@@ -32,6 +32,7 @@ class VideoItem:
     labels: list[int] = field(default_factory=list)  # class indices present (multi-label); [label] otherwise
     steps: list[int] = field(default_factory=list)  # atomic-action (step) indices present in the video
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (step, start_s, end_s)
+    context: str = ""  # free text about the scene (manifest `context` column), for caption-style pre-training
 
 
 @dataclass

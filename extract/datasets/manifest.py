@@ -1,9 +1,10 @@
 """The `manifest` format: users' own videos, and the format the synthetic dataset is written in.
 
 ROOT holds `manifest.csv` (or `manifest.jsonl`), `classes.txt` and optionally `steps.txt`; ROOT may also be
-the manifest file itself. CSV columns: `video_id,path,split,label,labels,steps` where `labels` is
+the manifest file itself. CSV columns: `video_id,path,split,label,labels,steps[,context]` where `labels` is
 `;`-separated and `steps` is `;`-separated `name@start-end` (seconds) or bare `name` entries. JSONL rows use
 the same keys with `labels` a list and `steps` a list of `{"step", "start", "end"}` objects or plain names.
+The optional `context` is free text about the scene, used only to caption frames for `cmdcl pretrain-clip`.
 Labels and steps may be given by name or by index. Without `steps.txt` the step vocabulary is the sorted set
 of step names used in the manifest. Video files under ROOT that no row names are reported as unannotated.
 """
@@ -58,7 +59,7 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
         items.append(VideoItem(
             video_id=video_id, path=absolute(row["path"], folder), split=row["split"], label=label,
             labels=labels or ([label] if label >= 0 else []), steps=sorted(steps_present),
-            segments=sorted(segments, key=lambda s: (s[1], s[2], s[0])),
+            segments=sorted(segments, key=lambda s: (s[1], s[2], s[0])), context=row["context"],
         ))
 
     listed = {item.path for item in items}
@@ -163,7 +164,8 @@ def normalise(row: dict, labels: list, steps: list[Step], where: str) -> dict:
         raise DatasetError(f"{where}: empty {', '.join(empty)}")
     label = row.get("label")
     label = None if label is None or (isinstance(label, str) and not label.strip()) else label
-    return {**values, "label": label, "labels": labels, "steps": steps}
+    return {**values, "label": label, "labels": labels, "steps": steps,
+            "context": str(row.get("context") or "").strip()}
 
 
 def split_list(text: str | None) -> list[str]:

@@ -109,6 +109,10 @@ def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **option
 
         check_options(name, ensure_synthetic, options)
         index = load_manifest(ensure_synthetic(root, **options), splits)
+        if splits is None:  # its "pretrain" split is for `cmdcl pretrain-clip` only: used when named
+            from cmdcl.extract.datasets.synthetic import HEAD_SPLITS
+
+            index.items = [item for item in index.items if item.split in HEAD_SPLITS]
         index.name = "synthetic"
         return index
     if not root.exists():

@@ -11,6 +11,11 @@ label but agrees with it with probability `confounding` in the "train" and "test
 drawn at chance (or reversed: it points to another activity). A model that reads the context instead of the
 actions therefore scores well on "test" and badly on "test_ood".
 
+The "pretrain" split (confounded like "train") is for pre-training the encoder (`cmdcl pretrain-clip`), the
+way CLIP is trained on web images: no head trains or tests on it, and extraction skips it unless asked. The
+manifest's `context` column describes each video's scene in words ("in a blue kitchen with stripes, red
+apron, dim warm light"), like the alt-text around a web image.
+
 The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
 same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
 (config, scripts, provenance). Same seed -> byte-identical manifest and video files.
@@ -29,9 +34,12 @@ import numpy as np
 
 from cmdcl.core.errors import CmdclError
 
-GENERATOR_VERSION = 1  # bump when the rendering or sampling changes, so stale datasets are not reused
+GENERATOR_VERSION = 2  # 2: the "pretrain" split and the manifest's context column; bump when the rendering or sampling changes, so stale datasets are not reused
 
-SPLITS = ("train", "test", "test_ood")
+# The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
+# older splits stay byte-identical for a seed.
+SPLITS = ("train", "test", "test_ood", "pretrain")
+HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
 CONFOUNDERS = ("background", "attire", "lighting")
 OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "DONE"}
 
@@ -69,6 +77,7 @@ class SyntheticConfig:
     train_per_class: int = 40
     test_per_class: int = 10  # split "test": IID, same confounding as train
     ood_per_class: int = 10  # split "test_ood": confounders at chance (or reversed)
+    pretrain_per_class: int = 40  # split "pretrain": encoder pre-training only, confounded like train
     width: int = 80
     height: int = 60
     fps: int = 8
@@ -96,7 +105,7 @@ class SyntheticConfig:
         if not needed <= self.num_steps <= len(STEP_NAMES):
             raise bad("num_steps", f"must be between num_activities - 2 + max_script_steps = {needed} "
                                    f"and {len(STEP_NAMES)}")
-        for option in ("train_per_class", "test_per_class", "ood_per_class"):
+        for option in ("train_per_class", "test_per_class", "ood_per_class", "pretrain_per_class"):
             if getattr(self, option) < 0:
                 raise bad(option, "must be >= 0")
         for option in ("width", "height"):
@@ -119,7 +128,8 @@ class SyntheticConfig:
             raise bad("noise", "must be >= 0")
 
     def videos_per_class(self, split: str) -> int:
-        return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class}[split]
+        return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class,
+                "pretrain": self.pretrain_per_class}[split]
 
 
 @dataclass
@@ -270,6 +280,31 @@ def lighting_params(value: int, num_values: int) -> tuple[float, tuple[float, fl
     return gain, tint, slope
 
 
+HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue", "violet", "magenta",
+             "pink")  # twelve equal hue sectors, the first centred on red
+
+
+def colour_name(rgb: np.ndarray) -> str:
+    """A plain word for an RGB colour in [0, 1] (its hue sector; greys have none)."""
+    h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    if s < 0.15:
+        return "grey" if v < 0.8 else "white"
+    return HUE_NAMES[int(round(h * len(HUE_NAMES))) % len(HUE_NAMES)]
+
+
+def context_text(context: dict[str, int], num_values: int) -> str:
+    """The scene of a video in words: its background, the actor's attire and the lighting."""
+    background = colour_name(background_colour(context["background"], num_values))
+    texture = TEXTURES[context["background"] % len(TEXTURES)]
+    pattern = "" if texture == "plain" else f" with {texture}"
+    attire = colour_name(attire_colour(context["attire"], num_values))
+    gain, tint, _ = lighting_params(context["lighting"], num_values)
+    brightness = "dim" if gain < 0.9 else "bright" if gain > 1.05 else "soft"
+    warmth = "warm" if tint[0] > tint[2] else "cool"
+    article = "an" if background[0] in "aeiou" else "a"
+    return f"in {article} {background} kitchen{pattern}, {attire} apron, {brightness} {warmth} light"
+
+
 def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
     """Signed distance (pixels, negative inside) of a shape of radius r centred at the origin."""
     ax, ay = np.abs(dx), np.abs(dy)
@@ -409,10 +444,11 @@ def _write_tables(folder: Path, specs: list[VideoSpec], world: World, config: Sy
     (folder / "steps.txt").write_text("".join(f"{n}\n" for n in world.step_names))
     with open(folder / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "path", "split", "label", "labels", "steps"])
+        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context"])
         for spec in specs:
             writer.writerow([spec.video_id, spec.path, spec.split, world.activity_names[spec.label], "",
-                             _steps_field(spec, world, config.fps)])
+                             _steps_field(spec, world, config.fps),
+                             context_text(spec.context, config.num_activities)])
     with open(folder / "attributes.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["video_id", "split", "label", "label_index", *CONFOUNDERS,
@@ -610,5 +646,5 @@ def context_only_accuracy(root: str | Path, seed: int = 0) -> dict[str, float]:
         return x, np.array([int(r["label_index"]) for r in chosen])
 
     classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(*table("train"))
-    splits = dict.fromkeys(r["split"] for r in rows if r["split"] != "train")
+    splits = dict.fromkeys(r["split"] for r in rows if r["split"] in HEAD_SPLITS and r["split"] != "train")
     return {split: float(classifier.score(*table(split))) for split in splits}
