@@ -53,6 +53,15 @@ class FrameSampler:
         """Stored in every shard's attributes (provenance)."""
         return {"mode": self.mode, "frames": self.frames, "fps": self.fps, "padding": "repeat-last+mask"}
 
+    @classmethod
+    def from_provenance(cls, spec, frames: int | None = None) -> "FrameSampler":
+        """The sampler a shard recorded (`as_dict`, or its JSON text as HDF5 attributes hold it)."""
+        import json
+
+        spec = json.loads(spec) if isinstance(spec, (str, bytes)) else dict(spec or {})
+        return cls(int(frames if frames is not None else spec["frames"]), mode=spec.get("mode", "uniform"),
+                   fps=spec.get("fps"))
+
     def __repr__(self) -> str:
         return f"FrameSampler(frames={self.frames}, mode={self.mode!r}, fps={self.fps})"
 

@@ -55,7 +55,7 @@ def extract(
     patch_grid: int = typer.Option(0, "--patch-grid", help="Also store G x G pooled patch tokens per frame (0 = off)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Frames per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers",
-                                          help="Decode processes (default: cores - 1, at most 8; 0 = in-process)."),
+                                          help="Decode processes (default: one per core; 0 = in-process)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="decord | pyav (default: decord when installed)."),
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Decode with PyAV the videos decord cannot open or read."),
