@@ -28,7 +28,7 @@ from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
 from cmdcl.extract.decoders import backend_version, decord_available, default_backend
-from cmdcl.extract.sampler import FrameSampler
+from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
 
 __all__ = ["TASKS_PER_WORKER", "BatchEncoder", "DecodeFailure", "DecodePool", "DecodeSettings", "DecodeTask",
@@ -48,6 +48,7 @@ class ExtractConfig:
     preprocess_tag: str | None = None  # pretrained tag whose preprocessing a bare weights file uses
     frames: int = 64  # F: frames per video
     sample_fps: float | None = None  # sample at this rate (strided to F) instead of F uniform segments
+    seek: str = "exact"  # "keyframe": the nearest keyframe of each sampled frame (sampler.SEEK_MODES)
     patch_grid: int = 0  # G > 0 also stores G x G pooled patch tokens per frame
     batch_size: int = 256  # frames per encoder batch
     workers: int = 4  # decode processes; 0 decodes in the main process (debugging, tests; no timeout)
@@ -81,14 +82,16 @@ class ExtractConfig:
             raise CmdclError(f"--timeout {self.timeout_s}: must be positive seconds.")
         if self.decoder not in (None, "decord", "pyav"):
             raise CmdclError(f"--decoder {self.decoder!r}: choose decord or pyav.")
+        if self.seek not in SEEK_MODES:
+            raise CmdclError(f"--seek {self.seek!r}: choose {' or '.join(SEEK_MODES)}.")
         if self.limit is not None and self.limit < 1:
             raise CmdclError(f"--limit {self.limit}: must be at least 1.")
         return self
 
     def sampler(self) -> FrameSampler:
         if self.sample_fps:
-            return FrameSampler(self.frames, mode="fps", fps=self.sample_fps)
-        return FrameSampler(self.frames, mode="uniform")
+            return FrameSampler(self.frames, mode="fps", fps=self.sample_fps, seek=self.seek)
+        return FrameSampler(self.frames, mode="uniform", seek=self.seek)
 
 
 @dataclass

@@ -57,6 +57,9 @@ def extract(
     workers: Optional[int] = typer.Option(None, "--workers",
                                           help="Decode processes (default: one per core; 0 = in-process)."),
     decoder: Optional[str] = typer.Option(None, "--decoder", help="decord | pyav (default: decord when installed)."),
+    seek: str = typer.Option("exact", "--seek",
+                             help="exact | keyframe: take the nearest keyframe of each sampled frame (much less "
+                                  "decoding; real timestamps stored)."),
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Decode with PyAV the videos decord cannot open or read."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -87,7 +90,7 @@ def extract(
         splits=[s.strip() for s in splits.split(",") if s.strip()] if splits else None,
         model=model, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, preprocess_tag=preprocess_tag,
         frames=frames, sample_fps=fps, patch_grid=patch_grid, batch_size=batch_size,
-        workers=_default_workers() if workers is None else workers, decoder=decoder, fallback=fallback,
+        workers=_default_workers() if workers is None else workers, decoder=decoder, seek=seek, fallback=fallback,
         device=device, precision=precision, shard=_shard_spec(shard, shard_index, num_shards), timeout_s=timeout,
         strict=strict, templates=list(template) if template else None, seed=seed, limit=limit,
         flush_every=flush_every, retry_failed=retry_failed, progress=progress,
