@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from cmdcl.core.errors import CmdclError, one_line
-from cmdcl.extract.decoders import VideoDecodeError, VideoMeta, VideoOpenError, fallback_decoder
+from cmdcl.extract.decoders import VideoDecodeError, VideoMeta, VideoOpenError, default_backend, fallback_decoder
 from cmdcl.extract.sampler import FrameSampler, SampledFrames
 
 TASKS_PER_WORKER = 2  # one decoding, one queued: a worker never waits for the main process
@@ -41,7 +41,7 @@ class DecodeSettings:
     sampler: FrameSampler
     image_size: int
     resize_mode: str
-    backend: str
+    backend: str | None  # None: by the video's container (decoders.default_backend)
     fallback: bool
     threads: int = 1
 
@@ -91,11 +91,12 @@ def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | Dec
     stage = "open"
     decoder = None
     try:
-        decoder = fallback_decoder(settings.backend, settings.fallback, settings.threads)
+        backend = settings.backend or default_backend(task.path)
+        decoder = fallback_decoder(backend, settings.fallback, settings.threads)
         decoder.open(task.path, _DecodeSize(settings.image_size, settings.resize_mode))
         stage = "decode"
         # --no-fallback with decord: decord or nothing; PyAV may still salvage a file it serves itself.
-        got = decoder.read_sampled(settings.sampler, salvage=settings.fallback or settings.backend == "pyav")
+        got = decoder.read_sampled(settings.sampler, salvage=settings.fallback or backend == "pyav")
         return DecodedClip(key=task.key, frames=got.frames, timestamps_ms=got.timestamps_ms, sampled=got.sampled,
                            meta=got.meta, backend=got.backend, fallback_reason=got.fallback_reason,
                            seconds=time.perf_counter() - start, partial=bool(got.meta.truncated or got.salvaged),

@@ -27,7 +27,8 @@ from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
-from cmdcl.extract.decoders import backend_version, decord_available, default_backend
+from cmdcl.extract.decoders import (FallbackDecoder, backend_version, decord_available, default_backend,
+                                    fallback_order)
 from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
 
@@ -247,8 +248,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     encoder = _encoder(cfg, encoder)
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
-    backend = _backend(cfg, log)
-    attrs = _provenance(cfg, encoder, index, backend)
+    backend = _backend(cfg, mine, log)
+    attrs = _provenance(cfg, encoder, index, mine, backend)
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
     sink = ShardSink(writer, summary, log, len(index.class_names), len(index.step_names))
     finalized = False
@@ -269,7 +270,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
         settings = DecodeSettings(sampler=cfg.sampler(), image_size=encoder.image_size,
                                   resize_mode=encoder.resize_mode, backend=backend, fallback=cfg.fallback)
         batcher = BatchEncoder(encoder, cfg.batch_size, cfg.patch_grid)
-        _stream(cfg, todo, settings, _Mapper(batcher, preprocess, sink, backend, log), wall_start)
+        _stream(cfg, todo, settings, _Mapper(batcher, preprocess, sink, log), wall_start)
         summary.encode_s = batcher.seconds
         sink.finalize()
         finalized = True
@@ -303,9 +304,14 @@ def _encoder(cfg: ExtractConfig, encoder):
     return encoder
 
 
-def _backend(cfg: ExtractConfig, log: Callable[[str], None]) -> str:
-    """The decoder backend this run uses for every video it can serve."""
-    backend = cfg.decoder or default_backend()
+def _backend(cfg: ExtractConfig, items: Sequence[VideoItem], log: Callable[[str], None]) -> str | None:
+    """The backend this run starts every video with: `--decoder`, else the per-container default
+    (`decoders.DEFAULT_BY_CONTAINER`): its one backend when it picks the same for every video of the shard,
+    None (each video by its container) when not."""
+    if cfg.decoder is None:
+        chosen = {default_backend(item.path) for item in items} or {default_backend()}
+        return chosen.pop() if len(chosen) == 1 else None
+    backend = cfg.decoder
     if backend == "decord" and not decord_available():
         if not cfg.fallback:
             raise CmdclError("--decoder decord: decord is not installed (wheels exist only for Linux x86_64 and "
@@ -315,15 +321,24 @@ def _backend(cfg: ExtractConfig, log: Callable[[str], None]) -> str:
     return backend
 
 
-def _provenance(cfg: ExtractConfig, encoder, index, backend: str) -> dict[str, Any]:
+def _decoder_provenance(cfg: ExtractConfig, items: Sequence[VideoItem], backend: str | None) -> dict[str, Any]:
+    """Which decoder made the features: one backend, or "auto" with the container -> backend rule applied."""
+    if backend is None:
+        rule = {Path(item.path).suffix.lower().lstrip("."): default_backend(item.path) for item in items}
+        return {"decoder": "auto", "decoder_by_container": dict(sorted(rule.items())),
+                "decoder_version": FallbackDecoder.version(), "decoder_fallback": "by container"}
+    return {"decoder": backend, "decoder_version": backend_version(backend),
+            "decoder_fallback": ",".join(fallback_order(backend)[1:]) if cfg.fallback else ""}
+
+
+def _provenance(cfg: ExtractConfig, encoder, index, items: Sequence[VideoItem], backend: str | None
+                ) -> dict[str, Any]:
     """The shard's attributes: everything that makes its features what they are (checked on resume and merge)."""
     from cmdcl.core.version import code_version
 
     attrs = {
         **encoder.provenance(),
-        "decoder": backend,
-        "decoder_version": backend_version(backend),
-        "decoder_fallback": "pyav" if cfg.fallback and backend == "decord" else "",
+        **_decoder_provenance(cfg, items, backend),
         "sampler": cfg.sampler().as_dict(),
         "frames": cfg.frames,
         "patch_grid": cfg.patch_grid,
@@ -351,7 +366,6 @@ class _Mapper:
     batcher: BatchEncoder
     preprocess: Callable
     sink: ShardSink
-    backend: str
     log: Callable[[str], None]
 
     def clip(self, item: VideoItem, result: DecodedClip | DecodeFailure) -> None:
@@ -360,7 +374,7 @@ class _Mapper:
         if isinstance(result, DecodeFailure):
             self.sink.failure(item, result.stage, result.error)
             return
-        if result.backend != self.backend:
+        if result.fallback_reason is not None:  # the backend it started with could not serve it
             summary.fallbacks += 1
             self.log(f"{item.video_id}: decoded with {result.backend} ({result.fallback_reason})")
         start = time.perf_counter()

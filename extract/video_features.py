@@ -15,7 +15,7 @@ import numpy as np
 from cmdcl.extract.batch_encoder import BatchEncoder
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
-from cmdcl.extract.decoders import BACKENDS, backend_available, default_backend
+from cmdcl.extract.decoders import BACKENDS, backend_available
 from cmdcl.extract.sampler import FrameSampler
 from cmdcl.extract.shard_sink import _pad_rows, stored_rows
 
@@ -33,11 +33,11 @@ class VideoRows:
 
 def decode_settings(provenance: Mapping[str, Any], encoder) -> DecodeSettings:
     """How a shard with these attributes decoded its videos: its sampler and frames, its decoder when
-    installed here (else the default), with fallback."""
+    installed here (else each video's per-container default), with fallback."""
     sampler = FrameSampler.from_provenance(provenance.get("sampler") or {}, int(provenance["frames"]))
-    backend = str(provenance.get("decoder") or "")
+    backend: str | None = str(provenance.get("decoder") or "")
     if backend not in BACKENDS or not backend_available(backend):
-        backend = default_backend()
+        backend = None  # "auto" (per container), or not installed here
     return DecodeSettings(sampler=sampler, image_size=encoder.image_size, resize_mode=encoder.resize_mode,
                           backend=backend, fallback=True)
 

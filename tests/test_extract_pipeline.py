@@ -72,7 +72,7 @@ def by_id(features: FeatureSet, name: str = "features") -> dict[str, np.ndarray]
 
 @pytest.fixture(scope="module")
 def reference(dataset, encoder, tmp_path_factory) -> Path:
-    """Single-process extraction of the whole dataset (decord where installed), the baseline of the comparisons."""
+    """Single-process extraction of the whole dataset (default decoder), the baseline of the comparisons."""
     out = tmp_path_factory.mktemp("single")
     summary = run_extraction(config(dataset, out), encoder=encoder)
     assert (summary.extracted, summary.failed) == (6, 2)
@@ -260,11 +260,12 @@ def test_sigterm_saves_finished_videos_and_exits_143(dataset, tmp_path):
 
 
 def test_pyav_and_decord_give_close_features(dataset, encoder, reference, tmp_path):
-    summary = run_extraction(config(dataset, tmp_path, decoder="pyav"), encoder=encoder)
+    other = "decord" if decoders.decord_available() else "pyav"  # the reference is the default: PyAV
+    summary = run_extraction(config(dataset, tmp_path, decoder=other), encoder=encoder)
     assert summary.extracted == 6
-    pyav = FeatureSet(tmp_path / shard_name(0, 1))
-    assert pyav.attrs["decoder"] == "pyav"
-    a, b = by_id(pyav), by_id(FeatureSet(reference))
+    served = FeatureSet(tmp_path / shard_name(0, 1))
+    assert served.attrs["decoder"] == other and FeatureSet(reference).attrs["decoder"] == "pyav"
+    a, b = by_id(served), by_id(FeatureSet(reference))
     for vid in b:
         cosine = (a[vid].astype(np.float32) * b[vid].astype(np.float32)).sum(axis=1)
         assert cosine.min() > 0.99, (vid, cosine)
@@ -376,9 +377,27 @@ def test_published_layouts_extract_end_to_end(name, encoder, tmp_path):
     assert FeatureSet(tmp_path / "out").verify() == []
 
 
-def test_decord_missing_defaults_to_pyav(monkeypatch):
-    monkeypatch.setattr(decoders, "decord_available", lambda: False)
-    assert decoders.default_backend() == "pyav"
+def test_default_decoder_is_chosen_per_container_and_installed(monkeypatch):
+    assert decoders.default_backend("a/b.MP4") == decoders.DEFAULT_BY_CONTAINER["mp4"]
+    assert decoders.default_backend("clip.unknown") == decoders.default_backend() == decoders.DEFAULT_BACKEND
+    monkeypatch.setitem(decoders.DEFAULT_BY_CONTAINER, "mkv", "decord")
+    monkeypatch.setattr(decoders.DecordDecoder, "available", classmethod(lambda cls: True))
+    assert decoders.default_backend("x.mkv") == "decord" and decoders.default_backend("x.mp4") == "pyav"
+    monkeypatch.setattr(decoders.DecordDecoder, "available", classmethod(lambda cls: False))
+    assert decoders.default_backend("x.mkv") == "pyav"  # the rule's backend is not installed
+
+
+def test_a_shard_of_mixed_containers_records_the_rule(dataset, encoder, tmp_path, monkeypatch):
+    """When the rule picks different backends for the shard's videos, each video gets its own and the
+    provenance says "auto" with the rule applied."""
+    if not decoders.decord_available():
+        pytest.skip("decord is not installed on this platform")
+    monkeypatch.setitem(decoders.DEFAULT_BY_CONTAINER, "mkv", "decord")
+    summary = run_extraction(config(dataset, tmp_path), encoder=encoder)
+    assert (summary.extracted, summary.failed, summary.fallbacks) == (6, 2, 0)
+    attrs = FeatureSet(tmp_path / shard_name(0, 1)).attrs
+    assert attrs["decoder"] == "auto"
+    assert json.loads(attrs["decoder_by_container"]) == {"avi": "pyav", "mkv": "decord", "mp4": "pyav"}
 
 
 def test_video_rows_are_the_rows_the_store_holds(dataset, encoder, reference):

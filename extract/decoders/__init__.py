@@ -20,15 +20,27 @@ from cmdcl.extract.decoders.pyav import PyAVDecoder
 # The registry: `--decoder` name -> backend class.
 BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
 
-__all__ = ["BACKENDS", "FALLBACK_ORDER", "DecordDecoder", "FallbackDecoder", "FrameCountChanged", "PyAVDecoder",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_BY_CONTAINER", "FALLBACK_ORDER", "DecordDecoder", "FallbackDecoder", "FrameCountChanged", "PyAVDecoder",
            "SampledRead", "SizeSpec", "VideoDecodeError", "VideoDecoder", "VideoMeta", "VideoOpenError",
            "backend_available", "backend_version", "decord_available", "default_backend", "fallback_decoder", "fallback_order",
            "make_decoder", "one_line", "open_video"]
 
 
-def default_backend() -> str:
-    """decord where it is installed (faster seeking), else PyAV."""
-    return "decord" if decord_available() else "pyav"
+# The fastest correct backend per container (file suffix), measured per decode worker with
+# benchmarks/decoder_choice.py (docs/BENCHMARKS.md, "Decoder per container"): PyAV, with its packet
+# index and the non-reference-frame skip, beat decord on every container measured. decord stays
+# selectable (--decoder decord) and in the fallback order. A container not listed gets PyAV.
+DEFAULT_BY_CONTAINER: dict[str, str] = {"mp4": "pyav", "m4v": "pyav", "mov": "pyav", "mkv": "pyav",
+                                        "webm": "pyav", "avi": "pyav"}
+DEFAULT_BACKEND = "pyav"
+
+
+def default_backend(path: str | Path | None = None) -> str:
+    """The backend for `path`'s container by `DEFAULT_BY_CONTAINER` (without a path: for a container not
+    listed), or PyAV when that backend is not installed."""
+    suffix = Path(path).suffix.lower().lstrip(".") if path is not None else ""
+    backend = DEFAULT_BY_CONTAINER.get(suffix, DEFAULT_BACKEND)
+    return backend if backend_available(backend) else "pyav"
 
 
 def backend_available(name: str) -> bool:
@@ -49,9 +61,11 @@ def make_decoder(name: str, threads: int = 1) -> VideoDecoder:
     return BACKENDS[name](threads)
 
 
-def fallback_decoder(backend: str, fallback: bool = True, threads: int = 1) -> FallbackDecoder:
-    """An unopened decoder for `backend`; with `fallback`, one that hands a video it cannot serve on to the
+def fallback_decoder(backend: str | None, fallback: bool = True, threads: int = 1,
+                     path: str | Path | None = None) -> FallbackDecoder:
+    """An unopened decoder for `backend` (None: `default_backend(path)`); with `fallback`, one that hands a video it cannot serve on to the
     backends after it (`fallback.FALLBACK_ORDER`). Its `read_sampled` also salvages partly broken videos."""
+    backend = backend or default_backend(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoder {backend!r}; choose from {sorted(BACKENDS)}")
     order = fallback_order(backend) if fallback else [backend]
@@ -64,12 +78,12 @@ def fallback_decoder(backend: str, fallback: bool = True, threads: int = 1) -> F
 
 def open_video(path: str | Path, backend: str | None = None, fallback: bool = True, size: SizeSpec = None,
                threads: int = 1) -> VideoDecoder:
-    """Open `path` with `backend` (a `BACKENDS` name; default: `default_backend()`) and return the decoder.
+    """Open `path` with `backend` (a `BACKENDS` name; default: `default_backend(path)`) and return the decoder.
 
     With `fallback`, a file the backend cannot open or read is served by the next backend of
     `FALLBACK_ORDER` instead; the returned decoder's `name` then says which, and `fallback_reason` why.
     """
-    backend = backend or default_backend()
+    backend = backend or default_backend(path)
     decoder: VideoDecoder = fallback_decoder(backend, fallback, threads)
     if len(decoder.order) == 1:  # nothing to fall back to: the backend itself
         decoder = make_decoder(backend, threads)
