@@ -27,11 +27,13 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_BY_CONTAINER", "FALLBACK_ORDE
 
 
 # The fastest correct backend per container (file suffix), measured per decode worker with
-# benchmarks/decoder_choice.py (docs/BENCHMARKS.md, "Decoder per container"): PyAV, with its packet
-# index and the non-reference-frame skip, beat decord on every container measured. decord stays
-# selectable (--decoder decord) and in the fallback order. A container not listed gets PyAV.
+# benchmarks/decoder_choice.py (docs/BENCHMARKS.md, "Decoder per container"). PyAV, with its packet
+# index and the non-reference-frame skip, beat or tied decord on mp4, mov, mkv and webm. AVI has no
+# presentation times, so PyAV decodes it front to back while decord seeks: decord is faster there (its
+# misreads of B-frame AVIs show as invalid timestamps and those videos fall back to PyAV). A container
+# not listed, or a backend not installed, gets PyAV.
 DEFAULT_BY_CONTAINER: dict[str, str] = {"mp4": "pyav", "m4v": "pyav", "mov": "pyav", "mkv": "pyav",
-                                        "webm": "pyav", "avi": "pyav"}
+                                        "webm": "pyav", "avi": "decord"}
 DEFAULT_BACKEND = "pyav"
 
 
