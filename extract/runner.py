@@ -27,7 +27,7 @@ from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
-from cmdcl.extract.decoders import (FallbackDecoder, backend_version, decord_available, default_backend,
+from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_version, decord_available, default_backend,
                                     fallback_order)
 from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
@@ -81,8 +81,8 @@ class ExtractConfig:
             raise CmdclError(f"--fps {self.sample_fps}: must be a positive rate (frames per second).")
         if self.timeout_s <= 0:
             raise CmdclError(f"--timeout {self.timeout_s}: must be positive seconds.")
-        if self.decoder not in (None, "decord", "pyav"):
-            raise CmdclError(f"--decoder {self.decoder!r}: choose decord or pyav.")
+        if self.decoder is not None and self.decoder not in BACKENDS:
+            raise CmdclError(f"--decoder {self.decoder!r}: choose {' or '.join(sorted(BACKENDS))}.")
         if self.seek not in SEEK_MODES:
             raise CmdclError(f"--seek {self.seek!r}: choose {' or '.join(SEEK_MODES)}.")
         if self.limit is not None and self.limit < 1:
