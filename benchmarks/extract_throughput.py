@@ -4,6 +4,7 @@
     python benchmarks/extract_throughput.py --model ViT-B-16 --videos 4      # encode-bound on a CPU
     python benchmarks/extract_throughput.py --model ViT-L-14 --device cuda --precision fp16 --workers 16 --videos 256
     python benchmarks/extract_throughput.py --tiny                           # seconds; what the test suite runs
+    python benchmarks/extract_throughput.py --compare-seek --videos 4        # --seek exact vs keyframe, wall time
 
 Videos are generated once (seeded; H.264 with B-frames, 60-180 s, 320x240 and 640x360, 25/30 fps, a keyframe
 every 2-10 s) and cached in benchmarks/out/videos/. Models have random weights: the same compute as real ones.
@@ -18,6 +19,10 @@ Four measurements in one process, same machine, same model, same videos, same F:
           the torch threads cmdcl's encoder gets (all of torch's)
 
 overlap efficiency = max(decode, encode) / cmdcl: 1.0 means cmdcl runs as fast as its slower side alone.
+
+--compare-seek instead times `run_extraction` with --seek exact and with --seek keyframe on the same videos
+(interleaved rounds, the fastest of each): keyframe seeking decodes one frame per sampled keyframe instead of
+every frame from the keyframe before each sampled frame.
 """
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ def encoder_threads() -> int:
 
 # ---------------------------------------------------------------------------------------------- measurements
 
-def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) -> dict:
+def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path, seek: str | None = None) -> dict:
     """One full `run_extraction` over the dataset; wall time measured around the call."""
     from cmdcl.extract.runner import ExtractConfig, run_extraction
 
@@ -55,7 +60,8 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) 
     shutil.rmtree(out, ignore_errors=True)
     cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(out), model=args.model, frames=args.frames,
                         batch_size=args.batch_size, workers=args.workers, decoder=args.decoder, device=args.device,
-                        precision=args.precision, progress=False, templates=["{}"], flush_every=64)
+                        precision=args.precision, progress=False, templates=["{}"], flush_every=64,
+                        seek=seek or args.seek)
     load = load_average()
     with GpuSampler() as gpu:
         started = time.perf_counter()
@@ -66,7 +72,7 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) 
     return {"seconds": seconds, "frames": summary.frames, "frames_per_s": summary.frames / seconds,
             "decode_worker_s": summary.decode_s, "main_waited_s": summary.wait_s,
             "preprocess_s": summary.preprocess_s, "encode_s": summary.encode_s, "write_s": summary.write_s,
-            "workers": args.workers, "encoder_threads": encoder_threads(),
+            "workers": args.workers, "encoder_threads": encoder_threads(), "seek": cfg.seek,
             "load_before": load, "gpu": gpu.summary() if gpu.available else None}
 
 
@@ -128,12 +134,12 @@ def measure_naive(paths: list[Path], encoder, frames: int, scratch: Path) -> dic
 
 
 def _decode_settings(encoder, frames: int, decoder: str | None = None):
-    from cmdcl.extract.decoders import default_backend
     from cmdcl.extract.runner import DecodeSettings
     from cmdcl.extract.sampler import FrameSampler
 
+    # backend None: each video by its container, as run_extraction's default
     return DecodeSettings(sampler=FrameSampler(frames), image_size=encoder.image_size,
-                          resize_mode=encoder.resize_mode, backend=decoder or default_backend(), fallback=True)
+                          resize_mode=encoder.resize_mode, backend=decoder, fallback=True)
 
 
 def start_worker_server(encoder, frames: int) -> None:
@@ -173,7 +179,7 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
             pool.close()
     seconds = time.perf_counter() - started
     return ({"seconds": seconds, "frames": total, "frames_per_s": total / seconds, "worker_s": worker_s,
-             "workers": args.workers, "decoder": settings.backend, "load_before": load},
+             "workers": args.workers, "decoder": settings.backend or "by container", "load_before": load},
             [kept[k] for k in sorted(kept)])
 
 
@@ -234,6 +240,8 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.workers > 0:
         start_worker_server(encoder, args.frames)
+    if args.compare_seek:
+        return compare_seek(report, root, encoder, args, scratch)
     runs: dict[str, list[dict]] = {"decode_limit": [], "encode_limit": [], "naive": [], "cmdcl": []}
     # Rounds interleave the four, so that a burst of load from other jobs hits one round, not one pipeline.
     for _ in range(args.repeat):
@@ -260,6 +268,33 @@ def run(args: argparse.Namespace) -> dict:
         "load_after": load_average(),
     })
     return report
+
+
+def compare_seek(report: dict, root: Path, encoder, args: argparse.Namespace, scratch: Path) -> dict:
+    """`run_extraction` with --seek exact and --seek keyframe, interleaved rounds, the fastest of each."""
+    runs: dict[str, list[dict]] = {"exact": [], "keyframe": []}
+    for _ in range(args.repeat):
+        for seek in runs:
+            runs[seek].append(measure_cmdcl(root, encoder, args, scratch, seek=seek))
+    shutil.rmtree(scratch, ignore_errors=True)
+    best = {seek: dict(min(rows, key=lambda r: r["seconds"]), all_seconds=[r["seconds"] for r in rows])
+            for seek, rows in runs.items()}
+    report.update({"seek_exact": best["exact"], "seek_keyframe": best["keyframe"],
+                   "keyframe_speedup": best["exact"]["seconds"] / best["keyframe"]["seconds"],
+                   "load_after": load_average()})
+    return report
+
+
+def print_seek_report(r: dict) -> None:
+    print(f"model {r['model']}, F = {r['frames_per_video']}, {r['workers']} decode worker(s); "
+          f"videos: {r['videos']['videos']} ({r['videos']['total_s'] / 60:.0f} min, keyframe every "
+          f"{r['videos']['gop_s_min_max'][0]:g}-{r['videos']['gop_s_min_max'][1]:g} s)")
+    for seek in ("exact", "keyframe"):
+        row = r[f"seek_{seek}"]
+        print(f"--seek {seek:9s} {row['seconds']:7.1f} s  {row['frames']:6d} frames stored (valid)  "
+              f"decode {row['decode_worker_s']:.1f} worker-s  rounds {[round(x, 1) for x in row['all_seconds']]}")
+    print(f"keyframe / exact wall time: {r['keyframe_speedup']:.2f}x faster; load average before "
+          f"{r['machine']['load_average']}, after {r['load_after']}")
 
 
 def print_report(r: dict) -> None:
@@ -307,7 +342,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
                         help="decode workers (default as `cmdcl extract`: one per core)")
     parser.add_argument("--decoder", choices=["decord", "pyav"], default=None,
-                        help="cmdcl's decoder (default: decord when installed); the naive pipeline always uses decord")
+                        help="cmdcl's decoder (default: per container, as `cmdcl extract`); the naive pipeline "
+                             "always uses decord")
+    parser.add_argument("--seek", choices=["exact", "keyframe"], default="exact", help="cmdcl's --seek")
+    parser.add_argument("--compare-seek", action="store_true",
+                        help="only time run_extraction with --seek exact against --seek keyframe")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="fp32 on CPU, fp16 on CUDA by default")
     parser.add_argument("--seed", type=int, default=0)
@@ -322,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.frames = min(args.frames, 8)
         args.batch_size = min(args.batch_size, 16)
     report = run(args)
-    print_report(report)
+    (print_seek_report if args.compare_seek else print_report)(report)
     if args.json:
         write_json(args.json, report)
     return report

@@ -64,6 +64,31 @@ def test_extract_throughput_tiny_reports_every_measurement(tmp_path, capsys):
     assert not (tmp_path / "extract-runs").exists()  # scratch outputs are removed
 
 
+def test_extract_throughput_compare_seek_times_both_modes(tmp_path, capsys):
+    bench = load_script("extract_throughput")
+    report = bench.main(["--tiny", "--compare-seek", "--out", str(tmp_path), "--json", str(tmp_path / "seek.json")])
+    printed = capsys.readouterr().out
+    exact, keyframe = report["seek_exact"], report["seek_keyframe"]
+    assert (exact["seek"], keyframe["seek"]) == ("exact", "keyframe")
+    assert exact["frames"] == report["videos"]["videos"] * report["frames_per_video"]  # every sampled frame
+    assert 0 < keyframe["frames"] <= exact["frames"]  # samples sharing a keyframe are stored once
+    assert report["keyframe_speedup"] == exact["seconds"] / keyframe["seconds"]
+    assert json.loads((tmp_path / "seek.json").read_text())["keyframe_speedup"] == report["keyframe_speedup"]
+    assert "--seek keyframe" in printed and "keyframe / exact wall time" in printed
+
+
+def test_decoder_choice_times_every_backend_per_container(tmp_path, capsys):
+    bench = load_script("decoder_choice")
+    report = bench.main(["--containers", "mp4", "avi", "--videos", "1", "--seconds", "2", "--gop-s", "0.5",
+                         "--frames", "4", "--repeat", "1", "--seek", "exact", "keyframe", "--out", str(tmp_path)])
+    rates = report["rates"]
+    assert {key.split("/")[1] for key in rates} == set(report["args"]["backends"])
+    for key, row in rates.items():
+        assert row["frames"] > 0 and row["seconds"] > 0, key
+        assert row["frames"] == 4 or key.endswith("/keyframe"), key  # exact: F frames of a 50-frame video
+    assert "mp4" in capsys.readouterr().out
+
+
 def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
     from PIL import Image
 

@@ -72,7 +72,7 @@ def by_id(features: FeatureSet, name: str = "features") -> dict[str, np.ndarray]
 
 @pytest.fixture(scope="module")
 def reference(dataset, encoder, tmp_path_factory) -> Path:
-    """Single-process extraction of the whole dataset (decord where installed), the baseline of the comparisons."""
+    """Single-process extraction of the whole dataset (default decoder), the baseline of the comparisons."""
     out = tmp_path_factory.mktemp("single")
     summary = run_extraction(config(dataset, out), encoder=encoder)
     assert (summary.extracted, summary.failed) == (6, 2)
@@ -126,7 +126,9 @@ def test_records_hold_sampling_timestamps_labels_and_padding(reference):
     attrs = features.attrs
     assert attrs["model_name"] == "cmdcl-tiny" and attrs["frames"] == FRAMES and attrs["num_shards"] == 1
     assert json.loads(attrs["sampler"])["mode"] == "uniform"
-    assert attrs["decoder"] in ("decord", "pyav") and attrs["code_version"] and attrs["dataset"] == "manifest"
+    # the default decoder by container: decord for the AVI where installed, PyAV for the rest
+    assert attrs["decoder"] == ("auto" if decoders.decord_available() else "pyav")
+    assert attrs["code_version"] and attrs["dataset"] == "manifest"
     assert json.loads(attrs["splits"]) == ["test", "train"]
     with h5py.File(reference, "r") as f:
         assert f["text/class_embeddings"].shape == (3, 64) and f["text/step_embeddings"].shape == (2, 64)
@@ -203,7 +205,7 @@ def test_encoder_failure_fails_that_batch_only(dataset, encoder, tmp_path):
 SLOW_RUN = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from cmdcl.extract import runner
+from cmdcl.extract import decode_pool as runner  # where decode_inline looks decode_task up
 real = runner.decode_task
 def slow(task, settings):
     time.sleep(0.25)
@@ -260,11 +262,12 @@ def test_sigterm_saves_finished_videos_and_exits_143(dataset, tmp_path):
 
 
 def test_pyav_and_decord_give_close_features(dataset, encoder, reference, tmp_path):
+    # The reference used the default by container (decord for the AVI where installed, else PyAV).
     summary = run_extraction(config(dataset, tmp_path, decoder="pyav"), encoder=encoder)
     assert summary.extracted == 6
-    pyav = FeatureSet(tmp_path / shard_name(0, 1))
-    assert pyav.attrs["decoder"] == "pyav"
-    a, b = by_id(pyav), by_id(FeatureSet(reference))
+    served = FeatureSet(tmp_path / shard_name(0, 1))
+    assert served.attrs["decoder"] == "pyav"
+    a, b = by_id(served), by_id(FeatureSet(reference))
     for vid in b:
         cosine = (a[vid].astype(np.float32) * b[vid].astype(np.float32)).sum(axis=1)
         assert cosine.min() > 0.99, (vid, cosine)
@@ -376,6 +379,44 @@ def test_published_layouts_extract_end_to_end(name, encoder, tmp_path):
     assert FeatureSet(tmp_path / "out").verify() == []
 
 
-def test_decord_missing_defaults_to_pyav(monkeypatch):
-    monkeypatch.setattr(decoders, "decord_available", lambda: False)
-    assert decoders.default_backend() == "pyav"
+def test_default_decoder_is_chosen_per_container_and_installed(monkeypatch):
+    assert decoders.default_backend("a/b.MP4") == decoders.DEFAULT_BY_CONTAINER["mp4"]
+    assert decoders.default_backend("clip.unknown") == decoders.default_backend() == decoders.DEFAULT_BACKEND
+    monkeypatch.setitem(decoders.DEFAULT_BY_CONTAINER, "mkv", "decord")
+    monkeypatch.setattr(decoders.DecordDecoder, "available", classmethod(lambda cls: True))
+    assert decoders.default_backend("x.mkv") == "decord" and decoders.default_backend("x.mp4") == "pyav"
+    monkeypatch.setattr(decoders.DecordDecoder, "available", classmethod(lambda cls: False))
+    assert decoders.default_backend("x.mkv") == "pyav"  # the rule's backend is not installed
+
+
+def test_a_shard_of_mixed_containers_records_the_rule(reference):
+    """When the rule picks different backends for the shard's videos (decord for AVI, PyAV for the rest),
+    each video gets its own and the provenance says "auto" with the rule applied."""
+    if not decoders.decord_available():
+        pytest.skip("decord is not installed on this platform")
+    features = FeatureSet(reference)
+    assert features.attrs["decoder"] == "auto"
+    assert json.loads(features.attrs["decoder_by_container"]) == {"avi": "decord", "mkv": "pyav", "mp4": "pyav"}
+    assert not [note for note in features.notes() if note.kind == "fallback"]  # each served by its own backend
+
+
+def test_video_rows_are_the_rows_the_store_holds(dataset, encoder, reference):
+    """Prediction's one-video path (`video_rows`) gives what the run stored: same sampler from provenance,
+    same timestamps, same repeat-last padding, float16."""
+    from cmdcl.extract.video_features import decode_settings, video_rows
+
+    features = FeatureSet(reference)
+    settings = decode_settings(features.attrs, encoder)
+    stored, position = by_id(features), {v: i for i, v in enumerate(features.index["video_id"].tolist())}
+    for vid in ("v1", "v3"):  # v1 is shorter than FRAMES: padded
+        ext = {row[0]: row[5] for row in VIDEOS}[vid]
+        rows = video_rows(dataset / "videos" / f"{vid}.{ext}", encoder, settings)
+        record = features.read_array("frame_mask", np.array([position[vid]]))[0]
+        assert rows.features.dtype == np.float16 and rows.features.shape == stored[vid].shape
+        np.testing.assert_array_equal(rows.mask, record)
+        np.testing.assert_array_equal(rows.timestamps_ms,
+                                      features.read_array("timestamps_ms", np.array([position[vid]]))[0])
+        np.testing.assert_allclose(rows.features.astype(np.float32), stored[vid].astype(np.float32), atol=2e-3)
+        valid = int(rows.mask.sum())
+        assert (rows.features[valid:] == rows.features[valid - 1]).all()
+        assert valid < FRAMES if vid == "v1" else valid == FRAMES
