@@ -60,7 +60,8 @@ def extract(
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Decode with PyAV the videos decord cannot open or read."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16 "
+                                   "(weights cast) | amp-fp16 | amp-bf16 (fp32 weights, autocast)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="k/N: this process extracts shard k of N (0-based)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="k (with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="N (with --shard-index)."),
