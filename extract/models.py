@@ -266,8 +266,9 @@ def _resolve_source(model_name: str, pretrained: str, cache_dir: str | None,
                     "weights_file": _weights_in_folder(Path(folder))}
         repo = model_name[len(HF_HUB_PREFIX):]
         return {"kind": "hf-hub", "config_name": model_name, "preprocess": {},
-                "weights_file": _fetch(lambda: open_clip.pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir),
-                                       model_name, None, cache_dir)}
+                "weights_file": _fetch(_offline_unless_reachable(
+                    lambda: open_clip.pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir), ""),
+                    model_name, None, cache_dir)}
 
     config_name = _check_model_name(model_name)
     if pretrained.lower() in RANDOM_TAGS:
@@ -285,8 +286,9 @@ def _resolve_source(model_name: str, pretrained: str, cache_dir: str | None,
         if tag_cfg.get("quick_gelu", False) and not open_clip.get_model_config(config_name).get("quick_gelu", False):
             warnings.warn(f"{config_name}:{pretrained} was trained with QuickGELU; use model "
                           f"{config_name}-quickgelu to match it.", stacklevel=3)
-        weights = _fetch(lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
-                         config_name, pretrained, cache_dir)
+        download = _offline_unless_reachable(lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
+                                             "" if tag_cfg.get("hf_hub") else tag_cfg.get("url", ""), cache_dir)
+        weights = _fetch(download, config_name, pretrained, cache_dir)
         return {"kind": "tag", "config_name": config_name, "weights_file": os.path.abspath(weights),
                 "preprocess": {k: tag_cfg[k] for k in PREPROCESS_KEYS if k in tag_cfg}}
     if path.suffix in WEIGHT_SUFFIXES or os.sep in pretrained:
@@ -321,6 +323,61 @@ def _fetch(download, model_name: str, tag: str | None, cache_dir: str | None) ->
         raise WeightsError(f"weights for {model_name} pretrained={tag}: open_clip resolved no file ({path!r}).",
                            fix=_fetch_fix(model_name, tag, cache_dir))
     return str(path)
+
+
+def _offline_unless_reachable(download, url: str, cache_dir: str | None = None):
+    """`download`, run in Hugging Face offline mode when there is no network.
+
+    Without network huggingface_hub retries each file with backoff (about 40 s for one tag) before
+    failing. Offline mode (HF_HUB_OFFLINE, or a failed probe of the host) answers from the cache at
+    once: a cached file is still found, a missing one fails without a single connection attempt.
+    `url` is the plain-URL download of a tag, "" for the Hugging Face hub; open_clip keeps such a
+    file as `cache_dir` (default ~/.cache/clip) / its basename, which it checks before any network.
+    """
+    def run():
+        import huggingface_hub.constants as hub
+
+        offline = hub.HF_HUB_OFFLINE or _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
+        host = urlsplit(url or hub.ENDPOINT)
+        if not offline and not _reachable(host.hostname or "", host.port or (80 if host.scheme == "http" else 443)):
+            offline = True
+            cached = Path(cache_dir or "~/.cache/clip").expanduser() / os.path.basename(url)
+            if url and not cached.is_file():  # open_clip's URL download has no offline mode of its own
+                raise OSError(f"no network ({host.hostname} cannot be reached) and {cached} is not cached")
+        if not offline:
+            return download()
+        saved, hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE, True
+        try:
+            return download()
+        finally:
+            hub.HF_HUB_OFFLINE = saved
+    return run
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _reachable(host: str, port: int, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One TCP connection to `host` (or the HTTPS proxy), bounded by `timeout_s` including name lookup."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY") \
+        or os.environ.get("all_proxy")
+    if proxy:
+        parsed = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname or host, parsed.port or 80
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, name="cmdcl-hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)  # getaddrinfo ignores socket timeouts: bound the whole probe here
+    return bool(result and result[0])
 
 
 def _fetch_fix(model_name: str, tag: str | None, cache_dir: str | None) -> str:

@@ -45,14 +45,35 @@ def pixels() -> torch.Tensor:
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """No network at all: Hugging Face in offline mode and every socket connect refused."""
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
+def no_network(monkeypatch) -> list:
+    """Every connection refused, and counted: the list holds one (host, port) per attempt.
 
+    Name lookups answer a documentation address (192.0.2.1), so an attempt reaches `connect`.
+    HF_HUB_OFFLINE is unset: this is a node whose user forgot it.
+    """
+    attempts = []
+
+    def lookup(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise ConnectionRefusedError("network disabled in tests")
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.fixture
+def offline(monkeypatch, no_network) -> list:
+    """No network, and Hugging Face told so: HF_HUB_OFFLINE=1 as the README asks on such nodes."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return no_network
 
 
 def register_tags(monkeypatch, tags: dict[str, dict]) -> None:
@@ -186,6 +207,32 @@ def test_missing_weights_offline_fail_in_one_line(tmp_path, monkeypatch, offline
     assert "\n" not in message
     assert "cmdcl-tiny" in message and "absent" in message
     assert "--cache-dir" in message and "--pretrained" in message
+    assert offline == []  # HF_HUB_OFFLINE set: not even a probe
+
+
+def test_missing_weights_without_network_fail_after_one_probe(tmp_path, monkeypatch, no_network):
+    """Without HF_HUB_OFFLINE, one refused probe switches to offline mode: no download attempt, no retries."""
+    register_tags(monkeypatch, {"absent": {"hf_hub": "cmdcl-test/absent/"}})
+    with pytest.raises(WeightsError) as caught:
+        load_encoder(MODEL, device="cpu", pretrained="absent", cache_dir=str(tmp_path))
+    assert "\n" not in str(caught.value) and "absent" in str(caught.value)
+    assert no_network == [("192.0.2.1", 443)]  # the probe of huggingface.co, and nothing after it
+
+    register_tags(monkeypatch, {"gone": {"url": "https://weights.invalid/gone.pt"}})
+    with pytest.raises(WeightsError, match="no network"):
+        load_encoder(MODEL, device="cpu", pretrained="gone", cache_dir=str(tmp_path))
+    assert no_network[1:] == [("192.0.2.1", 443)]
+
+
+def test_cached_weights_load_without_network_or_hf_hub_offline(tiny, pixels, tmp_path, monkeypatch, no_network):
+    fill_hf_cache(tmp_path / "hub", "cmdcl-test/tiny", tiny.model.state_dict())
+    torch.save(tiny.model.state_dict(), tmp_path / "cmdcl_tiny_weights.pt")
+    register_tags(monkeypatch, {"cached": {"hf_hub": "cmdcl-test/tiny/"},
+                                "from_url": {"url": "https://weights.invalid/cmdcl_tiny_weights.pt"}})
+    for tag, cache in (("cached", tmp_path / "hub"), ("from_url", tmp_path)):
+        encoder = load_encoder(MODEL, device="cpu", pretrained=tag, cache_dir=str(cache))
+        assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert len(no_network) == 2  # one probe per load, nothing else
 
 
 # ------------------------------------------------------------------------------------ bad requests
