@@ -5,6 +5,18 @@ without a traceback unless `--debug` is given.
 """
 from __future__ import annotations
 
+import re
+
+# Noise in library messages: decord's "[12:00:00] /github/workspace/src/x.cc:218: " and PyAV's "[Errno -1094995529] ".
+_MESSAGE_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.(?:cc|h|cpp):\d+: |\[Errno -?\d+\] ")
+
+
+def one_line(exc: BaseException, limit: int = 300, kind: bool = True) -> str:
+    """An exception squeezed onto one line for messages and failure records: `Type: message` (or the
+    message alone with `kind=False`), library noise removed, at most `limit` characters."""
+    text = _MESSAGE_NOISE.sub("", " ".join(str(exc).split())) or "(no message)"
+    return (f"{type(exc).__name__}: {text}" if kind else text)[:limit]
+
 
 class CmdclError(Exception):
     """An error caused by the user's input or environment, explained in one line."""

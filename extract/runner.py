@@ -36,8 +36,9 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, NoteRecord, ShardWriter, VideoRecord, reopen_shard,
                               shard_is_done, shard_name)
 from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decoders import (FrameCountChanged, PyAVDecoder, VideoDecodeError, VideoMeta, VideoOpenError,
-                                    backend_version, decord_available, default_backend, one_line, open_video)
+from cmdcl.core.errors import one_line
+from cmdcl.extract.decoders import (VideoDecodeError, VideoMeta, VideoOpenError, backend_version, fallback_decoder,
+                                    decord_available, default_backend)
 from cmdcl.extract.sampler import FrameSampler, SampledFrames
 
 TASKS_PER_WORKER = 2  # one decoding, one queued: a worker never waits for the main process
@@ -229,47 +230,26 @@ class _DecodeSize:
 def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | DecodeFailure:
     """Open, sample and decode one video; never raises (a failure is a value).
 
-    When the sampled frames do not decode (corrupt data, a cut file), the frames that do decode are
-    found with PyAV and F are sampled among them: the clip comes back `partial` with a note saying
-    what was lost. Only a video with no clean frame at all fails.
+    Which backend serves, and the salvage of a partly broken video (F frames sampled among those that
+    decode, the clip `partial` with a note saying what was lost), is the decoders' fallback policy.
+    Only a video with no clean frame at all fails.
     """
     start = time.perf_counter()
     stage = "open"
     decoder = None
     try:
-        size = _DecodeSize(settings.image_size, settings.resize_mode)
-        decoder = open_video(task.path, backend=settings.backend, fallback=settings.fallback, size=size,
-                             threads=settings.threads)
+        decoder = fallback_decoder(settings.backend, settings.fallback, settings.threads)
+        decoder.open(task.path, _DecodeSize(settings.image_size, settings.resize_mode))
         stage = "decode"
-        salvaged = None
-        try:
-            sampled, frames, timestamps = _read_sampled(decoder, settings.sampler)
-            fallback_reason = getattr(decoder, "fallback_reason", None)
-        except VideoDecodeError as exc:
-            if settings.backend == "decord" and not settings.fallback:  # --no-fallback: decord or nothing
-                raise
-            fallback_reason = getattr(decoder, "fallback_reason", None) or f"{settings.backend} read: {exc}"
-            decoder.close()
-            decoder = PyAVDecoder(settings.threads)
-            decoder.open(task.path, size)
-            sampled, frames, timestamps, salvaged = _salvage(decoder, settings.sampler, exc)
-        meta = decoder.meta
-        notes = []
-        partial = [reason for reason in (meta.truncated, salvaged) if reason]
-        if partial:
-            notes.append(("partial", "; ".join(partial)))
-        if meta.rotation:
-            notes.append(("rotation", f"display rotation {meta.rotation} degrees (counter-clockwise) not applied: "
-                                      "features are of the frames as stored"))
-        if decoder.name != settings.backend:
-            notes.append(("fallback", f"decoded by {decoder.name}: {fallback_reason}"))
-        return DecodedClip(key=task.key, frames=frames, timestamps_ms=timestamps, sampled=sampled, meta=meta,
-                           backend=decoder.name,
-                           fallback_reason=fallback_reason if decoder.name != settings.backend else None,
-                           seconds=time.perf_counter() - start, partial=bool(partial), notes=notes)
+        # --no-fallback with decord: decord or nothing; PyAV may still salvage a file it serves itself.
+        got = decoder.read_sampled(settings.sampler, salvage=settings.fallback or settings.backend == "pyav")
+        return DecodedClip(key=task.key, frames=got.frames, timestamps_ms=got.timestamps_ms, sampled=got.sampled,
+                           meta=got.meta, backend=got.backend, fallback_reason=got.fallback_reason,
+                           seconds=time.perf_counter() - start, partial=bool(got.meta.truncated or got.salvaged),
+                           notes=_clip_notes(got))
     except (VideoOpenError, VideoDecodeError) as exc:
-        error = " ".join(str(exc).replace(f": '{task.path}'", "").split())  # the record names the path already
-        return DecodeFailure(task.key, stage, error[:300], time.perf_counter() - start)
+        error = one_line(exc, limit=1000, kind=False).replace(f": '{task.path}'", "")[:300]  # the record names the path
+        return DecodeFailure(task.key, stage, error, time.perf_counter() - start)
     except Exception as exc:  # a bug or an unexpected library error must not end the run
         return DecodeFailure(task.key, stage, one_line(exc), time.perf_counter() - start)
     finally:
@@ -277,29 +257,18 @@ def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | Dec
             decoder.close()
 
 
-def _read_sampled(decoder, sampler: FrameSampler) -> tuple[SampledFrames, np.ndarray, np.ndarray]:
-    meta = decoder.meta
-    sampled = sampler.sample(meta.num_frames, meta.fps, meta.duration)
-    try:
-        frames, timestamps = decoder.read(sampled.valid)
-    except FrameCountChanged:  # decord failed and PyAV counts differently: sample again from its count
-        meta = decoder.meta
-        sampled = sampler.sample(meta.num_frames, meta.fps, meta.duration)
-        frames, timestamps = decoder.read(sampled.valid)
-    return sampled, frames, timestamps
-
-
-def _salvage(decoder: PyAVDecoder, sampler: FrameSampler, error: Exception
-             ) -> tuple[SampledFrames, np.ndarray, np.ndarray, str]:
-    """Sample among the frames that decode cleanly; raise VideoDecodeError when there are none."""
-    meta = decoder.meta
-    available = decoder.decodable_indices()
-    reason = " ".join(str(error).split())[:160]
-    if not len(available):
-        raise VideoDecodeError(f"{reason}; no frame decodes cleanly")
-    sampled = sampler.sample_among(available, meta.num_frames, meta.fps, meta.duration)
-    frames, timestamps = decoder.read_tolerant(sampled.valid)
-    return sampled, frames, timestamps, f"{len(available)} of {meta.num_frames} frames decode cleanly ({reason})"
+def _clip_notes(got) -> list[tuple[str, str]]:
+    """(kind, text) notes stored beside a video: partial decodes, rotation not applied, decoder fallbacks."""
+    notes = []
+    partial = [reason for reason in (got.meta.truncated, got.salvaged) if reason]
+    if partial:
+        notes.append(("partial", "; ".join(partial)))
+    if got.meta.rotation:
+        notes.append(("rotation", f"display rotation {got.meta.rotation} degrees (counter-clockwise) not applied: "
+                                  "features are of the frames as stored"))
+    if got.fallback_reason is not None:
+        notes.append(("fallback", f"decoded by {got.backend}: {got.fallback_reason}"))
+    return notes
 
 
 def _worker_main(conn, settings: DecodeSettings) -> None:

@@ -104,7 +104,7 @@ def test_fallback_to_pyav_when_decord_cannot_open(videos, monkeypatch):
         raise VideoOpenError("simulated decord failure")
 
     monkeypatch.setattr(DecordDecoder, "open", broken_open)
-    monkeypatch.setattr(decoders, "decord_available", lambda: True)
+    monkeypatch.setattr(DecordDecoder, "available", classmethod(lambda cls: True))
     with open_video(videos[("mpeg4", "mp4")], "decord", size=(24, 32)) as dec:
         frames, _ = dec.read([3, 33])
         assert dec.name == "pyav" and "simulated decord failure" in dec.fallback_reason

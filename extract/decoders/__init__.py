@@ -1,0 +1,81 @@
+"""Video decoders: read a few sampled frames of a video, resized in the decoder, with real timestamps.
+
+One module per backend behind one interface (`base.VideoDecoder`): `decord` (fast batched seeking,
+Linux x86_64 and Windows wheels only, unmaintained) and `pyav` (everywhere). `fallback` holds the
+policy for a video a backend cannot serve; `probe` what every backend learns before decoding.
+
+Adding a backend: a module with a `VideoDecoder` subclass, plus its line in `BACKENDS` below.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cmdcl.core.errors import one_line
+from cmdcl.extract.decoders.base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
+                                         VideoOpenError)
+from cmdcl.extract.decoders.decord import DecordDecoder, decord_available
+from cmdcl.extract.decoders.fallback import FALLBACK_ORDER, FallbackDecoder, SampledRead, fallback_order
+from cmdcl.extract.decoders.pyav import PyAVDecoder
+
+# The registry: `--decoder` name -> backend class.
+BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+
+__all__ = ["BACKENDS", "FALLBACK_ORDER", "DecordDecoder", "FallbackDecoder", "FrameCountChanged", "PyAVDecoder",
+           "SampledRead", "SizeSpec", "VideoDecodeError", "VideoDecoder", "VideoMeta", "VideoOpenError",
+           "backend_available", "backend_version", "decord_available", "default_backend", "fallback_decoder", "fallback_order",
+           "make_decoder", "one_line", "open_video"]
+
+
+def default_backend() -> str:
+    """decord where it is installed (faster seeking), else PyAV."""
+    return "decord" if decord_available() else "pyav"
+
+
+def backend_available(name: str) -> bool:
+    return BACKENDS[name].available()
+
+
+def backend_version(name: str) -> str:
+    try:
+        return BACKENDS[name].version()
+    except ImportError:
+        return "unavailable"
+
+
+def make_decoder(name: str, threads: int = 1) -> VideoDecoder:
+    """A fresh, unopened decoder of backend `name`."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown decoder {name!r}; choose from {sorted(BACKENDS)}")
+    return BACKENDS[name](threads)
+
+
+def fallback_decoder(backend: str, fallback: bool = True, threads: int = 1) -> FallbackDecoder:
+    """An unopened decoder for `backend`; with `fallback`, one that hands a video it cannot serve on to the
+    backends after it (`fallback.FALLBACK_ORDER`). Its `read_sampled` also salvages partly broken videos."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown decoder {backend!r}; choose from {sorted(BACKENDS)}")
+    order = fallback_order(backend) if fallback else [backend]
+    if len(order) == 1 and not backend_available(backend):
+        raise VideoOpenError(f"{backend} is not installed"
+                             + (" (wheels exist only for Linux x86_64 and Windows); use the pyav decoder"
+                                if backend == "decord" else ""))
+    return FallbackDecoder(threads, order)
+
+
+def open_video(path: str | Path, backend: str | None = None, fallback: bool = True, size: SizeSpec = None,
+               threads: int = 1) -> VideoDecoder:
+    """Open `path` with `backend` (a `BACKENDS` name; default: `default_backend()`) and return the decoder.
+
+    With `fallback`, a file the backend cannot open or read is served by the next backend of
+    `FALLBACK_ORDER` instead; the returned decoder's `name` then says which, and `fallback_reason` why.
+    """
+    backend = backend or default_backend()
+    decoder: VideoDecoder = fallback_decoder(backend, fallback, threads)
+    if len(decoder.order) == 1:  # nothing to fall back to: the backend itself
+        decoder = make_decoder(backend, threads)
+    try:
+        decoder.open(path, size)
+    except BaseException:
+        decoder.close()
+        raise
+    return decoder
