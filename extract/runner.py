@@ -37,8 +37,8 @@ from cmdcl.core.store import (COMPATIBILITY_KEYS, FailureRecord, NoteRecord, Sha
                               shard_is_done, shard_name)
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders import (VideoDecodeError, VideoMeta, VideoOpenError, backend_version, fallback_decoder,
-                                    decord_available, default_backend)
+from cmdcl.extract.decoders import (VideoDecodeError, VideoMeta, VideoOpenError, backend_available, backend_version,
+                                    fallback_decoder, decord_available, default_backend)
 from cmdcl.extract.sampler import FrameSampler, SampledFrames
 
 TASKS_PER_WORKER = 2  # one decoding, one queued: a worker never waits for the main process
@@ -87,8 +87,8 @@ class ExtractConfig:
             raise CmdclError(f"--fps {self.sample_fps}: must be a positive rate (frames per second).")
         if self.timeout_s <= 0:
             raise CmdclError(f"--timeout {self.timeout_s}: must be positive seconds.")
-        if self.decoder not in (None, "decord", "pyav"):
-            raise CmdclError(f"--decoder {self.decoder!r}: choose decord or pyav.")
+        if self.decoder not in (None, "decord", "pyav", "nvdec"):
+            raise CmdclError(f"--decoder {self.decoder!r}: choose decord, pyav or nvdec.")
         if self.limit is not None and self.limit < 1:
             raise CmdclError(f"--limit {self.limit}: must be at least 1.")
         return self
@@ -680,6 +680,12 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
                              "Windows).", fix="use --decoder pyav.")
         log("decord is not installed; decoding with PyAV")
         backend = "pyav"
+    if backend == "nvdec" and not backend_available("nvdec"):
+        if not cfg.fallback:
+            raise CmdclError("--decoder nvdec: needs PyNvVideoCodec and a CUDA GPU.",
+                             fix="pip install 'cmdcl[gpu]' on a CUDA machine, or use --decoder pyav.")
+        log("nvdec is not available (PyNvVideoCodec or a CUDA GPU missing); decoding with PyAV")
+        backend = "pyav"
     num_classes, num_steps = len(index.class_names), len(index.step_names)
     attrs = {
         **encoder.provenance(),
@@ -768,7 +774,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
                     for pending, error in failed:
                         write(failure=FailureRecord(pending.item.video_id, pending.item.path, "encode", error))
 
-            if cfg.workers > 0:
+            if cfg.workers > 0 and backend != "nvdec":  # NVDEC frames are CUDA tensors: decoded in this process
                 pool = DecodePool(cfg.workers, settings, cfg.timeout_s)
                 results = pool.run(tasks, stop)
             else:

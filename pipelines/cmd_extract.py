@@ -56,7 +56,7 @@ def extract(
     batch_size: int = typer.Option(256, "--batch-size", help="Frames per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers",
                                           help="Decode processes (default: cores - 1, at most 8; 0 = in-process)."),
-    decoder: Optional[str] = typer.Option(None, "--decoder", help="decord | pyav (default: decord when installed)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="decord | pyav | nvdec (GPU, cmdcl[gpu]) (default: decord when installed)."),
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Decode with PyAV the videos decord cannot open or read."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
