@@ -159,7 +159,8 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
     total, worker_s = 0, 0.0
     load = load_average()
     started = time.perf_counter()
-    pool = DecodePool(args.workers, settings, timeout_s=600.0) if args.workers > 0 else None
+    # nvdec decodes in this process, as the runner does: its frames are CUDA tensors.
+    pool = DecodePool(args.workers, settings, timeout_s=600.0) if args.workers > 0 and args.decoder != "nvdec" else None
     try:
         for result in (pool.run(tasks) if pool else decode_inline(tasks, settings)):
             if isinstance(result, DecodeFailure):
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256, help="cmdcl's frames per encoder batch")
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
                         help="decode workers (default as `cmdcl extract`: one per core)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], default=None,
+    parser.add_argument("--decoder", choices=["decord", "pyav", "nvdec"], default=None,
                         help="cmdcl's decoder (default: decord when installed); the naive pipeline always uses decord")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="fp32 on CPU, fp16 on CUDA by default")
