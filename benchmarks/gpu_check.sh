@@ -103,7 +103,9 @@ try:
 except SystemExit as exit:
     if exit.code:
         raise
-json.dump({'epoch_s_with_validation': time.perf_counter() - started, 'features': '${FEATURES:-}',
+wall = time.perf_counter() - started
+epoch = [json.loads(line) for line in open('$OUT/train-run/metrics.jsonl') if line.strip()][0]
+json.dump({'epoch': epoch, 'wall_s_with_startup_and_test': wall, 'features': '${FEATURES:-}',
            'device': '$EPOCH_DEVICE'}, open('$OUT/train-epoch.json', 'w'), indent=2)"
 else
   record train-epoch skipped 0 "no feature file (train-data failed)"
@@ -157,6 +159,10 @@ for step in steps:
     numbers = out / f"{step['step']}.json"
     if numbers.is_file():
         step["numbers"] = json.loads(numbers.read_text())
+    if step["step"] == "suite" and (out / "suite.xml").is_file():  # pytest's counts, from its JUnit XML
+        import xml.etree.ElementTree as ET
+        suite = ET.parse(out / "suite.xml").getroot().find("testsuite")
+        step["numbers"] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
 summary = {"mode": mode, "budget_s": budget, "wall_s": wall, "steps": steps}
 (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 bad = [s["step"] for s in steps if s["status"] not in ("ok", "skipped", "dry-run")]
