@@ -102,22 +102,25 @@ class SceneRenderer:
         return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
-def write_video(path: Path, spec: VideoSpec, preset: str = "veryfast", crf: int = 23, bframes: int = 3) -> Path:
-    """H.264 (libx264 through PyAV) in MP4 with a fixed keyframe interval, B-frames, yuv420p: the settings
-    of typical web video. Written to a temporary name and renamed, so a cached file is always complete."""
+def write_video(path: Path, spec: VideoSpec, preset: str = "veryfast", crf: int = 23, bframes: int = 3,
+                codec: str = "libx264") -> Path:
+    """H.264 (libx264 through PyAV) with a fixed keyframe interval, B-frames, yuv420p: the settings of typical
+    web video, in the container `path`'s suffix names (another `codec` for containers H.264 does not go in).
+    Written to a temporary name and renamed, so a cached file is always complete."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.mp4")
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
     render = SceneRenderer(spec.height, spec.width, spec.seed)
     rate = Fraction(spec.fps)
     with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
         stream.codec_context.gop_size = spec.gop
         # scenecut=0: keyframes exactly every `gop` frames, so the interval is what the spec says.
-        stream.options = {"preset": preset, "crf": str(crf), "bf": str(bframes), "keyint": str(spec.gop),
-                          "min-keyint": str(spec.gop), "scenecut": "0"}
+        if codec == "libx264":
+            stream.options = {"preset": preset, "crf": str(crf), "bf": str(bframes), "keyint": str(spec.gop),
+                              "min-keyint": str(spec.gop), "scenecut": "0"}
         for i in range(spec.frames):
             frame = av.VideoFrame.from_ndarray(render.frame(i / spec.fps, i), format="rgb24")
             frame.pts, frame.time_base = i, 1 / rate

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from cmdcl.core.device import resolve_device
-from cmdcl.core.errors import CmdclError, WeightsError
+from cmdcl.core.errors import CmdclError, WeightsError, one_line
 
 # Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on import.
 MODEL_CONFIG_DIR = Path(str(importlib.resources.files("cmdcl.extract") / "model_configs"))
@@ -209,7 +209,7 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
             open_clip.load_checkpoint(model, weights_file, strict=True)
         except Exception as exc:  # wrong architecture, corrupt or truncated file
             raise WeightsError(f"{weights_file}: cannot be loaded into {source['config_name']} "
-                               f"({_one_line(exc)}).",
+                               f"({one_line(exc, limit=200)}).",
                                fix="check that --model matches the weights (see its open_clip_config.json).") from None
         weights_sha256 = file_sha256(weights_file)
         recorded = pretrained or model_name
@@ -219,7 +219,7 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
     try:
         tokenizer = open_clip.get_tokenizer(source["config_name"], cache_dir=cache_dir)
     except Exception as exc:
-        raise WeightsError(f"tokenizer of {model_name} is not available offline ({_one_line(exc)}).",
+        raise WeightsError(f"tokenizer of {model_name} is not available offline ({one_line(exc, limit=200)}).",
                            fix="fill the Hugging Face cache on a machine with internet and pass --cache-dir.") from None
     # Built-in names are recorded in open_clip's spelling ("ViT-B/16" -> "ViT-B-16") so shards agree.
     recorded_name = model_name if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) \
@@ -245,7 +245,7 @@ def _create(config_name: str, cache_dir: str | None, preprocess: dict[str, Any])
                                       device="cpu", pretrained_image=False, pretrained_text=False,
                                       force_preprocess_cfg=preprocess or None, cache_dir=cache_dir)
     except Exception as exc:  # hf-hub / local-dir configs that cannot be read
-        raise WeightsError(f"model config of {config_name} is not available ({_one_line(exc)}).",
+        raise WeightsError(f"model config of {config_name} is not available ({one_line(exc, limit=200)}).",
                            fix=_fetch_fix(config_name, None, cache_dir)) from None
     finally:
         logging.getLogger().removeFilter(notice_filter)
@@ -318,7 +318,7 @@ def _fetch(download, model_name: str, tag: str | None, cache_dir: str | None) ->
     except Exception as exc:
         what = f"{model_name} pretrained={tag}" if tag else model_name
         raise WeightsError(f"weights for {what} are not available offline or could not be fetched "
-                           f"({_one_line(exc)}).", fix=_fetch_fix(model_name, tag, cache_dir)) from None
+                           f"({one_line(exc, limit=200)}).", fix=_fetch_fix(model_name, tag, cache_dir)) from None
     if not path or not Path(path).is_file():
         raise WeightsError(f"weights for {model_name} pretrained={tag}: open_clip resolved no file ({path!r}).",
                            fix=_fetch_fix(model_name, tag, cache_dir))
@@ -408,7 +408,7 @@ def _read_folder_config(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise WeightsError(f"{folder / 'open_clip_config.json'}: unreadable ({_one_line(exc)}).") from None
+        raise WeightsError(f"{folder / 'open_clip_config.json'}: unreadable ({one_line(exc, limit=200)}).") from None
 
 
 def _check_folder_matches(config_name: str, folder: Path) -> None:
@@ -479,8 +479,3 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(block), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."

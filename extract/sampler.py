@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MODES = ("uniform", "fps")
+# How a wanted frame is reached: "exact" decodes from the keyframe before it up to it; "keyframe" takes the
+# nearest keyframe instead (decoded alone, no GOP to decode), and the store records its real timestamp.
+SEEK_MODES = ("exact", "keyframe")
 
 
 @dataclass
@@ -37,24 +40,58 @@ def _pad(valid: np.ndarray, frames: int) -> SampledFrames:
     return SampledFrames(indices=indices, mask=np.arange(frames) < len(valid))
 
 
+def _nearest(available: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The distinct members of sorted `available` nearest to each of `wanted` (ties: the earlier one)."""
+    right = np.clip(np.searchsorted(available, wanted), 0, len(available) - 1)
+    left = np.clip(right - 1, 0, len(available) - 1)
+    nearer_left = np.abs(available[left] - wanted) <= np.abs(available[right] - wanted)
+    return np.unique(np.where(nearer_left, available[left], available[right]))
+
+
 class FrameSampler:
-    def __init__(self, frames: int, mode: str = "uniform", fps: float | None = None):
+    def __init__(self, frames: int, mode: str = "uniform", fps: float | None = None, seek: str = "exact"):
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         if mode not in MODES:
             raise ValueError(f"sampling mode must be one of {MODES}, got {mode!r}")
         if mode == "fps" and not (fps and fps > 0):
             raise ValueError("fps sampling needs a positive rate")
+        if seek not in SEEK_MODES:
+            raise ValueError(f"seek mode must be one of {SEEK_MODES}, got {seek!r}")
         self.frames = frames
         self.mode = mode
+        self.seek = seek
         self.fps = float(fps) if mode == "fps" else None
 
     def as_dict(self) -> dict:
-        """Stored in every shard's attributes (provenance)."""
-        return {"mode": self.mode, "frames": self.frames, "fps": self.fps, "padding": "repeat-last+mask"}
+        """Stored in every shard's attributes (provenance; resume and merge refuse another sampler). The seek
+        mode is written only when it is not "exact", so exact shards stay as they always were."""
+        spec = {"mode": self.mode, "frames": self.frames, "fps": self.fps, "padding": "repeat-last+mask"}
+        return spec if self.seek == "exact" else {**spec, "seek": self.seek}
+
+    @classmethod
+    def from_provenance(cls, spec, frames: int | None = None) -> "FrameSampler":
+        """The sampler a shard recorded (`as_dict`, or its JSON text as HDF5 attributes hold it)."""
+        import json
+
+        spec = json.loads(spec) if isinstance(spec, (str, bytes)) else dict(spec or {})
+        return cls(int(frames if frames is not None else spec["frames"]), mode=spec.get("mode", "uniform"),
+                   fps=spec.get("fps"), seek=spec.get("seek", "exact"))
 
     def __repr__(self) -> str:
-        return f"FrameSampler(frames={self.frames}, mode={self.mode!r}, fps={self.fps})"
+        return f"FrameSampler(frames={self.frames}, mode={self.mode!r}, fps={self.fps}, seek={self.seek!r})"
+
+    def sample_video(self, num_frames: int, fps: float | None, duration: float | None,
+                     keyframes=None) -> SampledFrames:
+        """Indices for a video, by the seek mode: `sample`, or with "keyframe" each wanted frame replaced by
+        the nearest of `keyframes` (the video's keyframe indices; a keyframe taken twice counts once, so a
+        video with fewer keyframes than F is padded + masked)."""
+        if self.seek == "exact":
+            return self.sample(num_frames, fps, duration)
+        if keyframes is None or not len(keyframes):
+            raise ValueError("keyframe seeking needs the video's keyframe indices")
+        return self._select(_nearest(np.unique(np.asarray(keyframes, np.int64)),
+                                     self.sample(num_frames, fps, duration).valid))
 
     def sample(self, num_frames: int, fps: float | None = None, duration: float | None = None) -> SampledFrames:
         """Indices for a video of `num_frames` frames at `fps` (average) lasting `duration` seconds."""
@@ -78,11 +115,7 @@ class FrameSampler:
             raise ValueError("no decodable frames to sample from")
         if self.mode == "uniform":
             return self._select(available)
-        wanted = self._at_rate(num_frames, fps, duration)
-        right = np.clip(np.searchsorted(available, wanted), 0, len(available) - 1)
-        left = np.clip(right - 1, 0, len(available) - 1)
-        nearer_left = np.abs(available[left] - wanted) <= np.abs(available[right] - wanted)
-        return self._select(np.unique(np.where(nearer_left, available[left], available[right])))
+        return self._select(_nearest(available, self._at_rate(num_frames, fps, duration)))
 
     def _select(self, candidates: np.ndarray) -> SampledFrames:
         """F of the sorted distinct `candidates` (segment centres), or all of them padded + masked."""

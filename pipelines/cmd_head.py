@@ -130,27 +130,19 @@ def evaluate_head(
 def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device: str = "auto",
                    cache_dir: Optional[str] = None, pretrained: Optional[str] = None) -> list[dict]:
     """Extract each video exactly as the checkpoint's training features were (model, weights, sampler,
-    frames, patch grid: the provenance it stores) and return its top-k classes with probabilities."""
-    import json
-
-    import numpy as np
+    frames, patch grid: the provenance it stores, through the extraction's own `video_rows`) and return
+    its top-k classes with probabilities."""
     import torch
 
     from cmdcl.core.errors import WeightsError
-    from cmdcl.extract.decoders import decord_available
+    from cmdcl.extract.decode_pool import DecodeFailure
     from cmdcl.extract.models import load_encoder
-    from cmdcl.extract.preprocess import FramePreprocessor
-    from cmdcl.extract.runner import DecodeFailure, DecodeSettings, DecodeTask, decode_task
-    from cmdcl.extract.sampler import FrameSampler
+    from cmdcl.extract.video_features import decode_settings, video_rows
     from cmdcl.head.data import frame_subsample_index
     from cmdcl.head.evaluate import load_model
 
     model, cfg, state = load_model(checkpoint, device)
     prov = state["provenance"]
-    sampler_spec = prov.get("sampler", "{}")
-    sampler_spec = json.loads(sampler_spec) if isinstance(sampler_spec, str) else dict(sampler_spec)
-    stored_frames = int(prov["frames"])
-    sampler = FrameSampler(stored_frames, mode=sampler_spec.get("mode", "uniform"), fps=sampler_spec.get("fps"))
     recorded = str(prov.get("pretrained", ""))
     seed = 0
     if recorded.startswith("random:seed="):  # random weights (tests, demo): same seed, same weights
@@ -161,32 +153,20 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
         raise WeightsError(f"{checkpoint}: the encoder weights ({encoder.weights_file or encoder.pretrained}) are not "
                            f"those that made its training features (sha256 {str(prov['weights_sha256'])[:12]}...).",
                            fix="pass --pretrained with the original weights file.")
-    backend = str(prov.get("decoder") or "")
-    if backend not in ("decord", "pyav") or (backend == "decord" and not decord_available()):
-        backend = "decord" if decord_available() else "pyav"
-    settings = DecodeSettings(sampler=sampler, image_size=encoder.image_size, resize_mode=encoder.resize_mode,
-                              backend=backend, fallback=True)
-    preprocess = FramePreprocessor.from_encoder(encoder, device=encoder.device)
+    settings = decode_settings(prov, encoder)
     grid = int(prov.get("patch_grid", 0)) if cfg.use_patches else 0
     model_frames = int(state["model_args"]["dims"]["F"])
     class_names = list(state["vocabulary"]["class_names"])
     multilabel = bool(state["model_args"]["multilabel"])
     head_device = next(iter(model.state_dict().values())).device
     results = []
-    for i, video in enumerate(videos):
-        decoded = decode_task(DecodeTask(i, video.stem, str(video)), settings)
-        if isinstance(decoded, DecodeFailure):
-            results.append({"video": str(video), "error": f"{decoded.stage}: {decoded.error}"})
+    for video in videos:
+        rows = video_rows(video, encoder, settings, patch_grid=grid)
+        if isinstance(rows, DecodeFailure):
+            results.append({"video": str(video), "error": f"{rows.stage}: {rows.error}"})
             continue
-        with torch.no_grad():
-            out = encoder.encode_frames(preprocess(decoded.frames), patch_grid=grid)
-        feats, patches = out if grid else (out, None)
-        mask = decoded.sampled.mask.astype(bool)
-        pad = np.minimum(np.arange(stored_frames), int(mask.sum()) - 1)  # the store's repeat-last padding
-        # float16 like the cached features the head was trained on
-        feats = feats.detach().float().cpu().numpy().astype(np.float16)[pad]
-        patches = patches.detach().float().cpu().numpy().astype(np.float16)[pad] if grid else None
-        if model_frames < stored_frames:
+        feats, patches, mask = rows.features, rows.patches, rows.mask
+        if model_frames < len(mask):
             index, new_mask = frame_subsample_index(mask[None], model_frames)
             feats, mask = feats[index[0]], new_mask[0]
             patches = patches[index[0]] if grid else None

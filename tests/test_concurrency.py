@@ -24,7 +24,7 @@ TESTS = Path(__file__).resolve().parent
 GATED_RUN = """
 import sys, time
 from pathlib import Path
-from cmdcl.extract import runner
+from cmdcl.extract import decode_pool as runner  # where decode_inline looks decode_task up
 
 gate, real, calls = Path(sys.argv[1]), runner.decode_task, [0]
 

@@ -203,7 +203,7 @@ def test_encoder_failure_fails_that_batch_only(dataset, encoder, tmp_path):
 SLOW_RUN = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from cmdcl.extract import runner
+from cmdcl.extract import decode_pool as runner  # where decode_inline looks decode_task up
 real = runner.decode_task
 def slow(task, settings):
     time.sleep(0.25)
@@ -379,3 +379,25 @@ def test_published_layouts_extract_end_to_end(name, encoder, tmp_path):
 def test_decord_missing_defaults_to_pyav(monkeypatch):
     monkeypatch.setattr(decoders, "decord_available", lambda: False)
     assert decoders.default_backend() == "pyav"
+
+
+def test_video_rows_are_the_rows_the_store_holds(dataset, encoder, reference):
+    """Prediction's one-video path (`video_rows`) gives what the run stored: same sampler from provenance,
+    same timestamps, same repeat-last padding, float16."""
+    from cmdcl.extract.video_features import decode_settings, video_rows
+
+    features = FeatureSet(reference)
+    settings = decode_settings(features.attrs, encoder)
+    stored, position = by_id(features), {v: i for i, v in enumerate(features.index["video_id"].tolist())}
+    for vid in ("v1", "v3"):  # v1 is shorter than FRAMES: padded
+        ext = {row[0]: row[5] for row in VIDEOS}[vid]
+        rows = video_rows(dataset / "videos" / f"{vid}.{ext}", encoder, settings)
+        record = features.read_array("frame_mask", np.array([position[vid]]))[0]
+        assert rows.features.dtype == np.float16 and rows.features.shape == stored[vid].shape
+        np.testing.assert_array_equal(rows.mask, record)
+        np.testing.assert_array_equal(rows.timestamps_ms,
+                                      features.read_array("timestamps_ms", np.array([position[vid]]))[0])
+        np.testing.assert_allclose(rows.features.astype(np.float32), stored[vid].astype(np.float32), atol=2e-3)
+        valid = int(rows.mask.sum())
+        assert (rows.features[valid:] == rows.features[valid - 1]).all()
+        assert valid < FRAMES if vid == "v1" else valid == FRAMES

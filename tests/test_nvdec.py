@@ -109,9 +109,11 @@ def test_frames_and_timestamps_are_those_of_pyav(fake_nvc, h264):
     with NvdecDecoder(gpu_id=0) as decoder:
         meta = decoder.open(h264, size=(48, 64))
         frames, stamps = decoder.read(wanted)
+        keyframes = decoder.keyframes()
     with open_video(h264, "pyav", size=(48, 64)) as reference:
         assert reference.meta.num_frames == meta.num_frames == 40 and meta.backend == "nvdec"
         expected, expected_stamps = reference.read(wanted)
+        assert keyframes.tolist() == reference.keyframes().tolist() == [0, 10, 20, 30]  # for --seek keyframe
     assert isinstance(frames, torch.Tensor) and frames.dtype == torch.uint8 and frames.shape == (6, 48, 64, 3)
     assert [frame_index_of(f) for f in frames.numpy()] == wanted
     np.testing.assert_allclose(stamps, expected_stamps)
@@ -167,6 +169,28 @@ def test_extraction_without_nvdec_uses_pyav_or_stops(tmp_path, monkeypatch):
     summary = run_extraction(ExtractConfig(out_dir=str(tmp_path / "out"), **options), encoder=encoder,
                              log=said.append)
     assert summary.extracted == 1 and any("decoding with PyAV" in line for line in said)
+
+
+def test_extraction_decodes_nvdec_in_process_with_keyframe_seeking(fake_nvc, h264, tmp_path):
+    """workers=2 asked for, yet no fallback: the stand-in exists only in this process, so decoding stayed here."""
+    from cmdcl.core.store import FeatureSet
+    from cmdcl.extract.models import load_encoder
+    from cmdcl.extract.runner import ExtractConfig, run_extraction
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(h264.read_bytes())
+    (root / "manifest.csv").write_text("video_id,path,split,label\nclip,clip.mp4,test,cook\n")
+    (root / "classes.txt").write_text("cook\n")
+    summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "out"),
+                                           model="cmdcl-tiny", frames=4, workers=2, device="cpu", precision="fp32",
+                                           progress=False, decoder="nvdec", seek="keyframe"),
+                             encoder=load_encoder("cmdcl-tiny", device="cpu", precision="fp32"), log=lambda m: None)
+    assert summary.extracted == 1 and summary.fallbacks == 0 and fake_nvc.calls
+    stored = FeatureSet(summary.shard_path)
+    assert stored.attrs["decoder"] == "nvdec"
+    frame_index = stored.index["frame_index"][0][stored.index["frame_mask"][0]]
+    assert set(frame_index.tolist()) <= {0, 10, 20, 30}
 
 
 # --------------------------------------------------------------------------------------- on a GPU

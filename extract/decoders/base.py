@@ -96,6 +96,10 @@ class VideoDecoder(ABC):
     @abstractmethod
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
 
+    @abstractmethod
+    def keyframes(self) -> np.ndarray:
+        """Indices of the open video's keyframes (frames that decode without their GOP), sorted."""
+
     def close(self) -> None:
         pass
 

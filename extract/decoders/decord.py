@@ -98,6 +98,11 @@ class DecordDecoder(VideoDecoder):
                                    f"expected {(self.meta.out_height, self.meta.out_width)}")
         return np.ascontiguousarray(frames, dtype=np.uint8), timestamps_ms
 
+    def keyframes(self) -> np.ndarray:
+        if self._reader is None:
+            raise RuntimeError("open() a video before keyframes()")
+        return np.asarray(self._reader.get_key_indices(), np.int64)
+
     def close(self) -> None:
         self._reader = None
 

@@ -132,12 +132,21 @@ class FallbackDecoder(VideoDecoder):
         return SampledRead(sampled, frames, timestamps, self.meta, self.name,
                            self.fallback_reason if self.name != primary else None)
 
+    def keyframes(self) -> np.ndarray:
+        if self.active is None:
+            raise RuntimeError("open() a video before keyframes()")
+        return self.active.keyframes()
+
+    def _sample(self, sampler):
+        keyframes = self.keyframes() if getattr(sampler, "seek", "exact") == "keyframe" else None
+        return sampler.sample_video(self.meta.num_frames, self.meta.fps, self.meta.duration, keyframes)
+
     def _read_sampled(self, sampler):
-        sampled = sampler.sample(self.meta.num_frames, self.meta.fps, self.meta.duration)
+        sampled = self._sample(sampler)
         try:
             frames, timestamps = self.read(sampled.valid)
         except FrameCountChanged:  # the next backend counts differently: sample again from its count
-            sampled = sampler.sample(self.meta.num_frames, self.meta.fps, self.meta.duration)
+            sampled = self._sample(sampler)
             frames, timestamps = self.read(sampled.valid)
         return sampled, frames, timestamps
 

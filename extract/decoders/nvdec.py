@@ -156,6 +156,12 @@ class NvdecDecoder(VideoDecoder):
         timestamps_ms = np.array([self._index._timestamp_ms(int(i)) for i in idx], np.float64)
         return frames, timestamps_ms
 
+    def keyframes(self) -> np.ndarray:
+        """The packet index's keyframes (display order), as the pyav backend gives them: `--seek keyframe`."""
+        if self._index is None:
+            raise RuntimeError("open() a video before keyframes()")
+        return self._index.keyframes()
+
     def _decode_chunk(self, wanted: np.ndarray):
         """Decode `wanted` (sorted, distinct) and resize on the GPU; the decoder's buffers are not kept."""
         import torch

@@ -114,7 +114,7 @@ class PyAVDecoder(VideoDecoder):
         if unreliable:
             self.sequential = True
             self._pts = list(range(len(pts)))
-            self._keyframes = [0]
+            self._keyframes = [i for i, key in enumerate(keys) if key] or [0]  # decode order: frames are counted
             self._start_pts = 0
         else:
             order = sorted(range(len(pts)), key=pts.__getitem__)
@@ -172,6 +172,11 @@ class PyAVDecoder(VideoDecoder):
         rows = np.searchsorted(wanted, idx)
         timestamps = np.array([self._timestamp_ms(int(i)) for i in idx], np.float64)
         return out[rows], timestamps
+
+    def keyframes(self) -> np.ndarray:
+        if self._container is None:
+            raise RuntimeError("open() a video before keyframes()")
+        return np.asarray(self._keyframes, np.int64)
 
     def _convert(self, frame) -> np.ndarray:
         return frame.to_ndarray(width=self.meta.out_width, height=self.meta.out_height, format="rgb24",
