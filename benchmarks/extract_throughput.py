@@ -54,7 +54,8 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path) 
     out = scratch / "cmdcl"
     shutil.rmtree(out, ignore_errors=True)
     cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(out), model=args.model, frames=args.frames,
-                        batch_size=args.batch_size, workers=args.workers, decoder=args.decoder, device=args.device,
+                        batch_size=args.batch_size, workers=args.workers, decoder=args.decoder, seek=args.seek,
+                        device=args.device,
                         precision=args.precision, progress=False, templates=["{}"], flush_every=64)
     load = load_average()
     with GpuSampler() as gpu:
@@ -127,12 +128,12 @@ def measure_naive(paths: list[Path], encoder, frames: int, scratch: Path) -> dic
             "gpu": gpu.summary() if gpu.available else None}
 
 
-def _decode_settings(encoder, frames: int, decoder: str | None = None):
+def _decode_settings(encoder, frames: int, decoder: str | None = None, seek: str = "exact"):
     from cmdcl.extract.decoders import default_backend
     from cmdcl.extract.runner import DecodeSettings
     from cmdcl.extract.sampler import FrameSampler
 
-    return DecodeSettings(sampler=FrameSampler(frames), image_size=encoder.image_size,
+    return DecodeSettings(sampler=FrameSampler(frames, seek=seek), image_size=encoder.image_size,
                           resize_mode=encoder.resize_mode, backend=decoder or default_backend(), fallback=True)
 
 
@@ -153,7 +154,7 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
     from cmdcl.extract.runner import DecodeFailure, DecodePool, DecodeTask, decode_inline
 
     items = sorted(load_dataset("manifest", str(root)).items, key=lambda item: item.video_id)
-    settings = _decode_settings(encoder, args.frames, args.decoder)
+    settings = _decode_settings(encoder, args.frames, args.decoder, args.seek)
     tasks = [DecodeTask(key, item.video_id, item.path) for key, item in enumerate(items)]
     kept: dict[int, np.ndarray] = {}
     total, worker_s = 0, 0.0
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {"machine": machine_info(), "busy_before": busy_processes(), "model": args.model,
               "device": str(encoder.device), "precision": encoder.precision, "frames_per_video": args.frames,
               "batch_size": args.batch_size, "workers": args.workers,
-              "decoder": args.decoder or "default", "videos": video_stats(specs, paths)}
+              "decoder": args.decoder or "default", "seek": args.seek, "videos": video_stats(specs, paths)}
 
     if args.workers > 0:
         start_worker_server(encoder, args.frames)
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="decode workers (default as `cmdcl extract`: one per core)")
     parser.add_argument("--decoder", choices=["decord", "pyav", "nvdec"], default=None,
                         help="cmdcl's decoder (default: decord when installed); the naive pipeline always uses decord")
+    parser.add_argument("--seek", choices=["exact", "keyframe"], default="exact",
+                        help="cmdcl's and the decode limit's seeking (the naive pipeline decodes the exact frames)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="fp32 on CPU, fp16 on CUDA by default")
     parser.add_argument("--seed", type=int, default=0)

@@ -11,6 +11,8 @@
 #                  cosine to fp32
 #   train-data     benchmarks/train_throughput.py --skip-cmdcl: the COIN-sized feature file and its data path
 #   train-epoch    one epoch of the CMDCL head on that file on the GPU (`cmdcl train-head --epochs 1`)
+#   decoder-choice benchmarks/decoder_choice.py on H.264 mp4: one decode worker's rate per installed backend
+#                  (nvdec included), exact and keyframe seeking
 #   videos         the benchmark videos (generated once; cached under benchmarks/out/videos)
 #   extract-*      benchmarks/extract_throughput.py for ViT-L-14 then ViT-B-16, with each decoder (pyav, decord,
 #                  nvdec: those installed) and each sampling mode (--seek exact / keyframe when the script has it)
@@ -111,6 +113,10 @@ else
   record train-epoch skipped 0 "no feature file (train-data failed)"
 fi
 
+
+if [[ $MODE == --cpu-smoke ]]; then CHOICE_SIZE=(--videos 1 --seconds 8 --repeat 1); else CHOICE_SIZE=(--videos 2 --seconds 60 --repeat 1); fi
+step decoder-choice 60 "$PY" benchmarks/decoder_choice.py --containers mp4 --seek exact keyframe "${CHOICE_SIZE[@]}" \
+  --json "$OUT/decoder-choice.json"
 
 if [[ $MODE == gpu ]]; then  # the videos extract_throughput.py draws for --videos N --seed 0, generated in parallel
   step videos 120 "$PY" -c "
