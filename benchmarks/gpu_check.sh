@@ -130,7 +130,7 @@ with ProcessPoolExecutor(len(specs)) as pool:
 fi
 
 DECODERS=()
-for decoder in pyav decord nvdec; do
+for decoder in pyav nvdec decord; do
   if [[ $MODE == --dry-run ]] || has "$decoder"; then
     DECODERS+=("$decoder")
   else
