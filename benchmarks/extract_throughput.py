@@ -133,12 +133,12 @@ def measure_naive(paths: list[Path], encoder, frames: int, scratch: Path) -> dic
             "gpu": gpu.summary() if gpu.available else None}
 
 
-def _decode_settings(encoder, frames: int, decoder: str | None = None):
+def _decode_settings(encoder, frames: int, decoder: str | None = None, seek: str = "exact"):
     from cmdcl.extract.runner import DecodeSettings
     from cmdcl.extract.sampler import FrameSampler
 
     # backend None: each video by its container, as run_extraction's default
-    return DecodeSettings(sampler=FrameSampler(frames), image_size=encoder.image_size,
+    return DecodeSettings(sampler=FrameSampler(frames, seek=seek), image_size=encoder.image_size,
                           resize_mode=encoder.resize_mode, backend=decoder, fallback=True)
 
 
@@ -159,13 +159,14 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
     from cmdcl.extract.runner import DecodeFailure, DecodePool, DecodeTask, decode_inline
 
     items = sorted(load_dataset("manifest", str(root)).items, key=lambda item: item.video_id)
-    settings = _decode_settings(encoder, args.frames, args.decoder)
+    settings = _decode_settings(encoder, args.frames, args.decoder, args.seek)
     tasks = [DecodeTask(key, item.video_id, item.path) for key, item in enumerate(items)]
     kept: dict[int, np.ndarray] = {}
     total, worker_s = 0, 0.0
     load = load_average()
     started = time.perf_counter()
-    pool = DecodePool(args.workers, settings, timeout_s=600.0) if args.workers > 0 else None
+    # nvdec decodes in this process, as the runner does: its frames are CUDA tensors.
+    pool = DecodePool(args.workers, settings, timeout_s=600.0) if args.workers > 0 and args.decoder != "nvdec" else None
     try:
         for result in (pool.run(tasks) if pool else decode_inline(tasks, settings)):
             if isinstance(result, DecodeFailure):
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {"machine": machine_info(), "busy_before": busy_processes(), "model": args.model,
               "device": str(encoder.device), "precision": encoder.precision, "frames_per_video": args.frames,
               "batch_size": args.batch_size, "workers": args.workers,
-              "decoder": args.decoder or "default", "videos": video_stats(specs, paths)}
+              "decoder": args.decoder or "default", "seek": args.seek, "videos": video_stats(specs, paths)}
 
     if args.workers > 0:
         start_worker_server(encoder, args.frames)
@@ -341,10 +342,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256, help="cmdcl's frames per encoder batch")
     parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
                         help="decode workers (default as `cmdcl extract`: one per core)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], default=None,
+    parser.add_argument("--decoder", choices=["decord", "pyav", "nvdec"], default=None,
                         help="cmdcl's decoder (default: per container, as `cmdcl extract`); the naive pipeline "
                              "always uses decord")
-    parser.add_argument("--seek", choices=["exact", "keyframe"], default="exact", help="cmdcl's --seek")
+    parser.add_argument("--seek", choices=["exact", "keyframe"], default="exact",
+                        help="cmdcl's and the decode limit's seeking (the naive pipeline decodes the exact frames)")
     parser.add_argument("--compare-seek", action="store_true",
                         help="only time run_extraction with --seek exact against --seek keyframe")
     parser.add_argument("--device", default="auto")

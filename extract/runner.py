@@ -27,8 +27,8 @@ from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
-from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_version, decord_available, default_backend,
-                                    fallback_order)
+from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_available, backend_version, decord_available,
+                                    default_backend, fallback_order)
 from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
 
@@ -319,6 +319,12 @@ def _backend(cfg: ExtractConfig, items: Sequence[VideoItem], log: Callable[[str]
                              "Windows).", fix="use --decoder pyav.")
         log("decord is not installed; decoding with PyAV")
         backend = "pyav"
+    if backend == "nvdec" and not backend_available("nvdec"):
+        if not cfg.fallback:
+            raise CmdclError("--decoder nvdec: needs PyNvVideoCodec and a CUDA GPU.",
+                             fix="pip install 'cmdcl[gpu]' on a CUDA machine, or use --decoder pyav.")
+        log("nvdec is not available (PyNvVideoCodec or a CUDA GPU missing); decoding with PyAV")
+        backend = "pyav"
     return backend
 
 
@@ -407,7 +413,9 @@ def _stream(cfg: ExtractConfig, todo: list[VideoItem], settings: DecodeSettings,
 
     summary = mapper.sink.summary
     tasks = (DecodeTask(key, item.video_id, item.path) for key, item in enumerate(todo))
-    pool = DecodePool(cfg.workers, settings, cfg.timeout_s) if cfg.workers > 0 else None
+    # NVDEC frames are CUDA tensors: they are decoded in this process, not sent through worker pipes.
+    in_process = cfg.workers == 0 or settings.backend == "nvdec"
+    pool = None if in_process else DecodePool(cfg.workers, settings, cfg.timeout_s)
     try:
         with _StopSignals() as stop, tqdm(total=len(todo), unit="video", disable=not cfg.progress,
                                           desc=f"shard {cfg.shard}", file=sys.stderr) as bar:

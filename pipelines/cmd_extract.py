@@ -76,14 +76,16 @@ def extract(
     batch_size: int = typer.Option(256, "--batch-size", help="Frames per encoder batch."),
     workers: Optional[int] = typer.Option(None, "--workers",
                                           help="Decode processes (default: one per core; 0 = in-process)."),
-    decoder: Optional[str] = typer.Option(None, "--decoder", help="decord | pyav (default: decord when installed)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder",
+                                          help="decord | pyav | nvdec (GPU, cmdcl[gpu]) (default: decord when installed)."),
     seek: str = typer.Option("exact", "--seek",
                              help="exact | keyframe: take the nearest keyframe of each sampled frame (much less "
                                   "decoding; real timestamps stored)."),
     fallback: bool = typer.Option(True, "--fallback/--no-fallback",
                                   help="Decode with PyAV the videos decord cannot open or read."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16 "
+                                   "(weights cast) | amp-fp16 | amp-bf16 (fp32 weights, autocast)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="k/N: this process extracts shard k of N (0-based)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="k (with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="N (with --shard-index)."),

@@ -1,4 +1,10 @@
-"""load_encoder sources (random, file, folder, pre-filled caches offline), errors, freezing, patch grid."""
+"""load_encoder sources (random, file, folder, pre-filled caches offline), errors, freezing, patch grid,
+half precision, and failing fast without network.
+
+Every encoder here is built on the CPU explicitly (`cpu_encoder`), so the suite means the same on a
+CUDA machine, where device "auto" would pick the GPU. The CUDA behaviour has its own tests at the end,
+skipped with a reason where no GPU is present.
+"""
 from __future__ import annotations
 
 import json
@@ -13,15 +19,24 @@ from safetensors.torch import save_file
 
 from cmdcl.core.errors import CmdclError, WeightsError
 from cmdcl.extract.models import FrozenEncoder, file_sha256, load_encoder
+from cmdcl.extract.preprocess import FramePreprocessor
+from video_fixtures import write_test_video
 
 MODEL = "cmdcl-tiny"
 TAG_PREPROCESS = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "interpolation": "bilinear",
                   "resize_mode": "shortest"}
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible here")
+
+
+def cpu_encoder(model_name: str = MODEL, **kwargs) -> FrozenEncoder:
+    return load_encoder(model_name, **{"device": "cpu", **kwargs})
+
+
 @pytest.fixture(scope="module")
 def tiny() -> FrozenEncoder:
-    return load_encoder(MODEL, seed=0)
+    return cpu_encoder(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +45,35 @@ def pixels() -> torch.Tensor:
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """No network at all: Hugging Face in offline mode and every socket connect refused."""
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
+def no_network(monkeypatch) -> list:
+    """Every connection refused, and counted: the list holds one (host, port) per attempt.
 
+    Name lookups answer a documentation address (192.0.2.1), so an attempt reaches `connect`.
+    HF_HUB_OFFLINE is unset: this is a node whose user forgot it.
+    """
+    attempts = []
+
+    def lookup(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise ConnectionRefusedError("network disabled in tests")
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+@pytest.fixture
+def offline(monkeypatch, no_network) -> list:
+    """No network, and Hugging Face told so: HF_HUB_OFFLINE=1 as the README asks on such nodes."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return no_network
 
 
 def register_tags(monkeypatch, tags: dict[str, dict]) -> None:
@@ -61,13 +97,13 @@ def fill_hf_cache(cache, repo: str, state_dict) -> str:
 # ----------------------------------------------------------------------------------- random weights
 
 def test_random_weights_are_deterministic_per_seed(tiny, pixels):
-    again = load_encoder(MODEL, seed=0)
-    other = load_encoder(MODEL, seed=1)
+    again = cpu_encoder(MODEL, seed=0)
+    other = cpu_encoder(MODEL, seed=1)
     assert again.weights_sha256 == tiny.weights_sha256
     assert torch.equal(again.encode_frames(pixels), tiny.encode_frames(pixels))
     assert other.weights_sha256 != tiny.weights_sha256
     assert not torch.allclose(other.encode_frames(pixels), tiny.encode_frames(pixels))
-    assert load_encoder(MODEL, pretrained="random", seed=1).weights_sha256 == other.weights_sha256
+    assert cpu_encoder(MODEL, pretrained="random", seed=1).weights_sha256 == other.weights_sha256
 
 
 def test_provenance_labels_random_weights_and_preprocessing(tiny):
@@ -81,7 +117,7 @@ def test_provenance_labels_random_weights_and_preprocessing(tiny):
                                   "mean": list(open_clip.OPENAI_DATASET_MEAN),
                                   "std": list(open_clip.OPENAI_DATASET_STD), "crop": "center"}
     json.dumps(prov)  # storable as an HDF5 JSON attribute
-    assert load_encoder("cmdcl/tiny").model_name == MODEL  # recorded in open_clip's spelling
+    assert cpu_encoder("cmdcl/tiny").model_name == MODEL  # recorded in open_clip's spelling
 
 
 def test_encoder_is_frozen(tiny):
@@ -98,7 +134,7 @@ def test_weights_file_reproduces_the_model(tiny, pixels, tmp_path, suffix):
     path = tmp_path / f"tiny{suffix}"
     state = {k: v.contiguous() for k, v in tiny.model.state_dict().items()}
     save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
-    loaded = load_encoder(MODEL, pretrained=str(path), seed=123)  # seed is irrelevant for files
+    loaded = cpu_encoder(MODEL, pretrained=str(path), seed=123)  # seed is irrelevant for files
     assert torch.equal(loaded.encode_frames(pixels), tiny.encode_frames(pixels))
     assert torch.equal(loaded.encode_texts(["a person cooking"]), tiny.encode_texts(["a person cooking"]))
     assert loaded.weights_sha256 == file_sha256(path)
@@ -112,7 +148,7 @@ def test_open_clip_folder_brings_its_own_preprocessing(tiny, pixels, tmp_path):
               "preprocess_cfg": {**TAG_PREPROCESS, "mean": [0.4, 0.4, 0.4]}}
     (folder / "open_clip_config.json").write_text(json.dumps(config))
     torch.save(tiny.model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    for encoder in (load_encoder(MODEL, pretrained=str(folder)), load_encoder(f"local-dir:{folder}")):
+    for encoder in (cpu_encoder(MODEL, pretrained=str(folder)), cpu_encoder(f"local-dir:{folder}")):
         assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
         assert encoder.mean == (0.4, 0.4, 0.4) and encoder.interpolation == "bilinear"
         assert encoder.weights_sha256 == file_sha256(folder / "open_clip_pytorch_model.bin")
@@ -123,13 +159,13 @@ def test_bare_file_gets_the_preprocessing_of_the_model_tags(tiny, tmp_path, monk
     path = tmp_path / "tiny.pt"
     torch.save(tiny.model.state_dict(), path)
     register_tags(monkeypatch, {"one": {}, "two": {}})  # both tags agree on TAG_PREPROCESS
-    encoder = load_encoder(MODEL, pretrained=str(path))
+    encoder = cpu_encoder(MODEL, pretrained=str(path))
     assert encoder.mean == TAG_PREPROCESS["mean"] and encoder.std == TAG_PREPROCESS["std"]
 
     register_tags(monkeypatch, {"one": {}, "two": {"mean": (0.1, 0.2, 0.3)}})  # tags disagree
     with pytest.raises(CmdclError, match="preprocess_tag"):
-        load_encoder(MODEL, pretrained=str(path))
-    chosen = load_encoder(MODEL, pretrained=str(path), preprocess_tag="two")
+        cpu_encoder(MODEL, pretrained=str(path))
+    chosen = cpu_encoder(MODEL, pretrained=str(path), preprocess_tag="two")
     assert chosen.mean == (0.1, 0.2, 0.3)
 
 
@@ -139,7 +175,7 @@ def test_weights_of_another_architecture_are_refused(tiny, tmp_path):
     path = tmp_path / "broken.pt"
     torch.save(state, path)
     with pytest.raises(WeightsError, match="cannot be loaded into cmdcl-tiny"):
-        load_encoder(MODEL, pretrained=str(path))
+        cpu_encoder(MODEL, pretrained=str(path))
 
 
 # ---------------------------------------------------------------------------- offline, cached tags
@@ -147,7 +183,7 @@ def test_weights_of_another_architecture_are_refused(tiny, tmp_path):
 def test_prefilled_hf_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, offline):
     weights = fill_hf_cache(tmp_path / "hub", "cmdcl-test/tiny", tiny.model.state_dict())
     register_tags(monkeypatch, {"cached": {"hf_hub": "cmdcl-test/tiny/"}})
-    encoder = load_encoder(MODEL, pretrained="cached", cache_dir=str(tmp_path / "hub"))
+    encoder = cpu_encoder(MODEL, pretrained="cached", cache_dir=str(tmp_path / "hub"))
     assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
     assert encoder.weights_sha256 == file_sha256(weights)
     assert encoder.provenance()["weights_file"] == weights and encoder.pretrained == "cached"
@@ -158,7 +194,7 @@ def test_prefilled_hf_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, o
 def test_prefilled_url_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, offline):
     torch.save(tiny.model.state_dict(), tmp_path / "cmdcl_tiny_weights.pt")
     register_tags(monkeypatch, {"from_url": {"url": "https://weights.invalid/cmdcl_tiny_weights.pt"}})
-    encoder = load_encoder(MODEL, pretrained="from_url", cache_dir=str(tmp_path))
+    encoder = cpu_encoder(MODEL, pretrained="from_url", cache_dir=str(tmp_path))
     assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
     assert encoder.weights_sha256 == file_sha256(tmp_path / "cmdcl_tiny_weights.pt")
 
@@ -166,43 +202,104 @@ def test_prefilled_url_cache_loads_offline(tiny, pixels, tmp_path, monkeypatch, 
 def test_missing_weights_offline_fail_in_one_line(tmp_path, monkeypatch, offline):
     register_tags(monkeypatch, {"absent": {"hf_hub": "cmdcl-test/absent/"}})
     with pytest.raises(WeightsError) as caught:
-        load_encoder(MODEL, pretrained="absent", cache_dir=str(tmp_path))
+        cpu_encoder(MODEL, pretrained="absent", cache_dir=str(tmp_path))
     message = str(caught.value)
     assert "\n" not in message
     assert "cmdcl-tiny" in message and "absent" in message
     assert "--cache-dir" in message and "--pretrained" in message
+    assert offline == []  # HF_HUB_OFFLINE set: not even a probe
+
+
+def test_missing_weights_without_network_fail_after_one_probe(tmp_path, monkeypatch, no_network):
+    """Without HF_HUB_OFFLINE, one refused probe switches to offline mode: no download attempt, no retries."""
+    register_tags(monkeypatch, {"absent": {"hf_hub": "cmdcl-test/absent/"}})
+    with pytest.raises(WeightsError) as caught:
+        load_encoder(MODEL, device="cpu", pretrained="absent", cache_dir=str(tmp_path))
+    assert "\n" not in str(caught.value) and "absent" in str(caught.value)
+    assert no_network == [("192.0.2.1", 443)]  # the probe of huggingface.co, and nothing after it
+
+    register_tags(monkeypatch, {"gone": {"url": "https://weights.invalid/gone.pt"}})
+    with pytest.raises(WeightsError, match="no network"):
+        load_encoder(MODEL, device="cpu", pretrained="gone", cache_dir=str(tmp_path))
+    assert no_network[1:] == [("192.0.2.1", 443)]
+
+
+def test_cached_weights_load_without_network_or_hf_hub_offline(tiny, pixels, tmp_path, monkeypatch, no_network):
+    fill_hf_cache(tmp_path / "hub", "cmdcl-test/tiny", tiny.model.state_dict())
+    torch.save(tiny.model.state_dict(), tmp_path / "cmdcl_tiny_weights.pt")
+    register_tags(monkeypatch, {"cached": {"hf_hub": "cmdcl-test/tiny/"},
+                                "from_url": {"url": "https://weights.invalid/cmdcl_tiny_weights.pt"}})
+    for tag, cache in (("cached", tmp_path / "hub"), ("from_url", tmp_path)):
+        encoder = load_encoder(MODEL, device="cpu", pretrained=tag, cache_dir=str(cache))
+        assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert len(no_network) == 2  # one probe per load, nothing else
 
 
 # ------------------------------------------------------------------------------------ bad requests
 
 def test_unknown_model_lists_close_names():
     with pytest.raises(CmdclError, match="cmdcl-tiny") as caught:
-        load_encoder("cmdcl-tinny")
+        cpu_encoder("cmdcl-tinny")
     assert "\n" not in str(caught.value)
 
 
 def test_unknown_tag_and_missing_file():
     with pytest.raises(CmdclError, match="unknown pretrained tag"):
-        load_encoder(MODEL, pretrained="no_such_tag")
+        cpu_encoder(MODEL, pretrained="no_such_tag")
     with pytest.raises(WeightsError, match="not found"):
-        load_encoder(MODEL, pretrained="/no/such/weights.bin")
+        cpu_encoder(MODEL, pretrained="/no/such/weights.bin")
 
 
-def test_precision_and_device_choices(tiny, pixels):
-    with pytest.raises(CmdclError, match="fp16"):
-        load_encoder(MODEL, device="cpu", precision="fp16")
-    with pytest.raises(CmdclError):
-        load_encoder(MODEL, precision="fp8")
-    bf16 = load_encoder(MODEL, device="cpu", precision="bf16")
-    assert bf16.precision == "bf16"
-    out = bf16.encode_frames(pixels)
-    assert out.dtype == torch.float32
-    assert (out * tiny.encode_frames(pixels)).sum(-1).min() > 0.99
+def test_precision_and_device_choices():
+    for precision in ("fp16", "amp-fp16"):
+        with pytest.raises(CmdclError, match="needs a CUDA device"):
+            cpu_encoder(precision=precision)
+    with pytest.raises(CmdclError, match="fp8"):
+        cpu_encoder(precision="fp8")
     if not torch.cuda.is_available():
         with pytest.raises(CmdclError, match="CUDA"):
             load_encoder(MODEL, device="cuda")
-    else:
-        assert load_encoder(MODEL, device="auto").device.type == "cuda"
+
+
+@pytest.mark.parametrize("precision,weights", [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                               ("amp-bf16", torch.float32)])
+def test_precision_decides_the_weights_dtype_and_is_recorded(precision, weights, pixels):
+    encoder = cpu_encoder(precision=precision)
+    assert {p.dtype for p in encoder.model.parameters()} == {weights}
+    prov = encoder.provenance()
+    assert prov["precision"] == precision and prov["device_type"] == "cpu"
+    assert prov["weights_dtype"] == str(weights).replace("torch.", "")
+    assert prov["weights_sha256"] == cpu_encoder().weights_sha256  # the same weights, whatever the dtype
+    frames, patches = encoder.encode_frames(pixels, patch_grid=2)
+    texts = encoder.encode_texts(["a person cooking"])
+    assert frames.dtype == patches.dtype == texts.dtype == torch.float32
+    assert frames.device.type == patches.device.type == texts.device.type == "cpu"
+
+
+def real_frames(tmp_path, image_size: int) -> torch.Tensor:
+    """Frames decoded from an encoded video (index pattern plus noise), preprocessed like extraction does."""
+    from cmdcl.extract.decoders import open_video
+
+    decoded = []
+    for pattern in ("index", "noise"):
+        path = write_test_video(tmp_path / f"{pattern}.mp4", num_frames=8, height=96, width=128, pattern=pattern)
+        with open_video(path, "pyav") as video:
+            decoded.append(torch.from_numpy(video.read(range(0, 8, 2))[0]))
+    preprocess = FramePreprocessor(image_size, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    return preprocess(torch.cat(decoded))
+
+
+def half_precision_cosines(model_name: str, device: str, precision: str, tmp_path) -> torch.Tensor:
+    """Per-frame cosine between the embeddings of half-precision weights and of the fp32 model."""
+    reference = load_encoder(model_name, device=device, precision="fp32")
+    half = load_encoder(model_name, device=device, precision=precision)
+    frames = real_frames(tmp_path, reference.image_size)
+    return (half.encode_frames(frames) * reference.encode_frames(frames)).sum(-1)
+
+
+def test_bf16_weights_on_cpu_match_fp32_on_real_frames(tmp_path):
+    cosines = half_precision_cosines(MODEL, "cpu", "bf16", tmp_path)
+    assert len(cosines) == 8 and cosines.min() >= 0.999
 
 
 # --------------------------------------------------------------------------------------- encoding
@@ -230,10 +327,10 @@ def test_patch_cells_are_pooled_tokens_in_the_joint_space(tiny, pixels):
     """At the full 4x4 token grid each cell is ln_post(token) @ proj of that token, like the CLS token."""
     visual = tiny.model.visual
     with torch.inference_mode():
-        x = visual.conv1(pixels).flatten(2).transpose(1, 2)
+        x = visual.conv1(pixels.to(tiny.device)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.expand(len(x), 1, -1)
         tokens = visual.transformer(visual.ln_pre(torch.cat([cls, x], 1) + visual.positional_embedding))
-        expected = F.normalize(visual.ln_post(tokens[:, 1:]) @ visual.proj, dim=-1)
+        expected = F.normalize(visual.ln_post(tokens[:, 1:]) @ visual.proj, dim=-1).cpu()
     _, patches = tiny.encode_frames(pixels, patch_grid=4)
     assert torch.allclose(patches, expected, atol=1e-5)
 
@@ -258,3 +355,27 @@ def test_count_tokens_includes_start_and_end(tiny):
     counts = tiny.count_tokens(["cat", "word " * 100])
     assert counts[0] == 3 and counts[1] == 102
     assert tiny.context_length == 77
+
+
+# ------------------------------------------------------------------------------------------- CUDA
+
+@needs_cuda
+def test_auto_on_cuda_is_fp16_weights_and_takes_cpu_tensors(tiny, pixels):
+    encoder = load_encoder(MODEL, seed=0)  # device auto: the GPU
+    assert encoder.device.type == "cuda" and encoder.precision == "fp16"
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float16}
+    assert encoder.provenance()["weights_dtype"] == "float16"
+    assert encoder.weights_sha256 == tiny.weights_sha256
+    frames, patches = encoder.encode_frames(pixels, patch_grid=2)  # CPU input, moved by the encoder
+    texts = encoder.encode_texts(["a person cooking"])
+    for out in (frames, patches, texts):
+        assert out.device.type == "cpu" and out.dtype == torch.float32
+    assert (frames * tiny.encode_frames(pixels)).sum(-1).min() >= 0.999
+
+
+@needs_cuda
+@pytest.mark.parametrize("model_name", [MODEL, "ViT-B-16"])
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "amp-fp16"])
+def test_half_precision_on_cuda_matches_fp32_on_real_frames(model_name, precision, tmp_path):
+    cosines = half_precision_cosines(model_name, "cuda", precision, tmp_path)
+    assert len(cosines) == 8 and cosines.min() >= 0.999

@@ -15,10 +15,11 @@ from cmdcl.extract.decoders.base import (FrameCountChanged, SizeSpec, VideoDecod
                                          VideoOpenError)
 from cmdcl.extract.decoders.decord import DecordDecoder, decord_available
 from cmdcl.extract.decoders.fallback import FALLBACK_ORDER, FallbackDecoder, SampledRead, fallback_order
+from cmdcl.extract.decoders.nvdec import NvdecDecoder
 from cmdcl.extract.decoders.pyav import PyAVDecoder
 
 # The registry: `--decoder` name -> backend class.
-BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder, "nvdec": NvdecDecoder}
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_BY_CONTAINER", "FALLBACK_ORDER", "DecordDecoder", "FallbackDecoder", "FrameCountChanged", "PyAVDecoder",
            "SampledRead", "SizeSpec", "VideoDecodeError", "VideoDecoder", "VideoMeta", "VideoOpenError",
