@@ -430,7 +430,6 @@ def evaluate(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
 
 def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, bool]:
     """After an epoch's steps: validate, select, log, save; returns (stop early, finished) on every rank."""
-    cfg = ctx.cfg
     totals = sum_over_ranks(ctx.dist, ts.sums)
     train_stats = {"train_loss": float(totals[0] / totals[1].clamp(min=1))}
     if not ctx.multilabel:

@@ -3,7 +3,8 @@
 Ignored: attributes `created`, `code_version`, `merged_from` (paths differ), and groups named with --ignore-group.
 Usage: python scripts/compare_feature_files.py A.h5 B.h5 [--ignore-group=segments]  (to check that a refactor
 leaves a fixed-seed extraction byte-identical).
-Exit 1 and list differences when any.
+Rows of /videos are compared video by video (matched by id): with several decode workers videos are stored
+in the order they finish. Exit 1 and list differences when any.
 """
 import sys
 
@@ -23,6 +24,20 @@ def items(f, ignore_groups):
     return out
 
 
+def video_order(f):
+    """Row order that sorts /videos by id (stable), so that files written in different orders compare equal."""
+    if "videos/video_id" not in f:
+        return None
+    return np.argsort(np.asarray(f["videos/video_id"][()]).astype(str), kind="stable")
+
+
+def values(f, name, dataset, order):
+    data = dataset[()]
+    if order is not None and name.startswith("videos/") and data.ndim and len(data) == len(order):
+        data = data[order]
+    return data
+
+
 def compare(a_path, b_path, ignore_groups=()):
     diffs = []
     with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
@@ -36,6 +51,7 @@ def compare(a_path, b_path, ignore_groups=()):
         for name in sorted(set(ia) ^ set(ib)):
             diffs.append(f"only in {'first' if name in ia else 'second'}: {name}")
         checked = 0
+        order_a, order_b = video_order(a), video_order(b)
         for name in sorted(set(ia) & set(ib)):
             x, y = ia[name], ib[name]
             if isinstance(x, h5py.Group) != isinstance(y, h5py.Group):
@@ -46,7 +62,7 @@ def compare(a_path, b_path, ignore_groups=()):
             if (x.dtype, x.shape, x.chunks, x.compression) != (y.dtype, y.shape, y.chunks, y.compression):
                 diffs.append(f"{name}: {(x.dtype, x.shape, x.chunks, x.compression)} vs {(y.dtype, y.shape, y.chunks, y.compression)}")
                 continue
-            va, vb = x[()], y[()]
+            va, vb = values(a, name, x, order_a), values(b, name, y, order_b)
             same = np.array_equal(va, vb) if va.dtype.kind != "f" else (va.tobytes() == vb.tobytes())
             if not same:
                 diffs.append(f"{name}: values differ")

@@ -10,3 +10,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The tiny random-weight encoder the extraction tests share (frozen: no test changes it)."""
+    from cmdcl.extract.models import load_encoder
+
+    return load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)

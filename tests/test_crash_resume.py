@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from cmdcl.core.store import FeatureSet, ShardWriter, shard_is_done, shard_name
+from cmdcl.core.store import FeatureSet, shard_is_done, shard_name
 from cmdcl.extract.runner import ExtractConfig, run_extraction
 from cmdcl.pipelines.cli import main as cli_main
-from store_fixtures import base_attrs, make_text, write_shard
+from store_fixtures import base_attrs, write_shard
 from video_fixtures import write_test_video, write_text_file, write_zero_byte
 
 TESTS = Path(__file__).resolve().parent
@@ -35,13 +35,6 @@ def dataset(tmp_path_factory) -> Path:
         rows.append(f"{video_id},videos/{video_id}.mp4,test,0\n")
     (root / "manifest.csv").write_text("video_id,path,split,label\n" + "".join(rows))
     return root
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    from cmdcl.extract.models import load_encoder
-
-    return load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)
 
 
 def config(root: Path, out: Path, **overrides) -> ExtractConfig:

@@ -385,7 +385,7 @@ def test_manifest_bad_files(tmp_path):
 
 
 def test_manifest_relative_root_lists_nothing_unannotated(tmp_path, monkeypatch):
-    root = write_manifest(tmp_path / "m")
+    write_manifest(tmp_path / "m")
     monkeypatch.chdir(tmp_path)
     index = load_dataset("manifest", "m")
     absolute_index = load_dataset("manifest", tmp_path / "m")

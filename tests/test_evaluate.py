@@ -254,16 +254,9 @@ def test_frame_times_follow_the_heads_frame_subsample(tmp_path):
 @pytest.mark.slow
 def test_synthetic_world_run_reports_grounding_for_cmdcl_not_linear(tmp_path):
     """End to end: the synthetic world's manifest segments reach the store and cmdcl's evaluation."""
-    from cmdcl.extract.datasets.synthetic import SyntheticConfig, generate_synthetic
-    from cmdcl.extract.runner import ExtractConfig, run_extraction
+    from video_fixtures import extract_tiny_world
 
-    world = SyntheticConfig(seed=3, num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4,
-                            train_per_class=3, test_per_class=2, ood_per_class=1, width=48, height=32, fps=4,
-                            min_seconds=3.0, max_seconds=4.0)
-    root = generate_synthetic(tmp_path / "world", world, progress=False)
-    features = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"),
-                                            model="cmdcl-tiny", frames=8, workers=0, progress=False),
-                              log=lambda m: None).shard_path
+    _, features = extract_tiny_world(tmp_path, train_per_class=3, test_per_class=2)
     fs = FeatureSet(features)
     test = np.flatnonzero(fs.index["split"] == "test")
     assert all(len(s) >= 3 for s in fs.read_segments(test))  # every test video annotates its script's steps

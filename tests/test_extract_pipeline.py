@@ -51,13 +51,6 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    from cmdcl.extract.models import load_encoder
-
-    return load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)
-
-
 def config(dataset: Path, out: Path, **overrides) -> ExtractConfig:
     options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny", frames=FRAMES,
                    batch_size=12, workers=0, device="cpu", precision="fp32", progress=False, flush_every=2)

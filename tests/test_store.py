@@ -1,4 +1,3 @@
-import json
 
 import h5py
 import numpy as np
@@ -191,17 +190,10 @@ def test_bad_segments_are_refused_or_reported(tmp_path):
 
 def test_synthetic_extraction_stores_the_manifest_segments(tmp_path):
     from cmdcl.extract.datasets.registry import load_dataset
-    from cmdcl.extract.datasets.synthetic import SyntheticConfig, generate_synthetic
-    from cmdcl.extract.runner import ExtractConfig, run_extraction
+    from video_fixtures import extract_tiny_world
 
-    config = SyntheticConfig(seed=3, num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4,
-                             train_per_class=2, test_per_class=1, ood_per_class=1, width=48, height=32, fps=4,
-                             min_seconds=3.0, max_seconds=4.0)
-    root = generate_synthetic(tmp_path / "world", config, progress=False)
-    summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"),
-                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
-                             log=lambda m: None)
-    fs = FeatureSet(summary.shard_path)
+    root, shard_path = extract_tiny_world(tmp_path)
+    fs = FeatureSet(shard_path)
     stored = _by_id(fs, np.arange(len(fs)))
     items = load_dataset("manifest", root).items
     assert len(items) == len(fs) > 0

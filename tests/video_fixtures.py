@@ -140,3 +140,20 @@ def write_text_file(path: str | Path, text: str = "this is not a video\n") -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def extract_tiny_world(tmp_path: Path, train_per_class: int = 2, test_per_class: int = 1):
+    """A 3-activity synthetic world (manifest with step segments) extracted with cmdcl-tiny at F=8.
+
+    Returns (world root, shard path)."""
+    from cmdcl.extract.datasets.synthetic import SyntheticConfig, generate_synthetic
+    from cmdcl.extract.runner import ExtractConfig, run_extraction
+
+    world = SyntheticConfig(seed=3, num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4,
+                            train_per_class=train_per_class, test_per_class=test_per_class, ood_per_class=1,
+                            pretrain_per_class=0, width=48, height=32, fps=4, min_seconds=3.0, max_seconds=4.0)
+    root = generate_synthetic(tmp_path / "world", world, progress=False)
+    summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"),
+                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
+                             log=lambda m: None)
+    return root, summary.shard_path

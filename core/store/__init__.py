@@ -14,7 +14,6 @@ Modules: `layout` (format version, columns, records, text bank), `files` (one fi
 """
 from cmdcl.core.provenance import COMPATIBILITY_KEYS  # files read or merged together agree on these
 
-from .files import _write_file
 from .layout import (FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMNS, STR,
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, segment_table)
 from .merge import merge_feature_files
