@@ -27,8 +27,8 @@ from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
-from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_available, backend_version, decord_available,
-                                    default_backend, fallback_order)
+from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_available, backend_version, default_backend,
+                                    fallback_order)
 from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
 
@@ -313,19 +313,21 @@ def _backend(cfg: ExtractConfig, items: Sequence[VideoItem], log: Callable[[str]
         chosen = {default_backend(item.path) for item in items} or {default_backend()}
         return chosen.pop() if len(chosen) == 1 else None
     backend = cfg.decoder
-    if backend == "decord" and not decord_available():
+    if backend in _UNAVAILABLE and not backend_available(backend):
+        why, fix = _UNAVAILABLE[backend]
         if not cfg.fallback:
-            raise CmdclError("--decoder decord: decord is not installed (wheels exist only for Linux x86_64 and "
-                             "Windows).", fix="use --decoder pyav.")
-        log("decord is not installed; decoding with PyAV")
-        backend = "pyav"
-    if backend == "nvdec" and not backend_available("nvdec"):
-        if not cfg.fallback:
-            raise CmdclError("--decoder nvdec: needs PyNvVideoCodec and a CUDA GPU.",
-                             fix="pip install 'cmdcl[gpu]' on a CUDA machine, or use --decoder pyav.")
-        log("nvdec is not available (PyNvVideoCodec or a CUDA GPU missing); decoding with PyAV")
+            raise CmdclError(f"--decoder {backend}: {why}.", fix=fix)
+        log(f"{backend} is not available ({why}); decoding with PyAV")
         backend = "pyav"
     return backend
+
+
+# Optional backends: why one may be missing, and what to do about it under --no-fallback.
+_UNAVAILABLE = {
+    "decord": ("decord is not installed (wheels exist only for Linux x86_64 and Windows)", "use --decoder pyav."),
+    "nvdec": ("needs PyNvVideoCodec and a CUDA GPU",
+              "pip install 'cmdcl[gpu]' on a CUDA machine, or use --decoder pyav."),
+}
 
 
 def _decoder_provenance(cfg: ExtractConfig, items: Sequence[VideoItem], backend: str | None) -> dict[str, Any]:
