@@ -8,7 +8,7 @@ The stages, as in clip-retrieval's inference loop, each timed and each in its ow
    together in batches of `batch_size` frames on the device.
 3. `shard_sink`: one `VideoRecord` per video (or a `FailureRecord`) into the crash-safe `ShardWriter`.
 
-This module holds the run's configuration, its summary, and the orchestration (`run_extraction`).
+This module holds the run's summary (its configuration: extract/config.py, re-exported here), and the orchestration (`run_extraction`).
 """
 from __future__ import annotations
 
@@ -24,75 +24,17 @@ from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError, one_line
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, reopen_shard, shard_is_done, shard_name
 from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
+from cmdcl.extract.config import ExtractConfig
 from cmdcl.extract.datasets.base import VideoItem
 from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
                                        DecodeTask, decode_inline, decode_task)
-from cmdcl.extract.decoders import (BACKENDS, FallbackDecoder, backend_available, backend_version, default_backend,
+from cmdcl.extract.decoders import (FallbackDecoder, backend_available, backend_version, default_backend,
                                     fallback_order)
-from cmdcl.extract.sampler import SEEK_MODES, FrameSampler
 from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
 
 __all__ = ["TASKS_PER_WORKER", "BatchEncoder", "DecodeFailure", "DecodePool", "DecodeSettings", "DecodeTask",
            "DecodedClip", "ExtractConfig", "ExtractSummary", "ExtractionInterrupted", "PendingVideo",
            "build_record", "decode_inline", "decode_task", "run_extraction", "shard_items"]
-
-
-@dataclass
-class ExtractConfig:
-    dataset: str
-    root: str
-    out_dir: str = "feats"
-    splits: list[str] | None = None  # None: every split
-    model: str = "ViT-B-16"
-    pretrained: str | None = None  # open_clip tag, weights file, hf-hub:/local-dir: (models.load_encoder)
-    cache_dir: str | None = None
-    preprocess_tag: str | None = None  # pretrained tag whose preprocessing a bare weights file uses
-    frames: int = 64  # F: frames per video
-    sample_fps: float | None = None  # sample at this rate (strided to F) instead of F uniform segments
-    seek: str = "exact"  # "keyframe": the nearest keyframe of each sampled frame (sampler.SEEK_MODES)
-    patch_grid: int = 0  # G > 0 also stores G x G pooled patch tokens per frame
-    batch_size: int = 256  # frames per encoder batch
-    workers: int = 4  # decode processes; 0 decodes in the main process (debugging, tests; no timeout)
-    decoder: str | None = None  # "decord" | "pyav"; None: decord when installed
-    fallback: bool = True  # serve a video with PyAV when decord cannot
-    device: str = "auto"
-    precision: str = "auto"
-    shard: ShardSpec = field(default_factory=lambda: ShardSpec(0, 1, "default"))
-    timeout_s: float = 300.0  # per video, decoding
-    strict: bool = False  # failures make the command exit non-zero
-    templates: list[str] | None = None  # prompt templates for label texts (text.encode_label_texts default)
-    seed: int = 0
-    limit: int | None = None  # first N videos of the sorted dataset (before sharding)
-    flush_every: int = 16  # videos per crash-safe part file
-    retry_failed: bool = False  # re-attempt videos recorded as failed (resumed or finished shards)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
-
-    def check(self) -> "ExtractConfig":
-        if self.frames < 1:
-            raise CmdclError(f"--frames {self.frames}: must be at least 1.")
-        if self.batch_size < 1:
-            raise CmdclError(f"--batch-size {self.batch_size}: must be at least 1 frame.")
-        if self.workers < 0:
-            raise CmdclError(f"--workers {self.workers}: must be 0 (decode in this process) or more.")
-        if self.patch_grid < 0:
-            raise CmdclError(f"--patch-grid {self.patch_grid}: must be 0 (off) or a grid size >= 1.")
-        if self.sample_fps is not None and self.sample_fps <= 0:
-            raise CmdclError(f"--fps {self.sample_fps}: must be a positive rate (frames per second).")
-        if self.timeout_s <= 0:
-            raise CmdclError(f"--timeout {self.timeout_s}: must be positive seconds.")
-        if self.decoder is not None and self.decoder not in BACKENDS:
-            raise CmdclError(f"--decoder {self.decoder!r}: choose {' or '.join(sorted(BACKENDS))}.")
-        if self.seek not in SEEK_MODES:
-            raise CmdclError(f"--seek {self.seek!r}: choose {' or '.join(SEEK_MODES)}.")
-        if self.limit is not None and self.limit < 1:
-            raise CmdclError(f"--limit {self.limit}: must be at least 1.")
-        return self
-
-    def sampler(self) -> FrameSampler:
-        if self.sample_fps:
-            return FrameSampler(self.frames, mode="fps", fps=self.sample_fps, seek=self.seek)
-        return FrameSampler(self.frames, mode="uniform", seek=self.seek)
 
 
 @dataclass

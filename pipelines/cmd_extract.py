@@ -9,20 +9,16 @@ import inspect as _inspect
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.extract.datasets.registry import DATASET_OPTIONS, options_from_flags, options_help
-
-
-def _default_workers() -> int:
-    """One decode process per core: extraction is decode-bound wherever the encoder is fast, and the
-    main process mostly waits (for decoded videos, or for the GPU). Measured on 2 cores: 2 workers ran
-    1.96x the naive pipeline, 1 worker 1.05x (docs/BENCHMARKS.md)."""
-    return max(1, os.cpu_count() or 1)
+from cmdcl.extract.config import ExtractConfig
+from cmdcl.extract.datasets.registry import DATASET_OPTIONS, options_from_flags
+from cmdcl.pipelines.config_options import config_options
 
 
 def _shard_spec(shard: Optional[str], shard_index: Optional[int], num_shards: Optional[int]):
@@ -56,71 +52,22 @@ def with_dataset_flags(command):
 
 
 @with_dataset_flags
+@config_options(ExtractConfig, param="cfg")
 def extract(
-    dataset: str = typer.Option(..., "--dataset", help="breakfast | coin | charades | manifest | synthetic. "
-                                f"Dataset options: {options_help()}."),
-    root: Path = typer.Option(..., "--root", help="Dataset folder in its published layout (or a manifest file)."),
-    splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits, e.g. train,test (default all)."),
-    out: Path = typer.Option(Path("feats"), "--out", help="Output folder for shard-kkkkk-of-nnnnn.h5 files."),
-    model: str = typer.Option("ViT-B-16", "--model", help="open_clip model name (cmdcl-tiny: tiny random model)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained",
-                                             help="open_clip tag, weights file, hf-hub:ORG/REPO or local-dir:PATH."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Weights cache (pre-filled for offline use)."),
-    preprocess_tag: Optional[str] = typer.Option(
-        None, "--preprocess-tag",
-        help="With a bare weights file: the pretrained tag whose preprocessing (mean/std, resize) it needs."),
-    frames: int = typer.Option(64, "--frames", help="Frames per video (padded + masked when a video is shorter)."),
-    fps: Optional[float] = typer.Option(None, "--fps",
-                                        help="Sample at this rate (strided down to --frames) instead of uniformly."),
-    patch_grid: int = typer.Option(0, "--patch-grid", help="Also store G x G pooled patch tokens per frame (0 = off)."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Frames per encoder batch."),
-    workers: Optional[int] = typer.Option(None, "--workers",
-                                          help="Decode processes (default: one per core; 0 = in-process)."),
-    decoder: Optional[str] = typer.Option(None, "--decoder",
-                                          help="decord | pyav | nvdec (GPU, cmdcl[gpu]) (default: decord when installed)."),
-    seek: str = typer.Option("exact", "--seek",
-                             help="exact | keyframe: take the nearest keyframe of each sampled frame (much less "
-                                  "decoding; real timestamps stored)."),
-    fallback: bool = typer.Option(True, "--fallback/--no-fallback",
-                                  help="Decode with PyAV the videos decord cannot open or read."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16 "
-                                   "(weights cast) | amp-fp16 | amp-bf16 (fp32 weights, autocast)."),
+    cfg: ExtractConfig = None,
     shard: Optional[str] = typer.Option(None, "--shard", help="k/N: this process extracts shard k of N (0-based)."),
     shard_index: Optional[int] = typer.Option(None, "--shard-index", help="k (with --num-shards)."),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="N (with --shard-index)."),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds one video may take to decode before it fails."),
-    strict: bool = typer.Option(False, "--strict",
-                                help="Exit with status 1 when any video failed or is missing on disk."),
-    retry_failed: bool = typer.Option(False, "--retry-failed",
-                                      help="Re-attempt the videos an earlier run of this shard recorded as failed."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos (sorted by id), for trials."),
-    template: Optional[List[str]] = typer.Option(None, "--template",
-                                                 help="Prompt template with {} for label texts (repeatable)."),
-    seed: int = typer.Option(0, "--seed", help="Seed (random-weight models)."),
-    flush_every: int = typer.Option(16, "--flush-every", help="Videos per crash-safe part file."),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Also write the run summary as JSON."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
     **dataset_flags,
 ) -> None:
     """Decode videos, encode sampled frames and label texts with a frozen CLIP model, write an HDF5 shard."""
-    from cmdcl.extract.runner import ExtractConfig, run_extraction
+    from cmdcl.extract.runner import run_extraction
 
-    if flush_every < 1:
-        raise CmdclError(f"--flush-every {flush_every}: must be at least 1.")
-    cfg = ExtractConfig(
-        dataset=dataset, root=str(root), out_dir=str(out),
-        splits=[s.strip() for s in splits.split(",") if s.strip()] if splits else None,
-        model=model, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, preprocess_tag=preprocess_tag,
-        frames=frames, sample_fps=fps, patch_grid=patch_grid, batch_size=batch_size,
-        workers=_default_workers() if workers is None else workers, decoder=decoder, seek=seek, fallback=fallback,
-        device=device, precision=precision, shard=_shard_spec(shard, shard_index, num_shards), timeout_s=timeout,
-        strict=strict, templates=list(template) if template else None, seed=seed, limit=limit,
-        flush_every=flush_every, retry_failed=retry_failed, progress=progress,
-        dataset_options=options_from_flags(dataset, dataset_flags),
-    ).check()
+    cfg = replace(cfg, shard=_shard_spec(shard, shard_index, num_shards),
+                  dataset_options=options_from_flags(cfg.dataset, dataset_flags)).check()
     summary = run_extraction(cfg)
-    missing_list = _write_missing_list(out, summary.missing_ids)
+    missing_list = _write_missing_list(Path(cfg.out_dir), summary.missing_ids)
     typer.echo(summary.report(), err=True)
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +78,7 @@ def extract(
     if summary.missing:
         typer.echo(f"cmdcl: warning: {summary.missing} annotated video(s) are missing on disk; all are listed in "
                    f"{missing_list}.", err=True)
-    if strict and (summary.failed or summary.missing):
+    if cfg.strict and (summary.failed or summary.missing):
         sys.exit(1)  # (typer.Exit is swallowed by the standalone_mode=False call in cli.main)
 
 
