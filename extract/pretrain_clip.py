@@ -33,6 +33,7 @@ import open_clip
 import torch
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.lr import warmup_cosine
 from cmdcl.extract import models  # noqa: F401  (registers cmdcl-tiny with open_clip)
 from cmdcl.extract.datasets.base import DatasetIndex
 
@@ -113,14 +114,13 @@ def step_at(segments: list[tuple[int, float, float]], t: float) -> int:
 def load_frames(index: DatasetIndex, image_size: int, preprocess_cfg: dict[str, Any], frames_per_video: int,
                 log: Callable[[str], None] = print) -> CaptionedFrames:
     """Decode `frames_per_video` uniformly sampled frames of every video once, preprocess them, annotate each."""
-    from cmdcl.extract.decoders import default_backend
     from cmdcl.extract.preprocess import FramePreprocessor
     from cmdcl.extract.runner import DecodeFailure, DecodeSettings, DecodeTask, decode_task
     from cmdcl.extract.sampler import FrameSampler
 
     resize_mode = preprocess_cfg.get("resize_mode", "shortest")
-    settings = DecodeSettings(FrameSampler(frames_per_video, "uniform"), image_size, resize_mode,
-                              default_backend(), fallback=True)
+    # backend None: each video by its container's default decoder, as `cmdcl extract` decodes it
+    settings = DecodeSettings(FrameSampler(frames_per_video, "uniform"), image_size, resize_mode, None, fallback=True)
     preprocess = FramePreprocessor(image_size, preprocess_cfg["mean"], preprocess_cfg["std"],
                                    interpolation=preprocess_cfg.get("interpolation", "bicubic"),
                                    resize_mode=resize_mode)
@@ -154,14 +154,6 @@ def build_model(model_name: str, seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _create(_check_model_name(model_name), None, {})
-
-
-def _lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up, then cosine decay to zero (CLIP's schedule)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
 
 
 class _TokenCache:
@@ -213,6 +205,7 @@ def train_clip(model: torch.nn.Module, tokenizer, frames: CaptionedFrames, cfg: 
     batch = min(cfg.batch_size, len(usable))
     per_epoch = max(1, len(usable) // batch)  # full batches only: every step contrasts `batch` pairs
     total, step, losses, tokens = cfg.epochs * per_epoch, 0, [], _TokenCache(tokenizer)
+    lr_factor = warmup_cosine(cfg.warmup_steps, total)
     model.train()
     for epoch in range(cfg.epochs):
         order = rng.permutation(usable)
@@ -221,7 +214,7 @@ def train_clip(model: torch.nn.Module, tokenizer, frames: CaptionedFrames, cfg: 
             rows = order[b * batch:(b + 1) * batch]
             text, which = tokens.batch([frames.caption(int(i), rng, cfg.context_rate) for i in rows])
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, total, cfg)
+                group["lr"] = cfg.lr * lr_factor(step)
             image_features = model.encode_image(frames.pixels[torch.from_numpy(rows)], normalize=True)
             text_features = encode_text_trimmed(model, text)[which]
             loss = loss_fn(image_features, text_features, model.logit_scale.exp())

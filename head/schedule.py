@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
+from cmdcl.core.lr import warmup_cosine  # noqa: F401  (re-exported: the head's schedule)
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import steps_per_epoch
 
@@ -24,16 +25,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """LR multiplier per optimiser step: linear warm-up from ~0 to 1, then cosine decay to 0."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
 
 
 # ---------------------------------------------------------------------------------------------- schedule
