@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     except CmdclError as exc:
         if os.environ.get("CMDCL_DEBUG"):
             raise
-        typer.echo(f"cmdcl: error: {exc.one_line()}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -61,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except _click_errors() as exc:
         _show_click_error(exc, args)
+
+
+def _fail(error: CmdclError, exit_code: int) -> None:
+    """The one way an error leaves the CLI: `cmdcl: error: <what>. Fix: <how>` on stderr, then the exit code."""
+    typer.echo(f"cmdcl: error: {error.one_line()}", err=True)
+    sys.exit(exit_code)
+
 
 def _click_errors() -> tuple[type[Exception], ...]:
     """ClickException of every click that typer may run on: its vendored copy (typer 0.2x ships
@@ -87,9 +93,7 @@ def _show_click_error(exc: Exception, args: list[str]) -> None:
         first = next((a for a in args if not a.startswith("-")), None)
         command = f"cmdcl {first}" if first in {c.name for c in app.registered_commands} else "cmdcl"
     message = " ".join(exc.format_message().split())
-    error = CmdclError(f"{command}: {message}", fix=f"see `{command} --help`.")
-    typer.echo(f"cmdcl: error: {error.one_line()}", err=True)
-    sys.exit(exc.exit_code)
+    _fail(CmdclError(f"{command}: {message}", fix=f"see `{command} --help`."), exc.exit_code)
 
 
 if __name__ == "__main__":
