@@ -1,4 +1,4 @@
-"""Textual causal intervention (TCI): debias the atomic-action text embeddings (docs/METHOD.md, "Textual causal intervention").
+"""Textual causal intervention (TCI): debias the atomic-action text embeddings (docs/METHOD.md).
 
     S  = softmax_L( norm(T) norm(V_P)^T * scale )            cross-modal bias aware affinity (N x L)
     B  = S V_P                                               bias proxy, bias_source="video"

@@ -24,7 +24,7 @@ NEEDS_ROOT = [name for name, entry in DATASETS.items() if not entry.creates_root
 def written(name: str, root: Path, write_video=None) -> tuple[Path, dict]:
     """Write dataset `name`'s fixture tree: (ROOT, load options)."""
     writer = getattr(dataset_fixtures, f"write_{name}", None)
-    assert writer is not None, f"dataset {name}: add write_{name}(root, *, write_video=None) to tests/dataset_fixtures.py"
+    assert writer is not None, f"dataset {name}: add write_{name}(root, *, write_video=None) to dataset_fixtures.py"
     out = writer(root, write_video=write_video)
     return out if isinstance(out, tuple) else (out, {})
 

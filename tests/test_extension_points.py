@@ -39,7 +39,8 @@ def test_throwaway_entries_join_and_pass_the_contract_tests():
     ids = {line for line in collected.stdout.splitlines() if "::" in line}
     wanted = {test.replace(known, new) for test in ids for known, new in KNOWN.items() if f"{known}" in test}
     assert wanted and wanted <= ids, sorted(wanted - ids)
-    result = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "-q", "-rA", "-k", "throwaway", *CONTRACTS)
+    result = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "-q", "-rA", "-k", "throwaway",
+                 *CONTRACTS)
     assert result.returncode == 0, result.stdout[-3000:]
     passed = {line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("PASSED ")}
     assert passed == {test for test in ids if "throwaway" in test} and len(passed) >= 9

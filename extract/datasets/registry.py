@@ -47,7 +47,8 @@ DATASETS: dict[str, DatasetEntry] = {
             "background": "keep SIL as the step 'background' (the published 48 steps) instead of dropping it (47).",
             "annotations": "folder holding segmentation_coarse/ or groundTruth/ + mapping.txt (default: ROOT, then "
                            "next to the video folder).",
-            "video_dir": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or ROOT/BreakfastII_15fps_qvga_sync)."}),
+            "video_dir": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or "
+                         "ROOT/BreakfastII_15fps_qvga_sync)."}),
     "coin": DatasetEntry(
         "cmdcl.extract.datasets.coin:load", "COIN.json and videos/<recipe_type>/<youtube_id>.mp4", {
             "annotation": "the COIN.json file (default: ROOT/COIN.json).",
