@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from help_text import help_text
 
 TESTS = Path(__file__).parent
@@ -33,6 +35,7 @@ def test_throwaway_entries_show_in_help():
     assert "throwaway" not in help_text("extract") + help_text("train-head")  # this process did not register them
 
 
+@pytest.mark.slow  # two pytest runs in subprocesses (~30 s)
 def test_throwaway_entries_join_and_pass_the_contract_tests():
     collected = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "--collect-only", "-q", *CONTRACTS)
     assert collected.returncode == 0, collected.stdout[-2000:]
