@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError
-from cmdcl.extract.datasets.registry import options_help
+from cmdcl.extract.datasets.registry import DATASETS, dataset_entry, options_help
 
 if TYPE_CHECKING:
     from cmdcl.extract.sampler import FrameSampler
@@ -44,7 +44,7 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 @dataclass
 class ExtractConfig:
     dataset: str = field(metadata=_help(
-        f"breakfast | coin | charades | manifest | synthetic. Dataset options: {options_help()}."))
+        f"{' | '.join(DATASETS)}. Dataset options: {options_help()}."))
     root: str = field(metadata=_help("Dataset folder in its published layout (or a manifest file)."))
     splits: Optional[list[str]] = field(default=None, metadata=_help(
         "Comma-separated splits, e.g. train,test (default all).", parse=comma_list, option_type=str))
@@ -98,6 +98,7 @@ class ExtractConfig:
         from cmdcl.extract.decoders import BACKENDS
         from cmdcl.extract.sampler import SEEK_MODES
 
+        dataset_entry(self.dataset)  # an unknown name fails here, before any model is loaded
         if self.frames < 1:
             raise CmdclError(f"--frames {self.frames}: must be at least 1.")
         if self.batch_size < 1:

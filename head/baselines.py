@@ -1,7 +1,9 @@
-"""Baselines that share the CMDCL head's interface and training loop (method.md §6).
+"""Baselines that share the CMDCL head's interface and training loop (docs/TRAINING.md, "Adding a head").
 
 Every head maps (features (B, F, D) float32, frame_mask (B, F) bool, patches (B, F, P, D) | None) to a
 dict holding at least "logits" (B, C). Patches are accepted and ignored by the baselines.
+`TextScoredHead` is the frozen cosine text classifier they share: scoring a video embedding against the
+CLIP texts of the classes (and of the atomic actions), with a fixed or a learnable, clamped logit scale.
 """
 from __future__ import annotations
 
@@ -18,20 +20,46 @@ from cmdcl.head.visual import mean_over_valid_frames
 CLIP_LOGIT_SCALE = 100.0  # CLIP's trained logit scale, used as the zero-shot temperature (1 / 0.01)
 
 
-class ZeroShotHead(nn.Module):
+class TextScoredHead(nn.Module):
+    """Base of the heads scored by cosine against frozen CLIP texts: call `init_text_classifier` in
+    `__init__`, then `text_logits(video)` in `forward`.
+
+    The texts are unit-norm buffers (saved with the head, never trained); the scale is fixed at CLIP's 100,
+    or learnable (log-parametrised from 1 / init_temperature, clamped at 100 as CLIP does).
+    """
+
+    def init_text_classifier(self, class_text: torch.Tensor, step_text: torch.Tensor | None = None,
+                             init_temperature: float | None = None) -> None:
+        """class_text (C, D); step_text (S, D) to also score the atomic actions ("step_logits"), else None;
+        init_temperature: a learnable scale starting at its inverse, None for CLIP's fixed 100."""
+        self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1))
+        self.register_buffer("step_text", F.normalize(step_text.float(), dim=-1) if step_text is not None else None)
+        self.logit_scale = (nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+                            if init_temperature is not None else None)
+
+    def text_scale(self) -> torch.Tensor | float:
+        if self.logit_scale is None:
+            return CLIP_LOGIT_SCALE
+        return self.logit_scale.clamp(max=math.log(CLIP_LOGIT_SCALE)).exp()
+
+    def text_logits(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"logits" (B, C)[, "step_logits" (B, S)]}: scaled cosines of video (B, D) with the texts."""
+        video, scale = F.normalize(video, dim=-1), self.text_scale()
+        out = {"logits": scale * video @ self.class_text.t()}
+        if self.step_text is not None:
+            out["step_logits"] = scale * video @ self.step_text.t()
+        return out
+
+
+class ZeroShotHead(TextScoredHead):
     """Zero-shot CLIP: cosine of class (and step) text embeddings with the mean of the valid frame embeddings."""
 
     def __init__(self, class_text: torch.Tensor, step_text: torch.Tensor | None = None):
         super().__init__()
-        self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1))
-        self.register_buffer("step_text", F.normalize(step_text.float(), dim=-1) if step_text is not None else None)
+        self.init_text_classifier(class_text, step_text)
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
-        video = F.normalize(mean_over_valid_frames(F.normalize(features, dim=-1), frame_mask), dim=-1)
-        out = {"logits": CLIP_LOGIT_SCALE * video @ self.class_text.t()}
-        if self.step_text is not None:
-            out["step_logits"] = CLIP_LOGIT_SCALE * video @ self.step_text.t()
-        return out
+        return self.text_logits(mean_over_valid_frames(F.normalize(features, dim=-1), frame_mask))
 
 
 class LinearProbeHead(nn.Module):
@@ -50,7 +78,7 @@ class LinearProbeHead(nn.Module):
         return {"logits": self.classifier(self.dropout(video))}
 
 
-class TemporalTransformerHead(nn.Module):
+class TemporalTransformerHead(TextScoredHead):
     """Text4Vis-style: frame tokens + temporal position embeddings -> transformer (residual) -> masked mean,
     scored by cosine against a frozen class-text classifier with a learnable temperature.
     """
@@ -69,8 +97,7 @@ class TemporalTransformerHead(nn.Module):
                                                activation="gelu", batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.sta_layers, enable_nested_tensor=False)
         self.proj_out = nn.Linear(width, dim) if width != dim else nn.Identity()
-        self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1))  # frozen classifier
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
+        self.init_text_classifier(class_text, init_temperature=cfg.init_temperature)
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
         x = self.proj_in(features)
@@ -81,6 +108,4 @@ class TemporalTransformerHead(nn.Module):
             padding[:, 0] &= frame_mask.any(1)
             h = self.encoder(h, src_key_padding_mask=padding)
         h = h + x  # Text4Vis keeps the original frame tokens as a residual
-        video = F.normalize(mean_over_valid_frames(self.proj_out(h), frame_mask), dim=-1)
-        scale = self.logit_scale.clamp(max=math.log(CLIP_LOGIT_SCALE)).exp()
-        return {"logits": scale * video @ self.class_text.t()}
+        return self.text_logits(mean_over_valid_frames(self.proj_out(h), frame_mask))

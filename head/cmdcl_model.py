@@ -1,4 +1,4 @@
-"""The CMDCL head: textual back-door (T'), visual front-door (V'), cross-modal classifier (method.md).
+"""The CMDCL head: textual back-door (T'), visual front-door (V'), cross-modal classifier (docs/METHOD.md).
 
     T' = TCI(T, V_P)                        head/textual.py   (T' = frozen CLIP T0 with --no-tci)
     V_s = STA^H(VideoEncoder(V_P))          head/visual.py
@@ -23,7 +23,7 @@ MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) give
 
 
 class StepEvidence(nn.Module):
-    """Per-atomic-action evidence s_i from V' and T' (method.md §5).
+    """Per-atomic-action evidence s_i from V' and T' (docs/METHOD.md, "Classifier").
 
     "similarity": s_i = <norm V'_i, norm T'_i> * scale.
     "attention": T' queries all of V' (keys/values), o = V' + Attn(T', V', V'); s_i = <norm o_i, norm T'_i>

@@ -1,18 +1,20 @@
 """Every option of the head in one dataclass, so checkpoints store and restore it whole.
 
-Defaults follow docs/METHOD.md (our reading of the paper); [ours] choices are the switches of §6.
+Defaults follow docs/METHOD.md (our reading of the paper), which marks our own choices [ours].
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from cmdcl.core.errors import CmdclError
 
+from .registry import METHODS, TableNames, methods_help
+
 # The allowed values of the string-valued options: the one list, checked by `check_choice` (used by
 # `HeadConfig.check()` and by the head modules' constructors).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "method": ("cmdcl", "linear", "transformer", "zeroshot"),
+CHOICES: dict[str, Sequence[str]] = {
+    "method": TableNames(METHODS),  # the heads of head/registry.py, read when checked
     "bias_estimator": ("attention", "sinkhorn"),
     "bias_source": ("video", "dictionary"),
     "frontdoor_cross": ("dictionary", "none"),
@@ -35,8 +37,8 @@ def option(default: Any, help: str, flag: str | None = None) -> Any:
 
 @dataclass
 class HeadConfig:
-    method: str = option("cmdcl", "cmdcl | linear | transformer | zeroshot.")
-    # --- CMDCL switches (method.md §6)
+    method: str = option("cmdcl", methods_help())
+    # --- CMDCL switches (docs/METHOD.md)
     use_tci: bool = option(True, "Textual causal (back-door) intervention.", flag="--tci/--no-tci")
     use_vci: bool = option(True, "Visual causal (front-door) intervention.", flag="--vci/--no-vci")
     sta_layers: int = option(6, "H spatio-temporal attention blocks (transformer: layers); paper's best 6 or 8.")

@@ -1,4 +1,4 @@
-"""Textual causal intervention (TCI): debias the atomic-action text embeddings (method.md §3).
+"""Textual causal intervention (TCI): debias the atomic-action text embeddings (docs/METHOD.md).
 
     S  = softmax_L( norm(T) norm(V_P)^T * scale )            cross-modal bias aware affinity (N x L)
     B  = S V_P                                               bias proxy, bias_source="video"
@@ -116,7 +116,7 @@ def near_identity_approximator(dim: int, identity: bool) -> nn.Linear:
 
 
 class TextualBackdoor(nn.Module):
-    """T' from the learnable atomic-action texts T and a bias proxy B (method.md §3).
+    """T' from the learnable atomic-action texts T and a bias proxy B (docs/METHOD.md, "Textual causal intervention").
 
     forward(frames (B, L, D), frame_mask (B, L)) -> T' of shape (B, S, D) for bias_source="video",
     or (S, D) for bias_source="dictionary" (the caller broadcasts it over the batch).

@@ -416,7 +416,7 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
 def evaluate(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
     """Validation: the scalar metrics of the head on the validation videos, plus the loss ("loss")."""
     if ctx.cfg.refresh_memory and hasattr(model, "refresh_memory"):
-        # Front-door memory follows the trained encoder (method.md §4); under DDP the other
+        # Front-door memory follows the trained encoder (docs/METHOD.md, VCI); under DDP the other
         # ranks receive the refreshed buffers at their next forward.
         summaries = collect_outputs(model, ctx.data, ctx.train_rows, ctx.dev, ctx.eval_batch, keys=("video_summary",))
         if summaries["video_summary"] is not None:

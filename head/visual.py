@@ -1,4 +1,4 @@
-"""Visual causal intervention (VCI): video encoder, spatio-temporal attention, front-door mediator (§4).
+"""Visual causal intervention (VCI): video encoder, spatio-temporal attention, front-door mediator (docs/METHOD.md).
 
     V  = VideoEncoder(cached frame [+ patch] features)       learnable projection + position embeddings
     V_s = SpatioTemporalAttention^H(V)                       temporal, or divided space-then-time
@@ -146,7 +146,7 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
 
 
 class FrontdoorMediator(nn.Module):
-    """Fine-grained info aware mediator M, cross-sample term C, approximator V' (method.md §4).
+    """Fine-grained info aware mediator M, cross-sample term C, approximator V' (docs/METHOD.md, VCI).
 
     forward(text (B, S, D) or (S, D), tokens V_s (B, F, D) or (B, F, P, D), frame_mask (B, F)) ->
     (V' (B, S, D), attention over frames (B, S, F), spatial attention (B, S, F, P) or None).

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from cmdcl.pipelines.demo import DEMO_RUNS  # the demo's table rows (light: standard library only)
+
 # Defaults mirror SyntheticConfig's (tests check they agree); literal here so `cmdcl --help` stays light.
 
 
@@ -61,7 +63,7 @@ def demo(
     pretrain_per_class: int = typer.Option(40, help="Synthetic videos per activity that pre-train the encoder."),
     epochs: int = typer.Option(0, help="Training epochs per method; 0 = train-head's default schedule."),
     sta_layers: int = typer.Option(2, help="Spatio-temporal attention blocks for cmdcl and transformer."),
-    methods: str = typer.Option("zeroshot,linear,transformer,cmdcl,cmdcl-no-tci,cmdcl-no-vci,cmdcl-no-tci-vci",
+    methods: str = typer.Option(",".join(DEMO_RUNS),
                                 help="Comma-separated runs to train and compare (cmdcl-no-tci / -no-vci / "
                                      "-no-tci-vci: CMDCL without the textual / visual / both interventions)."),
     workers: int = typer.Option(1, help="Decode worker processes."),

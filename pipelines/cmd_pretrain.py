@@ -9,12 +9,15 @@ from pathlib import Path
 import typer
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.extract.datasets.registry import DATASETS
 
-PRETRAIN_DATASETS = ("manifest", "synthetic")
+# The datasets whose entry says `pretrain=True` (extract/datasets/registry.py).
+PRETRAIN_DATASETS = tuple(name for name, entry in DATASETS.items() if entry.pretrain)
 
 
 def pretrain_clip(
-    dataset: str = typer.Option(..., help="manifest (any manifest with labels and timed steps) or synthetic."),
+    dataset: str = typer.Option(..., help=f"{' | '.join(PRETRAIN_DATASETS)} (a manifest: any with labels and timed "
+                                          "steps)."),
     root: Path = typer.Option(..., help="Dataset folder (or the manifest file)."),
     out: Path = typer.Option(..., help="Weights file to write (state dict); open_clip_config.json and "
                                        "<stem>.provenance.json are written beside it."),
@@ -30,7 +33,7 @@ def pretrain_clip(
     threads: int = typer.Option(1, help="torch threads (results are reproducible for a fixed count)."),
 ) -> None:
     """Train a small CLIP on frames of one split, each captioned with the action under way and the activity."""
-    if dataset not in PRETRAIN_DATASETS:
+    if not (dataset in DATASETS and DATASETS[dataset].pretrain):
         raise CmdclError(f"--dataset {dataset!r}: pretrain-clip reads {' or '.join(PRETRAIN_DATASETS)}.",
                          fix="write your dataset as a manifest (docs/EXTRACT.md) and pass --dataset manifest.")
     from cmdcl.extract.pretrain_clip import PretrainConfig, pretrain_clip as run, provenance_path

@@ -1,9 +1,11 @@
-"""Write small dataset trees in the published layouts (Breakfast, COIN, Charades, manifest).
+"""Write small dataset trees in the published layouts: one `write_<name>` per entry of the dataset table
+(extract/datasets/registry.py: DATASETS), which the contract tests (tests/test_dataset_contract.py) find by name.
 
-Each builder returns the ROOT to pass to `load_dataset` and creates every video with `write_video(path)`
+Each builder returns the ROOT to pass to `load_dataset` (or `(ROOT, load options)`, when the tree needs
+options to load) and creates every video with `write_video(path)`
 (default: an empty file, enough for the adapters, which only check existence; end-to-end tests pass a
 function that writes a real tiny video). Each tree has one annotated video missing on disk and one video
-file on disk that no annotation names.
+file on disk that no annotation names (the synthetic world, generated on load, has neither).
 """
 from __future__ import annotations
 
@@ -194,3 +196,15 @@ def write_manifest(root: Path, *, fmt: str = "csv", write_video: VideoWriter | N
     _videos(root, ["videos/v000.mp4", "videos/v001.mp4", "videos/v002.mp4", "videos/v003.mp4", "videos/extra.mp4"],
             write_video)
     return root
+
+
+# A synthetic world small enough for unit tests (15 videos of 3-4 s at 48 x 32, 4 fps).
+SYNTHETIC_TINY = dict(num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4, train_per_class=2,
+                      test_per_class=1, ood_per_class=1, pretrain_per_class=1, width=48, height=32, fps=4,
+                      min_seconds=3.0, max_seconds=4.0)
+
+
+def write_synthetic(root: Path, *, write_video: VideoWriter | None = None) -> tuple[Path, dict]:
+    """The synthetic adapter generates its own tree (and real videos) on load: ROOT, and the load options that
+    keep it tiny."""
+    return Path(root), {**SYNTHETIC_TINY, "progress": False}

@@ -7,10 +7,13 @@ import torch.nn.functional as F
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import TextBank
-from cmdcl.head.baselines import LinearProbeHead, TemporalTransformerHead, ZeroShotHead
+from torch import nn
+
+from cmdcl.head.baselines import LinearProbeHead, TemporalTransformerHead, TextScoredHead, ZeroShotHead
 from cmdcl.head.visual import mean_over_valid_frames
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.factory import build_model
+from cmdcl.head.registry import METHODS, MethodEntry
 from cmdcl.head.train import param_groups, warmup_cosine
 
 D, C, S, FR = 16, 3, 5, 6
@@ -55,17 +58,7 @@ def test_zeroshot_is_clip_cosine_times_100():
     assert sum(p.numel() for p in head.parameters()) == 0
 
 
-@pytest.mark.parametrize("method", ["zeroshot", "linear", "transformer", "cmdcl"])
-def test_padded_frames_do_not_change_outputs(method):
-    cfg = HeadConfig(method=method, sta_layers=1, dropout=0.0)
-    model = build_model(cfg, text_bank(), {"F": FR, "D": D, "C": C, "S": S, "P": 0}, multilabel=False).eval()
-    features, mask = inputs()
-    changed = features.clone()
-    changed[~mask] = 1000.0
-    with torch.no_grad():
-        a, b = model(features, mask), model(changed, mask)
-    assert a["logits"].shape == (4, C)
-    torch.testing.assert_close(a["logits"], b["logits"])
+# Every registered head's forward contract (padding, shapes): tests/test_head_contract.py.
 
 
 def test_linear_probe_is_order_blind_and_transformer_is_not():
@@ -93,14 +86,30 @@ def test_transformer_classifier_is_frozen_and_temperature_learnable():
         TemporalTransformerHead(HeadConfig(method="transformer", heads=3), torch.ones(C, D), FR)
 
 
-def test_factory_dispatch_and_unknown_method():
+class RecordingHead(nn.Module):
+    """A head whose constructor is its builder (it takes (cfg, inputs)): it keeps what it was given."""
+
+    def __init__(self, cfg: HeadConfig, inputs):
+        super().__init__()
+        self.cfg, self.inputs = cfg, inputs
+
+
+def test_factory_builds_the_table_entry_and_refuses_unknown_methods(monkeypatch):
     dims = {"F": FR, "D": D, "C": C, "S": S, "P": 0}
-    kinds = {m: type(build_model(HeadConfig(method=m, sta_layers=1), text_bank(), dims, False)).__name__
-             for m in ("zeroshot", "linear", "transformer", "cmdcl")}
-    assert kinds == {"zeroshot": "ZeroShotHead", "linear": "LinearProbeHead",
-                     "transformer": "TemporalTransformerHead", "cmdcl": "CMDCLHead"}
-    with pytest.raises(CmdclError, match="--method"):
+    monkeypatch.setitem(METHODS, "probe", MethodEntry(f"{__name__}:RecordingHead", "a test entry"))
+    head = build_model(HeadConfig(method="probe"), text_bank(), dims, False)
+    assert isinstance(head, RecordingHead) and head.cfg.method == "probe"
+    assert head.inputs.dims == dims and head.inputs.has_steps and head.inputs.step_text.shape == (S, D)
+    with pytest.raises(CmdclError, match="--method 'svm' is not one of cmdcl, .*probe"):
         build_model(HeadConfig(method="svm"), text_bank(), dims, False)
+
+
+def test_shared_text_classifier_scale_is_clamped_at_clip_100():
+    head = TextScoredHead()
+    head.init_text_classifier(torch.eye(3, D), torch.eye(2, D), init_temperature=0.001)
+    out = head.text_logits(torch.eye(1, D))
+    torch.testing.assert_close(out["logits"], torch.tensor([[100.0, 0.0, 0.0]]))
+    assert out["step_logits"].shape == (1, 2) and dict(head.named_parameters()).keys() == {"logit_scale"}
 
 
 def test_no_weight_decay_on_biases_norms_temperatures():

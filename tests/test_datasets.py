@@ -1,8 +1,6 @@
 import json
 import re
-import sys
 import tokenize
-import types
 from pathlib import Path
 
 import pytest
@@ -58,9 +56,9 @@ def test_synthetic_generates_then_reads_manifest(tmp_path, monkeypatch):
         calls.append((root, num_videos))
         return write_manifest(root / "world")
 
-    fake = types.ModuleType("cmdcl.extract.datasets.synthetic")
-    fake.ensure_synthetic = ensure_synthetic
-    monkeypatch.setitem(sys.modules, "cmdcl.extract.datasets.synthetic", fake)
+    from cmdcl.extract.datasets import synthetic
+
+    monkeypatch.setattr(synthetic, "ensure_synthetic", ensure_synthetic)
     index = load_dataset("synthetic", tmp_path, "train", num_videos=7)
     assert calls == [(tmp_path, 7)]
     assert index.name == "synthetic" and [item.video_id for item in index.items] == ["v000", "v001"]

@@ -344,33 +344,8 @@ def test_pool_replaces_hung_and_crashed_workers(tmp_path):
     assert pool.restarts == 2
 
 
-# ------------------------------------------------------------------------------- published dataset layouts
-
-def tiny_video(path: Path) -> None:
-    codec = {".webm": "libvpx", ".avi": "mpeg4"}.get(path.suffix, "libx264")
-    write_test_video(path, num_frames=10 + len(path.stem) % 7, height=36, width=48, fps=15.0, codec=codec, gop=5)
-
-
-@pytest.mark.parametrize("name", ["breakfast", "coin", "charades"])
-def test_published_layouts_extract_end_to_end(name, encoder, tmp_path):
-    import dataset_fixtures
-
-    from cmdcl.extract.datasets.registry import load_dataset
-
-    root = getattr(dataset_fixtures, f"write_{name}")(tmp_path / name, write_video=tiny_video)
-    index = load_dataset(name, root)
-    cfg = ExtractConfig(dataset=name, root=str(root), out_dir=str(tmp_path / "out"), model="cmdcl-tiny", frames=4,
-                        batch_size=16, workers=0, device="cpu", precision="fp32", progress=False)
-    summary = run_extraction(cfg, encoder=encoder)
-    assert (summary.extracted, summary.failed) == (len(index.items), 0)
-    features = FeatureSet(tmp_path / "out")
-    assert features.summary()["splits"] == index.split_sizes()
-    assert features.dims["C"] == len(index.class_names) and features.dims["S"] == len(index.step_names)
-    labels = dict(zip(features.index["video_id"].tolist(), features.index["labels"]))
-    for item in index.items:
-        assert np.flatnonzero(labels[item.video_id]).tolist() == sorted(item.labels)
-    assert FeatureSet(tmp_path / "out").verify() == []
-
+# ------------------------------------------------------------------------------- decoder choice
+# (every dataset of the table extracting end to end: tests/test_dataset_contract.py)
 
 def test_default_decoder_is_chosen_per_container_and_installed(monkeypatch):
     assert decoders.default_backend("a/b.MP4") == decoders.DEFAULT_BY_CONTAINER["mp4"]

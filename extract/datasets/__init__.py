@@ -1,4 +1,4 @@
-"""Dataset adapters: one interface over Breakfast, COIN, Charades, user manifests and the synthetic world."""
+"""Dataset adapters: one interface (`load_dataset`) over every dataset of the table `registry.DATASETS`."""
 from cmdcl.extract.datasets.base import DatasetIndex, VideoItem
 from cmdcl.extract.datasets.registry import DATASETS, load_dataset
 

@@ -1,30 +1,82 @@
-"""`load_dataset`: the one entry point over all adapters, and `DATASET_OPTIONS`: the one home of the
-adapters' options and of their `cmdcl extract` flags (the CLI builds its dataset flags from it).
+"""`DATASETS`: the one table of datasets (name -> adapter, layout, options), `DATASET_OPTIONS`: the one home of
+the adapters' `cmdcl extract` flags, and `load_dataset`: the one entry point over all adapters.
 
-Adapters are imported lazily: the synthetic world may pull in video-writing libraries that `cmdcl --help`
-must not load. They share `make_index` and the other helpers of `base`.
+Everything else is derived from these two tables: `cmdcl extract --help` (the dataset names and the flags per
+dataset), the validation of `--dataset` and of the dataset flags, `pretrain-clip`'s datasets, and the contract
+tests (tests/test_dataset_contract.py), which run for every entry. Adding a dataset: docs/EXTRACT.md,
+"Adding a dataset".
+
+Adapters are imported lazily, by the module path their entry names: the synthetic world may pull in
+video-writing libraries that `cmdcl --help` must not load. They share `make_index` and the other helpers of
+`base`.
 """
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from importlib import import_module
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from cmdcl.core.errors import CmdclError, DatasetError
 from cmdcl.extract.datasets.base import SPLIT_SCHEMES, DatasetIndex, SplitSpec
 
-DATASETS = ("breakfast", "coin", "charades", "manifest", "synthetic")
 
-LAYOUTS = {
-    "breakfast": "BreakfastII_15fps_qvga_sync/<P>/<camera>/<P>_<activity>.avi and segmentation_coarse/ "
-                 "(or the ms-tcn groundTruth/ + mapping.txt)",
-    "coin": "COIN.json and videos/<recipe_type>/<youtube_id>.mp4",
-    "charades": "Charades_v1_classes.txt, Charades_v1_train.csv, Charades_v1_test.csv and Charades_v1_480/<id>.mp4",
-    "manifest": "manifest.csv (or manifest.jsonl) and classes.txt, or the manifest file itself",
-    "synthetic": "a folder where the synthetic dataset is (or will be) generated",
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset: what the loader, the CLI and the contract tests need to know about it."""
+    adapter: str  # "module:function", `function(root: Path, splits, **options) -> DatasetIndex`, imported on use
+    layout: str  # what ROOT holds, for the one-line error when ROOT does not exist
+    options: dict[str, str] = field(default_factory=dict)  # keyword -> what it does here; its flag: DATASET_OPTIONS
+    creates_root: bool = False  # the adapter makes ROOT itself (synthetic): no missing-root check
+    pretrain: bool = False  # `cmdcl pretrain-clip` reads it (its frames can be captioned with timed steps)
+
+    def load_function(self) -> Callable[..., DatasetIndex]:
+        module, _, function = self.adapter.partition(":")
+        return getattr(import_module(module), function or "load")
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "breakfast": DatasetEntry(
+        "cmdcl.extract.datasets.breakfast:load",
+        "BreakfastII_15fps_qvga_sync/<P>/<camera>/<P>_<activity>.avi and segmentation_coarse/ "
+        "(or the ms-tcn groundTruth/ + mapping.txt)", {
+            "split": "which participants are test: ltar (default; P47-P54, the long-term recognition split) or "
+                     "the official s1..s4 (P03-P15, P16-P28, P29-P41, P42-P54).",
+            "stereo_channel": "stereo camera file(s) to use: ch0 (default, the 1,712-video benchmark), ch1 or both.",
+            "background": "keep SIL as the step 'background' (the published 48 steps) instead of dropping it (47).",
+            "annotations": "folder holding segmentation_coarse/ or groundTruth/ + mapping.txt (default: ROOT, then "
+                           "next to the video folder).",
+            "video_dir": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or "
+                         "ROOT/BreakfastII_15fps_qvga_sync)."}),
+    "coin": DatasetEntry(
+        "cmdcl.extract.datasets.coin:load", "COIN.json and videos/<recipe_type>/<youtube_id>.mp4", {
+            "annotation": "the COIN.json file (default: ROOT/COIN.json).",
+            "taxonomy": "COIN's taxonomy CSV (task and step ids and names; default: a taxonomy*.csv in ROOT).",
+            "video_dir": "the videos folder (default: ROOT/videos)."}),
+    "charades": DatasetEntry(
+        "cmdcl.extract.datasets.charades:load",
+        "Charades_v1_classes.txt, Charades_v1_train.csv, Charades_v1_test.csv and Charades_v1_480/<id>.mp4", {
+            "annotations": "folder holding Charades_v1_classes.txt and the train/test CSVs (default: ROOT, then "
+                           "ROOT/Charades, then ROOT/..).",
+            "video_dir": "the videos folder (default: Charades_v1_480/ or Charades_v1/ in ROOT or its parent)."}),
+    "manifest": DatasetEntry(
+        "cmdcl.extract.datasets.manifest:load",
+        "manifest.csv (or manifest.jsonl) and classes.txt, or the manifest file itself", {
+            "classes": "the class list (default: classes.txt).",
+            "steps": "the step list (default: steps.txt, else the manifest's step names)."}, pretrain=True),
+    "synthetic": DatasetEntry(
+        "cmdcl.extract.datasets.synthetic:load", "a folder where the synthetic dataset is (or will be) generated",
+        creates_root=True, pretrain=True),
 }
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    """The table entry of dataset `name`; an unknown name is a one-line error listing the known ones."""
+    if name not in DATASETS:
+        raise CmdclError(f"unknown dataset '{name}'; valid names: {', '.join(DATASETS)}",
+                         fix="pass one of them to --dataset (docs/EXTRACT.md, \"Adding a dataset\", adds another)")
+    return DATASETS[name]
 
 
 @dataclass(frozen=True)
@@ -33,7 +85,11 @@ class DatasetOption:
     keyword: str  # the adapter's keyword argument, e.g. "split"
     flag: str  # the CLI flag, e.g. "--split-scheme"
     metavar: str  # what the value looks like; "" for an on/off switch
-    help: dict[str, str]  # dataset -> what the option does there (one option may serve several datasets)
+
+    @property
+    def help(self) -> dict[str, str]:
+        """Dataset -> what the option does there, from the `DATASETS` entries that take it."""
+        return {name: entry.options[self.keyword] for name, entry in DATASETS.items() if self.keyword in entry.options}
 
     @property
     def is_switch(self) -> bool:
@@ -45,30 +101,17 @@ class DatasetOption:
         return self.flag.lstrip("-").replace("-", "_")
 
 
+# The flags, in `--help` order; which datasets take each one (and what it does there) is in their DATASETS entry.
 DATASET_OPTIONS = (
-    DatasetOption("split", "--split-scheme", "|".join(SPLIT_SCHEMES["breakfast"]), {
-        "breakfast": "which participants are test: ltar (default; P47-P54, the long-term recognition split) or "
-                     "the official s1..s4 (P03-P15, P16-P28, P29-P41, P42-P54)."}),
-    DatasetOption("stereo_channel", "--stereo-channel", "ch0|ch1|both", {
-        "breakfast": "stereo camera file(s) to use: ch0 (default, the 1,712-video benchmark), ch1 or both."}),
-    DatasetOption("background", "--background", "", {
-        "breakfast": "keep SIL as the step 'background' (the published 48 steps) instead of dropping it (47)."}),
-    DatasetOption("annotations", "--annotations", "FOLDER", {
-        "breakfast": "folder holding segmentation_coarse/ or groundTruth/ + mapping.txt (default: ROOT, then "
-                     "next to the video folder).",
-        "charades": "folder holding Charades_v1_classes.txt and the train/test CSVs (default: ROOT, then "
-                    "ROOT/Charades, then ROOT/..)."}),
-    DatasetOption("annotation", "--annotation", "FILE", {
-        "coin": "the COIN.json file (default: ROOT/COIN.json)."}),
-    DatasetOption("taxonomy", "--taxonomy", "FILE", {
-        "coin": "COIN's taxonomy CSV (task and step ids and names; default: a taxonomy*.csv in ROOT)."}),
-    DatasetOption("video_dir", "--video-dir", "FOLDER", {
-        "breakfast": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or ROOT/BreakfastII_15fps_qvga_sync).",
-        "coin": "the videos folder (default: ROOT/videos).",
-        "charades": "the videos folder (default: Charades_v1_480/ or Charades_v1/ in ROOT or its parent)."}),
-    DatasetOption("classes", "--classes", "FILE", {"manifest": "the class list (default: classes.txt)."}),
-    DatasetOption("steps", "--steps", "FILE", {"manifest": "the step list (default: steps.txt, else the manifest's "
-                                                            "step names)."}),
+    DatasetOption("split", "--split-scheme", "|".join(SPLIT_SCHEMES["breakfast"])),
+    DatasetOption("stereo_channel", "--stereo-channel", "ch0|ch1|both"),
+    DatasetOption("background", "--background", ""),
+    DatasetOption("annotations", "--annotations", "FOLDER"),
+    DatasetOption("annotation", "--annotation", "FILE"),
+    DatasetOption("taxonomy", "--taxonomy", "FILE"),
+    DatasetOption("video_dir", "--video-dir", "FOLDER"),
+    DatasetOption("classes", "--classes", "FILE"),
+    DatasetOption("steps", "--steps", "FILE"),
 )
 
 
@@ -98,27 +141,14 @@ def options_from_flags(dataset: str, values: dict[str, Any]) -> dict[str, Any]:
     return chosen
 
 
-def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **options) -> DatasetIndex:
+def load_dataset(name: str, root: str | Path, splits: SplitSpec = None, **options: Any) -> DatasetIndex:
     """Read dataset `name` from `root` in its published layout; keep only `splits` ("train,test" or a list)."""
-    if name not in DATASETS:
-        raise CmdclError(f"unknown dataset '{name}'; valid names: {', '.join(DATASETS)}")
+    entry = dataset_entry(name)
     root = Path(root).expanduser().absolute()
-    if name == "synthetic":
-        from cmdcl.extract.datasets.manifest import load as load_manifest
-        from cmdcl.extract.datasets.synthetic import ensure_synthetic
-
-        check_options(name, ensure_synthetic, options)
-        index = load_manifest(ensure_synthetic(root, **options), splits)
-        if splits is None:  # its "pretrain" split is for `cmdcl pretrain-clip` only: used when named
-            from cmdcl.extract.datasets.synthetic import HEAD_SPLITS
-
-            index.items = [item for item in index.items if item.split in HEAD_SPLITS]
-        index.name = "synthetic"
-        return index
-    if not root.exists():
-        raise DatasetError(f"{name} root {root} does not exist; expected {LAYOUTS[name]} there",
+    if not entry.creates_root and not root.exists():
+        raise DatasetError(f"{name} root {root} does not exist; expected {entry.layout} there",
                            fix="pass the folder that holds the dataset")
-    load = import_module(f"cmdcl.extract.datasets.{name}").load
+    load = entry.load_function()
     check_options(name, load, options)
     return load(root, splits, **options)
 

@@ -1,0 +1,49 @@
+"""A throwaway table entry (tests/throwaway_entries.py) is all a new dataset or head needs: it shows up in
+`--help` and in the contract tests' parameters, and passes them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from help_text import help_text
+
+TESTS = Path(__file__).parent
+CONTRACTS = ["tests/test_dataset_contract.py", "tests/test_head_contract.py"]
+# An existing entry of each table: every contract test id it has must exist for the throwaway one too.
+KNOWN = {"coin": "throwaway", "linear": "throwaway"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=TESTS.parent)
+
+
+def test_throwaway_entries_show_in_help():
+    probe = ("import throwaway_entries; from help_text import help_text; "
+             "print(help_text('extract')); print(help_text('train-head'))")
+    result = run("-c", probe)
+    assert result.returncode == 0, result.stderr
+    extract, train_head = result.stdout.splitlines()[-2:]
+    assert "| throwaway." in extract and "throwaway: --classes" in extract
+    assert "throwaway: the throwaway class list." in extract
+    assert "throwaway: a throwaway GRU baseline" in train_head
+    assert "throwaway" not in help_text("extract") + help_text("train-head")  # this process did not register them
+
+
+@pytest.mark.slow  # two pytest runs in subprocesses (~30 s)
+def test_throwaway_entries_join_and_pass_the_contract_tests():
+    collected = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "--collect-only", "-q", *CONTRACTS)
+    assert collected.returncode == 0, collected.stdout[-2000:]
+    ids = {line for line in collected.stdout.splitlines() if "::" in line}
+    wanted = {test.replace(known, new) for test in ids for known, new in KNOWN.items() if f"{known}" in test}
+    assert wanted and wanted <= ids, sorted(wanted - ids)
+    result = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "-q", "-rA", "-k", "throwaway",
+                 *CONTRACTS)
+    assert result.returncode == 0, result.stdout[-3000:]
+    passed = {line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("PASSED ")}
+    assert passed == {test for test in ids if "throwaway" in test} and len(passed) >= 9
