@@ -191,6 +191,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     encoder = _encoder(cfg, encoder)
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
+    text.class_ids, text.step_ids = index.class_ids or None, index.step_ids or None
     backend = _backend(cfg, mine, log)
     attrs = _provenance(cfg, encoder, index, mine, backend)
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)

@@ -114,7 +114,7 @@ class FeatureSet:
         for path in self.paths[1:]:
             with h5py.File(path, "r") as f:
                 other = TextBank.read(f["text"])
-            if other.class_names != self.text.class_names or other.step_names != self.text.step_names:
+            if not other.same_vocabulary(self.text):
                 raise FeatureFileError(f"{path}: label vocabulary differs from {self.paths[0]}.")
         self.dims = _dims(first)
         self._segment_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
