@@ -61,7 +61,8 @@ DATASET_OPTIONS = (
     DatasetOption("annotation", "--annotation", "FILE", {
         "coin": "the COIN.json file (default: ROOT/COIN.json)."}),
     DatasetOption("taxonomy", "--taxonomy", "FILE", {
-        "coin": "COIN's taxonomy CSV (task and step ids and names; default: a taxonomy*.csv in ROOT)."}),
+        "coin": "COIN's taxonomy.xlsx as published (needs openpyxl: pip install 'cmdcl[coin]') or its "
+                "target_action_mapping sheet as CSV (default: a taxonomy*.xlsx, else taxonomy*.csv, in ROOT)."}),
     DatasetOption("video_dir", "--video-dir", "FOLDER", {
         "breakfast": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or ROOT/BreakfastII_15fps_qvga_sync).",
         "coin": "the videos folder (default: ROOT/videos).",
