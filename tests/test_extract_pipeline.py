@@ -14,8 +14,8 @@ import pytest
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.store import FeatureSet, shard_is_done, shard_name
 from cmdcl.extract import decoders
-from cmdcl.extract.runner import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask, ExtractConfig,
-                                  run_extraction)
+from cmdcl.extract.decode_pool import DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask
+from cmdcl.extract.runner import ExtractConfig, run_extraction
 from cmdcl.extract.sampler import FrameSampler
 from cmdcl.pipelines.cli import main as cli_main
 from video_fixtures import write_test_video, write_truncated, write_zero_byte
