@@ -70,8 +70,10 @@ COIN_TAXONOMY = [("Vehicle", 131, "ChangeCarTire", 600, "remove the tire"),
 
 # The shape of COIN's published taxonomy.xlsx (sheet target_action_mapping): 180 tasks with ids 0..179, 778 steps
 # with ids 1..778, and texts repeated within one task (250/252, 251/253, 225/228 as in the real file).
-COIN_TAXONOMY_QUIRKS = {250: (170, "ResizeWatchBand", "aim at the pin"), 251: (170, "ResizeWatchBand", "push the pin out"),
-                        252: (170, "ResizeWatchBand", "aim at the pin"), 253: (170, "ResizeWatchBand", "push the pin out"),
+COIN_TAXONOMY_QUIRKS = {250: (170, "ResizeWatchBand", "aim at the pin"),
+                        251: (170, "ResizeWatchBand", "push the pin out"),
+                        252: (170, "ResizeWatchBand", "aim at the pin"),
+                        253: (170, "ResizeWatchBand", "push the pin out"),
                         225: (171, "CutAndRestoreRopeTrick", "show the whole rope again"),
                         228: (171, "CutAndRestoreRopeTrick", "show the whole  rope again")}
 

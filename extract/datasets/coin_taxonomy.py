@@ -18,7 +18,8 @@ COLUMNS = {"task_id": ("targetid", "recipetype", "taskid"),
            "task": ("targetlabel", "target", "task", "class", "taskname"),
            "step_id": ("actionid", "stepid"),
            "step": ("actionlabel", "action", "step", "stepname")}
-INSTALL_HINT = "pip install 'cmdcl[coin]' (openpyxl), or pass --taxonomy a CSV export of its target_action_mapping sheet"
+INSTALL_HINT = ("pip install 'cmdcl[coin]' (openpyxl), or pass --taxonomy a CSV export of its "
+                "target_action_mapping sheet")
 
 
 @dataclass(frozen=True)
