@@ -7,7 +7,7 @@ import pytest
 
 from cmdcl.core.errors import DatasetError
 from cmdcl.extract.datasets import load_dataset
-from dataset_fixtures import write_coin
+from dataset_fixtures import write_coin, write_coin_taxonomy
 from test_datasets import by_id, raises_one_line
 
 
@@ -95,11 +95,20 @@ def test_coin_ids_outside_the_published_ones_and_a_missing_openpyxl(tmp_path, mo
     database = json.loads((root / "COIN.json").read_text())
     database["database"]["vidA01"]["annotation"][0]["id"] = "0"
     (root / "COIN.json").write_text(json.dumps(database))
-    raises_one_line(DatasetError, r"step id 0 \('put the bed frame together'\) is not one of COIN's taxonomy "
-                                  r".*taxonomy.csv \(1..778, 778 ids\)", load_dataset, "coin", root)
-    (root / "taxonomy.csv").unlink()
-    raises_one_line(DatasetError, r"step id 0 .* not one of COIN's published ids \(1..778.*--taxonomy",
+    raises_one_line(DatasetError, r"COIN.json: step id 0 \('put the bed frame together'\) is not one of COIN's "
+                                  r"published ids \(1..778, 778 ids\).*--taxonomy", load_dataset, "coin", root)
+    rows = [("D", 0, "T", step, f"s{step}") for step in range(0, 778)]  # a complete taxonomy, numbered from 0
+    write_coin_taxonomy(root / "taxonomy.csv", rows)
+    index = load_dataset("coin", root)  # its own numbering: id 0 is index 0, id 45 index 45
+    assert index.step_ids == list(range(778)) and by_id(index)["vidA01"].steps == [0, 46]
+    (root / "COIN.json").write_text(json.dumps({"database": {"x": {**database["database"]["vidA01"],
+                                                                   "recipe_type": 180}}}))
+    raises_one_line(DatasetError, r"COIN.json: task id 180 .* not one of COIN's published ids \(0..179, 180 ids",
                     load_dataset, "coin", root)
+    write_coin(root, taxonomy=False)
+    (root / "taxonomy.csv").write_text("Target Id,Target Label,Action Id,Action Label\n3,A,900,a step\n")
+    raises_one_line(DatasetError, r"taxonomy.csv: step id 900 \('a step'\) is not one of COIN's published ids",
+                    load_dataset, "coin", root)  # a partial taxonomy only names the published ids
     write_coin(tmp_path / "x", taxonomy="taxonomy.xlsx")
     monkeypatch.setitem(sys.modules, "openpyxl", None)  # as if it were not installed
     raises_one_line(DatasetError, r"taxonomy.xlsx needs openpyxl.*pip install 'cmdcl\[coin\]'", load_dataset, "coin",

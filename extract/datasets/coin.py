@@ -72,16 +72,20 @@ class CoinVocabulary:
         self.step_ids = id_order(taxonomy.steps if taxonomy else {}, STEP_IDS)
         self.task_index = {task: i for i, task in enumerate(self.task_ids)}
         self.step_index = {step: j for j, step in enumerate(self.step_ids)}
-        where = f"COIN's taxonomy {source}" if source else "COIN's published ids"
-        for names, index, kind in ((vocabulary.tasks, self.task_index, "task"),
-                                   (vocabulary.steps, self.step_index, "step")):
+        self.ids_from = {kind: "COIN's published ids" if ids == list(published) else f"the ids of taxonomy {source}"
+                         for kind, ids, published in (("task", self.task_ids, TASK_IDS),
+                                                      ("step", self.step_ids, STEP_IDS))}
+        self.vocabulary = vocabulary
+
+    def check(self, named: Vocabulary, file: Path) -> None:
+        """Every id `file` names is one of the ids: an id outside them is a one-line error naming it."""
+        for names, index, ids, kind in ((named.tasks, self.task_index, self.task_ids, "task"),
+                                        (named.steps, self.step_index, self.step_ids, "step")):
             unknown = sorted(set(names) - set(index))
             if unknown:
-                ids = self.task_ids if kind == "task" else self.step_ids
-                raise DatasetError(f"{kind} id {unknown[0]} ('{names[unknown[0]]}') is not one of {where} "
-                                   f"({ids[0]}..{ids[-1]}, {len(ids)} ids)",
+                raise DatasetError(f"{file}: {kind} id {unknown[0]} ('{names[unknown[0]]}') is not one of "
+                                   f"{self.ids_from[kind]} ({ids[0]}..{ids[-1]}, {len(ids)} ids)",
                                    fix="pass --taxonomy FILE: COIN's taxonomy.xlsx, which lists every id")
-        self.vocabulary = vocabulary
 
     def names(self) -> tuple[list[str], list[str], list[str]]:
         """Class names, step names (made unique) and the notes saying what was filled or changed."""
@@ -160,6 +164,8 @@ def load(root: Path, splits: SplitSpec = None, *, annotation: str | Path | None 
     videos = read_database(file, from_json)
     vocabulary.add_missing(from_json)  # the taxonomy's names win; COIN.json names what it does not
     coin = CoinVocabulary(vocabulary, taxonomy_ids if taxonomy_file else None, taxonomy_file)
+    for named, source in ((from_json, file), (taxonomy_ids, taxonomy_file)):
+        coin.check(named, source)
     class_names, step_names, notes = coin.names()
     notes.insert(0, f"annotations from {file}; names from " + (f"{taxonomy_file} and COIN.json" if taxonomy_file
                                                                   else "COIN.json (no taxonomy)"))
