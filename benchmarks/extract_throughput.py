@@ -134,7 +134,7 @@ def measure_naive(paths: list[Path], encoder, frames: int, scratch: Path) -> dic
 
 
 def _decode_settings(encoder, frames: int, decoder: str | None = None, seek: str = "exact"):
-    from cmdcl.extract.runner import DecodeSettings
+    from cmdcl.extract.decode_pool import DecodeSettings
     from cmdcl.extract.sampler import FrameSampler
 
     # backend None: each video by its container, as run_extraction's default
@@ -145,7 +145,7 @@ def _decode_settings(encoder, frames: int, decoder: str | None = None, seek: str
 def start_worker_server(encoder, frames: int) -> None:
     """Start the runner's forkserver (it imports the decoders once, ~1 s) before anything is timed, so
     that the decode limit and cmdcl both pay only for forking their workers."""
-    from cmdcl.extract.runner import DecodePool
+    from cmdcl.extract.decode_pool import DecodePool
 
     DecodePool(1, _decode_settings(encoder, frames), timeout_s=60.0).close()
 
@@ -156,7 +156,7 @@ def measure_decode(root: Path, encoder, args: argparse.Namespace, keep_frames: i
     Returns the timing and the decoded frames of the first videos (up to `keep_frames`) for the encode limit.
     """
     from cmdcl.extract.datasets.registry import load_dataset
-    from cmdcl.extract.runner import DecodeFailure, DecodePool, DecodeTask, decode_inline
+    from cmdcl.extract.decode_pool import DecodeFailure, DecodePool, DecodeTask, decode_inline
 
     items = sorted(load_dataset("manifest", str(root)).items, key=lambda item: item.video_id)
     settings = _decode_settings(encoder, args.frames, args.decoder, args.seek)

@@ -39,13 +39,13 @@ import torch.nn.functional as F
 
 from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CmdclError, WeightsError, one_line
+from cmdcl.core.relocate import WEIGHT_SUFFIXES, file_sha256
 
 # Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on import.
 MODEL_CONFIG_DIR = Path(str(importlib.resources.files("cmdcl.extract") / "model_configs"))
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 RANDOM_TAGS = ("", "random")
-WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
 # fp16 / bf16: the weights themselves are cast (fastest; +38-46 % over autocast on an H200, issue 14).
 # amp-fp16 / amp-bf16: fp32 weights under torch.autocast (the behaviour before half weights existed).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp-fp16", "amp-bf16")
@@ -472,10 +472,3 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
-
-def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

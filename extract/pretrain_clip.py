@@ -115,7 +115,7 @@ def load_frames(index: DatasetIndex, image_size: int, preprocess_cfg: dict[str, 
                 log: Callable[[str], None] = print) -> CaptionedFrames:
     """Decode `frames_per_video` uniformly sampled frames of every video once, preprocess them, annotate each."""
     from cmdcl.extract.preprocess import FramePreprocessor
-    from cmdcl.extract.runner import DecodeFailure, DecodeSettings, DecodeTask, decode_task
+    from cmdcl.extract.decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
     from cmdcl.extract.sampler import FrameSampler
 
     resize_mode = preprocess_cfg.get("resize_mode", "shortest")

@@ -8,7 +8,8 @@ The stages, as in clip-retrieval's inference loop, each timed and each in its ow
    together in batches of `batch_size` frames on the device.
 3. `shard_sink`: one `VideoRecord` per video (or a `FailureRecord`) into the crash-safe `ShardWriter`.
 
-This module holds the run's summary (its configuration: extract/config.py, re-exported here), and the orchestration (`run_extraction`).
+This module holds the run's summary and the orchestration (`run_extraction`); its configuration is
+`ExtractConfig` (extract/config.py), the stages' types live in their own modules.
 """
 from __future__ import annotations
 
@@ -23,18 +24,16 @@ from typing import Any, Callable, Sequence
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError, one_line
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, reopen_shard, shard_is_done, shard_name
-from cmdcl.extract.batch_encoder import BatchEncoder, PendingVideo
+from cmdcl.extract.batch_encoder import BatchEncoder
 from cmdcl.extract.config import ExtractConfig
 from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decode_pool import (TASKS_PER_WORKER, DecodedClip, DecodeFailure, DecodePool, DecodeSettings,
-                                       DecodeTask, decode_inline, decode_task)
+from cmdcl.extract.decode_pool import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask,
+                                       decode_inline)
 from cmdcl.extract.decoders import (FallbackDecoder, backend_available, backend_version, default_backend,
                                     fallback_order)
-from cmdcl.extract.shard_sink import ShardSink, _check_resumable, _done_marker, build_record
+from cmdcl.extract.shard_sink import ShardSink, check_resumable, done_marker
 
-__all__ = ["TASKS_PER_WORKER", "BatchEncoder", "DecodeFailure", "DecodePool", "DecodeSettings", "DecodeTask",
-           "DecodedClip", "ExtractConfig", "ExtractSummary", "ExtractionInterrupted", "PendingVideo",
-           "build_record", "decode_inline", "decode_task", "run_extraction", "shard_items"]
+__all__ = ["ExtractSummary", "ExtractionInterrupted", "run_extraction", "shard_items"]
 
 
 @dataclass
@@ -182,7 +181,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     path = out_dir / shard_name(cfg.shard.index, cfg.shard.count)
     summary = ExtractSummary(shard=str(cfg.shard), shard_path=str(path), videos=len(mine), workers=cfg.workers,
                              missing=len(index.missing), missing_ids=list(index.missing))
-    if shard_is_done(path) and cfg.retry_failed and _done_marker(path).get("failures", 1):
+    if shard_is_done(path) and cfg.retry_failed and done_marker(path).get("failures", 1):
         reopen_shard(path)  # its file becomes the first part: stored videos are kept, failed ones redone
         log(f"shard {cfg.shard}: reopened {path} to retry its failed videos")
     if shard_is_done(path):
@@ -191,6 +190,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     encoder = _encoder(cfg, encoder)
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
+    text.class_ids, text.step_ids = index.class_ids or None, index.step_ids or None
     backend = _backend(cfg, mine, log)
     attrs = _provenance(cfg, encoder, index, mine, backend)
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
@@ -205,7 +205,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
             if not any(writer.parts_dir.glob("part-*")):
                 shutil.rmtree(writer.parts_dir, ignore_errors=True)
             return _finished(summary, wall_start, already_done=True)
-        _check_resumable(writer, attrs)
+        check_resumable(writer, attrs)
         todo = sink.todo(mine, cfg.retry_failed)
         if summary.resumed or summary.retried:
             log(f"shard {cfg.shard}: resuming, {summary.resumed} of {len(mine)} videos already done"

@@ -61,7 +61,7 @@ def build_record(pending: PendingVideo, num_classes: int, num_steps: int) -> Vid
     )
 
 
-def _check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
+def check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
     """Refuse to append to part files that an earlier run wrote with different settings."""
     import h5py
 
@@ -78,7 +78,7 @@ def _check_resumable(writer: ShardWriter, attrs: dict[str, Any]) -> None:
             fix=f"re-run with the same settings to resume, or delete {writer.parts_dir} to start over.")
 
 
-def _done_marker(path: Path) -> dict[str, Any]:
+def done_marker(path: Path) -> dict[str, Any]:
     """The `.done` marker of a finished shard: {"videos": N, "failures": M} ({} when unreadable)."""
     try:
         return json.loads(path.with_name(path.name + ".done").read_text())

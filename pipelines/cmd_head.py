@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.relocate import find_file, find_weights
 from cmdcl.head.config import HeadConfig  # no torch: the options below are generated from it
 from cmdcl.pipelines.config_options import config_options
 
@@ -93,6 +94,24 @@ def evaluate_head(
         typer.echo(f"{name}: {_headline(metrics)} -> {folder / f'metrics_{name}.json'}")
 
 
+def run_provenance(checkpoint: Path) -> dict:
+    """The features' provenance the run folder of `checkpoint` holds (provenance.json), {} without one."""
+    import json
+
+    path = Path(checkpoint).parent / "provenance.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # the checkpoint's own copy is read after loading it
+
+
+def run_anchors(checkpoint: Path, provenance: dict) -> list[Path]:
+    """Folders recorded relative paths are looked for under: the run folder, then the features' folders."""
+    run = Path(checkpoint).absolute().parent
+    features = [find_file(f, [run], min_parts=2) for f in provenance.get("files") or []]
+    return [run, *(f.parent for f in features if f is not None)]
+
+
 def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device: str = "auto",
                    cache_dir: Optional[str] = None, pretrained: Optional[str] = None) -> list[dict]:
     """Extract each video exactly as the checkpoint's training features were (model, weights, sampler,
@@ -113,7 +132,8 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
     seed = 0
     if recorded.startswith("random:seed="):  # random weights (tests, demo): same seed, same weights
         recorded, seed = "random", int(recorded.split("=", 1)[1])
-    encoder = load_encoder(str(prov["model_name"]), pretrained or recorded, cache_dir=cache_dir, device=device,
+    weights = find_weights(prov, run_anchors(checkpoint, prov), pretrained, str(checkpoint))
+    encoder = load_encoder(str(prov["model_name"]), weights or recorded, cache_dir=cache_dir, device=device,
                            precision=str(prov.get("precision") or "auto"), seed=seed)
     if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
         raise WeightsError(f"{checkpoint}: the encoder weights ({encoder.weights_file or encoder.pretrained}) are not "
@@ -166,6 +186,13 @@ def predict(
         raise CmdclError(f"{missing[0]}: no such video file.")
     if top_k < 1:
         raise CmdclError(f"--top-k must be >= 1, got {top_k}.")
+    if not checkpoint.is_file():
+        raise CmdclError(f"--checkpoint {checkpoint}: no such file.", fix="pass best.pt of a run folder.")
+    # Before torch is imported: the weights the run's features were made with, from its provenance.json.
+    recorded = run_provenance(checkpoint)
+    if recorded:
+        pretrained = find_weights(recorded, run_anchors(checkpoint, recorded), pretrained, str(checkpoint)) \
+            or pretrained
     results = predict_videos(checkpoint, videos, top_k, device, cache_dir, pretrained)
     for result in results:
         if "error" in result:

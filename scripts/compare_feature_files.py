@@ -3,8 +3,9 @@
 Ignored: attributes `created`, `code_version`, `merged_from` (paths differ), and groups named with --ignore-group.
 Usage: python scripts/compare_feature_files.py A.h5 B.h5 [--ignore-group=segments]  (to check that a refactor
 leaves a fixed-seed extraction byte-identical).
-Rows of /videos are compared video by video (matched by id): with several decode workers videos are stored
-in the order they finish. Exit 1 and list differences when any.
+Rows of /videos, /failures and /notes, and each video's rows of /segments, are compared video by video (matched
+by id): with several decode workers videos are stored in the order they finish. Exit 1 and list differences when
+any.
 """
 import sys
 
@@ -24,16 +25,29 @@ def items(f, ignore_groups):
     return out
 
 
-def video_order(f):
-    """Row order that sorts /videos by id (stable), so that files written in different orders compare equal."""
-    if "videos/video_id" not in f:
-        return None
-    return np.argsort(np.asarray(f["videos/video_id"][()]).astype(str), kind="stable")
+def row_orders(f):
+    """Per group whose rows belong to videos (/videos, /failures, /notes): the row order that sorts them by video
+    id (stable, so a video's own rows keep their order), so that files written in different orders compare equal."""
+    return {group: np.argsort(np.asarray(f[f"{group}/video_id"][()]).astype(str), kind="stable")
+            for group in ("videos", "failures", "notes") if f"{group}/video_id" in f}
 
 
-def values(f, name, dataset, order):
+def segments_by_video(f, name, order):
+    """/segments/offsets or /segments/table with each video's rows in `order` (the /videos order sorted by id)."""
+    offsets = f["segments/offsets"][()]
+    if name == "segments/offsets":
+        return np.concatenate([[0], np.cumsum(np.diff(offsets)[order])]).astype(offsets.dtype)
+    table = f["segments/table"][()]
+    return np.concatenate([table[offsets[i]:offsets[i + 1]] for i in order] or [table[:0]])
+
+
+def values(f, name, dataset, orders):
+    group = name.split("/")[0]
+    if group == "segments" and "videos" in orders and name in ("segments/offsets", "segments/table"):
+        return segments_by_video(f, name, orders["videos"])
     data = dataset[()]
-    if order is not None and name.startswith("videos/") and data.ndim and len(data) == len(order):
+    order = orders.get(group)
+    if order is not None and data.ndim and len(data) == len(order):
         data = data[order]
     return data
 
@@ -51,7 +65,7 @@ def compare(a_path, b_path, ignore_groups=()):
         for name in sorted(set(ia) ^ set(ib)):
             diffs.append(f"only in {'first' if name in ia else 'second'}: {name}")
         checked = 0
-        order_a, order_b = video_order(a), video_order(b)
+        order_a, order_b = row_orders(a), row_orders(b)
         for name in sorted(set(ia) & set(ib)):
             x, y = ia[name], ib[name]
             if isinstance(x, h5py.Group) != isinstance(y, h5py.Group):

@@ -52,22 +52,69 @@ COIN_VIDEOS = ["videos/12/vidA01.mp4", "videos/12/vidA02.mkv", "videos/5/vidB01.
                "videos/103/vidC01.mp4", "videos/12/zzUnknown.mp4"]  # flat vidB02; zzUnknown is not annotated
 
 # Quirks of the real COIN files: "remove the tire" is the text of two step ids in two tasks, one text has a
-# double space, and a partial COIN.json (these entries only) must keep recipe_type 131 as label 131.
+# double space, and a partial COIN.json (these entries only) must keep recipe_type 131 as label 131 and step id
+# 600 as step index 599 (step ids start at 1).
 COIN_QUIRKS = {
     "tireA01": {"recipe_type": 131, "class": "ChangeCarTire", "subset": "training", "annotation": [
         {"id": "600", "segment": [0.0, 5.0], "label": "remove the tire"},
         {"id": "601", "segment": [5.0, 9.0], "label": "install  the new tire"}]},
     "bikeB01": {"recipe_type": 60, "class": "PatchBikeInnerTube", "subset": "testing", "annotation": [
-        {"id": "250", "segment": [1.0, 4.0], "label": "remove the tire"}]},
+        {"id": "270", "segment": [1.0, 4.0], "label": "remove the tire"}]},
 }
 COIN_QUIRK_VIDEOS = ["videos/131/tireA01.mp4", "videos/60/bikeB01.mp4"]
 # The taxonomy CSV (target_action_mapping sheet of COIN's taxonomy.xlsx): it names ids no video of the partial
 # COIN.json uses (task 7, step 30) and has the shared text of the real one.
 COIN_TAXONOMY = [("Vehicle", 131, "ChangeCarTire", 600, "remove the tire"),
                  ("Vehicle", 131, "ChangeCarTire", 601, "install  the new tire"),
-                 ("Vehicle", 60, "PatchBikeInnerTube", 250, "remove the tire"),
-                 ("Vehicle", 60, "PatchBikeInnerTube", 251, "glue the patch"),
+                 ("Vehicle", 60, "PatchBikeInnerTube", 270, "remove the tire"),
+                 ("Vehicle", 60, "PatchBikeInnerTube", 271, "glue the patch"),
                  ("Dish", 7, "MakeSalad", 30, "cut the lettuce")]
+
+# The shape of COIN's published taxonomy.xlsx (sheet target_action_mapping): 180 tasks with ids 0..179, 778 steps
+# with ids 1..778, and texts repeated within one task (250/252, 251/253, 225/228 as in the real file).
+COIN_TAXONOMY_QUIRKS = {250: (170, "ResizeWatchBand", "aim at the pin"),
+                        251: (170, "ResizeWatchBand", "push the pin out"),
+                        252: (170, "ResizeWatchBand", "aim at the pin"),
+                        253: (170, "ResizeWatchBand", "push the pin out"),
+                        225: (171, "CutAndRestoreRopeTrick", "show the whole rope again"),
+                        228: (171, "CutAndRestoreRopeTrick", "show the whole  rope again")}
+
+
+def coin_published_taxonomy() -> list[tuple]:
+    """778 rows (domain, task id, task, step id, step) agreeing with COIN_DATABASE, COIN_QUIRKS and COIN_TAXONOMY."""
+    named = {step: (task, label, text) for _, task, label, step, text in COIN_TAXONOMY}
+    for entries in (COIN_DATABASE, COIN_QUIRKS):
+        for entry in entries.values():
+            for a in entry["annotation"]:
+                named[int(a["id"])] = (entry["recipe_type"], entry["class"], a["label"])
+    named.update(COIN_TAXONOMY_QUIRKS)
+    task_names = {task: label for task, label, _ in named.values()}
+    rows = []
+    for step in range(1, 779):
+        default_task = (step - 1) * 180 // 778
+        task, _, text = named.get(step, (default_task, None, f"action {step} of task {default_task}"))
+        rows.append(("Domain", task, task_names.get(task, f"Task{task}"), step, text))
+    assert {row[1] for row in rows} >= set(range(180)) - set(task_names)
+    return rows
+
+
+def write_coin_taxonomy(path: Path, rows: list[tuple]) -> Path:
+    """The taxonomy as COIN publishes it (.xlsx, sheet target_action_mapping after a first sheet) or as CSV."""
+    header = ["Domains", "Target Id", "Target Label", "Action Id", "Action Label"]
+    if path.suffix == ".xlsx":
+        import openpyxl
+
+        book = openpyxl.Workbook()
+        book.active.title = "domain_target_mapping"  # the published file has other sheets first
+        sheet = book.create_sheet("target_action_mapping")
+        for row in [header, *rows]:
+            sheet.append(list(row))
+        book.save(path)
+    else:
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+    return path
+
 
 CHARADES_CLASSES = ["c000 Holding some clothes", "c001 Putting clothes somewhere",
                     "c002 Taking some clothes from somewhere", "c003 Throwing clothes somewhere",
@@ -122,15 +169,18 @@ def write_breakfast(root: Path, *, layout: str = "coarse", write_video: VideoWri
 
 
 def write_coin(root: Path, *, write_video: VideoWriter | None = None, quirks: bool = False,
-               taxonomy: bool = False) -> Path:
-    """COIN.json + videos; `quirks`: only the COIN_QUIRKS entries (a partial file); `taxonomy`: also taxonomy.csv."""
+               taxonomy: bool | str = False) -> Path:
+    """COIN.json + videos; `quirks`: only the COIN_QUIRKS entries (a partial file); `taxonomy`: also taxonomy.csv
+    (True: the few COIN_TAXONOMY rows; "taxonomy.xlsx" / "taxonomy.csv": the published shape in that file)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries = COIN_QUIRKS if quirks else COIN_DATABASE
     database = {vid: {**entry, "url": f"https://www.youtube.com/watch?v={vid}", "duration": 60.0}
                 for vid, entry in entries.items()}
     (root / "COIN.json").write_text(json.dumps({"database": database}, indent=1))
-    if taxonomy:
+    if isinstance(taxonomy, str):
+        write_coin_taxonomy(root / taxonomy, coin_published_taxonomy())
+    elif taxonomy:
         with open(root / "taxonomy.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["Domains", "Target Id", "Target Label", "Action Id", "Action Label"])

@@ -15,8 +15,8 @@ import pytest
 
 from cmdcl.core.store import FeatureSet, shard_name
 from cmdcl.extract.decoders import decord_available
-from cmdcl.extract.runner import (DecodedClip, DecodeFailure, DecodeSettings, DecodeTask, ExtractConfig, decode_task,
-                                  run_extraction)
+from cmdcl.extract.decode_pool import DecodedClip, DecodeFailure, DecodeSettings, DecodeTask, decode_task
+from cmdcl.extract.runner import ExtractConfig, run_extraction
 from cmdcl.extract.sampler import FrameSampler
 from cmdcl.pipelines.cli import main as cli_main
 from video_fixtures import (frame_index_of, index_frame, write_garbage, write_test_video, write_text_file,

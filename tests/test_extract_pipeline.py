@@ -14,8 +14,8 @@ import pytest
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.store import FeatureSet, shard_is_done, shard_name
 from cmdcl.extract import decoders
-from cmdcl.extract.runner import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask, ExtractConfig,
-                                  run_extraction)
+from cmdcl.extract.decode_pool import DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask
+from cmdcl.extract.runner import ExtractConfig, run_extraction
 from cmdcl.extract.sampler import FrameSampler
 from cmdcl.pipelines.cli import main as cli_main
 from video_fixtures import write_test_video, write_truncated, write_zero_byte
@@ -388,3 +388,22 @@ def test_video_rows_are_the_rows_the_store_holds(dataset, encoder, reference):
         valid = int(rows.mask.sum())
         assert (rows.features[valid:] == rows.features[valid - 1]).all()
         assert valid < FRAMES if vid == "v1" else valid == FRAMES
+
+
+def test_cli_extract_coin_with_its_published_taxonomy(tmp_path, capfd):
+    from dataset_fixtures import write_coin
+
+    root = write_coin(tmp_path / "coin", write_video=tiny_video, taxonomy="taxonomy.xlsx")
+    out = tmp_path / "feats"
+    cli_main(["extract", "--dataset", "coin", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+              "--frames", "4", "--batch-size", "16", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+              "--no-progress"])
+    printed = "".join(capfd.readouterr())
+    assert "taxonomy.xlsx" in printed and "named neither" not in printed and "coin step" not in printed
+    features = FeatureSet(out)
+    assert features.dims["S"] == 778 and features.text.step_ids == list(range(1, 779))
+    assert features.text.class_ids == list(range(180))
+    # vidA01 holds COIN step ids 45 and 46: its step columns map back to them through the stored ids.
+    row = features.index["video_id"].tolist().index("vidA01")
+    assert [features.text.step_ids[j] for j in np.flatnonzero(features.index["steps"][row])] == [45, 46]
+    assert features.verify() == []

@@ -231,3 +231,20 @@ def test_feature_set_refuses_each_compatibility_key_by_name(tmp_path):
         other = write_shard(tmp_path / f"o{i}.h5", [(f"w{i}", "train", 0)], attrs=base_attrs(**{key: value}))
         with pytest.raises(FeatureFileError, match=rf"o{i}\.h5: attribute {key}=.* differs from .*a\.h5"):
             FeatureSet([a, other])
+
+
+def test_dataset_ids_round_trip_through_merge_and_old_files_read_without_them(tmp_path):
+    from dataclasses import replace
+
+    old = write_shard(tmp_path / "old.h5", [("a", "train", 0)])
+    assert FeatureSet(old).text.step_ids is None and FeatureSet(old).text.class_ids is None
+    text = replace(make_text(), class_ids=[0, 1, 2], step_ids=[1, 2, 3, 4])  # COIN-like: steps counted from 1
+    for name, (vid, label) in {"s0.h5": ("b", 1), "s1.h5": ("c", 2)}.items():
+        writer = ShardWriter(tmp_path / "ids" / name, base_attrs(), text)
+        writer.add(make_record(vid, "train", label))
+        writer.finalize()
+    merge_feature_files(tmp_path / "ids", tmp_path / "merged.h5")
+    merged = FeatureSet(tmp_path / "merged.h5").text
+    assert (merged.class_ids, merged.step_ids) == ([0, 1, 2], [1, 2, 3, 4])
+    with pytest.raises(FeatureFileError, match="label vocabulary differs"):
+        FeatureSet([old, tmp_path / "merged.h5"])

@@ -10,7 +10,7 @@ refuse anything without `complete=True`.
 
 Modules: `layout` (format version, columns, records, text bank), `files` (one file in and out),
 `writer` (`ShardWriter`, `reopen_shard`), `reader` (`FeatureSet`), `merge` (`merge_feature_files`),
-`verify` (`cmdcl verify`). Import the public names from `cmdcl.core.store`.
+`scan` (one file's contents), `verify` (`cmdcl verify`). Import the public names from `cmdcl.core.store`.
 """
 from cmdcl.core.provenance import COMPATIBILITY_KEYS  # files read or merged together agree on these
 
@@ -18,7 +18,8 @@ from .layout import (FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMN
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, segment_table)
 from .merge import merge_feature_files
 from .reader import HDF5_SIGNATURE, FeatureSet, check_feature_file, resolve_feature_paths
-from .verify import VerifyReport, scan_file, verify_paths
+from .scan import scan_file
+from .verify import VerifyReport, verify_paths
 from .writer import ShardLockedError, ShardWriter, reopen_shard, shard_is_done, shard_name
 
 __all__ = [

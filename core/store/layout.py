@@ -100,6 +100,10 @@ class TextBank:
     step_embeddings: np.ndarray  # (S, D)
     templates: list[str]
     truncated: list[str] = field(default_factory=list)  # names whose prompts hit the 77-token limit
+    # The dataset's own id of each class / step (COIN: step ids 1..778 at indices 0..777); None where the
+    # index is the id (every file written before these existed, every dataset but COIN).
+    class_ids: list[int] | None = None
+    step_ids: list[int] | None = None
 
     def write(self, group: h5py.Group) -> None:
         group.create_dataset("class_names", data=np.array(self.class_names, dtype=object), dtype=STR)
@@ -108,6 +112,9 @@ class TextBank:
         group.create_dataset("step_embeddings", data=np.asarray(self.step_embeddings, np.float32))
         group.create_dataset("templates", data=np.array(self.templates, dtype=object), dtype=STR)
         group.create_dataset("truncated", data=np.array(self.truncated, dtype=object), dtype=STR)
+        for name, ids in (("class_ids", self.class_ids), ("step_ids", self.step_ids)):
+            if ids is not None:
+                group.create_dataset(name, data=np.asarray(ids, np.int64).reshape(-1))
 
     @classmethod
     def read(cls, group: h5py.Group) -> "TextBank":
@@ -118,7 +125,14 @@ class TextBank:
             step_embeddings=group["step_embeddings"][()],
             templates=_strings(group["templates"]),
             truncated=_strings(group["truncated"]) if "truncated" in group else [],
+            class_ids=[int(i) for i in group["class_ids"][()]] if "class_ids" in group else None,
+            step_ids=[int(i) for i in group["step_ids"][()]] if "step_ids" in group else None,
         )
+
+    def same_vocabulary(self, other: "TextBank") -> bool:
+        """The same label texts for the same ids (files to be read or merged together must agree)."""
+        return (self.class_names, self.step_names, self.class_ids, self.step_ids) == \
+            (other.class_names, other.step_names, other.class_ids, other.step_ids)
 
 
 def _strings(dataset: h5py.Dataset) -> list[str]:

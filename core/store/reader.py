@@ -14,6 +14,7 @@ from cmdcl.core.provenance import COMPATIBILITY_KEYS, first_mismatch
 from .files import _read_block, _read_failures, _read_notes
 from .layout import (FORMAT_VERSION, SEGMENT_COLUMNS, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank,
                      _decode_attr, _dims, _video_fields, segment_table)
+from .scan import scan_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -114,7 +115,7 @@ class FeatureSet:
         for path in self.paths[1:]:
             with h5py.File(path, "r") as f:
                 other = TextBank.read(f["text"])
-            if other.class_names != self.text.class_names or other.step_names != self.text.step_names:
+            if not other.same_vocabulary(self.text):
                 raise FeatureFileError(f"{path}: label vocabulary differs from {self.paths[0]}.")
         self.dims = _dims(first)
         self._segment_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -301,8 +302,6 @@ class FeatureSet:
     def verify(self, chunk: int = 256) -> list[str]:
         """Problems found by a full scan (non-finite features, bad masks, bad labels, bad step segments);
         empty when clean."""
-        from .verify import scan_file  # verify.py builds on FeatureSet, so it is imported when used
-
         return [problem for path in self.paths for problem in scan_file(path, self.dims, chunk)]
 
 

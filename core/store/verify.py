@@ -1,7 +1,7 @@
 """`cmdcl verify`: full checks of feature files, one file at a time and as a set of shards.
 
 `FeatureSet` refuses what makes a file unreadable (structure, row counts, provenance); this module
-finds what a reader would take in silently: non-finite embeddings, videos without a valid frame, labels
+(with `scan.scan_file` for one file's contents) finds what a reader would take in silently: non-finite embeddings, videos without a valid frame, labels
 or step segments outside the vocabulary, counts that disagree with the `.done` marker, and shard sets
 that are incomplete or were made by different runs.
 """
@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 
 from cmdcl.core.errors import CmdclError, FeatureFileError
 from cmdcl.core.provenance import SHARD_CONSISTENCY_KEYS, mismatches
 
-from .files import _read_segment_rows
-from .layout import _strings
 from .reader import FeatureSet, resolve_feature_paths
 
 
@@ -61,49 +58,6 @@ def verify_paths(specs: Sequence[str | Path]) -> VerifyReport:
     if readable and (len(paths) > 1 or any(Path(spec).is_dir() for spec in specs)):  # a set of shards
         report.problems.extend(_check_shards_agree(readable))
     return report
-
-
-def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
-    """Problems in one file's contents: NaN/inf embeddings, no valid frame, labels and step segments outside
-    the vocabulary. `dims` as `FeatureSet.dims`."""
-    with h5py.File(path, "r") as f:
-        videos = f["videos"]
-        ids = _strings(videos["video_id"])
-        problems = _non_finite(path, videos, ids, chunk)
-        mask = videos["frame_mask"][()]
-        for j in np.flatnonzero(~mask.any(axis=1)):
-            problems.append(f"{path}: video {ids[j]!r} has no valid frame (frame_mask all False).")
-        label = videos["label"][()]
-        bad_label = (label < -1) | (label >= dims["C"])
-        for j in np.flatnonzero(bad_label):
-            problems.append(f"{path}: video {ids[j]!r} has label {label[j]} outside [-1, {dims['C']}).")
-        problems.extend(_segment_problems(f, path, ids, dims["S"]))
-    return problems
-
-
-def _non_finite(path: Path, videos: h5py.Group, ids: list[str], chunk: int) -> list[str]:
-    problems = []
-    for start in range(0, videos["features"].shape[0], chunk):
-        for name in ("features", "patches") if "patches" in videos else ("features",):
-            block = videos[name][start:start + chunk].astype(np.float32)
-            bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
-            for j in np.flatnonzero(bad):
-                problems.append(f"{path}: video {ids[start + j]!r} has NaN/inf in /videos/{name}.")
-    return problems
-
-
-def _segment_problems(f: h5py.File, path: Path, ids: list[str], num_steps: int) -> list[str]:
-    """Step segments that are not finite, end before they start, or name a step outside the vocabulary."""
-    if "segments" not in f:
-        return []
-    problems = []
-    for j, table in enumerate(_read_segment_rows(f, 0, len(ids))):
-        step, start, end = table.T
-        bad = ~np.isfinite(table).all(axis=1) | (end < start) | (step < 0) | (step >= num_steps) | (step != np.round(step))
-        for row in table[bad][:3]:
-            problems.append(f"{path}: video {ids[j]!r} has step segment {row.tolist()} (need 0 <= step < "
-                            f"{num_steps}, finite start_s <= end_s).")
-    return problems
 
 
 def _check_counts(path: Path, features: FeatureSet) -> list[str]:

@@ -46,6 +46,10 @@ class DatasetIndex:
     missing: list[str] = field(default_factory=list)  # in the annotations, not on disk
     unannotated: list[str] = field(default_factory=list)  # on disk, not in the annotations
     notes: list[str] = field(default_factory=list)  # what the adapter chose or changed (files used, renamed labels)
+    # The dataset's own id of each class / step index, where it has ids that are not the indices (COIN's
+    # step ids start at 1); empty: the index is the id. Stored as /text/class_ids, /text/step_ids.
+    class_ids: list[int] = field(default_factory=list)
+    step_ids: list[int] = field(default_factory=list)
 
     def split_sizes(self) -> dict[str, int]:
         return dict(sorted(Counter(item.split for item in self.items).items()))
@@ -65,7 +69,8 @@ class DatasetIndex:
 
 def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: Iterable[str],
                class_names: list[str], step_names: list[str], splits: SplitSpec = None,
-               multilabel: bool = False, notes: Iterable[str] = ()) -> DatasetIndex:
+               multilabel: bool = False, notes: Iterable[str] = (), class_ids: Sequence[int] = (),
+               step_ids: Sequence[int] = ()) -> DatasetIndex:
     """Assemble the index from every annotated video (present or not) and the video ids on disk but not annotated."""
     wanted = select_splits(splits, {item.split for item in annotated}, name)
     selected = [item for item in annotated if wanted is None or item.split in wanted]
@@ -75,7 +80,7 @@ def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: I
         items=sorted((item for item in selected if on_disk[item.video_id]), key=lambda item: item.video_id),
         class_names=list(class_names), step_names=list(step_names), multilabel=multilabel,
         missing=sorted(video_id for video_id, present in on_disk.items() if not present),
-        unannotated=sorted(set(unannotated)), notes=list(notes),
+        unannotated=sorted(set(unannotated)), notes=list(notes), class_ids=list(class_ids), step_ids=list(step_ids),
     )
 
 

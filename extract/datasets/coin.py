@@ -1,37 +1,41 @@
 """COIN (Tang et al., 2019): `COIN.json` plus videos at `videos/<recipe_type>/<youtube_id>.<ext>` (or flat
 `videos/<youtube_id>.<ext>`; any container extension).
 
-Vocabulary: COIN's own ids are the indices, whatever subset of COIN.json is present, so a partial file (or
-one with gone videos removed) never shifts a label: class i is task `recipe_type` i (180 tasks), step j is
-step id j (778 steps). Names come from the taxonomy CSV when there is one (`taxonomy=` / `--taxonomy`, or a
-`taxonomy*.csv` in ROOT: the target_action_mapping sheet of COIN's taxonomy.xlsx saved as CSV, with task id,
-task name, step id and step name columns), else from the entries of COIN.json; ids that neither names get a
-placeholder ("coin task 17") and the index notes say how many.
+Vocabulary: exactly COIN's published ids, in order. Task ids run 0..179 and step ids 1..778 (COIN's
+taxonomy.xlsx); class i is the i-th task id and step j the j-th step id (so step id 1 is index 0), and the
+real ids are kept beside the indices (`DatasetIndex.class_ids` / `step_ids`, stored as /text/class_ids and
+/text/step_ids). A taxonomy that lists at least 180 task ids and 778 step ids defines the ids itself, whatever
+its numbering; a smaller one (or none) leaves the published ranges. Whatever subset of COIN.json is present, a
+label never shifts; an id outside the ranges is an error. Names come from the taxonomy (`taxonomy=` /
+`--taxonomy`, or a `taxonomy*.xlsx` / `taxonomy*.csv` in ROOT: extract/datasets/coin_taxonomy.py), else from the
+entries of COIN.json; ids that neither names get a placeholder ("coin step 17") and the notes say so.
 
 Names: tasks readable ("AssembleBed" -> "assemble bed"); whitespace normalised ("remove  the tire" has a double
-space in the real taxonomy). Some step texts belong to 2-3 step ids ("remove the tire" in several tasks): only
-those get their task appended, "remove the tire (change tire)", so the text encoder tells them apart. The
-notes list every changed text. Subsets training/testing become train/test. `annotation=` / `--annotation`
-overrides the path of COIN.json, `video_dir=` / `--video-dir` the videos folder.
+space in the real taxonomy). Every step text is made unique (case and whitespace ignored) with the smallest
+change: a text shared by steps of several tasks gets the task appended, "remove the tire (change car tire)";
+a text repeated within one task keeps it on its first step id and marks the later ones, "aim at the pin
+(resize watch band, second time)". The notes list every changed text. Subsets training/testing become
+train/test. `annotation=` / `--annotation` overrides the path of COIN.json, `video_dir=` / `--video-dir` the
+videos folder.
 """
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import (DatasetIndex, SplitSpec, VideoItem, find_videos, make_index,
-                                         readable)
+from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
+from cmdcl.extract.datasets.coin_taxonomy import find_taxonomy, read_taxonomy
 
 SUBSETS = {"training": "train", "testing": "test"}
-NUM_TASKS, NUM_STEPS = 180, 778  # the published vocabulary: ids 0..179 and 0..777
-# Accepted header names (lower-cased, spaces and underscores removed) of the taxonomy CSV columns.
-TAXONOMY_COLUMNS = {"task_id": ("targetid", "recipetype", "taskid"),
-                    "task": ("targetlabel", "target", "task", "class", "taskname"),
-                    "step_id": ("actionid", "stepid"),
-                    "step": ("actionlabel", "action", "step", "stepname")}
+TASK_IDS, STEP_IDS = range(0, 180), range(1, 779)  # the published ids: tasks 0..179, steps 1..778
+ORDINALS = ("second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth")
+
+
+def text_key(text: str) -> str:
+    """What must differ between two step texts for the text encoder: case and whitespace do not count."""
+    return " ".join(text.split()).casefold()
 
 
 class Vocabulary:
@@ -59,38 +63,86 @@ class Vocabulary:
                 mine.setdefault(key, value)
         self.changed.extend(c for c in other.changed if c not in self.changed)
 
+
+class CoinVocabulary:
+    """The ids in index order and their names: what the feature store's vocabulary is made of."""
+
+    def __init__(self, vocabulary: Vocabulary, taxonomy: Vocabulary | None, source: Path | None) -> None:
+        self.task_ids = id_order(taxonomy.tasks if taxonomy else {}, TASK_IDS)
+        self.step_ids = id_order(taxonomy.steps if taxonomy else {}, STEP_IDS)
+        self.task_index = {task: i for i, task in enumerate(self.task_ids)}
+        self.step_index = {step: j for j, step in enumerate(self.step_ids)}
+        self.ids_from = {kind: "COIN's published ids" if ids == list(published) else f"the ids of taxonomy {source}"
+                         for kind, ids, published in (("task", self.task_ids, TASK_IDS),
+                                                      ("step", self.step_ids, STEP_IDS))}
+        self.vocabulary = vocabulary
+
+    def check(self, named: Vocabulary, file: Path) -> None:
+        """Every id `file` names is one of the ids: an id outside them is a one-line error naming it."""
+        for names, index, ids, kind in ((named.tasks, self.task_index, self.task_ids, "task"),
+                                        (named.steps, self.step_index, self.step_ids, "step")):
+            unknown = sorted(set(names) - set(index))
+            if unknown:
+                raise DatasetError(f"{file}: {kind} id {unknown[0]} ('{names[unknown[0]]}') is not one of "
+                                   f"{self.ids_from[kind]} ({ids[0]}..{ids[-1]}, {len(ids)} ids)",
+                                   fix="pass --taxonomy FILE: COIN's taxonomy.xlsx, which lists every id")
+
     def names(self) -> tuple[list[str], list[str], list[str]]:
-        """Class names, step names (shared texts made unique) and the notes saying what was filled or changed."""
-        tasks = {key: readable(name) for key, name in self.tasks.items()}
-        num_tasks, num_steps = max([NUM_TASKS - 1, *tasks]) + 1, max([NUM_STEPS - 1, *self.steps]) + 1
-        class_names = [tasks.get(i, f"coin task {i}") for i in range(num_tasks)]
-        step_names = [self.steps.get(j, f"coin step {j}") for j in range(num_steps)]
+        """Class names, step names (made unique) and the notes saying what was filled or changed."""
+        v = self.vocabulary
+        tasks = {key: readable(name) for key, name in v.tasks.items()}
+        class_names = [tasks.get(i, f"coin task {i}") for i in self.task_ids]
+        texts, renamed = unique_step_texts(v.steps, v.step_task, tasks)
+        step_names = [texts.get(j, f"coin step {j}") for j in self.step_ids]
         notes = []
-        unnamed = (num_tasks - len(tasks), num_steps - len(self.steps))
+        unnamed = (len(self.task_ids) - len(set(tasks) & set(self.task_ids)),
+                   len(self.step_ids) - len(set(v.steps) & set(self.step_ids)))
         if any(unnamed):
             notes.append(f"{unnamed[0]} task ids and {unnamed[1]} step ids are named neither by a taxonomy nor by "
-                         f"COIN.json: placeholders 'coin task <id>' / 'coin step <id>' keep every id its index "
-                         f"(pass --taxonomy FILE for the real names)")
-        by_text = defaultdict(list)
-        for step, text in self.steps.items():
-            by_text[text].append(step)
-        renamed = []
-        for text, steps in sorted(by_text.items()):
-            if len(steps) > 1:
-                for step in steps:
-                    task = self.step_task.get(step)
-                    step_names[step] = f"{text} ({tasks[task]})" if task in tasks else f"{text} (step {step})"
-                    renamed.append(f"{step}: '{step_names[step]}'")
-        if len(set(step_names)) != len(step_names):  # two ids of one text under one task: number them instead
-            for text, steps in by_text.items():
-                for step in steps if len(steps) > 1 else ():
-                    step_names[step] = f"{text} (step {step})"
+                         f"COIN.json: placeholders 'coin task <id>' / 'coin step <id>' keep every id at its index "
+                         f"(pass --taxonomy taxonomy.xlsx, COIN's published file, for the real names)")
         if renamed:
-            notes.append(f"{len(renamed)} step ids share a text with another id; their task was appended: "
-                         + ", ".join(renamed))
-        if self.changed:
-            notes.append(f"whitespace normalised in {len(self.changed)} names: {', '.join(self.changed)}")
+            notes.append(f"{len(renamed)} step texts were made unique: " + ", ".join(renamed))
+        if v.changed:
+            notes.append(f"whitespace normalised in {len(v.changed)} names: {', '.join(v.changed)}")
         return class_names, step_names, notes
+
+
+def id_order(named: dict[int, str], published: range) -> list[int]:
+    """The ids in index order: a taxonomy's own when it is complete (any numbering), else the published range."""
+    return sorted(named) if len(named) >= len(published) else list(published)
+
+
+def unique_step_texts(steps: dict[int, str], step_task: dict[int, int],
+                      tasks: dict[int, str]) -> tuple[dict[int, str], list[str]]:
+    """Step id -> a text no other step has (case and whitespace ignored), changing as little as tells them
+    apart; and the list of changes ("250: 'aim at the pin (resize watch band, second time)'")."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for step in sorted(steps):
+        groups[text_key(steps[step])].append(step)
+    texts, changed = dict(steps), []
+    for ids in groups.values():
+        if len(ids) < 2:
+            continue
+        several_tasks = len({step_task.get(step) for step in ids}) > 1
+        seen: dict[int | None, int] = defaultdict(int)
+        for step in ids:
+            task = step_task.get(step)
+            seen[task] += 1
+            marks = [tasks.get(task, f"task {task}")] if several_tasks and task is not None else []
+            if seen[task] > 1 or (several_tasks and task is None):
+                nth = seen[task] - 2
+                marks.append(f"{ORDINALS[nth]} time" if 0 <= nth < len(ORDINALS) else f"step {step}")
+            if marks:
+                texts[step] = f"{steps[step]} ({', '.join(marks)})"
+                changed.append(f"{step}: '{texts[step]}'")
+    owner: dict[str, int] = {}
+    for step in sorted(texts):  # a changed text that meets another step's text: the step id decides
+        if text_key(texts[step]) in owner:
+            texts[step] = f"{texts[step]} (step {step})"
+            changed.append(f"{step}: '{texts[step]}'")
+        owner[text_key(texts[step])] = step
+    return texts, changed
 
 
 def load(root: Path, splits: SplitSpec = None, *, annotation: str | Path | None = None,
@@ -105,23 +157,38 @@ def load(root: Path, splits: SplitSpec = None, *, annotation: str | Path | None 
     if not video_dir.is_dir():
         raise DatasetError(f"COIN videos folder {video_dir} not found; expected videos/<recipe_type>/<id>.mp4",
                            fix="pass --video-dir FOLDER")
-    vocabulary, from_json = Vocabulary(), Vocabulary()
     taxonomy_file = find_taxonomy(root, taxonomy)
-    if taxonomy_file is not None:
-        read_taxonomy(taxonomy_file, vocabulary)
+    vocabulary, from_json = taxonomy_vocabulary(taxonomy_file), Vocabulary()
+    taxonomy_ids = Vocabulary()
+    taxonomy_ids.add_missing(vocabulary)  # the ids the taxonomy lists, before COIN.json adds its own
     videos = read_database(file, from_json)
     vocabulary.add_missing(from_json)  # the taxonomy's names win; COIN.json names what it does not
-    class_names, step_names, notes = vocabulary.names()
+    coin = CoinVocabulary(vocabulary, taxonomy_ids if taxonomy_file else None, taxonomy_file)
+    for named, source in ((from_json, file), (taxonomy_ids, taxonomy_file)):
+        coin.check(named, source)
+    class_names, step_names, notes = coin.names()
     notes.insert(0, f"annotations from {file}; names from " + (f"{taxonomy_file} and COIN.json" if taxonomy_file
-                                                                  else "COIN.json (no taxonomy CSV)"))
+                                                                  else "COIN.json (no taxonomy)"))
     on_disk = {path.stem: path for path in find_videos(video_dir)}
     items = []
     for video_id, recipe, split, segments in videos:
         path = on_disk.get(video_id, video_dir / str(recipe) / f"{video_id}.mp4")
-        items.append(VideoItem(video_id=video_id, path=str(path), split=split, label=recipe, labels=[recipe],
-                               steps=sorted({s for s, _, _ in segments}), segments=segments))
+        label = coin.task_index[recipe]
+        indexed = [(coin.step_index[step], start, end) for step, start, end in segments]
+        items.append(VideoItem(video_id=video_id, path=str(path), split=split, label=label, labels=[label],
+                               steps=sorted({s for s, _, _ in indexed}), segments=indexed))
     return make_index("coin", root, items, sorted(set(on_disk) - {v[0] for v in videos}), class_names, step_names,
-                      splits, notes=notes)
+                      splits, notes=notes, class_ids=coin.task_ids, step_ids=coin.step_ids)
+
+
+def taxonomy_vocabulary(file: Path | None) -> Vocabulary:
+    """The taxonomy's names and step -> task mapping (empty without a taxonomy)."""
+    vocabulary = Vocabulary()
+    for row in read_taxonomy(file) if file is not None else ():
+        vocabulary.claim(vocabulary.tasks, row.task_id, row.task, f"{row.where} task id")
+        vocabulary.claim(vocabulary.steps, row.step_id, row.step, f"{row.where} step id")
+        vocabulary.step_task[row.step_id] = row.task_id
+    return vocabulary
 
 
 def read_database(file: Path, vocabulary: Vocabulary) -> list[tuple[str, int, str, list]]:
@@ -150,36 +217,3 @@ def read_database(file: Path, vocabulary: Vocabulary) -> list[tuple[str, int, st
         if recipe < 0 or any(step < 0 for step, _, _ in segments):
             raise DatasetError(f"{file}: video {video_id}: negative recipe_type or step id")
     return videos
-
-
-def find_taxonomy(root: Path, taxonomy: str | Path | None) -> Path | None:
-    if taxonomy is not None:
-        path = Path(taxonomy).expanduser().absolute()
-        if not path.is_file():
-            raise DatasetError(f"COIN taxonomy {path} not found", fix="pass --taxonomy FILE (a CSV) or leave it out")
-        return path
-    found = sorted(root.glob("taxonomy*.csv"))
-    return found[0] if found else None
-
-
-def read_taxonomy(file: Path, vocabulary: Vocabulary) -> None:
-    """Rows of (task id, task name, step id, step name), in any column order, header names as in COIN's sheet."""
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        header = {"".join(c.lower().split()).replace("_", ""): c for c in fields}
-        columns = {key: next((header[n] for n in names if n in header), None)
-                   for key, names in TAXONOMY_COLUMNS.items()}
-        absent = [key for key, column in columns.items() if column is None]
-        if absent:
-            raise DatasetError(f"{file}:1: no column for {', '.join(absent)}; header is {','.join(fields)!r}, "
-                               f"expected Target Id, Target Label, Action Id, Action Label")
-        for row in reader:
-            where = f"{file}:{reader.line_num}:"
-            try:
-                task, step = int(row[columns["task_id"]]), int(row[columns["step_id"]])
-            except (TypeError, ValueError):
-                raise DatasetError(f"{where} task and step ids must be integers") from None
-            vocabulary.claim(vocabulary.tasks, task, row[columns["task"]] or "", f"{where} task id")
-            vocabulary.claim(vocabulary.steps, step, row[columns["step"]] or "", f"{where} step id")
-            vocabulary.step_task[step] = task

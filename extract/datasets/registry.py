@@ -52,7 +52,8 @@ DATASETS: dict[str, DatasetEntry] = {
     "coin": DatasetEntry(
         "cmdcl.extract.datasets.coin:load", "COIN.json and videos/<recipe_type>/<youtube_id>.mp4", {
             "annotation": "the COIN.json file (default: ROOT/COIN.json).",
-            "taxonomy": "COIN's taxonomy CSV (task and step ids and names; default: a taxonomy*.csv in ROOT).",
+            "taxonomy": "COIN's taxonomy.xlsx as published (needs openpyxl: pip install 'cmdcl[coin]') or its "
+                        "target_action_mapping sheet as CSV (default: a taxonomy*.xlsx, else taxonomy*.csv, in ROOT).",
             "video_dir": "the videos folder (default: ROOT/videos)."}),
     "charades": DatasetEntry(
         "cmdcl.extract.datasets.charades:load",

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.relocate import find_file
 from cmdcl.core.store import FeatureSet
 from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import check_compatible
@@ -217,7 +218,7 @@ def _checkpoint_of(run: Path) -> Path:
 
 
 def _feature_spec(run: Path, config: dict[str, Any], features: str | Sequence[str] | None) -> list[str] | str:
-    """The given features, else the files recorded in config.json (relative paths: as given, else from the run)."""
+    """The given features, else the files recorded in config.json, where they are now (core/relocate.py)."""
     if features:
         return [str(f) for f in features] if isinstance(features, (list, tuple)) else str(features)
     recorded = config.get("features") or _read_json(run / "provenance.json").get("files") or []
@@ -225,8 +226,8 @@ def _feature_spec(run: Path, config: dict[str, Any], features: str | Sequence[st
         raise CmdclError(f"{run}: config.json records no feature files.", fix="pass --features.")
     resolved = []
     for name in recorded:
-        candidates = [Path(name)] + ([] if Path(name).is_absolute() else [run / name, run.parent / name])
-        found = next((c for c in candidates if c.exists()), None)
+        # As recorded, else beside the run (a moved or copied run folder: see core/relocate.py).
+        found = find_file(name, [run], min_parts=2)
         if found is None:
             raise CmdclError(f"{run}/config.json: recorded feature file {name} does not exist (moved?).",
                              fix="pass --features.")
