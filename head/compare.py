@@ -100,7 +100,7 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if metric == "top1":  # top-1 is over labelled videos: the others are not resampled either
         keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
-    metrics = {r.name: seed_metrics(r, metric) for r in loaded}
+    metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
         raise CmdclError(f"{runs[0]}: no {'labelled ' if metric == 'top1' else ''}videos in split {split!r} "
@@ -215,9 +215,10 @@ def align_videos(runs: list[RunSeeds], split: str) -> list[RunSeeds]:
 
 # ============================================================================================ metrics
 
-def seed_metrics(run: RunSeeds, metric: str) -> list[WeightedMetric]:
+def seed_metrics(run: RunSeeds, metric: str, split: str) -> list[WeightedMetric]:
     """One weighted metric per seed over the run's videos."""
-    return [_metric_of(p, metric, where=f"{run.path} (split predictions)") for p in run.seed_predictions]
+    return [_metric_of(p, metric, where=str(predictions_path(folder, split)))
+            for folder, p in zip(seed_dirs(run.path), run.seed_predictions)]
 
 
 def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetric:
