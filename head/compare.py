@@ -58,6 +58,7 @@ class Row:
     p: float | None = None
     pairing: str | None = None
     diff_seed_ci: tuple[float, float] | None = None  # t interval of per-seed differences (matched seeds, n >= 2)
+    diff_method: str | None = None  # the bootstrap method the difference's interval used (BCa may fall back)
 
 
 @dataclass
@@ -82,9 +83,10 @@ class Comparison:
 # ============================================================================================ entry point
 
 def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | None = None, metric: str | None = None,
-                 n_resamples: int = 9999, seed: int = 0, ci_method: str = "BCa") -> Comparison:
+                 n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None) -> Comparison:
     """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
-    top1, or mAP for multi-label predictions)."""
+    top1, or mAP for multi-label predictions). ci_method of the bootstrap intervals (head/stats.py):
+    default BCa for top1, "recentred" percentile for mAP and step_mAP."""
     if not runs:
         raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
     loaded = align_videos([load_run(Path(r), split) for r in runs], split)
@@ -100,6 +102,7 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if metric == "top1":  # top-1 is over labelled videos: the others are not resampled either
         keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
+    ci_method = ci_method or ("BCa" if metric == "top1" else "recentred")
     metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
@@ -109,7 +112,7 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     notes = []
     rows = []
     for run in loaded:
-        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method)
+        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=metric == "top1")
         if run.name != reference:
             note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
             if note:
@@ -119,11 +122,15 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
 
 
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
-             ci_method: str) -> Row:
+             ci_method: str, cheap: bool) -> Row:
+    """Mean and interval of one run. The video bootstrap of a multi-seed run is only in compare.json, and
+    only for top-1: for mAP on a large split it would cost seeds x resamples mAP evaluations."""
     per_seed = [float(m(np.ones((1, videos)))[0]) for m in metrics]
-    low, high, _ = bootstrap_interval(mean_over(metrics), videos, n_resamples, ci_method, seed)
-    mean, t_low, t_high = t_interval(per_seed)
     many = len(per_seed) > 1
+    low = high = math.nan
+    if cheap or not many:
+        low, high, _ = bootstrap_interval(mean_over(metrics), videos, n_resamples, ci_method, seed)
+    mean, t_low, t_high = t_interval(per_seed)
     return Row(run.name, str(run.path), run.seeds, per_seed, mean, t_low if many else low, t_high if many else high,
                "t over seeds" if many else "bootstrap over videos", (low, high))
 
@@ -134,7 +141,7 @@ def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics
     mine, theirs = metrics[run.name], metrics[ref.name]
     diff_of = (lambda w: mean_over(mine)(w) - mean_over(theirs)(w))
     row.diff = float(diff_of(np.ones((1, videos)))[0])
-    row.diff_low, row.diff_high, _ = bootstrap_interval(diff_of, videos, n_resamples, ci_method, seed)
+    row.diff_low, row.diff_high, row.diff_method = bootstrap_interval(diff_of, videos, n_resamples, ci_method, seed)
     matched = sorted(run.seeds, key=str) == sorted(ref.seeds, key=str)
     if matched:
         order = [ref.seeds.index(s) for s in run.seeds]

@@ -14,6 +14,7 @@ DPI = 100
 FOREST_FILE = "forest.png"
 JSON_FILE = "compare.json"
 TABLE_FILE = "compare.txt"
+METHOD_TEXT = {"recentred": "percentile, recentred on the observed value"}
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -48,7 +49,8 @@ def format_table(comparison: Comparison) -> str:
             tail = f"{_num(r.diff, True):>11}  {_interval(r.diff_low, r.diff_high, True):<17} {_p(r.p):>6}"
         lines.append(f"{r.run:<{width}}  {'n=' + str(len(r.seeds)):>5}  {_num(r.mean):>6}  {ci:<17} {tail}".rstrip())
     lines.append(f"CI: t interval over seeds of the mean; diff: run - reference on the same videos, paired bootstrap "
-                 f"over videos ({c.ci_method}, {c.n_resamples} resamples); p: paired permutation test.")
+                 f"over videos ({METHOD_TEXT.get(c.ci_method, c.ci_method)}, {c.n_resamples} resamples); "
+                 f"p: paired permutation test.")
     if single:
         lines.append("* n=1: one seed, so the interval is a bootstrap over videos (test-set noise only), "
                      "not over training seeds.")
