@@ -142,9 +142,10 @@ def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics
     diff_of = (lambda w: mean_over(mine)(w) - mean_over(theirs)(w))
     row.diff = float(diff_of(np.ones((1, videos)))[0])
     row.diff_low, row.diff_high, row.diff_method = bootstrap_interval(diff_of, videos, n_resamples, ci_method, seed)
-    matched = sorted(run.seeds, key=str) == sorted(ref.seeds, key=str)
+    # One seed each: nothing to average, pair the two runs (their seeds may differ, e.g. a rerun).
+    matched = sorted(run.seeds, key=str) == sorted(ref.seeds, key=str) or len(run.seeds) == len(ref.seeds) == 1
     if matched:
-        order = [ref.seeds.index(s) for s in run.seeds]
+        order = [ref.seeds.index(s) for s in run.seeds] if len(run.seeds) > 1 else [0]
         pairs = [(run.seed_predictions[i], ref.seed_predictions[j]) for i, j in enumerate(order)]
         row.pairing = "video and seed" if len(pairs) > 1 else "video"
         if len(pairs) > 1:

@@ -70,8 +70,10 @@ def test_hand_computed_top1_difference_interval_and_exact_p(tmp_path):
     # B's file lists the videos in another order: pairing must go by video id, not by position.
     shuffled = np.random.default_rng(1).permutation(10)
     b = write_run(tmp_path / "B", {None: single_label(IDS, LABEL, B_RIGHT, order=shuffled)})
+    (a / "config.json").write_text(json.dumps({"config": {"seed": 3}}))  # another seed: still paired by video
     c = compare_runs([a, b], "test", reference="B", ci_method="percentile")
     rows = {r.run: r for r in c.rows}
+    assert rows["A"].seeds == [3] and rows["A"].pairing == "video" and not c.notes
     assert c.metric == "top1" and c.num_videos == 10 and c.reference == "B"
     assert rows["A"].mean == pytest.approx(0.7) and rows["B"].mean == pytest.approx(0.5)
     assert rows["A"].diff == pytest.approx(0.2) and rows["B"].diff is None
