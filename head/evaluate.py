@@ -23,6 +23,7 @@ from cmdcl.head.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
 from cmdcl.head.grounding import GroundingCollector
+from .predictions import Predictions, predictions_path, save_predictions
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -163,7 +164,18 @@ def _data_for(state: Checkpoint, fs: FeatureSet, splits: Sequence[str], checkpoi
 def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str | Path], splits: Sequence[str],
                     out_dir: str | Path | None = None, device: str = "auto",
                     batch_size: int = 256) -> dict[str, dict[str, Any]]:
-    """Metrics per split (e.g. test and test_ood), loading the features once; writes metrics_<split>.json."""
+    """Metrics per split (e.g. test and test_ood), loading the features once; writes metrics_<split>.json
+    and the per-video predictions_<split>.npz (head/predictions.py) into `out_dir`."""
+    results, predictions = _score_splits(checkpoint, features, splits, device, batch_size)
+    if out_dir is not None:
+        for split in splits:
+            write_json(Path(out_dir) / f"metrics_{split}.json", results[split])
+            save_predictions(predictions_path(Path(out_dir), split), predictions[split])
+    return results
+
+
+def _score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | Path], splits: Sequence[str],
+                  device: str, batch_size: int) -> tuple[dict[str, dict[str, Any]], dict[str, Predictions]]:
     model, cfg, state = load_model(checkpoint, device)
     fs = FeatureSet(features)
     check_compatible(state, fs, checkpoint)
@@ -176,7 +188,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
     dev = next((p.device for p in model.parameters()), None) or next((b.device for b in model.buffers()),
                                                                       torch.device("cpu"))
     multilabel = state.multilabel
-    results = {}
+    results, predictions = {}, {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
         grounding = GroundingCollector(data, rows, fs.read_segments(data.positions[rows]))
@@ -185,18 +197,32 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
-        if out_dir is not None:
-            write_json(Path(out_dir) / f"metrics_{split}.json", results[split])
-    return results
+        predictions[split] = split_predictions(outputs, data, rows, multilabel)
+    return results, predictions
+
+
+def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray,
+                      multilabel: bool) -> Predictions:
+    """Each video's scores, labels and (where step_mAP is scored) step scores, for predictions_<split>.npz."""
+    rows_t = torch.as_tensor(rows)
+    steps = data.steps[rows_t].cpu().numpy()
+    step_logits = outputs.get("step_logits")
+    scored_steps = step_logits is not None and steps.any() and step_logits.shape[1] == steps.shape[1]
+    return Predictions(video_id=np.asarray(data.video_id[rows], dtype=str), scores=outputs["logits"],
+                       label=data.label[rows_t].cpu().numpy(), labels=data.labels[rows_t].cpu().numpy(),
+                       multilabel=multilabel, step_scores=step_logits if scored_steps else None,
+                       steps=steps if scored_steps else None)
 
 
 def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
     """Metrics of the checkpoint's head on one split; written to `out` (default: metrics_<split>.json
-    next to the checkpoint)."""
-    metrics = evaluate_splits(checkpoint, features, [split], None, device, batch_size)[split]
+    next to the checkpoint), with predictions_<split>.npz in the same folder."""
+    results, predictions = _score_splits(checkpoint, features, [split], device, batch_size)
+    metrics = results[split]
     out = Path(out) if out is not None else Path(checkpoint).parent / f"metrics_{split}.json"
     write_json(out, metrics)
+    save_predictions(predictions_path(out.parent, split), predictions[split])
     return metrics
 
 

@@ -42,13 +42,16 @@ def report(
     split: str = typer.Option("test", "--split", help="Split to score and draw from."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default RUN/report)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="compare.json (or its folder) of `cmdcl compare` "
+                                                                   "to show; default: RUN/../compare-<split>/ when "
+                                                                   "it compares RUN."),
 ) -> None:
     """Training curves, confusion/AP, text similarity, attention maps and matching probabilities as PNGs + HTML."""
     from cmdcl.head.report import build_report
 
     names = [a for a in actions.split(",") if a.strip()] if actions else None
     page = build_report(run, features=features or None, out=out, video=video, actions=names, split=split,
-                        device=device, read_frames=read_video_frames)
+                        device=device, read_frames=read_video_frames, compare=compare)
     typer.echo(f"report: {page}")
 
 

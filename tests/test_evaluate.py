@@ -81,6 +81,25 @@ def test_zeroshot_evaluation_matches_hand_computed_metrics(tmp_path):
         evaluate(tmp_path / "run" / "best.pt", features, "val")
 
 
+def test_evaluate_writes_per_video_predictions(tmp_path):
+    from cmdcl.head.predictions import load_predictions
+
+    features = _axis_world(tmp_path / "axis.h5")
+    train(features, tmp_path / "run", HeadConfig(method="zeroshot", val_fraction=0.0), progress=False,
+          log=lambda m: None)
+    evaluate_splits(tmp_path / "run" / "best.pt", features, ["test", "test_ood"], tmp_path / "out")
+    with np.load(tmp_path / "out" / "predictions_test.npz") as f:
+        assert f["video_id"].tolist() == ["v3", "v4", "v5", "v6"]
+        assert f["pred"].tolist() == [0, 1, 0, 2] and f["label"].tolist() == [0, 1, 2, 2]  # top-1 0.75 as above
+        assert f["scores"].dtype == np.float32 and f["scores"].shape == (4, 3) and not bool(f["multilabel"])
+        assert f["labels"].tolist() == np.eye(3, dtype=np.uint8)[[0, 1, 2, 2]].tolist()
+        assert f["steps"].tolist() == [[1, 0, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]]
+        assert f["step_scores"].shape == (4, 4) and f["step_scores"].dtype == np.float32
+    assert load_predictions(tmp_path / "out" / "predictions_test_ood.npz").video_id.tolist() == ["v7", "v8"]
+    evaluate(tmp_path / "run" / "best.pt", features, "test", out=tmp_path / "one" / "m.json")
+    assert (tmp_path / "one" / "predictions_test.npz").exists()
+
+
 def test_evaluate_cli_writes_metrics(tmp_path, capsys):
     features = _axis_world(tmp_path / "axis.h5")
     main(["train-head", "--features", str(features), "--out", str(tmp_path / "run"), "--method", "zeroshot",

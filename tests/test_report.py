@@ -268,3 +268,28 @@ def test_segment_lanes_sit_below_zero_in_the_actions_colours():
     assert [(round(a, 3), round(b, 3)) for a, b in spans] == [(2.0, 4.0), (5.0, 6.0)]
     assert all(p.get_extents().y1 < 0 for c in bars for p in c.get_paths())
     assert ax.get_ylim()[0] < 0 and min(ax.get_yticks()) >= 0
+
+
+def test_report_shows_a_comparison_given_or_found(runs, tmp_path):
+    from cmdcl.head.compare import compare_runs, write_outputs
+    from cmdcl.head.evaluate import evaluate_splits
+    from cmdcl.head.report.comparison import find_comparison
+
+    world = runs["cmdcl"].parent / "order.h5"
+    for name in ("linear", "cmdcl"):  # predictions into copies: the shared run folders stay as they are
+        evaluate_splits(runs[name] / "best.pt", world, ["test"], tmp_path / "runs" / name, device="cpu")
+    comparison = compare_runs([tmp_path / "runs" / "linear", tmp_path / "runs" / "cmdcl"], "test", n_resamples=199)
+    write_outputs(comparison, tmp_path / "runs" / "compare-test")
+
+    folder = tmp_path / "runs" / "compare-test"
+    page = build_report(runs["cmdcl"], out=tmp_path / "report", device="cpu", compare=folder)
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert summary["figures"]["comparison"] == "compare_forest.png"
+    assert png_size(tmp_path / "report" / "compare_forest.png")[0] == 800
+    assert summary["comparison"]["reference"] == "linear" and "(reference)" in page.read_text()
+    # Found without --compare when RUN/../compare-<split>/compare.json compares RUN; not for another run.
+    assert find_comparison(tmp_path / "runs" / "cmdcl", "test", None) == folder / "compare.json"
+    assert find_comparison(tmp_path / "runs" / "other", "test", None) is None
+    assert find_comparison(tmp_path / "runs" / "cmdcl", "val", None) is None
+    with pytest.raises(CmdclError, match="--compare .*no compare.json"):
+        build_report(runs["cmdcl"], out=tmp_path / "r2", device="cpu", compare=tmp_path / "nothing")

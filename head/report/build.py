@@ -33,6 +33,8 @@ from cmdcl.head.report.scoring import (MAX_TRACKED_ACTIONS, _matching_summary, a
 from cmdcl.head.report.video_figures import (FrameReader, plot_matching, plot_temporal_attention,
                                              spatial_attention_figure)
 
+from .comparison import comparison_figure, find_comparison
+
 
 @dataclass
 class ScoredRun:
@@ -63,13 +65,15 @@ class ScoredRun:
 
 def build_report(run: Path, features: str | list | None = None, out: Path | None = None, video: str | None = None,
                  actions: list[str] | None = None, split: str = "test", device: str = "auto",
-                 read_frames: FrameReader | None = None) -> Path:
+                 read_frames: FrameReader | None = None, compare: Path | None = None) -> Path:
     """Render the report of run folder `run` into `out` (default RUN/report/); returns the report.html path.
 
     features: the feature files to score (default: those recorded in RUN/config.json).
     video: the video of the attention and matching figures (default: the first video of `split`).
     actions: atomic-action names for the similarity heatmap and the attention plots (default: chosen).
     read_frames: reads video frames for the spatial-attention overlay (None: the patch grid is drawn alone).
+    compare: a `cmdcl compare` compare.json (or its folder) to show; default: RUN/../compare-<split>/ when it
+    compares this run (head/report/comparison.py).
     """
     run = Path(run)
     if not run.is_dir():
@@ -89,8 +93,11 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     figures += _attention_figures(scored, view, tracked, out, read_frames)
     matching_figure, matching = _matching_figure(scored, view, out)
     figures.append(matching_figure)
+    compare_figure, compared = comparison_figure(find_comparison(run, split, compare), out)
+    figures += [compare_figure] if compare_figure is not None else []
 
     summary = _summary(run, scored, split, view, similarity_actions, tracked, matching, figures)
+    summary["comparison"] = compared
     write_json(out / "report.json", summary)
     page = out / "report.html"
     page.write_text(render_html(summary, config, figures, scored.class_names))

@@ -37,6 +37,7 @@ class Figure:
     file: str | None = None
     caption: str = ""
     notes: list[str] = field(default_factory=list)
+    text: str = ""  # preformatted text shown under the figure (e.g. the comparison table)
 
 
 def _figure(key: str):

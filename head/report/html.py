@@ -33,6 +33,8 @@ def render_html(summary: dict[str, Any], config: dict[str, Any], figures: list[F
             parts.append(f'<img src="{e(figure.file)}" alt="{e(figure.title)}">')
         if figure.caption and figure.file:
             parts.append(f"<p>{e(figure.caption)}</p>")
+        if figure.text:
+            parts.append(f"<pre>{e(figure.text)}</pre>")
         parts += [f'<p class="note">{e(note)}</p>' for note in figure.notes]
         parts.append("</section>")
         sections.append("\n".join(parts))

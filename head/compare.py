@@ -1,0 +1,291 @@
+"""`cmdcl compare RUN... --split S`: is a difference between methods an effect or noise? (docs/REPORT.md)
+
+    runs (single or multi-seed, head/seed_runs.py) -> predictions_<split>.npz of every seed (head/predictions.py)
+      -> per run: mean over seeds +- 95% interval (t over seeds; one seed: bootstrap over videos)
+      -> per run vs the reference: paired difference on the same videos, paired bootstrap 95% interval over
+         videos and a paired permutation p-value (head/stats.py)
+      -> Comparison (.rows, .table(), .to_dict()); write_outputs: compare.json, compare.txt, forest.png
+
+No torch: only the prediction files are read.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cmdcl.core.errors import CmdclError
+
+from .compare_output import format_table, write_outputs
+from .predictions import Predictions, load_predictions, predictions_path
+from .seed_runs import read_seeds, seed_dirs
+from .stats import (CONFIDENCE, WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
+                    paired_permutation_p, t_interval)
+
+METRICS = ("top1", "mAP", "step_mAP")
+
+
+@dataclass
+class RunSeeds:
+    """One run's predictions of a split, one Predictions per seed, all in the same video order."""
+
+    name: str
+    path: Path
+    seeds: list[int | None]
+    seed_predictions: list[Predictions]
+
+
+@dataclass
+class Row:
+    """One run of a comparison. diff_* and p are None for the reference."""
+
+    run: str
+    path: str
+    seeds: list[int | None]
+    per_seed: list[float]
+    mean: float
+    ci_low: float
+    ci_high: float
+    ci_kind: str  # "t over seeds" or "bootstrap over videos"
+    video_ci: tuple[float, float]  # bootstrap over videos of the seed mean (test-set noise alone)
+    diff: float | None = None
+    diff_low: float | None = None
+    diff_high: float | None = None
+    p: float | None = None
+    pairing: str | None = None
+    diff_seed_ci: tuple[float, float] | None = None  # t interval of per-seed differences (matched seeds, n >= 2)
+    diff_method: str | None = None  # the bootstrap method the difference's interval used (BCa may fall back)
+
+
+@dataclass
+class Comparison:
+    split: str
+    metric: str
+    reference: str
+    num_videos: int
+    rows: list[Row]
+    n_resamples: int
+    ci_method: str
+    confidence: float = CONFIDENCE
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+    def table(self) -> str:
+        return format_table(self)
+
+
+# ============================================================================================ entry point
+
+def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | None = None, metric: str | None = None,
+                 n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None) -> Comparison:
+    """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
+    top1, or mAP for multi-label predictions). ci_method of the bootstrap intervals (head/stats.py):
+    default BCa for top1, "recentred" percentile for mAP and step_mAP."""
+    if not runs:
+        raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
+    loaded = align_videos([load_run(Path(r), split) for r in runs], split)
+    names = [r.name for r in loaded]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise CmdclError(f"compare: two runs are named {duplicate!r} (a run's name is its folder name).",
+                         fix="rename or copy one of the run folders.")
+    reference = reference or names[0]
+    if reference not in names:
+        raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
+    metric = metric or ("mAP" if loaded[0].seed_predictions[0].multilabel else "top1")
+    if metric == "top1":  # top-1 is over labelled videos: the others are not resampled either
+        keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
+        loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
+    ci_method = ci_method or ("BCa" if metric == "top1" else "recentred")
+    metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
+    videos = len(loaded[0].seed_predictions[0].video_id)
+    if not videos:
+        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric == 'top1' else ''}videos in split {split!r} "
+                         f"to compare on.")
+    ref = next(r for r in loaded if r.name == reference)
+    notes = []
+    rows = []
+    for run in loaded:
+        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=metric == "top1")
+        if run.name != reference:
+            note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
+            if note:
+                notes.append(note)
+        rows.append(row)
+    return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=notes)
+
+
+def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
+             ci_method: str, cheap: bool) -> Row:
+    """Mean and interval of one run. The video bootstrap of a multi-seed run is only in compare.json, and
+    only for top-1: for mAP on a large split it would cost seeds x resamples mAP evaluations."""
+    per_seed = [float(m(np.ones((1, videos)))[0]) for m in metrics]
+    many = len(per_seed) > 1
+    low = high = math.nan
+    if cheap or not many:
+        low, high, _ = bootstrap_interval(mean_over(metrics), videos, n_resamples, ci_method, seed)
+    mean, t_low, t_high = t_interval(per_seed)
+    return Row(run.name, str(run.path), run.seeds, per_seed, mean, t_low if many else low, t_high if many else high,
+               "t over seeds" if many else "bootstrap over videos", (low, high))
+
+
+def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics: dict[str, list[WeightedMetric]],
+                    videos: int, n_resamples: int, seed: int, ci_method: str) -> str | None:
+    """Fill the row's paired difference (run - reference); returns a note when seeds could not be matched."""
+    mine, theirs = metrics[run.name], metrics[ref.name]
+    diff_of = (lambda w: mean_over(mine)(w) - mean_over(theirs)(w))
+    row.diff = float(diff_of(np.ones((1, videos)))[0])
+    row.diff_low, row.diff_high, row.diff_method = bootstrap_interval(diff_of, videos, n_resamples, ci_method, seed)
+    # One seed each: nothing to average, pair the two runs (their seeds may differ, e.g. a rerun).
+    matched = sorted(run.seeds, key=str) == sorted(ref.seeds, key=str) or len(run.seeds) == len(ref.seeds) == 1
+    if matched:
+        order = [ref.seeds.index(s) for s in run.seeds] if len(run.seeds) > 1 else [0]
+        pairs = [(run.seed_predictions[i], ref.seed_predictions[j]) for i, j in enumerate(order)]
+        row.pairing = "video and seed" if len(pairs) > 1 else "video"
+        if len(pairs) > 1:
+            _, low, high = t_interval([mine[i](np.ones((1, videos)))[0] - theirs[j](np.ones((1, videos)))[0]
+                                       for i, j in enumerate(order)])
+            row.diff_seed_ci = (low, high)
+        stacked = [stacked_metric(a, b, metric) for a, b in pairs]
+    else:
+        stacked = [_seed_averaged_stack(run, ref, metric)]
+        row.pairing = "video (per-video scores averaged over each run's seeds)"
+    row.p = paired_permutation_p(stacked, videos, n_resamples, seed)
+    if matched:
+        return None
+    return (f"{run.name}: seeds {_seed_text(run.seeds)} differ from {ref.name}'s {_seed_text(ref.seeds)}; "
+            f"the p-value pairs videos only, on each run's per-video scores averaged over its seeds"
+            f"{' (mAP: mean logits)' if metric != 'top1' else ''}.")
+
+
+# ============================================================================================ inputs
+
+def run_seed_labels(run: Path) -> list[int | None]:
+    """The seeds of a run: seeds.json, else config.json's seed of a single run, else [None]."""
+    seeds = read_seeds(run)
+    if seeds is not None:
+        return list(seeds)
+    try:
+        config = json.loads((run / "config.json").read_text())
+        return [int(config["config"]["seed"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [None]
+
+
+def load_run(run: Path, split: str) -> RunSeeds:
+    folders = seed_dirs(run)
+    if not folders:
+        raise CmdclError(f"{run}/seeds.json: lists no seeds.")
+    predictions = []
+    for folder in folders:
+        path = predictions_path(folder, split)
+        if not path.is_file():
+            raise CmdclError(f"{path}: no per-video predictions of split {split!r}.",
+                             fix=f"run `cmdcl evaluate --checkpoint {folder / 'best.pt'} --features ... --split "
+                                 f"{split}` on that run.")
+        predictions.append(load_predictions(path, split))
+    return RunSeeds(run.name, run, run_seed_labels(run), predictions)
+
+
+def align_videos(runs: list[RunSeeds], split: str) -> list[RunSeeds]:
+    """Every seed of every run in the first one's sorted video order; a one-line error when the video sets
+    or their labels differ (the runs were evaluated on different features)."""
+    first = runs[0].seed_predictions[0]
+    ids = np.sort(first.video_id)
+    if len(np.unique(ids)) != len(ids):
+        raise CmdclError(f"{predictions_path(seed_dirs(runs[0].path)[0], split)}: a video id appears twice.")
+    out = []
+    for run in runs:
+        aligned = []
+        for folder, p in zip(seed_dirs(run.path), run.seed_predictions):
+            where = predictions_path(folder, split)
+            if len(p.video_id) != len(ids) or set(p.video_id.tolist()) != set(ids.tolist()):
+                extra = sorted(set(p.video_id.tolist()) ^ set(ids.tolist()))[:1] or ["(duplicates)"]
+                raise CmdclError(f"{where}: its {len(p.video_id)} videos of split {split!r} are not the "
+                                 f"{len(ids)} of {runs[0].name} (e.g. {extra[0]!r}); compare needs the same videos.",
+                                 fix="evaluate every run on the same feature file.")
+            q = p.take(np.argsort(p.video_id, kind="stable"))
+            reference = out[0].seed_predictions[0] if out else (aligned[0] if aligned else q)
+            if q.multilabel != reference.multilabel or not (np.array_equal(q.label, reference.label)
+                                                           and np.array_equal(q.labels, reference.labels)):
+                raise CmdclError(f"{where}: the videos' labels differ from {runs[0].name}'s "
+                                 f"(evaluated on other features?).", fix="evaluate every run on the same features.")
+            aligned.append(q)
+        out.append(RunSeeds(run.name, run.path, run.seeds, aligned))
+    return out
+
+
+# ============================================================================================ metrics
+
+def seed_metrics(run: RunSeeds, metric: str, split: str) -> list[WeightedMetric]:
+    """One weighted metric per seed over the run's videos."""
+    return [_metric_of(p, metric, where=str(predictions_path(folder, split)))
+            for folder, p in zip(seed_dirs(run.path), run.seed_predictions)]
+
+
+def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetric:
+    """The metric over the stacked rows [a's videos; b's videos], for the paired permutation test."""
+    both = Predictions(np.concatenate([a.video_id, b.video_id]), np.concatenate([a.scores, b.scores]),
+                       np.concatenate([a.label, b.label]), np.concatenate([a.labels, b.labels]), a.multilabel,
+                       _cat(a.step_scores, b.step_scores), _cat(a.steps, b.steps))
+    return _metric_of(both, metric, where="")
+
+
+def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
+    if metric == "top1":
+        if p.multilabel:
+            raise CmdclError(f"--metric top1: {where} holds multi-label predictions.", fix="use --metric mAP.")
+        return WeightedMean((p.pred == p.label).astype(np.float64))
+    if metric == "mAP":
+        return WeightedMAP(p.scores, p.labels)
+    if metric == "step_mAP":
+        if p.step_scores is None or p.steps is None:
+            raise CmdclError(f"--metric step_mAP: {where} has no step scores (a head without atomic-action "
+                             f"logits, or a split without annotated steps).", fix="use --metric top1 or mAP.")
+        return WeightedMAP(p.step_scores, p.steps)
+    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)}.")
+
+
+def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetric:
+    """Seeds not matched: the stacked metric of each run's per-video score averaged over its seeds. For top-1
+    that is the share of seeds right on the video (its mean is the mean top-1 over seeds); for mAP the mean
+    logits (the mAP of the seed ensemble, used for the p-value only)."""
+    if metric == "top1":
+        right = [np.mean([p.pred == p.label for p in r.seed_predictions], axis=0) for r in (a, b)]
+        return WeightedMean(np.concatenate(right))
+    return stacked_metric(_seed_average(a), _seed_average(b), metric)
+
+
+def _seed_average(run: RunSeeds) -> Predictions:
+    ps = run.seed_predictions
+    mean = (lambda key: None if getattr(ps[0], key) is None else np.mean([getattr(p, key) for p in ps], axis=0))
+    return Predictions(ps[0].video_id, mean("scores"), ps[0].label, ps[0].labels, ps[0].multilabel,
+                       mean("step_scores"), ps[0].steps)
+
+
+def _cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return None if a is None or b is None else np.concatenate([a, b])
+
+
+def _seed_text(seeds: list[int | None]) -> str:
+    return "[" + ", ".join("?" if s is None else str(s) for s in seeds) + "]"
+
+
+def _finite(value: Any) -> Any:
+    """NaN -> None and tuples -> lists, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
+

@@ -1,0 +1,90 @@
+"""Per-video predictions of an evaluated split: RUN/predictions_<split>.npz, next to metrics_<split>.json.
+
+    video_id     (N,)    str      the feature file's video ids, in the file's order
+    scores       (N, C)  float32  the head's class logits
+    pred         (N,)    int64    argmax of scores
+    label        (N,)    int64    true class, -1 when unlabelled (multi-label datasets)
+    labels       (N, C)  uint8    multi-hot true classes
+    multilabel   ()      bool     which of label / labels the metric reads
+    step_scores  (N, S)  float32  atomic-action logits   } only when the head scores steps and the split
+    steps        (N, S)  uint8    annotated steps        } annotates them (the step_mAP condition of evaluate)
+
+No torch here: `cmdcl compare` reads these files without loading a model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmdcl.core.errors import CmdclError
+
+
+def predictions_path(folder: Path, split: str) -> Path:
+    return Path(folder) / f"predictions_{split}.npz"
+
+
+@dataclass
+class Predictions:
+    """One evaluated split of one run (one seed)."""
+
+    video_id: np.ndarray
+    scores: np.ndarray
+    label: np.ndarray
+    labels: np.ndarray
+    multilabel: bool
+    step_scores: np.ndarray | None = None
+    steps: np.ndarray | None = None
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.scores.argmax(axis=1).astype(np.int64) if len(self.scores) else np.zeros(0, np.int64)
+
+    def take(self, rows: np.ndarray) -> "Predictions":
+        """The videos `rows`, in that order."""
+        pick = (lambda a: None if a is None else a[rows])
+        return Predictions(self.video_id[rows], self.scores[rows], self.label[rows], self.labels[rows],
+                           self.multilabel, pick(self.step_scores), pick(self.steps))
+
+
+def save_predictions(path: Path, predictions: Predictions) -> Path:
+    """Write the npz atomically (a crash leaves the previous file or none, never half of one)."""
+    p = predictions
+    arrays = {"video_id": np.asarray(p.video_id, dtype=str), "scores": np.asarray(p.scores, np.float32),
+              "pred": p.pred, "label": np.asarray(p.label, np.int64), "labels": np.asarray(p.labels, np.uint8),
+              "multilabel": np.asarray(bool(p.multilabel))}
+    if p.step_scores is not None and p.steps is not None:
+        arrays["step_scores"] = np.asarray(p.step_scores, np.float32)
+        arrays["steps"] = np.asarray(p.steps, np.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_predictions(path: Path, split: str | None = None) -> Predictions:
+    """Read a predictions npz; a missing or malformed file is a one-line CmdclError."""
+    path = Path(path)
+    split = split or path.stem.removeprefix("predictions_")
+    if not path.is_file():
+        raise CmdclError(f"{path}: no per-video predictions for split {split!r}.",
+                         fix=f"run `cmdcl evaluate --checkpoint {path.parent / 'best.pt'} --features ... "
+                             f"--split {split}` on that run.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise CmdclError(f"{path}: not a predictions file ({' '.join(str(exc).split())[:120]}).") from None
+    missing = [k for k in ("video_id", "scores", "label", "labels", "multilabel") if k not in arrays]
+    if missing:
+        raise CmdclError(f"{path}: not a predictions file (no {missing[0]!r} array).")
+    scores = arrays["scores"]
+    if scores.ndim != 2 or len(arrays["video_id"]) != len(scores):
+        raise CmdclError(f"{path}: scores {scores.shape} do not match {len(arrays['video_id'])} video ids.")
+    return Predictions(arrays["video_id"].astype(str), scores.astype(np.float32), arrays["label"].astype(np.int64),
+                       arrays["labels"].astype(np.uint8), bool(arrays["multilabel"]),
+                       arrays.get("step_scores"), arrays.get("steps"))

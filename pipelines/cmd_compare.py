@@ -1,0 +1,38 @@
+"""`cmdcl compare RUN... --split S`: mean +- 95% interval per run and paired differences to a reference
+(head/compare.py, docs/REPORT.md "Comparing methods"). numpy/scipy/matplotlib are imported inside the body."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cmdcl.core.errors import CmdclError
+
+
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders (single or multi-seed); a run's name is its folder name."),
+    split: str = typer.Option("test", "--split", help="Split whose predictions_<split>.npz are compared."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Run name to compare against "
+                                                                      "(default: the first run)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP (default: top1, or mAP "
+                                                                "for multi-label predictions)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.json, compare.txt, forest.png "
+                                                           "(default: <first run's parent>/compare-<split>)."),
+    resamples: int = typer.Option(9999, "--resamples", help="Bootstrap resamples and permutations."),
+    seed: int = typer.Option(0, "--seed", help="Random state of the bootstrap and the permutation test."),
+) -> None:
+    """Is a difference between methods an effect or noise? Paired bootstrap intervals and p-values per run."""
+    if metric is not None and metric not in ("top1", "mAP", "step_mAP"):
+        raise CmdclError(f"--metric {metric}: unknown; choose top1, mAP or step_mAP.")
+    if resamples < 100:
+        raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
+    from cmdcl.head.compare import compare_runs, write_outputs
+
+    comparison = compare_runs(runs, split, reference, metric, n_resamples=resamples, seed=seed)
+    paths = write_outputs(comparison, out or Path(runs[0]).parent / f"compare-{split}")
+    typer.echo(comparison.table())
+    typer.echo(f"wrote {paths['json']}, {paths['table']}, {paths['forest']}")
+
+
+COMMANDS = {"compare": compare}
