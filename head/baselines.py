@@ -1,7 +1,8 @@
 """Baselines that share the CMDCL head's interface and training loop (method.md §6).
 
 Every head maps (features (B, F, D) float32, frame_mask (B, F) bool, patches (B, F, P, D) | None) to a
-dict holding at least "logits" (B, C). Patches are accepted and ignored by the baselines.
+dict holding at least "logits" (B, C) and "representation" (B, R), the video vector its classifier reads
+(evaluate's context-leakage probe reads it). Patches are accepted and ignored by the baselines.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class ZeroShotHead(nn.Module):
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
         video = F.normalize(mean_over_valid_frames(F.normalize(features, dim=-1), frame_mask), dim=-1)
-        out = {"logits": CLIP_LOGIT_SCALE * video @ self.class_text.t()}
+        out = {"logits": CLIP_LOGIT_SCALE * video @ self.class_text.t(), "representation": video}
         if self.step_text is not None:
             out["step_logits"] = CLIP_LOGIT_SCALE * video @ self.step_text.t()
         return out
@@ -47,7 +48,7 @@ class LinearProbeHead(nn.Module):
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
         video = mean_over_valid_frames(features, frame_mask) * self.input_scale
-        return {"logits": self.classifier(self.dropout(video))}
+        return {"logits": self.classifier(self.dropout(video)), "representation": video}
 
 
 class TemporalTransformerHead(nn.Module):
@@ -83,4 +84,4 @@ class TemporalTransformerHead(nn.Module):
         h = h + x  # Text4Vis keeps the original frame tokens as a residual
         video = F.normalize(mean_over_valid_frames(self.proj_out(h), frame_mask), dim=-1)
         scale = self.logit_scale.clamp(max=math.log(CLIP_LOGIT_SCALE)).exp()
-        return {"logits": scale * video @ self.class_text.t()}
+        return {"logits": scale * video @ self.class_text.t(), "representation": video}

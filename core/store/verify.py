@@ -19,7 +19,7 @@ from cmdcl.core.errors import CmdclError, FeatureFileError
 from cmdcl.core.provenance import SHARD_CONSISTENCY_KEYS, mismatches
 
 from .files import _read_segment_rows
-from .layout import _strings
+from .layout import BOXES_DATASET, CONFOUNDER_VALUES, _strings
 from .reader import FeatureSet, resolve_feature_paths
 
 
@@ -78,6 +78,26 @@ def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
         for j in np.flatnonzero(bad_label):
             problems.append(f"{path}: video {ids[j]!r} has label {label[j]} outside [-1, {dims['C']}).")
         problems.extend(_segment_problems(f, path, ids, dims["S"]))
+        problems.extend(_optional_group_problems(f, path, ids))
+    return problems
+
+
+def _optional_group_problems(f: h5py.File, path: Path, ids: list[str]) -> list[str]:
+    """Boxes that are partly NaN, outside [0, 1] or empty; factor values below -1."""
+    problems = []
+    if BOXES_DATASET in f:
+        boxes = f[BOXES_DATASET][()]
+        missing = np.isnan(boxes)
+        with np.errstate(invalid="ignore"):
+            bad = (missing.any(-1) & ~missing.all(-1)) | (~missing.all(-1) & (
+                (boxes < 0).any(-1) | (boxes > 1).any(-1) | (boxes[..., 2] <= boxes[..., 0])
+                | (boxes[..., 3] <= boxes[..., 1])))
+        for j in np.flatnonzero(bad.any(axis=1))[:10]:
+            problems.append(f"{path}: video {ids[j]!r} has a box outside 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1 "
+                            f"(or partly NaN) in /{BOXES_DATASET}.")
+    if CONFOUNDER_VALUES in f:
+        for j in np.flatnonzero((f[CONFOUNDER_VALUES][()] < -1).any(axis=1))[:10]:
+            problems.append(f"{path}: video {ids[j]!r} has a confounder value below -1 (-1 means unknown).")
     return problems
 
 
