@@ -67,7 +67,8 @@ def test_layout_and_manifest_rows(dataset):
     assert world["config"] == dataclasses.asdict(tiny())
     with open(dataset / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context"]
+    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
+                             "confounder:background", "confounder:attire", "confounder:lighting"]
     assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain"}
     attributes = {r["video_id"]: r for r in synthetic.load_attributes(dataset)}
     for row in rows:  # the context column describes the video's own confounders in words
@@ -196,6 +197,9 @@ def test_manifest_loads_through_the_dataset_adapter(dataset):
         assert item.label == spec.label and Path(item.path).is_file()
         assert [(s, a, b) for s, a, b in item.segments] == [(s, a / 4, b / 4) for s, a, b in spec.segments]
         assert item.context == synthetic.context_text(spec.context, 3)
+        assert item.confounders == spec.context  # the confounder:* columns
+        assert Path(item.boxes) == dataset / spec.boxes_path
+    assert index.confounder_names == list(CONFOUNDERS)
     # the synthetic adapter leaves the pretrain split out unless it is asked for by name
     assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
     assert load_dataset("synthetic", dataset, "pretrain", **TINY).split_sizes() == {"pretrain": 3}
