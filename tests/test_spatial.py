@@ -216,3 +216,32 @@ def test_every_head_gives_a_representation():
         out = model(features, mask)
         expected = 4 * 8 if method == "cmdcl" else 8  # cmdcl: V' (S, D) flattened
         assert out["representation"].shape == (2, expected), method
+
+
+def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
+    """The world's boxes and factors reach evaluate: cmdcl --use-patches gets the spatial keys (uniform
+    attention without the mediator: exactly 1.0), every head gets the leakage probe."""
+    from cmdcl.head.config import HeadConfig
+    from cmdcl.head.evaluate import evaluate_splits
+    from cmdcl.head.train import train
+
+    _, shard = extracted
+    small = dict(sta_layers=1, heads=2, dictionary_size=2, epochs=1, batch_size=4, val_fraction=0.0)
+    metrics = {}
+    for name, cfg in {"cmdcl": HeadConfig(use_patches=True, **small),
+                      "no_vci": HeadConfig(use_patches=True, use_vci=False, **small),
+                      "linear": HeadConfig(method="linear", epochs=1, batch_size=4, val_fraction=0.0)}.items():
+        train(shard, tmp_path / name, cfg, device="cpu", progress=False, log=lambda message: None)
+        metrics[name] = evaluate_splits(tmp_path / name / "last.pt", shard, ["train"], device="cpu")["train"]
+    assert "spatial_mass_ratio" not in metrics["linear"]
+    for name in ("cmdcl", "no_vci"):
+        m = metrics[name]
+        assert m["spatial_instances"] > 0 and 0 < m["spatial_pointing_chance"] < 1
+        assert 0 <= m["spatial_pointing"] <= 1 and m["spatial_mass_ratio"] >= 0
+    assert metrics["no_vci"]["spatial_mass_ratio"] == pytest.approx(1.0)
+    assert metrics["no_vci"]["spatial_pointing"] == pytest.approx(metrics["no_vci"]["spatial_pointing_chance"])
+    for m in metrics.values():
+        assert set(m["leakage"]) <= set(CONFOUNDERS) and m["leakage"]
+        for probe in m["leakage"].values():
+            assert 0 <= probe["accuracy"] <= 1 and 0 < probe["chance"] <= 1 and probe["videos"] >= 4
+    json.dumps(metrics)  # the nested leakage block stays JSON
