@@ -245,3 +245,13 @@ def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
         for probe in m["leakage"].values():
             assert 0 <= probe["accuracy"] <= 1 and 0 < probe["chance"] <= 1 and probe["videos"] >= 4
     json.dumps(metrics)  # the nested leakage block stays JSON
+    from cmdcl.head.report import build_report
+
+    build_report(tmp_path / "cmdcl", features=str(shard), split="train", device="cpu")
+    summary = json.loads((tmp_path / "cmdcl" / "report" / "report.json").read_text())
+    assert summary["figures"]["spatial_grounding"] == "spatial_grounding.png"
+    assert (tmp_path / "cmdcl" / "report" / "spatial_grounding.png").stat().st_size > 0
+    build_report(tmp_path / "linear", features=str(shard), split="train", device="cpu")
+    summary = json.loads((tmp_path / "linear" / "report" / "report.json").read_text())
+    assert summary["figures"]["spatial_grounding"] is None and "without --use-patches" in \
+        summary["notes"]["spatial_grounding"][0]

@@ -18,7 +18,10 @@ apron, dim warm light"), like the alt-text around a web image.
 
 The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
 same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
-(config, scripts, provenance). Same seed -> byte-identical manifest and video files.
+(config, scripts, provenance). The manifest's `boxes` column names each video's box file
+(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth)
+and its `confounder:background|attire|lighting` columns repeat the context ids, so extraction stores both in
+the feature file. Same seed -> byte-identical manifest, box and video files.
 """
 from __future__ import annotations
 

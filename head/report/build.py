@@ -32,6 +32,8 @@ from cmdcl.head.report.scoring import (MAX_TRACKED_ACTIONS, _matching_summary, a
 from cmdcl.head.report.video_figures import (FrameReader, plot_matching, plot_temporal_attention,
                                              spatial_attention_figure)
 
+from .spatial_figure import figure_for_run as spatial_grounding_for_run
+
 
 @dataclass
 class ScoredRun:
@@ -86,6 +88,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     figures.append(similarity_figure)
     tracked = _tracked(chosen, view)
     figures += _attention_figures(scored, view, tracked, out, read_frames)
+    figures.append(spatial_grounding_for_run(scored, out, read_frames))
     matching_figure, matching = _matching_figure(scored, view, out)
     figures.append(matching_figure)
 
