@@ -132,15 +132,12 @@ def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     return render_video_with_boxes(spec, config)[0]
 
 
-def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of one video, uint8 (T, H, W, 3), and the foreground object's box in each frame, float32
-    (T, 4) [x0, y0, x1, y1) in pixels (x1, y1 exclusive: one past the last painted column and row)."""
-    rng = np.random.default_rng(spec.render_seed)
-    w, h, k = config.width, config.height, config.num_activities
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scene (h, w, 3), attire colour, shoulder point): the textured background and the actor's body, with
+    per-video jitter (the first draws of the video's random stream)."""
+    h, w = xx.shape
     unit = min(w, h)
-
-    # Static scene: textured background and the actor's body, with per-video jitter.
     bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
     texture = TEXTURES[spec.context["background"] % len(TEXTURES)]
     ox, oy = rng.uniform(0, 12, 2)
@@ -162,6 +159,17 @@ def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[n
     head_r = 0.10 * unit
     _paint(scene, np.hypot(xx - actor_x, yy - (torso_top - 1.2 * head_r)) - head_r, SKIN)
     shoulder = np.array([actor_x + 0.07 * w, torso_top + 0.05 * h], np.float32)
+    return scene, attire, shoulder
+
+
+def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of one video, uint8 (T, H, W, 3), and the foreground object's box in each frame, float32
+    (T, 4) [x0, y0, x1, y1) in pixels (x1, y1 exclusive: one past the last painted column and row)."""
+    rng = np.random.default_rng(spec.render_seed)
+    w, h, k = config.width, config.height, config.num_activities
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    unit = min(w, h)
+    scene, attire, shoulder = _static_scene(spec, rng, xx, yy, k)
 
     gain, tint, slope = lighting_params(spec.context["lighting"], k)
     light = gain * np.asarray(tint, np.float32) * (1.0 + slope * (xx / w - 0.5))[..., None]
