@@ -65,7 +65,7 @@ def test_box_files_are_checked(tmp_path):
         read_box_file(bad)
 
 
-def test_boxes_and_factors_go_from_the_world_into_the_feature_file(extracted, encoder):
+def test_boxes_and_factors_go_from_the_world_into_the_feature_file(extracted, encoder, capsys):
     root, shard = extracted
     fs = FeatureSet(shard)
     assert fs.has_boxes and fs.confounder_names == list(CONFOUNDERS)
@@ -83,6 +83,10 @@ def test_boxes_and_factors_go_from_the_world_into_the_feature_file(extracted, en
         assert not np.isnan(boxes[i][valid]).any()  # the object is on screen in every frame
         assert ((boxes[i][valid] >= 0) & (boxes[i][valid] <= 1)).all()
     assert verify_paths([shard]).problems == []
+    from cmdcl.pipelines.cli import main
+
+    main(["inspect", str(shard)])
+    assert "object boxes yes; confounders background, attire, lighting" in capsys.readouterr().out
 
 
 def test_merge_keeps_the_groups_and_old_files_still_load(extracted, tmp_path):
