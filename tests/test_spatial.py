@@ -212,13 +212,14 @@ def test_every_head_gives_a_representation():
     text = make_text(num_classes=3, num_steps=4, dim=8)
     dims = {"F": 6, "D": 8, "C": 3, "S": 4, "P": 0}
     features, mask = torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool)
-    for method in ("zeroshot", "linear", "transformer", "cmdcl"):
-        cfg = HeadConfig(method=method, heads=2, sta_layers=1, dictionary_size=2)
+    for method, extra in (("zeroshot", {}), ("linear", {}), ("transformer", {}), ("cmdcl", {}),
+                          ("cmdcl", {"use_vci": False})):
+        cfg = HeadConfig(method=method, heads=2, sta_layers=1, dictionary_size=2, **extra)
         model = build_model(cfg, text, dims, multilabel=False).eval()
         if method == "cmdcl":
             model.fit_dictionaries(features.numpy(), mask.numpy())
         out = model(features, mask)
-        expected = 4 * 8 if method == "cmdcl" else 8  # cmdcl: V' (S, D) flattened
+        expected = 4 * 8 if method == "cmdcl" and not extra else 8  # cmdcl: V' (S, D) flattened
         assert out["representation"].shape == (2, expected), method
 
 

@@ -41,7 +41,8 @@ from cmdcl.extract.datasets.synthetic_render import (  # noqa: F401  (re-exporte
     render_video_with_boxes, write_boxes)
 
 GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
-# manifest's boxes and confounder:* columns (test_ood's default size grew to 50 per class); bump when the rendering or sampling changes, so stale datasets are not reused
+# manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
+# default size 50 per class; bump when the rendering or sampling changes, so stale datasets are not reused
 
 # The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
 # older splits stay byte-identical for a seed.
