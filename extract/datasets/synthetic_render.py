@@ -122,9 +122,10 @@ def step_signature(step: int) -> dict:
 
 
 def _paint(canvas: np.ndarray, distance: np.ndarray, colour: np.ndarray) -> None:
-    alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]  # one-pixel anti-aliased edge
+    # one-pixel anti-aliased edge; float32 like the canvas (mixed-precision in-place passes are slow)
+    alpha = np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)[..., None]
     canvas *= 1.0 - alpha
-    canvas += alpha * colour
+    canvas += alpha * np.asarray(colour, np.float32)
 
 
 def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:

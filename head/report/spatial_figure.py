@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from cmdcl.core.store import FeatureSet
-from cmdcl.head.data import FeatureData
-from cmdcl.head.report.figures import Figure, _figure, _save, _wrap
-from cmdcl.head.report.scoring import video_view
-from cmdcl.head.report.video_figures import FrameReader, decode_frames
 
+from ..data import FeatureData
 from ..spatial import frame_boxes, patch_overlap
+from .figures import Figure, _figure, _save, _wrap
+from .scoring import video_view
+from .video_figures import FrameReader, decode_frames
 
 MAX_GROUNDING_VIDEOS = 4
 TITLE = "Spatial grounding: attention of the true step on the true object"
