@@ -26,6 +26,7 @@ def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PR
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     values = np.asarray(values)
     known, counts = np.unique(values[values >= 0], return_counts=True)
@@ -37,7 +38,10 @@ def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PR
     y = values[chosen]
     k = int(min(folds, np.unique(y, return_counts=True)[1].min()))
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    predicted = cross_val_predict(probe, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+    # One BLAS thread: the matrices are small, and on a busy 2-core machine OpenBLAS's threads made the same
+    # probe 12x slower (2.8 s against 0.23 s for 300 videos x 768 dims).
+    with threadpool_limits(1):
+        predicted = cross_val_predict(probe, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
     return {"accuracy": float((predicted == y).mean()),
             "chance": float(np.unique(y, return_counts=True)[1].max() / len(y)),
             "videos": int(len(y)), "folds": k}
