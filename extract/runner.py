@@ -194,7 +194,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     backend = _backend(cfg, mine, log)
     attrs = _provenance(cfg, encoder, index, mine, backend)
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
-    sink = ShardSink(writer, summary, log, len(index.class_names), len(index.step_names))
+    sink = ShardSink(writer, summary, log, len(index.class_names), len(index.step_names),
+                     input_image=(int(encoder.image_size), str(encoder.resize_mode)))
     finalized = False
     # The CPU encoder keeps all its threads even beside decode workers: capping it at cores - workers
     # made ViT-B-16 extraction 1.8x slower on 2 cores and saved only 3.5% when decode-bound

@@ -16,7 +16,9 @@ import numpy as np
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.provenance import RESUME_KEYS, first_mismatch
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, VideoRecord
+from cmdcl.core.errors import DatasetError
 from cmdcl.extract.batch_encoder import PendingVideo
+from cmdcl.extract.boxes import sampled_boxes
 from cmdcl.extract.datasets.base import VideoItem
 
 
@@ -43,9 +45,16 @@ def stored_rows(valid: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return _pad_rows(valid, mask).astype(np.float16)
 
 
-def build_record(pending: PendingVideo, num_classes: int, num_steps: int) -> VideoRecord:
+def build_record(pending: PendingVideo, num_classes: int, num_steps: int,
+                 input_image: tuple[int, str] | None = None) -> VideoRecord:
+    """The stored record of an encoded video. `input_image` (image size, resize mode) of the model places the
+    item's box file (if any) on its input image; without it boxes are not carried."""
     item, clip = pending.item, pending.clip
     mask = clip.sampled.mask
+    boxes = None
+    if item.boxes and input_image is not None:
+        boxes = sampled_boxes(item.boxes, clip.sampled.indices, mask, int(clip.meta.height), int(clip.meta.width),
+                              *input_image)
     return VideoRecord(
         video_id=item.video_id, split=item.split, path=item.path, label=int(item.label),
         labels=_multi_hot(item.labels, num_classes, "class", item.video_id),
@@ -58,6 +67,7 @@ def build_record(pending: PendingVideo, num_classes: int, num_steps: int) -> Vid
         patches=stored_rows(pending.patches, mask) if pending.patches is not None else None,
         partial=bool(clip.partial),
         segments=np.asarray(item.segments, np.float32).reshape(-1, 3),
+        boxes=boxes, confounders=dict(item.confounders),
     )
 
 
@@ -89,9 +99,11 @@ def done_marker(path: Path) -> dict[str, Any]:
 class ShardSink:
     """Writes finished videos and failures of one run, counting them in the run's summary."""
 
-    def __init__(self, writer: ShardWriter, summary, log: Callable[[str], None], num_classes: int, num_steps: int):
+    def __init__(self, writer: ShardWriter, summary, log: Callable[[str], None], num_classes: int, num_steps: int,
+                 input_image: tuple[int, str] | None = None):
         self.writer, self.summary, self.log = writer, summary, log
         self.num_classes, self.num_steps = num_classes, num_steps
+        self.input_image = input_image  # (image size, resize mode): where box files land on the model's input
         self.on_write: Callable[[], None] = lambda: None  # progress display, called after each video
 
     def todo(self, mine: Sequence[VideoItem], retry_failed: bool) -> list[VideoItem]:
@@ -107,7 +119,12 @@ class ShardSink:
     def video(self, pending: PendingVideo) -> None:
         """Store an encoded video, its notes first: a part file never holds a video without its notes."""
         start = time.perf_counter()
-        record = build_record(pending, self.num_classes, self.num_steps)
+        try:
+            record = build_record(pending, self.num_classes, self.num_steps, self.input_image)
+        except DatasetError as exc:  # a malformed box file fails its video, not the run
+            self.summary.write_s += time.perf_counter() - start
+            self.failure(pending.item, "boxes", exc.one_line())
+            return
         for kind, text in pending.clip.notes:
             note = NoteRecord(record.video_id, record.path, kind, text)
             self.writer.add_note(note)

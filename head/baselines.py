@@ -1,7 +1,8 @@
 """Baselines that share the CMDCL head's interface and training loop (docs/TRAINING.md, "Adding a head").
 
 Every head maps (features (B, F, D) float32, frame_mask (B, F) bool, patches (B, F, P, D) | None) to a
-dict holding at least "logits" (B, C). Patches are accepted and ignored by the baselines.
+dict holding at least "logits" (B, C) and "representation" (B, R), the video vector its classifier reads
+(evaluate's context-leakage probe reads it). Patches are accepted and ignored by the baselines.
 `TextScoredHead` is the frozen cosine text classifier they share: scoring a video embedding against the
 CLIP texts of the classes (and of the atomic actions), with a fixed or a learnable, clamped logit scale.
 """
@@ -43,9 +44,10 @@ class TextScoredHead(nn.Module):
         return self.logit_scale.clamp(max=math.log(CLIP_LOGIT_SCALE)).exp()
 
     def text_logits(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"logits" (B, C)[, "step_logits" (B, S)]}: scaled cosines of video (B, D) with the texts."""
+        """{"logits" (B, C)[, "step_logits" (B, S)], "representation" (B, D)}: scaled cosines of video (B, D)
+        with the texts; the representation is the unit-norm video vector they score."""
         video, scale = F.normalize(video, dim=-1), self.text_scale()
-        out = {"logits": scale * video @ self.class_text.t()}
+        out = {"logits": scale * video @ self.class_text.t(), "representation": video}
         if self.step_text is not None:
             out["step_logits"] = scale * video @ self.step_text.t()
         return out
@@ -75,7 +77,7 @@ class LinearProbeHead(nn.Module):
 
     def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, patches: torch.Tensor | None = None) -> dict:
         video = mean_over_valid_frames(features, frame_mask) * self.input_scale
-        return {"logits": self.classifier(self.dropout(video))}
+        return {"logits": self.classifier(self.dropout(video)), "representation": video}
 
 
 class TemporalTransformerHead(TextScoredHead):

@@ -60,7 +60,8 @@ class CMDCLHead(nn.Module):
 
     features (B, F, D), frame_mask (B, F) bool, patches (B, F, P, D) or None ->
     {"logits" (B, C), "step_logits" (B, S), "step_attention" (B, S, F), "debiased_text" (S, D),
-     "video_summary" (B, D), ["spatial_attention" (B, S, F, P) when patches are used]}.
+     "video_summary" (B, D), "representation" (B, S*D) (V' flattened; (B, D) with --no-vci),
+     ["spatial_attention" (B, S, F, P) when patches are used]}.
     Attention maps are over the input's F frames (those FeatureData kept for cfg.frames): zero on
     padded frames.
     """
@@ -195,6 +196,9 @@ class CMDCLHead(nn.Module):
             "step_attention": attention,
             "debiased_text": text.mean(0) if text.dim() == 3 else text,
             "video_summary": summary,
+            # V' flattened: the evidence the classifier reads. Without the front door every V'_i is the
+            # same summary: it stands for them all (flattening S copies would only cost memory).
+            "representation": visual.reshape(batch, -1) if self.mediator is not None else summary,
         }
         if spatial is not None:
             out["spatial_attention"] = spatial

@@ -1,5 +1,7 @@
 """Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, and
-step grounding (head/grounding.py) where the features store step segments and the head has step attention.
+step grounding (head/grounding.py) where the features store step segments and the head has step attention,
+spatial grounding (head/spatial.py) where they also store object boxes and the head has patch attention,
+and context leakage (head/leakage.py) where they store context-factor labels.
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
@@ -24,6 +26,9 @@ from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData
 from cmdcl.head.grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
+
+from .leakage import context_leakage
+from .spatial import SpatialCollector
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -191,9 +196,7 @@ def _score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | 
     results, predictions = {}, {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
-        grounding = GroundingCollector(data, rows, fs.read_segments(data.positions[rows]))
-        outputs = collect_outputs(model, data, rows, dev, batch_size, on_batch=grounding.add)
-        metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary()}
+        metrics = _split_metrics(model, data, rows, dev, batch_size, multilabel)
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
@@ -212,6 +215,25 @@ def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, 
                        label=data.label[rows_t].cpu().numpy(), labels=data.labels[rows_t].cpu().numpy(),
                        multilabel=multilabel, step_scores=step_logits if scored_steps else None,
                        steps=steps if scored_steps else None)
+
+
+def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device, batch_size: int,
+                   multilabel: bool) -> dict[str, Any]:
+    """Class and step metrics, step grounding, spatial grounding (boxes) and context leakage (factor labels)."""
+    fs = data.feature_set
+    segments = fs.read_segments(data.positions[rows])
+    grounding = GroundingCollector(data, rows, segments)
+    spatial = SpatialCollector(data, rows, segments)
+    factors = fs.read_confounders(data.positions[rows])
+    keys = ("logits", "step_logits") + (("representation",) if factors is not None else ())
+
+    def on_batch(batch_rows: np.ndarray, out: dict[str, torch.Tensor]) -> None:
+        grounding.add(batch_rows, out)
+        spatial.add(batch_rows, out)
+
+    outputs = collect_outputs(model, data, rows, device, batch_size, keys=keys, on_batch=on_batch)
+    return {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary(),
+            **spatial.summary(), **context_leakage(outputs.get("representation"), factors, fs.confounder_names)}
 
 
 def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",

@@ -110,7 +110,9 @@ def _describe(summary: dict) -> str:
         f"padded {summary['padded_videos']}, partial {summary['partial_videos']}, failed {summary['num_failures']}, "
         f"notes {len(summary.get('notes', []))}",
         f"frames {summary['frames']} x dim {summary['embed_dim']}, patch grid {summary['patch_grid']}; "
-        f"{summary['num_classes']} classes, {summary['num_steps']} steps",
+        f"{summary['num_classes']} classes, {summary['num_steps']} steps, {summary.get('segments', 0)} step segments; "
+        f"object boxes {'yes' if summary.get('boxes') else 'no'}; "
+        f"confounders {', '.join(summary.get('confounders') or []) or 'none'}",
         f"model {prov.get('model_name')} ({prov.get('pretrained')}), precision {prov.get('precision')}, "
         f"image size {prov.get('image_size')}; dataset {prov.get('dataset')}; decoder {prov.get('decoder')} "
         f"{prov.get('decoder_version', '')}; code {prov.get('code_version')}",

@@ -67,7 +67,8 @@ def test_layout_and_manifest_rows(dataset):
     assert world["config"] == dataclasses.asdict(tiny())
     with open(dataset / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context"]
+    assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
+                             "confounder:background", "confounder:attire", "confounder:lighting"]
     assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain"}
     attributes = {r["video_id"]: r for r in synthetic.load_attributes(dataset)}
     for row in rows:  # the context column describes the video's own confounders in words
@@ -196,6 +197,9 @@ def test_manifest_loads_through_the_dataset_adapter(dataset):
         assert item.label == spec.label and Path(item.path).is_file()
         assert [(s, a, b) for s, a, b in item.segments] == [(s, a / 4, b / 4) for s, a, b in spec.segments]
         assert item.context == synthetic.context_text(spec.context, 3)
+        assert item.confounders == spec.context  # the confounder:* columns
+        assert Path(item.boxes) == dataset / spec.boxes_path
+    assert index.confounder_names == list(CONFOUNDERS)
     # the synthetic adapter leaves the pretrain split out unless it is asked for by name
     assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
     assert load_dataset("synthetic", dataset, "pretrain", **TINY).split_sizes() == {"pretrain": 3}
@@ -284,3 +288,25 @@ def test_context_only_accuracy_from_the_written_attributes(tmp_path):
     assert set(scores) == {"test", "test_ood"}
     assert scores["test"] > 0.75  # rho = 0.9 with 3 activities
     assert scores["test_ood"] < 0.6  # chance is 1/3
+
+
+def test_rendered_boxes_hold_the_object_and_follow_it(tmp_path):
+    """The box of each frame (the object's painted pixels) has the object's size and lies in the frame; the
+    written box file lists every frame; render_video gives the same pixels as render_video_with_boxes."""
+    from cmdcl.extract.boxes import read_box_file
+    from cmdcl.extract.datasets.synthetic_render import render_video_with_boxes, write_boxes
+
+    config = tiny(width=80, height=60)
+    spec = sample_videos(config)[0]
+    frames, boxes = render_video_with_boxes(spec, config)
+    assert np.array_equal(frames, render_video(spec, config))
+    assert boxes.shape == (spec.num_frames, 4) and not np.isnan(boxes).any()
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 80).all() and (boxes[:, 3] <= 60).all()
+    sides = np.concatenate([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
+    radius = 0.15 * 60  # the object's nominal radius (x 0.85 .. 1.15 per video, x 0.65 .. 1.35 when pulsing)
+    assert sides.min() >= 0.5 * radius and sides.max() <= 2 * 1.3 * 1.15 * 1.35 * radius + 2
+    assert len({tuple(b) for b in boxes.tolist()}) > 1  # the object moves
+    write_boxes(tmp_path / "b.csv", boxes)
+    table = read_box_file(tmp_path / "b.csv")
+    assert sorted(table) == list(range(spec.num_frames))
+    assert np.array_equal(np.stack([table[f] for f in range(spec.num_frames)]), boxes)

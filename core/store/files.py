@@ -12,8 +12,11 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
-from .layout import (FAILURE_FIELDS, NOTE_FIELDS, STR, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank,
-                     VideoRecord, _attr_value, _dims, _strings, _video_fields, segment_table)
+from cmdcl.core.errors import FeatureFileError
+
+from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS, STR,
+                     VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, _attr_value, _dims, _strings,
+                     _video_fields, segment_table)
 
 
 def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
@@ -47,6 +50,7 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
             for name in names:
                 videos[name][row:row + n] = block[name]
             segments.extend(block.get("segments") or [segment_table(None)] * n)
+            _write_optional(f, path, block, row, total, dims["F"])
             row += n
         if row != total:
             raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
@@ -61,6 +65,27 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
         f.flush()
     with open(path, "rb+") as handle:  # make the bytes durable before the rename publishes them
         os.fsync(handle.fileno())
+
+
+def _write_optional(f: h5py.File, path: Path, block: dict[str, Any], row: int, total: int, frames: int) -> None:
+    """The block's rows of the optional /boxes and /confounders groups, each created with its first block
+    that has data: rows of blocks without it keep the fill value (NaN box, -1 factor value)."""
+    boxes = block.get("boxes")
+    if boxes is not None:
+        if BOXES_DATASET not in f:
+            f.create_dataset(BOXES_DATASET, shape=(total, frames, 4), dtype=np.float32, fillvalue=np.nan)
+        f[BOXES_DATASET][row:row + len(boxes)] = boxes
+    names = list(block.get("confounder_names") or [])
+    if not names:
+        return
+    if CONFOUNDER_NAMES not in f:
+        f.create_dataset(CONFOUNDER_NAMES, data=np.array(names, dtype=object), dtype=STR)
+        f.create_dataset(CONFOUNDER_VALUES, shape=(total, len(names)), dtype=np.int32, fillvalue=-1)
+    elif _strings(f[CONFOUNDER_NAMES]) != names:
+        raise FeatureFileError(f"{path}: videos with different confounder names "
+                               f"({_strings(f[CONFOUNDER_NAMES])} and {names}) cannot share a file.")
+    values = block["confounders"]
+    f[CONFOUNDER_VALUES][row:row + len(values)] = values
 
 
 def _write_segments(f: h5py.File, tables: Sequence[np.ndarray]) -> None:
@@ -89,6 +114,14 @@ def _records_to_block(records: Sequence[VideoRecord], attrs: dict[str, Any]) -> 
         values = [getattr(r, name) for r in records]
         block[name] = np.array(values, dtype=object) if dtype is STR else np.asarray(values, dtype=dtype)
     block["segments"] = [segment_table(r.segments) for r in records]
+    if any(r.boxes is not None for r in records):
+        frames = next(len(r.boxes) for r in records if r.boxes is not None)
+        block["boxes"] = np.stack([np.full((frames, 4), np.nan, np.float32) if r.boxes is None
+                                   else np.asarray(r.boxes, np.float32) for r in records])
+    names = next((list(r.confounders) for r in records if r.confounders), [])
+    if names:
+        block["confounder_names"] = names
+        block["confounders"] = np.array([[r.confounders.get(n, -1) for n in names] for r in records], np.int32)
     return block
 
 
@@ -103,7 +136,13 @@ def _read_block(videos: h5py.Group, names: Sequence[str], start: int = 0, stop: 
 def _read_rows(f: h5py.File, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, Any]:
     """Rows start..stop-1 of the /videos columns `names`, plus their step segments (to copy them elsewhere)."""
     block: dict[str, Any] = _read_block(f["videos"], names, start, stop)
-    block["segments"] = _read_segment_rows(f, start, start + len(block["video_id"]))
+    stop = start + len(block["video_id"])
+    block["segments"] = _read_segment_rows(f, start, stop)
+    if BOXES_DATASET in f:
+        block["boxes"] = f[BOXES_DATASET][start:stop]
+    if CONFOUNDER_NAMES in f:
+        block["confounder_names"] = _strings(f[CONFOUNDER_NAMES])
+        block["confounders"] = f[CONFOUNDER_VALUES][start:stop]
     return block
 
 

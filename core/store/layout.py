@@ -36,6 +36,10 @@ FAILURE_FIELDS = ("video_id", "path", "stage", "error")
 NOTE_FIELDS = ("video_id", "path", "kind", "note")
 # /segments/table columns: every annotated step instance of every video, in /videos row order.
 SEGMENT_COLUMNS = ("step", "start_s", "end_s")
+# Optional groups (docs/FORMAT.md), absent from files whose dataset has no such annotation:
+BOXES_DATASET = "boxes/xyxy"  # (N, F, 4) float32 [x0, y0, x1, y1] in [0, 1] of the model's input image, NaN: no box
+CONFOUNDER_NAMES = "confounders/names"  # (K,) str: the context factors
+CONFOUNDER_VALUES = "confounders/values"  # (N, K) int32: each video's value of each factor, -1 unknown
 
 
 def segment_table(segments: Any) -> np.ndarray:
@@ -69,6 +73,9 @@ class VideoRecord:
     partial: bool = False  # True when only a decodable prefix/subset of the video was recovered
     # (k, 3) float32 [step, start_s, end_s], one row per annotated step instance (empty when unannotated)
     segments: np.ndarray = field(default_factory=lambda: segment_table(None))
+    # (F, 4) float32 box of the annotated object in each sampled frame (BOXES_DATASET), None: no box annotation
+    boxes: np.ndarray | None = None
+    confounders: dict[str, int] = field(default_factory=dict)  # context factor -> value id (-1 unknown)
 
 
 @dataclass

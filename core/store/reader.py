@@ -12,8 +12,9 @@ from cmdcl.core.errors import FeatureFileError
 from cmdcl.core.provenance import COMPATIBILITY_KEYS, first_mismatch
 
 from .files import _read_block, _read_failures, _read_notes
-from .layout import (FORMAT_VERSION, SEGMENT_COLUMNS, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank,
-                     _decode_attr, _dims, _video_fields, segment_table)
+from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FORMAT_VERSION, SEGMENT_COLUMNS,
+                     VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, _decode_attr, _dims, _strings,
+                     _video_fields, segment_table)
 from .scan import scan_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -72,6 +73,7 @@ def check_feature_file(path: Path) -> dict[str, Any]:
                 if name not in f:
                     raise FeatureFileError(f"{path}: missing dataset /{name}.")
             _check_segments(f, path, int(attrs["num_videos"]))
+            _check_optional_groups(f, path, int(attrs["num_videos"]), int(attrs["frames"]))
     except FeatureFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
@@ -93,6 +95,21 @@ def _check_segments(f: h5py.File, path: Path, num_videos: int) -> None:
     values = offsets[()]
     if values[0] != 0 or values[-1] != table.shape[0] or (np.diff(values) < 0).any():
         raise FeatureFileError(f"{path}: /segments/offsets do not run from 0 to {table.shape[0]} in order.")
+
+
+def _check_optional_groups(f: h5py.File, path: Path, num_videos: int, frames: int) -> None:
+    """The optional /boxes and /confounders groups, when present, must have one row per video."""
+    if "boxes" in f:
+        if BOXES_DATASET not in f or f[BOXES_DATASET].shape != (num_videos, frames, 4):
+            shape = f[BOXES_DATASET].shape if BOXES_DATASET in f else "no dataset"
+            raise FeatureFileError(f"{path}: /{BOXES_DATASET} has shape {shape}, expected ({num_videos}, {frames}, 4).")
+    if "confounders" in f:
+        if CONFOUNDER_NAMES not in f or CONFOUNDER_VALUES not in f:
+            raise FeatureFileError(f"{path}: /confounders needs both datasets names and values.")
+        k = f[CONFOUNDER_NAMES].shape[0]
+        if f[CONFOUNDER_VALUES].shape != (num_videos, k):
+            raise FeatureFileError(f"{path}: /{CONFOUNDER_VALUES} has shape {f[CONFOUNDER_VALUES].shape}, "
+                                   f"expected ({num_videos}, {k}).")
 
 
 class FeatureSet:
@@ -118,6 +135,7 @@ class FeatureSet:
             if not other.same_vocabulary(self.text):
                 raise FeatureFileError(f"{path}: label vocabulary differs from {self.paths[0]}.")
         self.dims = _dims(first)
+        self.confounder_names = self._read_confounder_names()
         self._segment_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.index = self._read_index()
         duplicates = _duplicates(self.index["video_id"])
@@ -127,6 +145,55 @@ class FeatureSet:
     @property
     def has_patches(self) -> bool:
         return self.dims["P"] > 0
+
+    def _optional(self, read: Callable[[h5py.File], Any]) -> list[Any]:
+        out = []
+        for path in self.paths:
+            with h5py.File(path, "r") as f:
+                out.append(read(f))
+        return out
+
+    def _read_confounder_names(self) -> list[str]:
+        """The context factors of the optional /confounders group (the same in every file that has it)."""
+        per_file = self._optional(lambda f: _strings(f[CONFOUNDER_NAMES]) if CONFOUNDER_NAMES in f else None)
+        found = [(p, n) for p, n in zip(self.paths, per_file) if n is not None]
+        for path, names in found[1:]:
+            if names != found[0][1]:
+                raise FeatureFileError(f"{path}: confounder names {names} differ from {found[0][0]} ({found[0][1]}).")
+        return found[0][1] if found else []
+
+    @property
+    def has_boxes(self) -> bool:
+        """True when some file stores object boxes (/boxes/xyxy)."""
+        return any(self._optional(lambda f: BOXES_DATASET in f))
+
+    def read_boxes(self, positions: np.ndarray) -> np.ndarray | None:
+        """(n, F, 4) float32 boxes [x0, y0, x1, y1] in [0, 1] of the model's input image of the videos at
+        `positions` (NaN: no box in that frame, or a file without /boxes); None when no file has boxes."""
+        return self._read_optional(positions, BOXES_DATASET, (self.dims["F"], 4), np.float32, np.nan)
+
+    def read_confounders(self, positions: np.ndarray) -> np.ndarray | None:
+        """(n, K) int32 context-factor values (-1 unknown), columns as `confounder_names`; None when no file
+        has /confounders."""
+        if not self.confounder_names:
+            return None
+        return self._read_optional(positions, CONFOUNDER_VALUES, (len(self.confounder_names),), np.int32, -1)
+
+    def _read_optional(self, positions: np.ndarray, name: str, trailing: tuple[int, ...], dtype: Any,
+                       fill: Any) -> np.ndarray | None:
+        positions = np.asarray(positions, dtype=np.int64)
+        files, rows = self.index["file"][positions], self.index["row"][positions]
+        out = np.full((len(positions), *trailing), fill, dtype)
+        found = False
+        for i, path in enumerate(self.paths):
+            with h5py.File(path, "r") as f:
+                if name not in f:
+                    continue
+                found = True
+                sel = np.flatnonzero(files == i)
+                if len(sel):
+                    out[sel] = f[name][()][rows[sel]]
+        return out if found else None
 
     def _read_index(self) -> dict[str, np.ndarray]:
         """Small per-video columns for every file, concatenated, plus (file, row) of each video."""
@@ -293,6 +360,8 @@ class FeatureSet:
             "frames": self.dims["F"],
             "embed_dim": self.dims["D"],
             "patch_grid": int(self.attrs.get("patch_grid", 0)),
+            "boxes": self.has_boxes,
+            "confounders": list(self.confounder_names),
             "provenance": self.provenance(),
             "shards": [{"file": str(p), "shard_index": a.get("shard_index"), "num_shards": a.get("num_shards"),
                         "videos": int(a["num_videos"]), "failures": int(a["num_failures"])}

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from .files import _read_segment_rows
-from .layout import _strings
+from .layout import BOXES_DATASET, CONFOUNDER_VALUES, _strings
 
 
 def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
@@ -30,6 +30,26 @@ def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
         for name, size in (("class_ids", dims["C"]), ("step_ids", dims["S"])):
             if f"text/{name}" in f and f[f"text/{name}"].shape != (size,):
                 problems.append(f"{path}: /text/{name} has shape {f[f'text/{name}'].shape}, expected ({size},).")
+        problems.extend(_optional_group_problems(f, path, ids))
+    return problems
+
+
+def _optional_group_problems(f: h5py.File, path: Path, ids: list[str]) -> list[str]:
+    """Boxes that are partly NaN, outside [0, 1] or empty; factor values below -1."""
+    problems = []
+    if BOXES_DATASET in f:
+        boxes = f[BOXES_DATASET][()]
+        missing = np.isnan(boxes)
+        with np.errstate(invalid="ignore"):
+            bad = (missing.any(-1) & ~missing.all(-1)) | (~missing.all(-1) & (
+                (boxes < 0).any(-1) | (boxes > 1).any(-1) | (boxes[..., 2] <= boxes[..., 0])
+                | (boxes[..., 3] <= boxes[..., 1])))
+        for j in np.flatnonzero(bad.any(axis=1))[:10]:
+            problems.append(f"{path}: video {ids[j]!r} has a box outside 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1 "
+                            f"(or partly NaN) in /{BOXES_DATASET}.")
+    if CONFOUNDER_VALUES in f:
+        for j in np.flatnonzero((f[CONFOUNDER_VALUES][()] < -1).any(axis=1))[:10]:
+            problems.append(f"{path}: video {ids[j]!r} has a confounder value below -1 (-1 means unknown).")
     return problems
 
 

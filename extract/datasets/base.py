@@ -33,6 +33,8 @@ class VideoItem:
     steps: list[int] = field(default_factory=list)  # atomic-action (step) indices present in the video
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (step, start_s, end_s)
     context: str = ""  # free text about the scene (manifest `context` column), for caption-style pre-training
+    boxes: str = ""  # absolute path of the video's box file (manifest `boxes` column; extract/boxes.py), or ""
+    confounders: dict[str, int] = field(default_factory=dict)  # context factor -> value id, -1 unknown
 
 
 @dataclass
@@ -50,6 +52,7 @@ class DatasetIndex:
     # step ids start at 1); empty: the index is the id. Stored as /text/class_ids, /text/step_ids.
     class_ids: list[int] = field(default_factory=list)
     step_ids: list[int] = field(default_factory=list)
+    confounder_names: list[str] = field(default_factory=list)  # the context factors every item's `confounders` has
 
     def split_sizes(self) -> dict[str, int]:
         return dict(sorted(Counter(item.split for item in self.items).items()))
@@ -70,7 +73,7 @@ class DatasetIndex:
 def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: Iterable[str],
                class_names: list[str], step_names: list[str], splits: SplitSpec = None,
                multilabel: bool = False, notes: Iterable[str] = (), class_ids: Sequence[int] = (),
-               step_ids: Sequence[int] = ()) -> DatasetIndex:
+               step_ids: Sequence[int] = (), confounder_names: Sequence[str] = ()) -> DatasetIndex:
     """Assemble the index from every annotated video (present or not) and the video ids on disk but not annotated."""
     wanted = select_splits(splits, {item.split for item in annotated}, name)
     selected = [item for item in annotated if wanted is None or item.split in wanted]
@@ -81,6 +84,7 @@ def make_index(name: str, root: Path, annotated: list[VideoItem], unannotated: I
         class_names=list(class_names), step_names=list(step_names), multilabel=multilabel,
         missing=sorted(video_id for video_id, present in on_disk.items() if not present),
         unannotated=sorted(set(unannotated)), notes=list(notes), class_ids=list(class_ids), step_ids=list(step_ids),
+        confounder_names=list(confounder_names),
     )
 
 

@@ -5,6 +5,9 @@ the manifest file itself. CSV columns: `video_id,path,split,label,labels,steps[,
 `;`-separated and `steps` is `;`-separated `name@start-end` (seconds) or bare `name` entries. JSONL rows use
 the same keys with `labels` a list and `steps` a list of `{"step", "start", "end"}` objects or plain names.
 The optional `context` is free text about the scene, used only to caption frames for `cmdcl pretrain-clip`.
+The optional `boxes` names a box file (relative to ROOT): the annotated object's box per frame, `frame,x0,y0,x1,y1`
+in pixels (extract/boxes.py). Optional `confounder:NAME` columns (JSONL: a `confounders` object) give each
+video's value id (an integer >= 0; empty: unknown) of a context factor NAME, for `evaluate`'s leakage probe.
 Labels and steps may be given by name or by index. Without `steps.txt` the step vocabulary is the sorted set
 of step names used in the manifest. Video files under ROOT that no row names are reported as unannotated.
 """
@@ -19,6 +22,7 @@ from cmdcl.core.errors import DatasetError
 from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, absolute, find_videos, make_index
 
 REQUIRED_COLUMNS = ("video_id", "path", "split")
+CONFOUNDER_PREFIX = "confounder:"  # CSV columns confounder:NAME
 Step = tuple[object, float | None, float | None]  # (name or index, start_s, end_s)
 
 
@@ -29,6 +33,7 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
     classes_file = Path(classes) if classes else folder / "classes.txt"
     class_names = read_names(classes_file)
     rows = read_jsonl(manifest_file) if manifest_file.suffix == ".jsonl" else read_csv(manifest_file)
+    factors = list(dict.fromkeys(name for _, row in rows for name in row["confounders"]))
 
     steps_file = Path(steps) if steps else folder / "steps.txt"
     if steps or steps_file.is_file():
@@ -56,15 +61,22 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
                 if not 0 <= start <= end:
                     raise DatasetError(f"{where}: step '{step}' has times {start}-{end}; expected 0 <= start <= end")
                 segments.append((index, start, end))
+        boxes = absolute(row["boxes"], folder) if row["boxes"] else ""
+        if boxes and not os.path.isfile(boxes):
+            raise DatasetError(f"{where}: box file {boxes} not found; the boxes column names a CSV file "
+                               f"(frame,x0,y0,x1,y1) relative to {folder}")
         items.append(VideoItem(
             video_id=video_id, path=absolute(row["path"], folder), split=row["split"], label=label,
             labels=labels or ([label] if label >= 0 else []), steps=sorted(steps_present),
             segments=sorted(segments, key=lambda s: (s[1], s[2], s[0])), context=row["context"],
+            boxes=boxes,
+            confounders={name: row["confounders"].get(name, -1) for name in factors},
         ))
 
     listed = {item.path for item in items}
     unannotated = [str(p.relative_to(folder)) for p in find_videos(folder) if os.path.abspath(p) not in listed]
-    return make_index("manifest", folder, items, unannotated, class_names, step_names, splits, multilabel)
+    return make_index("manifest", folder, items, unannotated, class_names, step_names, splits, multilabel,
+                      confounder_names=factors)
 
 
 def find_manifest(root: Path) -> Path:
@@ -127,7 +139,9 @@ def read_csv(path: Path) -> list[tuple[int, dict]]:
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 steps = [parse_step_text(entry, where) for entry in split_list(row.get("steps"))]
-                rows.append((reader.line_num, normalise(row, split_list(row.get("labels")), steps, where)))
+                factors = {c[len(CONFOUNDER_PREFIX):].strip(): row[c] for c in columns
+                           if c.startswith(CONFOUNDER_PREFIX)}
+                rows.append((reader.line_num, normalise(row, split_list(row.get("labels")), steps, where, factors)))
         except csv.Error as e:
             raise DatasetError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     return rows
@@ -153,11 +167,14 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
         steps = row.get("steps") or []
         steps = [parse_step_text(s, where) for s in split_list(steps)] if isinstance(steps, str) else \
             [parse_step_object(s, where) for s in steps]
-        rows.append((line, normalise(row, labels, steps, where)))
+        factors = row.get("confounders") or {}
+        if not isinstance(factors, dict):
+            raise DatasetError(f"{where}: confounders {factors!r}; expected an object {{name: value id}}")
+        rows.append((line, normalise(row, labels, steps, where, factors)))
     return rows
 
 
-def normalise(row: dict, labels: list, steps: list[Step], where: str) -> dict:
+def normalise(row: dict, labels: list, steps: list[Step], where: str, factors: dict | None = None) -> dict:
     values = {key: str(row.get(key) or "").strip() for key in REQUIRED_COLUMNS}
     empty = [key for key, value in values.items() if not value]
     if empty:
@@ -165,7 +182,18 @@ def normalise(row: dict, labels: list, steps: list[Step], where: str) -> dict:
     label = row.get("label")
     label = None if label is None or (isinstance(label, str) and not label.strip()) else label
     return {**values, "label": label, "labels": labels, "steps": steps,
-            "context": str(row.get("context") or "").strip()}
+            "context": str(row.get("context") or "").strip(), "boxes": str(row.get("boxes") or "").strip(),
+            "confounders": {str(name): factor_value(value, name, where) for name, value in (factors or {}).items()}}
+
+
+def factor_value(value: object, name: str, where: str) -> int:
+    """A context factor's value id: an integer >= 0, or -1 when empty (unknown)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return -1
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise DatasetError(f"{where}: confounder {name!r} value {value!r}; expected an integer id >= 0 or empty")
+    return int(text)
 
 
 def split_list(text: str | None) -> list[str]:

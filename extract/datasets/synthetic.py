@@ -18,7 +18,10 @@ apron, dim warm light"), like the alt-text around a web image.
 
 The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
 same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
-(config, scripts, provenance). Same seed -> byte-identical manifest and video files.
+(config, scripts, provenance). The manifest's `boxes` column names each video's box file
+(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth)
+and its `confounder:background|attire|lighting` columns repeat the context ids, so extraction stores both in
+the feature file. Same seed -> byte-identical manifest, box and video files.
 """
 from __future__ import annotations
 
@@ -35,16 +38,19 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec
 from cmdcl.extract.datasets.synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
     SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
-    attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video)
+    attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
+    render_video_with_boxes, write_boxes)
 
-GENERATOR_VERSION = 2  # 2: the "pretrain" split and the manifest's context column; bump when the rendering or sampling changes, so stale datasets are not reused
+GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
+# manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
+# default size 50 per class; bump when the rendering or sampling changes, so stale datasets are not reused
 
 # The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
 # older splits stay byte-identical for a seed.
 SPLITS = ("train", "test", "test_ood", "pretrain")
 HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
 CONFOUNDERS = ("background", "attire", "lighting")
-OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "DONE"}
+OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes", "DONE"}
 
 ACTIVITY_NAMES = (
     "make soup", "make pancake", "make scrambled egg", "make tea", "make sandwich", "make salad",
@@ -69,7 +75,9 @@ class SyntheticConfig:
     max_script_steps: int = 5
     train_per_class: int = 40
     test_per_class: int = 10  # split "test": IID, same confounding as train
-    ood_per_class: int = 10  # split "test_ood": confounders at chance (or reversed)
+    # split "test_ood": confounders at chance (or reversed); 50 per class so that one video moves the
+    # demo's OOD top-1 by <= 0.005 (6 classes -> 300 videos)
+    ood_per_class: int = 50
     pretrain_per_class: int = 40  # split "pretrain": encoder pre-training only, confounded like train
     width: int = 80
     height: int = 60
@@ -150,6 +158,11 @@ class VideoSpec:
     @property
     def path(self) -> str:
         return f"videos/{self.split}/{self.video_id}.mp4"
+
+    @property
+    def boxes_path(self) -> str:
+        """The video's box file: its foreground object's box in every frame (manifest `boxes` column)."""
+        return f"boxes/{self.split}/{self.video_id}.csv"
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -262,11 +275,13 @@ def _write_tables(folder: Path, specs: list[VideoSpec], world: World, config: Sy
     (folder / "steps.txt").write_text("".join(f"{n}\n" for n in world.step_names))
     with open(folder / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context"])
+        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
+                         *(f"confounder:{n}" for n in CONFOUNDERS)])
         for spec in specs:
             writer.writerow([spec.video_id, spec.path, spec.split, world.activity_names[spec.label], "",
                              _steps_field(spec, world, config.fps),
-                             context_text(spec.context, config.num_activities)])
+                             context_text(spec.context, config.num_activities), spec.boxes_path,
+                             *(spec.context[n] for n in CONFOUNDERS)])
     with open(folder / "attributes.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["video_id", "split", "label", "label_index", *CONFOUNDERS,
@@ -352,8 +367,11 @@ def _build(folder: Path, config: SyntheticConfig, progress: bool) -> None:
     specs = sample_videos(config, world)
     for split in SPLITS:
         (folder / "videos" / split).mkdir(parents=True, exist_ok=True)
+        (folder / "boxes" / split).mkdir(parents=True, exist_ok=True)
     for spec in tqdm(specs, desc="synthetic videos", unit="video", disable=not progress):
-        write_video(folder / spec.path, render_video(spec, config), config.fps)
+        frames, boxes = render_video_with_boxes(spec, config)
+        write_video(folder / spec.path, frames, config.fps)
+        write_boxes(folder / spec.boxes_path, boxes)
     _write_tables(folder, specs, world, config)
     (folder / "world.json").write_text(json.dumps(_world_json(world, specs, config), indent=2) + "\n")
     (folder / "DONE").write_text(f"cmdcl-synthetic generator {GENERATOR_VERSION}\n")  # last: marks completion

@@ -71,6 +71,9 @@ def context_text(context: dict[str, int], num_values: int) -> str:
     return f"in {article} {background} kitchen{pattern}, {attire} apron, {brightness} {warmth} light"
 
 
+SHAPE_REACH = 1.3  # every shape lies within 1.3 radii of its centre (the bar's half-length is 1.25)
+
+
 def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
     """Signed distance (pixels, negative inside) of a shape of radius r centred at the origin."""
     ax, ay = np.abs(dx), np.abs(dy)
@@ -92,21 +95,24 @@ def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.
     raise ValueError(shape)
 
 
-def _motion(motion: str, t: float, amplitude: float, speed: float, phase: float) -> tuple[float, float, float]:
-    """(dx, dy, size scale) of the object t seconds into its step."""
+def _motion(motion: str, t: np.ndarray, amplitude: float, speed: float, phase: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dy, size scale) of the object at times t (seconds into its step), one value per time."""
+    t = np.asarray(t, np.float64)
     a = 2 * np.pi * 0.5 * speed * t + phase  # one cycle every ~2 s
+    zero, one = np.zeros_like(t), np.ones_like(t)
     if motion == "sway":
-        return amplitude * np.sin(a), 0.0, 1.0
+        return amplitude * np.sin(a), zero, one
     if motion == "bob":
-        return 0.0, amplitude * np.sin(a), 1.0
+        return zero, amplitude * np.sin(a), one
     if motion == "orbit":
-        return amplitude * np.cos(a), amplitude * np.sin(a), 1.0
+        return amplitude * np.cos(a), amplitude * np.sin(a), one
     if motion == "pulse":
-        return 0.0, 0.0, 1.0 + 0.35 * np.sin(a)
+        return zero, zero, 1.0 + 0.35 * np.sin(a)
     if motion == "diagonal":
-        return amplitude * np.sin(a), amplitude * np.sin(a), 1.0
+        return amplitude * np.sin(a), amplitude * np.sin(a), one
     if motion == "shake":
-        return 0.35 * amplitude * np.sin(4 * a), 0.0, 1.0
+        return 0.35 * amplitude * np.sin(4 * a), zero, one
     raise ValueError(motion)
 
 
@@ -116,19 +122,23 @@ def step_signature(step: int) -> dict:
 
 
 def _paint(canvas: np.ndarray, distance: np.ndarray, colour: np.ndarray) -> None:
-    alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]  # one-pixel anti-aliased edge
+    # one-pixel anti-aliased edge; float32 like the canvas (mixed-precision in-place passes are slow)
+    alpha = np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)[..., None]
     canvas *= 1.0 - alpha
-    canvas += alpha * colour
+    canvas += alpha * np.asarray(colour, np.float32)
 
 
 def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     """The frames of one video, uint8 (T, H, W, 3)."""
-    rng = np.random.default_rng(spec.render_seed)
-    w, h, k = config.width, config.height, config.num_activities
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    unit = min(w, h)
+    return render_video_with_boxes(spec, config)[0]
 
-    # Static scene: textured background and the actor's body, with per-video jitter.
+
+def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scene (h, w, 3), attire colour, shoulder point): the textured background and the actor's body, with
+    per-video jitter (the first draws of the video's random stream)."""
+    h, w = xx.shape
+    unit = min(w, h)
     bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
     texture = TEXTURES[spec.context["background"] % len(TEXTURES)]
     ox, oy = rng.uniform(0, 12, 2)
@@ -140,7 +150,8 @@ def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
         pattern = (np.hypot((xx + ox) % 8 - 4, (yy + oy) % 8 - 4) < 1.6).astype(np.float32)
     else:
         pattern = np.zeros((h, w), np.float32)
-    scene = bg * (1.0 - 0.22 * pattern[..., None])
+    # float32 throughout: the float64 scene that stripes and checks gave made every later pass 2-10x slower
+    scene = (bg * (1.0 - 0.22 * pattern[..., None])).astype(np.float32)
 
     attire = attire_colour(spec.context["attire"], k)
     actor_x = w * (0.27 + rng.uniform(-0.05, 0.05))
@@ -150,6 +161,17 @@ def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     head_r = 0.10 * unit
     _paint(scene, np.hypot(xx - actor_x, yy - (torso_top - 1.2 * head_r)) - head_r, SKIN)
     shoulder = np.array([actor_x + 0.07 * w, torso_top + 0.05 * h], np.float32)
+    return scene, attire, shoulder
+
+
+def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of one video, uint8 (T, H, W, 3), and the foreground object's box in each frame, float32
+    (T, 4) [x0, y0, x1, y1) in pixels (x1, y1 exclusive: one past the last painted column and row)."""
+    rng = np.random.default_rng(spec.render_seed)
+    w, h, k = config.width, config.height, config.num_activities
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    unit = min(w, h)
+    scene, attire, shoulder = _static_scene(spec, rng, xx, yy, k)
 
     gain, tint, slope = lighting_params(spec.context["lighting"], k)
     light = gain * np.asarray(tint, np.float32) * (1.0 + slope * (xx / w - 0.5))[..., None]
@@ -160,24 +182,65 @@ def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     noise_std = config.noise / 255.0 * rng.uniform(0.75, 1.25)
 
     frames = np.empty((spec.num_frames, h, w, 3), np.uint8)
+    boxes = np.full((spec.num_frames, 4), np.nan, np.float32)
     for step, start, end in spec.segments:
         sig = step_signature(step)
         colour = np.clip(np.asarray(sig["colour"], np.float32) + rng.uniform(-0.04, 0.04, 3), 0, 1)
         speed, phase = rng.uniform(0.8, 1.25), rng.uniform(0, 2 * np.pi)
-        for f in range(start, end):
-            dx, dy, scale = _motion(sig["motion"], (f - start) / config.fps, amplitude, speed, phase)
-            cx, cy = anchor[0] + dx, anchor[1] + dy
-            canvas = scene.copy()
-            # The arm (a thick segment from the shoulder to the object) ties the object to the actor.
-            seg = np.array([cx, cy]) - shoulder
-            along = np.clip(((xx - shoulder[0]) * seg[0] + (yy - shoulder[1]) * seg[1]) / (seg @ seg), 0, 1)
-            arm = np.hypot(xx - shoulder[0] - along * seg[0], yy - shoulder[1] - along * seg[1]) - 0.035 * unit
-            _paint(canvas, arm, attire)
-            _paint(canvas, _shape_distance(sig["shape"], xx - cx, yy - cy, size * scale), colour)
-            canvas *= light
-            canvas += rng.normal(0.0, noise_std, canvas.shape).astype(np.float32)
-            frames[f] = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return frames
+        # All frames of a step at once: (n, 1, 1) per-frame values broadcast over (h, w).
+        dx, dy, scale = _motion(sig["motion"], np.arange(end - start) / config.fps, amplitude, speed, phase)
+        cx, cy = (anchor[0] + dx)[:, None, None], (anchor[1] + dy)[:, None, None]
+        canvas = np.repeat(scene[None], end - start, axis=0)
+        # The arm (a thick segment from the shoulder to the object) ties the object to the actor.
+        sx, sy = cx - shoulder[0], cy - shoulder[1]
+        norm = np.array([np.array([a, b]) @ np.array([a, b]) for a, b in zip(sx.ravel(), sy.ravel())])[:, None, None]
+        thickness = 0.035 * unit
+        ys, xs = _window([cx.min(), shoulder[0]], [cx.max(), shoulder[0]], [cy.min(), shoulder[1]],
+                         [cy.max(), shoulder[1]], thickness, h, w)
+        x, y = xx[ys, xs], yy[ys, xs]
+        along = np.clip(((x - shoulder[0]) * sx + (y - shoulder[1]) * sy) / norm, 0, 1)
+        arm = np.hypot(x - shoulder[0] - along * sx, y - shoulder[1] - along * sy) - thickness
+        _paint(canvas[:, ys, xs], arm, attire)
+        radius = size * scale[:, None, None]
+        ys, xs = _window([cx.min()], [cx.max()], [cy.min()], [cy.max()], SHAPE_REACH * radius.max(), h, w)
+        shape = _shape_distance(sig["shape"], xx[ys, xs] - cx, yy[ys, xs] - cy, radius)
+        _paint(canvas[:, ys, xs], shape, colour)
+        boxes[start:end] = _boxes(shape < 0.5) + np.array([xs.start, ys.start] * 2, np.float32)
+        canvas *= light
+        # One float32 draw for the whole step (the noise is most of the rendering time: float32 halves it).
+        noise = rng.standard_normal(canvas.shape, dtype=np.float32)
+        noise *= np.float32(noise_std)
+        canvas += noise
+        canvas *= 255.0
+        canvas += 0.5
+        frames[start:end] = np.clip(canvas, 0, 255, out=canvas)  # cast to uint8 on assignment (truncates)
+    return frames, boxes
+
+
+def _window(x_low: list, x_high: list, y_low: list, y_high: list, reach: float, h: int, w: int
+            ) -> tuple[slice, slice]:
+    """(rows, cols) slices of the pixels within `reach` (+1 for the anti-aliased edge) of the given extents.
+
+    Painting is confined to this window: outside it the paint's alpha is exactly 0, which leaves a pixel
+    bit-identical, so only the window needs the (float64) distance fields.
+    """
+    margin = reach + 2.0
+    x0, x1 = int(np.floor(min(x_low) - margin)), int(np.ceil(max(x_high) + margin)) + 1
+    y0, y1 = int(np.floor(min(y_low) - margin)), int(np.ceil(max(y_high) + margin)) + 1
+    return slice(min(max(y0, 0), h), min(max(y1, 0), h)), slice(min(max(x0, 0), w), min(max(x1, 0), w))
+
+
+def _boxes(inside: np.ndarray) -> np.ndarray:
+    """(n, h, w) bool -> (n, 4) float32 [x0, y0, x1, y1) pixel boxes of the True pixels (NaN when none)."""
+    cols, rows = inside.any(axis=1), inside.any(axis=2)
+    out = np.full((len(inside), 4), np.nan, np.float32)
+    seen = cols.any(axis=1)
+    width, height = cols.shape[1], rows.shape[1]
+    out[seen, 0] = cols[seen].argmax(axis=1)
+    out[seen, 1] = rows[seen].argmax(axis=1)
+    out[seen, 2] = width - cols[seen, ::-1].argmax(axis=1)
+    out[seen, 3] = height - rows[seen, ::-1].argmax(axis=1)
+    return out
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
@@ -197,3 +260,11 @@ def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+
+
+def write_boxes(path: Path, boxes: np.ndarray) -> None:
+    """A box file (docs/EXTRACT.md): `frame,x0,y0,x1,y1` in pixels, one row per frame that has a box."""
+    lines = ["frame,x0,y0,x1,y1"]
+    lines += [f"{f},{b[0]:g},{b[1]:g},{b[2]:g},{b[3]:g}" for f, b in enumerate(boxes.tolist())
+              if not np.isnan(b).any()]
+    Path(path).write_text("\n".join(lines) + "\n")

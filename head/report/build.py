@@ -34,6 +34,7 @@ from cmdcl.head.report.video_figures import (FrameReader, plot_matching, plot_te
                                              spatial_attention_figure)
 
 from .comparison import comparison_figure, find_comparison
+from .spatial_figure import figure_for_run as spatial_grounding_for_run
 
 
 @dataclass
@@ -91,6 +92,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     figures.append(similarity_figure)
     tracked = _tracked(chosen, view)
     figures += _attention_figures(scored, view, tracked, out, read_frames)
+    figures.append(spatial_grounding_for_run(scored, out, read_frames))
     matching_figure, matching = _matching_figure(scored, view, out)
     figures.append(matching_figure)
     compare_figure, compared = comparison_figure(find_comparison(run, split, compare), out)

@@ -1,0 +1,126 @@
+"""Spatial grounding: does a head's patch attention fall on the annotated object (paper fig 7)?
+
+For every annotated step instance [step, start_s, end_s] of a video, on each valid sampled frame inside the
+segment that has a box (/boxes/xyxy of the feature file, [0, 1] coordinates of the model's input image),
+with a = the head's `spatial_attention` of the step over the frame's P = G*G patches:
+
+    mass     = sum of a over the patches overlapping the box / sum of a
+    share    = patches overlapping the box / P          (the mass of uniform attention; chance pointing)
+    pointing = 1 if the patch of highest a overlaps the box, else 0 (ties: the share of tied patches that do)
+
+Patch (i, j) of the grid (row-major: p = i * G + j) covers [j/G, (j+1)/G) x [i/G, (i+1)/G); it overlaps the
+box when the two rectangles intersect with positive area. Each instance averages its frames; the summary
+averages instances: spatial_mass_ratio = mean mass / mean share (1.0 = no better than uniform attention).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data import FeatureData, frame_subsample_index
+from .grounding import TIE_TOLERANCE
+
+
+def patch_overlap(boxes: np.ndarray, grid: int) -> np.ndarray:
+    """(..., 4) [x0, y0, x1, y1] boxes in [0, 1] -> (..., G*G) bool: the patches each box overlaps."""
+    edges = np.arange(grid + 1) / grid
+    boxes = np.asarray(boxes, np.float64)[..., None]  # (..., 4, 1)
+    cols = (boxes[..., 0, :] < edges[1:]) & (boxes[..., 2, :] > edges[:-1])  # (..., G)
+    rows = (boxes[..., 1, :] < edges[1:]) & (boxes[..., 3, :] > edges[:-1])
+    return (rows[..., :, None] & cols[..., None, :]).reshape(*rows.shape[:-1], grid * grid)
+
+
+@dataclass
+class SpatialInstances:
+    """Per scored step instance: mean mass on the box, mean share of box patches, mean pointing hit."""
+
+    mass: list[float] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)
+    pointing: list[float] = field(default_factory=list)
+    frames: int = 0
+
+    def add_video(self, attention: np.ndarray, times_s: np.ndarray, frame_mask: np.ndarray, boxes: np.ndarray,
+                  segments: np.ndarray) -> None:
+        """attention (S, F, P), frame times (F,), valid frames (F,), boxes (F, 4) (NaN: none), segments (k, 3)."""
+        steps, _, patches = attention.shape
+        grid = int(round(np.sqrt(patches)))
+        has_box = np.asarray(frame_mask, bool) & ~np.isnan(boxes).any(axis=1)
+        overlap = patch_overlap(np.nan_to_num(boxes), grid)  # (F, P)
+        for step, start, end in np.asarray(segments, np.float64).reshape(-1, 3):
+            s = int(step)
+            if step != s or not 0 <= s < steps:
+                continue
+            frames = np.flatnonzero(has_box & (times_s >= start) & (times_s < end))
+            weights = np.clip(attention[s, frames].astype(np.float64), 0, None)  # (n, P)
+            total = weights.sum(axis=1)
+            keep = total > 0  # a frame with no attention at all says nothing
+            if not keep.any():
+                continue
+            weights, inside, total = weights[keep], overlap[frames[keep]], total[keep]
+            tied = weights >= weights.max(axis=1, keepdims=True) * (1 - TIE_TOLERANCE)
+            self.mass.append(float(((weights * inside).sum(axis=1) / total).mean()))
+            self.share.append(float(inside.mean(axis=1).mean()))
+            self.pointing.append(float(((tied & inside).sum(axis=1) / tied.sum(axis=1)).mean()))
+            self.frames += int(keep.sum())
+
+    def summary(self) -> dict[str, float | int]:
+        if not self.mass:
+            return {}
+        mass, share = float(np.mean(self.mass)), float(np.mean(self.share))
+        return {
+            "spatial_mass": mass,
+            "spatial_share": share,
+            "spatial_mass_ratio": mass / share if share > 0 else float("nan"),
+            "spatial_pointing": float(np.mean(self.pointing)),
+            "spatial_pointing_chance": share,
+            "spatial_instances": len(self.mass),
+            "spatial_frames": self.frames,
+        }
+
+
+def frame_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
+    """(n, F', 4) boxes of `rows` aligned with the frames the head sees; None when the file has no boxes."""
+    fs = data.feature_set
+    positions = data.positions[np.asarray(rows, np.int64)]
+    boxes = fs.read_boxes(positions)
+    if boxes is None:
+        return None
+    if data.frames < fs.dims["F"]:
+        take, _ = frame_subsample_index(fs.index["frame_mask"][positions], data.frames)
+        boxes = np.take_along_axis(boxes, take[..., None], axis=1)
+    return boxes
+
+
+class SpatialCollector:
+    """Scores spatial grounding batch by batch (the `on_batch` hook of evaluate.collect_outputs), so no
+    (N, S, F, P) attention is kept. `summary` is {} without spatial attention, boxes or segments."""
+
+    def __init__(self, data: FeatureData, rows: np.ndarray, segments: list[np.ndarray]):
+        from .grounding import stored_frame_column
+
+        self.data = data
+        rows = np.asarray(rows, np.int64)
+        boxes = frame_boxes(data, rows) if any(len(s) for s in segments) else None
+        self.by_row = {}
+        if boxes is not None:
+            times = stored_frame_column(data, rows, "timestamps_ms") / 1000.0
+            self.by_row = {int(r): (times[i], boxes[i], segments[i]) for i, r in enumerate(rows)
+                           if len(segments[i]) and not np.isnan(boxes[i]).all()}
+        self.instances = SpatialInstances()
+
+    def add(self, rows: np.ndarray, outputs: dict[str, torch.Tensor]) -> None:
+        if "spatial_attention" not in outputs or not self.by_row:
+            return
+        wanted = [i for i, r in enumerate(rows) if int(r) in self.by_row]
+        if not wanted:
+            return
+        attention = outputs["spatial_attention"][wanted].float().cpu().numpy()
+        mask = self.data.frame_mask[torch.as_tensor(np.asarray(rows)[wanted])].cpu().numpy()
+        for j, i in enumerate(wanted):
+            times, boxes, segments = self.by_row[int(rows[i])]
+            self.instances.add_video(attention[j], times, mask[j], boxes, segments)
+
+    def summary(self) -> dict[str, float | int]:
+        return self.instances.summary()
