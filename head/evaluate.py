@@ -196,7 +196,7 @@ def _score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | 
     results, predictions = {}, {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
-        metrics = _split_metrics(model, data, rows, dev, batch_size, multilabel)
+        metrics, outputs = _split_metrics(model, data, rows, dev, batch_size, multilabel)
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
@@ -218,8 +218,9 @@ def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, 
 
 
 def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device, batch_size: int,
-                   multilabel: bool) -> dict[str, Any]:
-    """Class and step metrics, step grounding, spatial grounding (boxes) and context leakage (factor labels)."""
+                   multilabel: bool) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
+    """(class and step metrics, step grounding, spatial grounding (boxes) and context leakage (factor labels);
+    the collected outputs, for the per-video predictions)."""
     fs = data.feature_set
     segments = fs.read_segments(data.positions[rows])
     grounding = GroundingCollector(data, rows, segments)
@@ -232,8 +233,9 @@ def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device
         spatial.add(batch_rows, out)
 
     outputs = collect_outputs(model, data, rows, device, batch_size, keys=keys, on_batch=on_batch)
-    return {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary(),
-            **spatial.summary(), **context_leakage(outputs.get("representation"), factors, fs.confounder_names)}
+    metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary(),
+               **spatial.summary(), **context_leakage(outputs.get("representation"), factors, fs.confounder_names)}
+    return metrics, outputs
 
 
 def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",
