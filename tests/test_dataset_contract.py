@@ -16,7 +16,7 @@ import dataset_fixtures
 from cmdcl.core.errors import CmdclError, DatasetError
 from cmdcl.extract.datasets.registry import DATASET_OPTIONS, DATASETS, load_dataset
 from help_text import help_text
-from video_fixtures import write_test_video
+from video_fixtures import tiny_video
 
 NEEDS_ROOT = [name for name, entry in DATASETS.items() if not entry.creates_root]
 
@@ -76,11 +76,6 @@ def test_unknown_dataset_lists_every_registered_name(tmp_path):
     with pytest.raises(CmdclError, match="unknown dataset 'kinetics'") as info:
         load_dataset("kinetics", tmp_path)
     assert all(name in str(info.value) for name in DATASETS)
-
-
-def tiny_video(path: Path) -> None:
-    codec = {".webm": "libvpx", ".avi": "mpeg4"}.get(path.suffix, "libx264")
-    write_test_video(path, num_frames=10 + len(path.stem) % 7, height=36, width=48, fps=15.0, codec=codec, gop=5)
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -18,7 +18,7 @@ from cmdcl.extract.decode_pool import DecodedClip, DecodeFailure, DecodePool, De
 from cmdcl.extract.runner import ExtractConfig, run_extraction
 from cmdcl.extract.sampler import FrameSampler
 from cmdcl.pipelines.cli import main as cli_main
-from video_fixtures import write_test_video, write_truncated, write_zero_byte
+from video_fixtures import tiny_video, write_test_video, write_truncated, write_zero_byte
 
 TESTS = Path(__file__).resolve().parent
 FRAMES = 8

@@ -157,3 +157,9 @@ def extract_tiny_world(tmp_path: Path, train_per_class: int = 2, test_per_class:
                                            model="cmdcl-tiny", frames=8, workers=0, progress=False),
                              log=lambda m: None)
     return root, summary.shard_path
+
+
+def tiny_video(path: Path) -> None:
+    """A short video in the codec its extension implies: the `write_video` of the dataset fixtures' end-to-end runs."""
+    codec = {".webm": "libvpx", ".avi": "mpeg4"}.get(path.suffix, "libx264")
+    write_test_video(path, num_frames=10 + len(path.stem) % 7, height=36, width=48, fps=15.0, codec=codec, gop=5)
