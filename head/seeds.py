@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -124,8 +125,10 @@ def _run_job(index: int) -> dict[str, Any]:
     if _SHARED["prefix"]:
         tag = f"[{Path(run_dir).parent.name}/{Path(run_dir).name}] "
         say = (lambda m, _say=say, _tag=tag: _say(_tag + m))
-    return train(_SHARED["features"], run_dir, cfg, log=say, data=_SHARED["datasets"][_data_key(cfg)],
-                 **_SHARED["kwargs"])
+    started = time.perf_counter()
+    summary = train(_SHARED["features"], run_dir, cfg, log=say, data=_SHARED["datasets"][_data_key(cfg)],
+                    **_SHARED["kwargs"])
+    return {**summary, "train_seconds": time.perf_counter() - started}
 
 
 def _not_started(index: int) -> dict[str, Any]:
