@@ -1,20 +1,21 @@
 """Where a head's training time goes on the demo's features, and what several seeds cost.
 
     python benchmarks/seed_cost.py -f runs/demo/features/*/shard-00000-of-00001.h5 [--methods linear,cmdcl]
-                                   [--seeds 0,1,2] [--workers 1,2] [--out benchmarks/out/seed_cost]
+                                   [--seeds 0,1,2] [--configs 1:full,1:conv,2:full,2:conv] [--skip-breakdown]
 
 1. breakdown: one seed per method (torch threads 1, as the demo trains): seconds reading the features,
    fitting dictionaries (CMDCL's KMeans), in optimiser steps (metrics.jsonl epoch_seconds), and the rest
    (per-epoch validation, memory refresh, checkpoints), plus the epoch at which the training-loss
    convergence rule (head/schedule.py) would have stopped.
-2. seeds: every method x seed trained through `train_jobs` (features read once) with each --workers
-   count: wall seconds, and seconds per seed-run.
+2. seeds: every method x seed trained through `train_jobs` (features read once), per --configs entry
+   (worker processes; full schedule or the convergence stop): wall seconds, and seconds per run.
 Nothing here asserts a speed; it prints numbers (and writes them to OUT/seed_cost.json).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -84,6 +85,7 @@ def seeds_cost(features: str, methods: list[str], seeds: list[int], workers: int
     runs = train_jobs(features, jobs, workers=workers, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0
     row = {"workers": workers, "converge": converge, "runs": len(jobs), "wall_s": round(wall, 1),
+           "load_average_after": round(os.getloadavg()[0], 2),
            "wall_per_run_s": round(wall / len(jobs), 2),
            "epochs": [r["epochs_run"] for r in runs],
            "val_top1": [round(r["best"].get("top1", float("nan")), 3) for r in runs]}
@@ -96,10 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-f", "--features", required=True)
     parser.add_argument("--methods", default="linear,transformer,cmdcl")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--configs", default="1:full,1:conv,2:full,2:conv",
+                        help="WORKERS:full (train-head's full schedule, --converge-patience 0) or WORKERS:conv "
+                             "(the default convergence stop), comma-separated")
     parser.add_argument("--sta-layers", type=int, default=2)  # the demo's
     parser.add_argument("--skip-breakdown", action="store_true")
-    parser.add_argument("--converge", default="0,1", help="0: full schedule, 1: the convergence rule (both: 0,1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "seed_cost")
     args = parser.parse_args(argv)
     import torch
@@ -111,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     result = {"features": args.features, "argv": sys.argv[1:]}
     if not args.skip_breakdown:
         result["breakdown"] = breakdown(args.features, methods, args.out, args.sta_layers)
-    result["seeds"] = [seeds_cost(args.features, methods, seeds, int(w), args.out, args.sta_layers, bool(int(c)))
-                       for c in args.converge.split(",") if c for w in args.workers.split(",") if w]
+    configs = [c.split(":") for c in args.configs.split(",") if c]
+    result["seeds"] = [seeds_cost(args.features, methods, seeds, int(w), args.out, args.sta_layers, kind == "conv")
+                       for w, kind in configs]
     (args.out / "seed_cost.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -16,6 +16,7 @@ next step boundary and no new job starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import queue
@@ -25,6 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
 
 from .config import HeadConfig
@@ -79,8 +81,6 @@ def _check_seed_folder(out_dir: Path, seeds: list[int], method: str) -> None:
         raise CmdclError(f"{out_dir} is a single-seed run folder; a multi-seed run needs its own --out.")
     seeds_file = out_dir / "seeds.json"
     if seeds_file.is_file():
-        import json
-
         recorded = json.loads(seeds_file.read_text()).get("method")
         if recorded not in (None, method):
             raise CmdclError(f"{seeds_file}: this run folder trains --method {recorded}, not {method}.",
@@ -95,6 +95,9 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
     not start because the run was stopped has {"interrupted": True, "started": False}."""
     if workers < 1:
         raise CmdclError(f"--seed-workers must be >= 1, got {workers}.")
+    if workers > 1 and world_from_env()[2] > 1:
+        raise CmdclError(f"--seed-workers {workers} under DDP ({world_from_env()[2]} processes): use 1, the "
+                         "processes already share the work.")
     say = log or (lambda m: print(m, flush=True))
     datasets: dict[tuple, FeatureData] = {}
     for cfg, _ in jobs:

@@ -87,6 +87,10 @@ def _train_seeds(features: List[str], out: Path, cfg: HeadConfig, seeds: str, wo
                          "last.pt).")
     result = train_seeds(features, out, cfg, parse_seeds(seeds), workers=workers, resume=resume, device=device,
                          deterministic=deterministic, progress=progress and workers == 1)
+    from cmdcl.core.distributed import world_from_env
+
+    if world_from_env()[0] != 0:
+        return
     if result["interrupted"]:
         sys.exit(INTERRUPTED_EXIT_CODE)
     for seed, run in zip(result["seeds"], result["runs"]):
