@@ -89,10 +89,12 @@ def _check_seed_folder(out_dir: Path, seeds: list[int], method: str) -> None:
 
 def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job], *, workers: int = 1,
                data: FeatureData | None = None, log: Callable[[str], None] | None = None,
-               **train_kwargs: Any) -> list[dict[str, Any]]:
+               evaluate: Sequence[str] = (), **train_kwargs: Any) -> list[dict[str, Any]]:
     """Run `train(features, run_dir, cfg)` for every (cfg, run_dir), reading the features once per
-    distinct (frames, use_patches, data_mode); returns train()'s summaries in job order. A job that did
-    not start because the run was stopped has {"interrupted": True, "started": False}."""
+    distinct (frames, use_patches, data_mode); returns train()'s summaries in job order, each with
+    "train_seconds" and, when `evaluate` names splits, "metrics" {split: evaluate_splits' metrics of
+    best.pt} (scored in the job's worker, written to run_dir/metrics_<split>.json). A job that did not
+    start because the run was stopped has {"interrupted": True, "started": False}."""
     if workers < 1:
         raise CmdclError(f"--seed-workers must be >= 1, got {workers}.")
     if workers > 1 and world_from_env()[2] > 1:
@@ -107,7 +109,7 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
             datasets[key] = data if data is not None else load_train_data(features, cfg.frames, cfg.use_patches,
                                                                            cfg.data_mode, log=say)
     _SHARED.update(features=features, jobs=list(jobs), datasets=datasets, kwargs=train_kwargs, log=say,
-                   prefix=workers > 1 and len(jobs) > 1)
+                   prefix=workers > 1 and len(jobs) > 1, evaluate=list(evaluate))
     try:
         if workers == 1 or len(jobs) <= 1:
             return _run_here(len(jobs))
@@ -131,7 +133,13 @@ def _run_job(index: int) -> dict[str, Any]:
     started = time.perf_counter()
     summary = train(_SHARED["features"], run_dir, cfg, log=say, data=_SHARED["datasets"][_data_key(cfg)],
                     **_SHARED["kwargs"])
-    return {**summary, "train_seconds": time.perf_counter() - started}
+    summary["train_seconds"] = time.perf_counter() - started
+    if _SHARED["evaluate"] and not summary["interrupted"]:
+        from .evaluate import evaluate_splits
+
+        summary["metrics"] = evaluate_splits(Path(run_dir) / "best.pt", _SHARED["features"], _SHARED["evaluate"],
+                                             out_dir=run_dir, device=_SHARED["kwargs"].get("device", "auto"))
+    return summary
 
 
 def _not_started(index: int) -> dict[str, Any]:
@@ -155,9 +163,8 @@ def _worker(tasks, results, stop) -> None:
     torch.set_num_threads(1)  # tiny heads: one thread per worker, one worker per core
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
     while not stop.is_set():
-        try:
-            index = tasks.get_nowait()
-        except queue.Empty:
+        index = tasks.get()  # blocking: a multiprocessing queue may look empty before its feeder flushes
+        if index is None:
             return
         try:
             result = _run_job(index)
@@ -175,7 +182,7 @@ def _worker(tasks, results, stop) -> None:
 def _run_forked(count: int, workers: int) -> list[dict[str, Any]]:
     mp = multiprocessing.get_context("fork")
     tasks, results, stop = mp.Queue(), mp.Queue(), mp.Event()
-    for index in range(count):
+    for index in [*range(count), *[None] * workers]:  # a None per worker: no job left
         tasks.put(index)
     procs = [mp.Process(target=_worker, args=(tasks, results, stop), daemon=True) for _ in range(workers)]
     for proc in procs:

@@ -5,6 +5,11 @@ Every stage is the same code a user runs on real data (`cmdcl synth`, `cmdcl pre
 encoder is a tiny open_clip model pre-trained here, CLIP-style, on the world's "pretrain" split (videos no head
 uses); `--no-pretrain` keeps the random initialisation. Re-running the demo reuses finished stages (each
 stage resumes; pre-trained weights are reused when their provenance record matches).
+
+Every row is trained once per seed of `DemoConfig.seeds` into OUT/<row>/seed-K (the layout of
+`train-head --seeds`, through the same `head/seeds.train_jobs`), all rows x seeds spread over one worker
+process per core; the table shows the mean over seeds and results.json keeps each seed's numbers
+(`per_seed`) for paired comparisons. The report is that of the cmdcl row's first seed.
 """
 from __future__ import annotations
 
@@ -173,13 +178,14 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
         f"for every method; {workers} worker process{'es' if workers > 1 else ''})")
     t0 = time.perf_counter()
     try:
-        runs = train_jobs(features, jobs, workers=workers, resume="auto", progress=False, log=lambda m: None)
+        runs = train_jobs(features, jobs, workers=workers, resume="auto", progress=False, log=lambda m: None,
+                          evaluate=["test", "test_ood"])
     finally:
         torch.set_num_threads(threads)
     if any(r["interrupted"] for r in runs):
         raise CmdclError("training was stopped by a signal; run the demo again to continue where it stopped.")
-    say(f"      trained {len(jobs)} runs in {time.perf_counter() - t0:.0f} s")
-    results = [_method_result(method, out, features, cfg.seeds, runs[i * len(cfg.seeds):(i + 1) * len(cfg.seeds)])
+    say(f"      trained and scored {len(jobs)} runs in {time.perf_counter() - t0:.0f} s")
+    results = [_method_result(method, out, cfg.seeds, runs[i * len(cfg.seeds):(i + 1) * len(cfg.seeds)])
                for i, method in enumerate(cfg.methods)]
     for r in results:
         say(f"      {r.method:<17} IID {r.iid_top1:.3f}  OOD {r.ood_top1:.3f}  (mean of {len(r.per_seed)} seeds, "
@@ -193,15 +199,12 @@ def _head_config(cfg: DemoConfig, method: str, seed: int):
     return HeadConfig(**DEMO_RUNS[method], epochs=cfg.epochs, sta_layers=cfg.sta_layers, seed=seed)
 
 
-def _method_result(method: str, out: Path, features: str, seeds: tuple[int, ...], runs: list[dict]) -> MethodResult:
-    """Score each seed's best.pt on test and test_ood; the row is the mean over seeds."""
-    from cmdcl.head.evaluate import evaluate_splits
-
+def _method_result(method: str, out: Path, seeds: tuple[int, ...], runs: list[dict]) -> MethodResult:
+    """The row: the mean over seeds of each seed's best.pt on test and test_ood (scored by train_jobs)."""
     per_seed = []
     for seed, run in zip(seeds, runs):
-        run_dir = Path(run["run_dir"])
-        metrics = evaluate_splits(run_dir / "best.pt", features, ["test", "test_ood"], out_dir=run_dir)
-        per_seed.append({"seed": seed, "run_dir": str(run_dir), "iid_top1": metrics["test"]["top1"],
+        metrics = run["metrics"]
+        per_seed.append({"seed": seed, "run_dir": run["run_dir"], "iid_top1": metrics["test"]["top1"],
                          "ood_top1": metrics["test_ood"]["top1"], "step_map": metrics["test"].get("step_mAP"),
                          "grounding": metrics["test"].get(GROUNDING_METRIC), "train_s": run.get("train_seconds"),
                          "epochs": run.get("epochs_run"), "parameters": int(run.get("parameters", 0))})

@@ -86,12 +86,12 @@ def test_worker_processes_train_the_same_runs(world, tmp_path):
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' thread count, so that both sides compute alike
     try:
-        alone = train_seeds(world, tmp_path / "one", cfg, [3, 4], **QUIET)
+        alone = train_seeds(world, tmp_path / "one", cfg, [3, 4, 5], **QUIET)
     finally:
         torch.set_num_threads(torch_threads)
-    forked = train_seeds(world, tmp_path / "two", cfg, [3, 4], workers=2, **QUIET)
+    forked = train_seeds(world, tmp_path / "two", cfg, [3, 4, 5], workers=2, **QUIET)  # more jobs than workers
     assert [r["best_metric"] for r in forked["runs"]] == [r["best_metric"] for r in alone["runs"]]
-    for k in (3, 4):
+    for k in (3, 4, 5):
         assert same(weights(tmp_path / "one" / f"seed-{k}"), weights(tmp_path / "two" / f"seed-{k}"), atol=1e-6)
     assert torch.get_num_threads() == torch_threads
 
