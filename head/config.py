@@ -69,7 +69,7 @@ class HeadConfig:
     patience: int = option(10, "Early stopping patience in epochs (0 = off).")
     min_val_videos: int = option(100, "Fewer validation videos: no early stopping, best.pt = last epoch.")
     converge_patience: int = option(5, "Stop once the TRAINING loss has not fallen by --converge-delta (relative) "
-                                       "for this many epochs (0 = off): docs/TRAINING.md.")
+                                       "for this many epochs (0 = off; automatic schedule only): docs/TRAINING.md.")
     converge_delta: float = option(0.05, "Relative fall of the best training loss that counts as progress.")
     val_fraction: float = option(0.1, "Carved from train when there is no val split.")
     seed: int = option(0, "Seed of the head, the data order and the carved validation.")

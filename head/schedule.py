@@ -142,7 +142,8 @@ class Convergence:
     @classmethod
     def from_config(cls, cfg: HeadConfig, saved: dict[str, Any] | None = None) -> "Convergence":
         """The rule of cfg, continuing the state `saved` (a checkpoint's schedule["convergence"]) on resume."""
-        rule = cls(cfg.converge_patience, cfg.converge_delta)
+        # --epochs N asks for exactly N epochs (to reproduce a schedule): the rule shortens the automatic one only
+        rule = cls(0 if cfg.epochs else cfg.converge_patience, cfg.converge_delta)
         if saved:
             rule.best_loss, rule.stale = float(saved["best_loss"]), int(saved["stale"])
             rule.stopped_at = int(saved.get("stopped_at", 0))
@@ -168,7 +169,7 @@ class Convergence:
 
     def describe(self) -> str:
         if not self.patience:
-            return "convergence stop: off (--converge-patience 0)."
+            return "convergence stop: off (--converge-patience 0, or an explicit --epochs)."
         return (f"convergence stop: after {self.patience} epochs in which the training loss fell less than "
                 f"{self.delta:.0%} (and {CONVERGE_MIN_FALL:g}) below its best, once train top-1 >= "
                 f"{CONVERGE_MIN_TOP1:g}.")

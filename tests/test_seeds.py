@@ -153,13 +153,16 @@ def test_a_converged_run_stops_keeps_its_last_epoch_and_resumes_as_finished(tmp_
     # each class its own two actions: a linear probe fits it, then its loss flattens (one step per epoch)
     bag = order_world(tmp_path / "bag.h5", train_per_class=10, test_per_class=2, noise=0.1,
                       scripts=((0, 1), (2, 3), (4, 5)))
-    cfg = HeadConfig(method="linear", epochs=200, lr=1e-2, dropout=0.0, converge_patience=3, patience=0)
+    cfg = HeadConfig(method="linear", min_steps=300, lr=1e-2, dropout=0.0, converge_patience=3, patience=0)
     messages = []
     summary = train(bag, tmp_path / "run", cfg, progress=False, log=messages.append)
-    assert 0 < summary["converged_epoch"] == summary["epochs_run"] < 200 and summary["stopped_early"]
+    assert 0 < summary["converged_epoch"] == summary["epochs_run"] < 30 and summary["stopped_early"]
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["converged"] and lines[-1]["best"] and lines[-1]["train_top1"] >= 0.99
     assert load_checkpoint(tmp_path / "run" / "best.pt").epoch == len(lines)
     assert any(m.startswith("converged:") for m in messages)
+    exact = train(bag, tmp_path / "exact", HeadConfig(**{**cfg.to_dict(), "epochs": 40}), progress=False,
+                  log=lambda m: None)
+    assert exact["epochs_run"] == 40 and not exact["converged_epoch"]  # --epochs N: exactly N epochs
     again = train(bag, tmp_path / "run", cfg, progress=False, log=messages.append)
     assert again["epochs_run"] == len(lines) and "nothing to do" in messages[-1]
