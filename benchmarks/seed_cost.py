@@ -64,8 +64,8 @@ def _would_converge(lines: list[dict]) -> dict[str, int | None]:
     stops: dict[str, int | None] = {}
     for patience, delta in CANDIDATES:
         rule = Convergence(patience, delta)
-        stops[f"p{patience}-d{delta:g}"] = next((x["epoch"] for x in lines if rule.update(x["train_loss"], x["epoch"], x.get("train_top1"))),
-                                               None)
+        stops[f"p{patience}-d{delta:g}"] = next(
+            (x["epoch"] for x in lines if rule.update(x["train_loss"], x["epoch"], x.get("train_top1"))), None)
     return stops
 
 

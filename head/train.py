@@ -211,7 +211,8 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
     wanted_frames = cfg.frames if 0 < cfg.frames < data.feature_set.dims["F"] else data.feature_set.dims["F"]
     if (data.use_patches, data.frames) != (cfg.use_patches, wanted_frames):
         raise CmdclError(f"the features given to train() were read with {data.frames} frames, use_patches "
-                         f"{data.use_patches}; this run asks for {wanted_frames} frames, use_patches {cfg.use_patches}.")
+                         f"{data.use_patches}; this run asks for {wanted_frames} frames, use_patches "
+                         f"{cfg.use_patches}.")
     train_rows, val_rows = train_val_rows(data, cfg.val_fraction, cfg.seed, log=say)
     fs = data.feature_set
     if saved is not None:
@@ -274,7 +275,8 @@ def _new_state(ctx: RunContext, model: nn.Module) -> TrainState:
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(schedule.warmup_steps, schedule.total_steps))
     return TrainState(model=model, optimizer=optimizer, scheduler=scheduler, patience_left=cfg.patience,
-                      sums=torch.zeros(4, dtype=torch.float64, device=ctx.dev), convergence=Convergence.from_config(cfg))
+                      sums=torch.zeros(4, dtype=torch.float64, device=ctx.dev),
+                      convergence=Convergence.from_config(cfg))
 
 
 # ---------------------------------------------------------------------------------------------- save / restore

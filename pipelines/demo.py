@@ -37,6 +37,7 @@ DEMO_METHODS = tuple(DEMO_RUNS)
 # share of step-attention mass inside the true segment over the uniform share, 1.0 = no better than
 # uniform attention; absent for heads without step attention: shown as "-").
 GROUNDING_METRIC = "grounding_mass_ratio"
+_COST_RANK = {"cmdcl": 0, "transformer": 1, "linear": 2, "zeroshot": 3}  # training cost, most first
 
 
 @dataclass
@@ -168,10 +169,13 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     _check_runs_match_features(out, features)
-    jobs = []
     for method in cfg.methods:
         write_seeds(out / method, list(cfg.seeds), DEMO_RUNS[method]["method"])
-        jobs += [(_head_config(cfg, method, seed), seed_dir(out / method, seed)) for seed in cfg.seeds]
+    # Longest first (cmdcl rows, then transformer, linear, zeroshot), so that no worker is left with a
+    # long run at the end while the others idle.
+    keys = sorted(((m, s) for m in cfg.methods for s in cfg.seeds),
+                  key=lambda key: _COST_RANK[DEMO_RUNS[key[0]]["method"]])
+    jobs = [(_head_config(cfg, m, s), seed_dir(out / m, s)) for m, s in keys]
     workers = cfg.train_workers or min(len(jobs), os.cpu_count() or 1)
     schedule = f"{cfg.epochs} epochs" if cfg.epochs else "train-head's default schedule"
     say(f"[4/5] training {', '.join(cfg.methods)} x seeds {','.join(map(str, cfg.seeds))} ({schedule}, same recipe "
@@ -185,8 +189,8 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     if any(r["interrupted"] for r in runs):
         raise CmdclError("training was stopped by a signal; run the demo again to continue where it stopped.")
     say(f"      trained and scored {len(jobs)} runs in {time.perf_counter() - t0:.0f} s")
-    results = [_method_result(method, out, cfg.seeds, runs[i * len(cfg.seeds):(i + 1) * len(cfg.seeds)])
-               for i, method in enumerate(cfg.methods)]
+    by_key = dict(zip(keys, runs))
+    results = [_method_result(method, out, cfg.seeds, [by_key[method, s] for s in cfg.seeds]) for method in cfg.methods]
     for r in results:
         say(f"      {r.method:<17} IID {r.iid_top1:.3f}  OOD {r.ood_top1:.3f}  (mean of {len(r.per_seed)} seeds, "
             f"{r.train_s:.0f} s per seed)")
@@ -277,7 +281,7 @@ def format_table(results: list[MethodResult], chance: float, context: dict[str, 
         lines.append(f"{'context only':<17} {context['test']:>9.3f} {context['test_ood']:>9.3f} {'-':>10} {'-':>9} "
                      f"{'-':>9} {'-':>7}   <- logistic regression on the true confounder labels")
     lines.append(f"(chance top-1 = {chance:.3f}; IID = split 'test', OOD = split 'test_ood' with the context shuffled;")
+    mean = f";\n every number is the mean over {seeds} seeds (train s: per seed); per seed: results.json)"
     lines.append(" grounding = IID step-attention mass inside the true step segments / the uniform share, 1.0 = uniform"
-                 + (f";\n every number is the mean over {seeds} seeds (train s: per seed); per seed: results.json)" if seeds > 1
-                    else ")"))
+                 + (mean if seeds > 1 else ")"))
     return "\n".join(lines)

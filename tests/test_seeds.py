@@ -117,8 +117,8 @@ def test_bad_seeds_and_mixed_folders_are_one_line_errors(world, tmp_path):
         with pytest.raises(CmdclError, match="--seeds"):
             parse_seeds(bad)
     single = tmp_path / "single"
-    main(["train-head", "-f", str(world), "--out", str(single), "--method", "linear", "--epochs", "1", "--device", "cpu",
-          "--no-progress", "--no-evaluate"])
+    main(["train-head", "-f", str(world), "--out", str(single), "--method", "linear", "--epochs", "1",
+          "--device", "cpu", "--no-progress", "--no-evaluate"])
     with pytest.raises(CmdclError, match="single-seed run folder"):
         train_seeds(world, single, HeadConfig(method="linear", epochs=1), [0], progress=False, log=lambda m: None)
 
