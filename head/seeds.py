@@ -162,6 +162,8 @@ def _worker(tasks, results, stop) -> None:
 
     torch.set_num_threads(1)  # tiny heads: one thread per worker, one worker per core
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
+    for sig in (signal.SIGTERM, signal.SIGUSR1):  # between runs (train() has its own handlers): take no new run
+        signal.signal(sig, lambda signum, frame: stop.set())
     while not stop.is_set():
         index = tasks.get()  # blocking: a multiprocessing queue may look empty before its feeder flushes
         if index is None:
@@ -197,6 +199,12 @@ def _run_forked(count: int, workers: int) -> list[dict[str, Any]]:
     handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
         done = _collect(results, procs, count)
+    except BaseException:  # a failed run or Ctrl-C: the others save last.pt at their next step and leave
+        stop.set()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        raise
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
