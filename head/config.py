@@ -70,6 +70,9 @@ class HeadConfig:
     grad_clip: float = option(1.0, "Gradient-norm clipping (0 = off).")
     patience: int = option(10, "Early stopping patience in epochs (0 = off).")
     min_val_videos: int = option(100, "Fewer validation videos: no early stopping, best.pt = last epoch.")
+    converge_patience: int = option(5, "Stop once the TRAINING loss has not fallen by --converge-delta (relative) "
+                                       "for this many epochs (0 = off; automatic schedule only): docs/TRAINING.md.")
+    converge_delta: float = option(0.05, "Relative fall of the best training loss that counts as progress.")
     val_fraction: float = option(0.1, "Carved from train when there is no val split.")
     seed: int = option(0, "Seed of the head, the data order and the carved validation.")
     refresh_memory: bool = option(True, "EMA-refresh the front-door memory after each epoch.")
@@ -86,7 +89,7 @@ class HeadConfig:
             if getattr(self, name) < 1:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
-                     "warmup_epochs", "eval_batch_size"):
+                     "warmup_epochs", "eval_batch_size", "converge_patience"):
             if getattr(self, name) < 0:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.lr <= 0:
@@ -97,6 +100,8 @@ class HeadConfig:
             raise CmdclError(f"--width {self.width} is not divisible by --heads {self.heads}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
+        if not 0.0 <= self.converge_delta < 1.0:
+            raise CmdclError(f"--converge-delta must be in [0, 1), got {self.converge_delta}.")
         if not 0.0 <= self.dropout < 1.0:
             raise CmdclError(f"--dropout must be in [0, 1), got {self.dropout}.")
         return self

@@ -301,25 +301,40 @@ def load_train_val(features: str | Path | Sequence[str | Path], frames: int = 0,
     Uses the "val" split when the features have one, else carves `val_fraction` of train (stratified by
     class, seeded) and says so.
     """
+    data = load_train_data(features, frames, use_patches, mode, log)
+    train_rows, val_rows = train_val_rows(data, val_fraction, seed, log)
+    return data, train_rows, val_rows
+
+
+def load_train_data(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool = False,
+                    mode: str = "auto", log: Callable[[str], None] = print) -> FeatureData:
+    """The "train" (and "val", when present) videos of `features`, read once: several runs (seeds) can
+    share it, each choosing its rows with `train_val_rows`."""
     fs = FeatureSet(features)
     splits = set(fs.index["split"].tolist())
     if "train" not in splits:
         raise FeatureFileError(f"{fs.paths[0]}: no 'train' split to train on; splits in the file: "
                                f"{', '.join(sorted(splits)) or 'none'}.")
     wanted = ["train", "val"] if "val" in splits else ["train"]
-    data = FeatureData(fs, wanted, frames=frames, use_patches=use_patches, mode=mode, log=log)
-    if "val" in splits:
+    return FeatureData(fs, wanted, frames=frames, use_patches=use_patches, mode=mode, log=log)
+
+
+def train_val_rows(data: FeatureData, val_fraction: float = 0.1, seed: int = 0,
+                   log: Callable[[str], None] = print) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of `data`: its "val" split, else `val_fraction` of train carved with `seed`."""
+    fs = data.feature_set
+    if (data.split == "val").any():
         train_rows = np.flatnonzero(data.split == "train")
         val_rows = np.flatnonzero(data.split == "val")
         log(f"features {fs.paths[0]}{' (+%d more)' % (len(fs.paths) - 1) if len(fs.paths) > 1 else ''}: "
             f"train {len(train_rows)}, val {len(val_rows)} videos.")
     else:
-        train_rows, val_rows = carve_validation(data.label.numpy(), val_fraction, seed)
+        train_rows, val_rows = carve_validation(data.label.cpu().numpy(), val_fraction, seed)
         # The true share can exceed val_fraction: every class with 2+ videos gives at least one.
-        classes = len(np.unique(data.label.numpy()))
+        classes = len(np.unique(data.label.cpu().numpy()))
         log(f"no 'val' split in {fs.paths[0]}: carved {len(val_rows)} of {len(data)} train videos as validation "
             f"({len(val_rows) / max(1, len(data)):.0%}: --val-fraction {val_fraction:g} of each of {classes} classes, "
             f"at least 1 per class with 2+ videos; seed {seed}); training on {len(train_rows)}.")
     if not len(train_rows):
         raise FeatureFileError(f"{fs.paths[0]}: no training videos left after carving validation.")
-    return data, train_rows, val_rows
+    return train_rows, val_rows

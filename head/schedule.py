@@ -112,3 +112,64 @@ def resolve_selection(cfg: HeadConfig, val_videos: int, validates_on_train: bool
                                                  f"{cfg.min_val_videos}: one video moves top-1 by "
                                                  f"{100 / max(1, val_videos):.0f} points")
     return Selection(val_videos, "best", cfg.patience, "")
+
+
+# ---------------------------------------------------------------------------------------------- convergence
+
+CONVERGE_MIN_FALL = 1e-3  # nats: a smaller fall of the training loss is not progress
+CONVERGE_MIN_TOP1 = 0.99  # the run must fit its training videos before it may stop
+
+
+@dataclass
+class Convergence:
+    """Stop a run whose TRAINING loss has stopped falling (docs/TRAINING.md, "Convergence").
+
+    Judged on the training set only: validation may be too small to trust (the demo's is 24 videos) and a
+    test split must never steer training. An epoch is progress when its training loss falls below the best
+    so far by more than `delta` of it (relative, like ReduceLROnPlateau's "rel" mode) and by more than
+    CONVERGE_MIN_FALL (absolute: a loss of 2e-4 halving to 1e-4 is not learning anything). After `patience`
+    epochs without progress the run stops and keeps that epoch, but only once it fits its training set
+    (train top-1 >= CONVERGE_MIN_TOP1; multi-label runs have no top-1 and are judged on the loss alone):
+    a loss that sits still at chance before a head finds the signal is a plateau, not convergence.
+    patience 0: never.
+    """
+    patience: int
+    delta: float
+    best_loss: float = math.inf
+    stale: int = 0
+    stopped_at: int = 0  # the epoch at which the rule stopped the run (0: it did not)
+
+    @classmethod
+    def from_config(cls, cfg: HeadConfig, saved: dict[str, Any] | None = None) -> "Convergence":
+        """The rule of cfg, continuing the state `saved` (a checkpoint's schedule["convergence"]) on resume."""
+        # --epochs N asks for exactly N epochs (to reproduce a schedule): the rule shortens the automatic one only
+        rule = cls(0 if cfg.epochs else cfg.converge_patience, cfg.converge_delta)
+        if saved:
+            rule.best_loss, rule.stale = float(saved["best_loss"]), int(saved["stale"])
+            rule.stopped_at = int(saved.get("stopped_at", 0))
+        return rule
+
+    def update(self, train_loss: float, epoch: int = 0, train_top1: float | None = None) -> bool:
+        """Record one epoch's training loss (and top-1); True when the run has converged and should stop."""
+        if not math.isfinite(train_loss):
+            return False
+        if self.best_loss == math.inf or self.best_loss - train_loss > max(self.delta * self.best_loss,
+                                                                        CONVERGE_MIN_FALL):
+            self.best_loss, self.stale = train_loss, 0
+        else:
+            self.stale += 1
+        fits = train_top1 is None or train_top1 >= CONVERGE_MIN_TOP1
+        if self.patience and self.stale >= self.patience and fits:
+            self.stopped_at = self.stopped_at or epoch
+            return True
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "stale": self.stale, "stopped_at": self.stopped_at}
+
+    def describe(self) -> str:
+        if not self.patience:
+            return "convergence stop: off (--converge-patience 0, or an explicit --epochs)."
+        return (f"convergence stop: after {self.patience} epochs in which the training loss fell less than "
+                f"{self.delta:.0%} (and {CONVERGE_MIN_FALL:g}) below its best, once train top-1 >= "
+                f"{CONVERGE_MIN_TOP1:g}.")

@@ -25,7 +25,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cmdcl.core.device import resolve_device
@@ -35,7 +34,7 @@ from cmdcl.core.version import code_version
 from cmdcl.head.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
                                    save_checkpoint, set_rng_state)
 from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import FeatureData, epoch_batches, load_train_val
+from cmdcl.head.data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name
 from cmdcl.head.factory import build_model, count_parameters, text_tensors
 from cmdcl.head.runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
@@ -44,25 +43,15 @@ from cmdcl.head.run_files import append_metrics, truncate_metrics, write_run_fil
 from cmdcl.head.schedule import (Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
                                  warmup_cosine)
 
+from .loss import finite_or, head_loss, loss_targets, scalar_metrics
+from .schedule import Convergence
+
 __all__ = ["INTERRUPTED_EXIT_CODE", "RESUMABLE_CHANGES", "TrainState", "train", "train_one_epoch", "evaluate",
            "head_loss", "param_groups", "warmup_cosine", "request_stop", "seed_everything"]
 
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run saved last.pt and asks to be resumed
 # Options that may change when resuming (they do not change what the saved state means).
-RESUMABLE_CHANGES = ("epochs", "patience", "eval_batch_size", "data_mode")
-
-
-def head_loss(out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], multilabel: bool,
-              aux_step_weight: float) -> torch.Tensor:
-    """Cross-entropy (single-label, -1 ignored) or BCE (multi-label), plus weighted BCE on step presence."""
-    logits = out["logits"].float()
-    if multilabel:
-        loss = F.binary_cross_entropy_with_logits(logits, targets["labels"])
-    else:
-        loss = F.cross_entropy(logits, targets["label"], ignore_index=-1)
-    if aux_step_weight > 0 and "step_logits" in out and out["step_logits"].shape == targets["steps"].shape:
-        loss = loss + aux_step_weight * F.binary_cross_entropy_with_logits(out["step_logits"].float(), targets["steps"])
-    return loss
+RESUMABLE_CHANGES = ("epochs", "patience", "eval_batch_size", "data_mode", "converge_patience", "converge_delta")
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -127,6 +116,7 @@ class TrainState:
     # correct top-1 and labelled videos (single-label training accuracy, in train mode).
     sums: torch.Tensor | None = None
     seconds_before: float = 0.0  # time already spent in this epoch before a resume
+    convergence: Convergence | None = None  # the training-loss stop rule and its state (head/schedule.py)
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -134,11 +124,14 @@ class TrainState:
 def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg: HeadConfig,
           resume: str | Path = "auto", device: str = "auto", deterministic: bool = False, *,
           on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
-          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+          log: Callable[[str], None] | None = None, data: FeatureData | None = None) -> dict[str, Any]:
     """Train a head on cached features into `out_dir`; returns the summary of the best validation epoch.
 
     resume: "auto" (continue from out_dir/last.pt when it exists), "never", or a checkpoint path.
     on_step: called after every optimiser step with {"epoch", "step", "global_step", "loss"} (tests use it).
+    data: the features already read (`load_train_data(features, cfg.frames, cfg.use_patches, cfg.data_mode)`),
+    so that several runs on the same features (seeds: head/seeds.py) read them once; validation rows are
+    still chosen by this run's seed, so the run is the one `train(features, ...)` would make.
     The summary has "interrupted": True when a signal stopped the run (last.pt holds its position).
     """
     cfg.check()
@@ -162,7 +155,8 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     clear_stop()
     handlers = install_signal_handlers()
     try:
-        ctx, model = _setup(features, out_dir, cfg, saved, resume_path, dev, dist, rank, world, say, deterministic)
+        ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
+                            world, say, deterministic)
         ctx.on_step, ctx.progress = on_step, progress
         if ctx.num_params == 0:
             return _score_only(ctx, model)
@@ -206,12 +200,20 @@ def _merge_config(cfg: HeadConfig, saved: HeadConfig, say: Callable[[str], None]
 
 # ---------------------------------------------------------------------------------------------- setup
 
-def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, resume_path: Path | None,
+def _load(features, cfg: HeadConfig, say: Callable[[str], None]) -> FeatureData:
+    return load_train_data(features, cfg.frames, cfg.use_patches, cfg.data_mode, log=say)
+
+
+def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, resume_path: Path | None,
            dev: torch.device, dist, rank: int, world: int, say: Callable[[str], None],
            deterministic: bool) -> tuple[RunContext, nn.Module]:
-    """Data, head (seeded, dictionaries fitted or weights restored) and the run folder's config files."""
-    data, train_rows, val_rows = load_train_val(features, cfg.frames, cfg.use_patches, cfg.val_fraction, cfg.seed,
-                                                cfg.data_mode, log=say)
+    """Head (seeded, dictionaries fitted or weights restored), this seed's rows and the run folder's files."""
+    wanted_frames = cfg.frames if 0 < cfg.frames < data.feature_set.dims["F"] else data.feature_set.dims["F"]
+    if (data.use_patches, data.frames) != (cfg.use_patches, wanted_frames):
+        raise CmdclError(f"the features given to train() were read with {data.frames} frames, use_patches "
+                         f"{data.use_patches}; this run asks for {wanted_frames} frames, use_patches "
+                         f"{cfg.use_patches}.")
+    train_rows, val_rows = train_val_rows(data, cfg.val_fraction, cfg.seed, log=say)
     fs = data.feature_set
     if saved is not None:
         check_compatible(saved, fs, resume_path)
@@ -254,6 +256,7 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
     if ctx.num_params:
         say(ctx.schedule.describe())
         say(ctx.selection.describe(ctx.metric_name))
+        say(Convergence.from_config(cfg).describe())
     return ctx, model
 
 
@@ -272,7 +275,8 @@ def _new_state(ctx: RunContext, model: nn.Module) -> TrainState:
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(schedule.warmup_steps, schedule.total_steps))
     return TrainState(model=model, optimizer=optimizer, scheduler=scheduler, patience_left=cfg.patience,
-                      sums=torch.zeros(4, dtype=torch.float64, device=ctx.dev))
+                      sums=torch.zeros(4, dtype=torch.float64, device=ctx.dev),
+                      convergence=Convergence.from_config(cfg))
 
 
 # ---------------------------------------------------------------------------------------------- save / restore
@@ -284,7 +288,8 @@ def make_checkpoint(ctx: RunContext, ts: TrainState, finished: bool, partial: di
         best_val=ts.best_val, patience_left=ts.patience_left, finished=finished,
         optimizer=ts.optimizer.state_dict() if ts.optimizer else None,
         scheduler=ts.scheduler.state_dict() if ts.scheduler else None, partial_epoch=partial,
-        schedule={**ctx.schedule.to_dict(), "selection": ctx.selection.keep, "val_videos": ctx.selection.val_videos},
+        schedule={**ctx.schedule.to_dict(), "selection": ctx.selection.keep, "val_videos": ctx.selection.val_videos,
+                  **({"convergence": ts.convergence.to_dict()} if ts.convergence else {})},
         rng=rng_state(), code_version=code_version())
 
 
@@ -295,6 +300,7 @@ def restore(ctx: RunContext, ts: TrainState, saved: Checkpoint) -> None:
     ts.epoch, ts.step_in_epoch = saved.epoch, saved.step_in_epoch
     ts.best_metric, ts.best_epoch, ts.best_val = saved.best_metric, saved.best_epoch, dict(saved.best_val)
     ts.patience_left = saved.patience_left + (ctx.cfg.patience - saved.config.patience)
+    ts.convergence = Convergence.from_config(ctx.cfg, (saved.schedule or {}).get("convergence"))
     partial = saved.partial_epoch or {}
     if ts.step_in_epoch and partial:
         ts.sums = partial["sums"].to(ctx.dev)
@@ -305,7 +311,8 @@ def _summary(ctx: RunContext, ts: TrainState, epochs_run: int, interrupted: bool
              stopped_early: bool = False) -> dict[str, Any]:
     return {"run_dir": str(ctx.out_dir), "metric": ctx.metric_name, "best_metric": ts.best_metric,
             "best_epoch": ts.best_epoch, "best": ts.best_val, "epochs_run": epochs_run,
-            "stopped_early": stopped_early, "interrupted": interrupted, "parameters": ctx.num_params}
+            "stopped_early": stopped_early, "interrupted": interrupted, "parameters": ctx.num_params,
+            "converged_epoch": ts.convergence.stopped_at if ts.convergence else 0}
 
 
 # ---------------------------------------------------------------------------------------------- loop
@@ -313,9 +320,9 @@ def _summary(ctx: RunContext, ts: TrainState, epochs_run: int, interrupted: bool
 def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
     """Heads without parameters (zeroshot): score validation once and save."""
     ts = TrainState(model=model, patience_left=ctx.cfg.patience)
-    val = _scalars(compute_metrics(collect_outputs(model, ctx.data, ctx.val_rows, ctx.dev, ctx.eval_batch),
+    val = scalar_metrics(compute_metrics(collect_outputs(model, ctx.data, ctx.val_rows, ctx.dev, ctx.eval_batch),
                                    ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
-    ts.best_metric, ts.best_val = _finite_or(val.get(ctx.metric_name)), val
+    ts.best_metric, ts.best_val = finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
         append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
         save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, True))
@@ -333,7 +340,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
         restore(ctx, ts, saved)
         if ctx.master:
             truncate_metrics(ctx.out_dir, ts.epoch)
-        if saved.finished and ts.epoch >= ctx.schedule.epochs or (ctx.selection.patience and ts.patience_left <= 0):
+        if saved.finished and (ts.epoch >= ctx.schedule.epochs or ts.convergence.stopped_at) or (
+                ctx.selection.patience and ts.patience_left <= 0):
             ctx.say(f"{resume_path}: run already finished (epoch {ts.epoch}); nothing to do.")
             return _summary(ctx, ts, ts.epoch)
         ctx.say(f"resuming from {resume_path} at epoch {ts.epoch + 1}, step {ts.step_in_epoch}/"
@@ -353,6 +361,10 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
         seconds = ts.seconds_before + time.time() - started
         ts.seconds_before = 0.0
         stop_early, finished = _end_epoch(ctx, ts, seconds)
+        if stop_early and ts.convergence.stopped_at:
+            ctx.say(f"converged: the training loss fell less than {cfg.converge_delta:.0%} in {cfg.converge_patience} "
+                    f"epochs; stopped at epoch {ts.epoch} (best.pt: epoch {ts.best_epoch}).")
+            return _summary(ctx, ts, ts.epoch, stopped_early=True)
         if stop_early:
             ctx.say(f"early stopping: no {ctx.metric_name} improvement for {cfg.patience} epochs "
                     f"(best {ts.best_metric:.4f} at epoch {ts.best_epoch}).")
@@ -422,9 +434,9 @@ def evaluate(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
         if summaries["video_summary"] is not None:
             model.refresh_memory(torch.from_numpy(summaries["video_summary"]).to(ctx.dev))
     outputs = collect_outputs(model, ctx.data, ctx.val_rows, ctx.dev, ctx.eval_batch)
-    val = _scalars(compute_metrics(outputs, ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
+    val = scalar_metrics(compute_metrics(outputs, ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
     val["loss"] = float(head_loss({k: torch.from_numpy(v) for k, v in outputs.items() if v is not None},
-                                  _targets(ctx.data, ctx.val_rows), ctx.multilabel, ctx.aux_weight))
+                                  loss_targets(ctx.data, ctx.val_rows), ctx.multilabel, ctx.aux_weight))
     return val
 
 
@@ -440,10 +452,11 @@ def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, b
     record: dict[str, Any] = {}
     if ctx.master:
         val = evaluate(ctx, ts.model)
-        decision[0], decision[1] = _select(ctx, ts, val)
+        converged = ts.convergence.update(train_stats["train_loss"], ts.epoch, train_stats.get("train_top1"))
+        decision[0], decision[1] = _select(ctx, ts, val, converged)
         record = {"epoch": ts.epoch, **train_stats, **{f"val_{k}": v for k, v in val.items()},
                   "lr": ts.optimizer.param_groups[0]["lr"], "epoch_seconds": round(seconds, 3),
-                  "best": bool(decision[0])}
+                  "best": bool(decision[0]), **({"converged": True} if converged else {})}
         ctx.say(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
     if ctx.dist is not None:
         ctx.dist.broadcast(decision, src=0)
@@ -457,32 +470,16 @@ def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, b
     return stop_early, finished
 
 
-def _select(ctx: RunContext, ts: TrainState, val: dict[str, Any]) -> tuple[bool, bool]:
-    """The selection rule (head/schedule.py): (save this epoch as best.pt, stop early)."""
-    metric = _finite_or(val.get(ctx.metric_name))
+def _select(ctx: RunContext, ts: TrainState, val: dict[str, Any], converged: bool) -> tuple[bool, bool]:
+    """The selection rule (head/schedule.py): (save this epoch as best.pt, stop early); `converged`: the
+    training-loss rule stops the run after this epoch."""
+    metric = finite_or(val.get(ctx.metric_name))
     if ctx.selection.keep == "last":  # too little validation to choose: the final epoch is kept
         ts.best_metric, ts.best_epoch, ts.best_val = metric, ts.epoch, val
-        return ts.epoch == ctx.schedule.epochs, False
+        return ts.epoch == ctx.schedule.epochs or converged, converged
     improved = metric > ts.best_metric
     if improved:
         ts.best_metric, ts.best_epoch, ts.best_val, ts.patience_left = metric, ts.epoch, val, ctx.cfg.patience
     else:
         ts.patience_left -= 1
-    return improved, bool(ctx.selection.patience) and ts.patience_left <= 0
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-def _targets(data: FeatureData, rows: np.ndarray) -> dict[str, torch.Tensor]:
-    idx = torch.as_tensor(rows)
-    return {"label": data.label[idx.to(data.label.device)].cpu(),
-            "labels": data.labels[idx.to(data.labels.device)].cpu().float(),
-            "steps": data.steps[idx.to(data.steps.device)].cpu().float()}
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "num_videos"}
-
-
-def _finite_or(value: Any, default: float = -math.inf) -> float:
-    return float(value) if value is not None and math.isfinite(float(value)) else default
+    return improved, converged or (bool(ctx.selection.patience) and ts.patience_left <= 0)

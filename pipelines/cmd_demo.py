@@ -68,6 +68,9 @@ def demo(
     methods: str = typer.Option(",".join(DEMO_RUNS),
                                 help="Comma-separated runs to train and compare (cmdcl-no-tci / -no-vci / "
                                      "-no-tci-vci: CMDCL without the textual / visual / both interventions)."),
+    seeds: str = typer.Option("0,1,2", help="Train every row once per seed (OUT/<row>/seed-K); the table shows "
+                                            "the mean over seeds, results.json each seed."),
+    train_workers: int = typer.Option(0, help="Processes training the heads at once (0: one per CPU core)."),
     workers: int = typer.Option(1, help="Decode worker processes."),
     model: str = typer.Option("cmdcl-tiny", help="open_clip model (cmdcl-tiny: tiny, trained here from scratch)."),
     pretrained: Optional[str] = typer.Option(None, help="Weights (tag, file, hf-hub:) to extract with; default: "
@@ -78,11 +81,13 @@ def demo(
     report: bool = typer.Option(True, "--report/--no-report", help="Render the HTML report of the cmdcl run."),
 ) -> None:
     """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
+    from cmdcl.head.seeds import parse_seeds
     from cmdcl.pipelines.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(
         data_root=root, out_dir=out, seed=seed, confounding=confounding, frames=frames, epochs=epochs,
         sta_layers=sta_layers, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), workers=workers,
+        seeds=tuple(parse_seeds(seeds)), train_workers=train_workers,
         model=model, pretrained=pretrained, pretrain=pretrain, pretrain_epochs=pretrain_epochs, report=report,
         synthetic={"train_per_class": videos_per_class, "test_per_class": test_per_class,
                    "ood_per_class": ood_per_class, "pretrain_per_class": pretrain_per_class},

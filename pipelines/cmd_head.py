@@ -43,6 +43,10 @@ def train_head(
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate",
                                   help="Score best.pt on the test (and test_ood) split after training."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bars."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="One run per seed (e.g. 0,1,2 or 0-4) into "
+                                        "OUT/seed-K, features read once; replaces --seed (docs/TRAINING.md)."),
+    seed_workers: int = typer.Option(1, "--seed-workers", help="With --seeds: seeds trained at once in worker "
+                                     "processes, one torch thread each (CPU: one per core)."),
 ) -> None:
     """Train a head (CMDCL or a baseline) on cached features; writes best.pt, last.pt, metrics.jsonl."""
     cfg.check()
@@ -50,6 +54,9 @@ def train_head(
     if resume not in ("auto", "never") and not Path(resume).exists():
         raise CmdclError(f"--resume {resume}: no such checkpoint.", fix="use auto, never or an existing .pt file.")
     out = out or Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if seeds is not None:
+        _train_seeds(features, out, cfg, seeds, seed_workers, resume, device, deterministic, evaluate, progress)
+        return
 
     from cmdcl.core.distributed import world_from_env
     from cmdcl.head.train import INTERRUPTED_EXIT_CODE, train
@@ -74,8 +81,61 @@ def train_head(
                 typer.echo(f"{split}: {_headline(metrics)} -> {Path(result['run_dir']) / f'metrics_{split}.json'}")
 
 
+def _train_seeds(features: List[str], out: Path, cfg: HeadConfig, seeds: str, workers: int, resume: str,
+                 device: str, deterministic: bool, evaluate: bool, progress: bool) -> None:
+    from cmdcl.head.seeds import parse_seeds, train_seeds
+    from cmdcl.head.train import INTERRUPTED_EXIT_CODE
+
+    if resume not in ("auto", "never"):
+        raise CmdclError(f"--resume {resume}: with --seeds, use auto or never (each seed resumes from its own "
+                         "last.pt).")
+    result = train_seeds(features, out, cfg, parse_seeds(seeds), workers=workers, resume=resume, device=device,
+                         deterministic=deterministic, progress=progress and workers == 1)
+    from cmdcl.core.distributed import world_from_env
+
+    if world_from_env()[0] != 0:
+        return
+    if result["interrupted"]:
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    for seed, run in zip(result["seeds"], result["runs"]):
+        typer.echo(f"seed {seed}: best val {run['metric']} {_fmt(run['best_metric'])} (epoch {run['best_epoch']}); "
+                   f"run folder {run['run_dir']}")
+    if evaluate:
+        _evaluate_run(out, features, None, device, 256, None)
+
+
+def _evaluate_run(run: Path, features: List[str], split: Optional[List[str]], device: str, batch_size: int,
+                  out: Optional[Path]) -> None:
+    """Score best.pt of every seed of a run folder (multi-seed or single), each into its own folder."""
+    from cmdcl.core.store import FeatureSet
+    from cmdcl.head.evaluate import evaluate_splits
+    from cmdcl.head.seed_runs import seed_dirs
+
+    present = set(FeatureSet(features).index["split"].tolist())
+    splits = split or [s for s in ("test", "test_ood") if s in present]
+    if not splits:
+        return
+    scores: dict[str, list[float]] = {}
+    for folder in seed_dirs(run):
+        if not (folder / "best.pt").is_file():
+            raise CmdclError(f"{folder}: no best.pt (training did not finish).",
+                             fix="finish it with train-head --resume auto.")
+        target = out / folder.name if out is not None and folder != run else (out or folder)
+        for name, metrics in evaluate_splits(folder / "best.pt", features, splits, target, device=device,
+                                             batch_size=batch_size).items():
+            typer.echo(f"{folder.name} {name}: {_headline(metrics)} -> {target / f'metrics_{name}.json'}")
+            main = metrics.get("top1", metrics.get("mAP"))
+            if main is not None:
+                scores.setdefault(name, []).append(main)
+    for name, values in scores.items():
+        if len(values) > 1:
+            typer.echo(f"{name}: mean over {len(values)} seeds {sum(values) / len(values):.4f} "
+                       f"(min {min(values):.4f}, max {max(values):.4f})")
+
+
 def evaluate_head(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="best.pt or last.pt of a run."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="best.pt or last.pt of a run, or a run folder "
+                                    "(every seed's best.pt of a --seeds run)."),
     features: List[str] = typer.Option(..., "--features", "-f", help=FEATURES_HELP),
     split: List[str] = typer.Option(["test"], "--split", help="Split(s) to score (repeatable), e.g. test, test_ood."),
     out: Optional[Path] = typer.Option(None, "--out", help="metrics.json (one split) or a folder (several); "
@@ -86,6 +146,9 @@ def evaluate_head(
     """Score a trained head on a split: top-1/top-5 or mAP, step mAP, per-class numbers, confusion matrix."""
     from cmdcl.head.evaluate import evaluate, evaluate_splits
 
+    if checkpoint.is_dir():
+        _evaluate_run(checkpoint, features, split, device, batch_size, out)
+        return
     if len(split) == 1:
         metrics = evaluate(checkpoint, features, split[0], out, device=device, batch_size=batch_size)
         target = out or checkpoint.parent / f"metrics_{split[0]}.json"

@@ -5,6 +5,11 @@ Every stage is the same code a user runs on real data (`cmdcl synth`, `cmdcl pre
 encoder is a tiny open_clip model pre-trained here, CLIP-style, on the world's "pretrain" split (videos no head
 uses); `--no-pretrain` keeps the random initialisation. Re-running the demo reuses finished stages (each
 stage resumes; pre-trained weights are reused when their provenance record matches).
+
+Every row is trained once per seed of `DemoConfig.seeds` into OUT/<row>/seed-K (the layout of
+`train-head --seeds`, through the same `head/seeds.train_jobs`), all rows x seeds spread over one worker
+process per core; the table shows the mean over seeds and results.json keeps each seed's numbers
+(`per_seed`) for paired comparisons. The report is that of the cmdcl row's first seed.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ DEMO_METHODS = tuple(DEMO_RUNS)
 # share of step-attention mass inside the true segment over the uniform share, 1.0 = no better than
 # uniform attention; absent for heads without step attention: shown as "-").
 GROUNDING_METRIC = "grounding_mass_ratio"
+_COST_RANK = {"cmdcl": 0, "transformer": 1, "linear": 2, "zeroshot": 3}  # training cost, most first
 
 
 @dataclass
@@ -49,12 +55,16 @@ class DemoConfig:
     epochs: int = 0  # 0: train-head's default schedule (docs/TRAINING.md)
     sta_layers: int = 2  # the paper's H=6 is the CLI default; 2 keeps the demo under its time budget
     methods: tuple[str, ...] = DEMO_METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)  # every row is trained once per seed (OUT/<row>/seed-K); the table shows means
+    train_workers: int = 0  # worker processes training the heads; 0: one per CPU core
     synthetic: dict = field(default_factory=dict)  # extra SyntheticConfig fields (sizes)
     report: bool = True
 
 
 @dataclass
 class MethodResult:
+    """One row of the table: the mean over its seeds; `per_seed` keeps each seed's numbers (same keys, plus
+    "seed", "run_dir", "epochs") for paired comparisons."""
     method: str
     run_dir: Path
     iid_top1: float
@@ -62,7 +72,8 @@ class MethodResult:
     step_map: float | None
     grounding: float | None
     parameters: int
-    train_s: float
+    train_s: float  # mean seconds of training per seed
+    per_seed: list[dict] = field(default_factory=list)
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[MethodResult]:
@@ -80,9 +91,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     report_path = None
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
+        from cmdcl.head.seed_runs import seed_dir
 
-        say("[5/5] report of the cmdcl run")
-        report_path = build_report(out / "cmdcl", features=features, device="cpu")
+        say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]})")
+        report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu")
     _summarise(cfg, out, results, features, weights, report_path, started, say)
     return results
 
@@ -141,37 +153,74 @@ def _weights_tag(weights: str) -> str:
 
 
 def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str], None]) -> list[MethodResult]:
+    """Every row x seed through `train_jobs` (the code path of train-head --seeds): features read once, the
+    runs spread over worker processes; finished runs are reused (each resumes from its own last.pt)."""
+    import os
+
     import torch
 
-    from cmdcl.head.config import HeadConfig
-    from cmdcl.head.evaluate import evaluate_splits
-    from cmdcl.head.train import train
+    from cmdcl.head.seed_runs import seed_dir, write_seeds
+    from cmdcl.head.seeds import train_jobs
 
-    # The demo's heads are tiny: one thread is fastest, and immune to other processes on a small machine
-    # (with two threads on two busy cores, a step was seen to take 100x longer).
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise CmdclError(f"--seeds {','.join(map(str, cfg.seeds))}: expected distinct seeds, e.g. 0,1,2.")
+    # The demo's heads are tiny: one thread each is fastest, and immune to other processes on a small machine
+    # (with two threads on two busy cores, a step was seen to take 100x longer); the cores go to workers.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     _check_runs_match_features(out, features)
+    for method in cfg.methods:
+        write_seeds(out / method, list(cfg.seeds), DEMO_RUNS[method]["method"])
+    # Longest first (cmdcl rows, then transformer, linear, zeroshot), so that no worker is left with a
+    # long run at the end while the others idle.
+    keys = sorted(((m, s) for m in cfg.methods for s in cfg.seeds),
+                  key=lambda key: _COST_RANK[DEMO_RUNS[key[0]]["method"]])
+    jobs = [(_head_config(cfg, m, s), seed_dir(out / m, s)) for m, s in keys]
+    workers = cfg.train_workers or min(len(jobs), os.cpu_count() or 1)
     schedule = f"{cfg.epochs} epochs" if cfg.epochs else "train-head's default schedule"
-    say(f"[4/5] training {', '.join(cfg.methods)} ({schedule}, same recipe for every method)")
-    results = []
+    say(f"[4/5] training {', '.join(cfg.methods)} x seeds {','.join(map(str, cfg.seeds))} ({schedule}, same recipe "
+        f"for every method; {workers} worker process{'es' if workers > 1 else ''})")
+    t0 = time.perf_counter()
     try:
-        for method in cfg.methods:
-            run_dir = out / method
-            head_cfg = HeadConfig(**DEMO_RUNS[method], epochs=cfg.epochs, sta_layers=cfg.sta_layers, seed=cfg.seed)
-            t0 = time.perf_counter()
-            summary = train(features, run_dir, head_cfg, resume="auto", progress=False, log=lambda m: None)
-            train_s = time.perf_counter() - t0
-            metrics = evaluate_splits(run_dir / "best.pt", features, ["test", "test_ood"], out_dir=run_dir)
-            results.append(MethodResult(
-                method=method, run_dir=run_dir, iid_top1=metrics["test"]["top1"],
-                ood_top1=metrics["test_ood"]["top1"], step_map=metrics["test"].get("step_mAP"),
-                grounding=metrics["test"].get(GROUNDING_METRIC), parameters=int(summary.get("parameters", 0)),
-                train_s=train_s))
-            say(f"      {method:<17} IID {results[-1].iid_top1:.3f}  OOD {results[-1].ood_top1:.3f}  ({train_s:.0f} s)")
+        runs = train_jobs(features, jobs, workers=workers, resume="auto", progress=False, log=lambda m: None,
+                          evaluate=["test", "test_ood"])
     finally:
         torch.set_num_threads(threads)
+    if any(r["interrupted"] for r in runs):
+        raise CmdclError("training was stopped by a signal; run the demo again to continue where it stopped.")
+    say(f"      trained and scored {len(jobs)} runs in {time.perf_counter() - t0:.0f} s")
+    by_key = dict(zip(keys, runs))
+    results = [_method_result(method, out, cfg.seeds, [by_key[method, s] for s in cfg.seeds]) for method in cfg.methods]
+    for r in results:
+        say(f"      {r.method:<17} IID {r.iid_top1:.3f}  OOD {r.ood_top1:.3f}  (mean of {len(r.per_seed)} seeds, "
+            f"{r.train_s:.0f} s per seed)")
     return results
+
+
+def _head_config(cfg: DemoConfig, method: str, seed: int):
+    from cmdcl.head.config import HeadConfig
+
+    return HeadConfig(**DEMO_RUNS[method], epochs=cfg.epochs, sta_layers=cfg.sta_layers, seed=seed)
+
+
+def _method_result(method: str, out: Path, seeds: tuple[int, ...], runs: list[dict]) -> MethodResult:
+    """The row: the mean over seeds of each seed's best.pt on test and test_ood (scored by train_jobs)."""
+    per_seed = []
+    for seed, run in zip(seeds, runs):
+        metrics = run["metrics"]
+        per_seed.append({"seed": seed, "run_dir": run["run_dir"], "iid_top1": metrics["test"]["top1"],
+                         "ood_top1": metrics["test_ood"]["top1"], "step_map": metrics["test"].get("step_mAP"),
+                         "grounding": metrics["test"].get(GROUNDING_METRIC), "train_s": run.get("train_seconds"),
+                         "epochs": run.get("epochs_run"), "parameters": int(run.get("parameters", 0))})
+    return MethodResult(
+        method=method, run_dir=out / method, iid_top1=_mean(per_seed, "iid_top1"), ood_top1=_mean(per_seed, "ood_top1"),
+        step_map=_mean(per_seed, "step_map"), grounding=_mean(per_seed, "grounding"),
+        parameters=per_seed[0]["parameters"], train_s=_mean(per_seed, "train_s") or 0.0, per_seed=per_seed)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(sum(values) / len(values)) if values else None
 
 
 def _check_runs_match_features(out: Path, features: str) -> None:
@@ -189,14 +238,14 @@ def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features
 
     context = context_only_accuracy(cfg.data_root, seed=cfg.seed)
     (out / "results.json").write_text(json.dumps({
-        "results": [{**r.__dict__, "run_dir": str(r.run_dir)} for r in results],
+        "results": [{**r.__dict__, "run_dir": str(r.run_dir)} for r in results], "seeds": list(cfg.seeds),
         "features": features, "report": str(report_path) if report_path else None,
         "context_only_top1": context,
         "encoder": {"model": cfg.model, "pretrained": weights or "random"},
         "seconds": time.perf_counter() - started,
     }, indent=2) + "\n")
     say("")
-    say(format_table(results, chance=1.0 / _num_classes(features), context=context))
+    say(format_table(results, chance=1.0 / _num_classes(features), context=context, seeds=len(cfg.seeds)))
     say("")
     say(f"features: {features}")
     for r in results:
@@ -218,7 +267,8 @@ def _num_classes(features: str) -> int:
     return FeatureSet(features).dims["C"]
 
 
-def format_table(results: list[MethodResult], chance: float, context: dict[str, float] | None = None) -> str:
+def format_table(results: list[MethodResult], chance: float, context: dict[str, float] | None = None,
+                 seeds: int = 1) -> str:
     header = (f"{'method':<17} {'IID top-1':>9} {'OOD top-1':>9} {'atomic mAP':>10} {'grounding':>9} {'params':>9} "
               f"{'train s':>7}")
     lines = [header, "-" * len(header)]
@@ -231,5 +281,7 @@ def format_table(results: list[MethodResult], chance: float, context: dict[str, 
         lines.append(f"{'context only':<17} {context['test']:>9.3f} {context['test_ood']:>9.3f} {'-':>10} {'-':>9} "
                      f"{'-':>9} {'-':>7}   <- logistic regression on the true confounder labels")
     lines.append(f"(chance top-1 = {chance:.3f}; IID = split 'test', OOD = split 'test_ood' with the context shuffled;")
-    lines.append(" grounding = IID step-attention mass inside the true step segments / the uniform share, 1.0 = uniform)")
+    mean = f";\n every number is the mean over {seeds} seeds (train s: per seed); per seed: results.json)"
+    lines.append(" grounding = IID step-attention mass inside the true step segments / the uniform share, 1.0 = uniform"
+                 + (mean if seeds > 1 else ")"))
     return "\n".join(lines)

@@ -53,10 +53,14 @@ def test_defaults_learn_order_on_a_small_order_world(order_features, tmp_path, m
     assert "3 steps per pass x 12 passes = 36 steps per epoch, 30 epochs = 1080 steps, warm-up 72 steps" in out
     assert "best.pt = the last epoch, no early stopping (9 validation videos < --min-val-videos 100" in out
     best = load_checkpoint(tmp_path / method / "best.pt")
-    assert best.epoch == 30 and best.finished  # the last epoch, not one picked on 9 videos
-    assert best.schedule["total_steps"] == 1080 and best.schedule["selection"] == "last"
     lines = [json.loads(x) for x in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 30 and [x["best"] for x in lines] == [False] * 29 + [True]
+    # best.pt is the last epoch run, not one picked on 9 videos: epoch 30, or the epoch at which the
+    # training-loss convergence rule stopped the run (only once it fits its training videos)
+    assert best.epoch == len(lines) and best.finished
+    assert best.schedule["total_steps"] == 1080 and best.schedule["selection"] == "last"
+    assert [x["best"] for x in lines] == [False] * (len(lines) - 1) + [True]
+    assert len(lines) == 30 or (lines[-1]["converged"] and lines[-1]["train_top1"] >= 0.99)
+    print(method, "epochs run", len(lines))
     if method == "linear":
         assert top1 <= CHANCE + 0.2, top1  # a mean over frames cannot see order
     else:

@@ -13,7 +13,7 @@ from cmdcl.pipelines.demo import DEMO_RUNS, MethodResult, format_table
 
 def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     sizes = ["--epochs", "3", "--videos-per-class", "8", "--test-per-class", "3", "--pretrain-per-class", "3",
-             "--pretrain-epochs", "2"]
+             "--pretrain-epochs", "2", "--seeds", "0,1"]
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
     printed = capsys.readouterr().out
     for run in DEMO_RUNS:
@@ -29,10 +29,14 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     fs = FeatureSet(results["features"])
     assert fs.provenance()["weights_sha256"] == file_sha256(weights)
     assert set(fs.index["split"]) == {"train", "test", "test_ood"}
+    assert results["seeds"] == [0, 1] and "mean over 2 seeds" in printed
     for r in results["results"]:
         assert 0.0 <= r["iid_top1"] <= 1.0 and 0.0 <= r["ood_top1"] <= 1.0
-        assert (tmp_path / "runs" / r["method"] / "best.pt").exists()
-    assert (tmp_path / "runs" / "cmdcl" / "report" / "report.html").exists()
+        assert [s["seed"] for s in r["per_seed"]] == [0, 1]
+        assert abs(r["iid_top1"] - sum(s["iid_top1"] for s in r["per_seed"]) / 2) < 1e-9
+        for seed in (0, 1):
+            assert (tmp_path / "runs" / r["method"] / f"seed-{seed}" / "best.pt").exists()
+    assert (tmp_path / "runs" / "cmdcl" / "seed-0" / "report" / "report.html").exists()
     # A second run reuses every finished stage (the pre-trained weights too) and prints the same table.
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
     assert "pre-trained cmdcl-tiny reused" in capsys.readouterr().out
