@@ -88,14 +88,19 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     weights = _pretrain_stage(cfg, out, say)
     features = _extract_stage(cfg, out, weights, say)
     results = _train_stage(cfg, out, features, say)
+    from cmdcl.extract.datasets.synthetic import context_only_accuracy
+
+    context = context_only_accuracy(cfg.data_root, seed=cfg.seed)  # the reference row: the confounder alone
+    table = demo_table(out, results, features, context)
     report_path = None
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
         from cmdcl.head.seed_runs import seed_dir
 
-        say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]})")
-        report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu")
-    _summarise(cfg, out, results, features, weights, report_path, started, say)
+        say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]}, with the OOD comparison)")
+        report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu",
+                                   compare=out / "compare-test_ood")
+    _summarise(cfg, out, results, features, weights, report_path, table, context, started, say)
     return results
 
 
@@ -233,10 +238,8 @@ def _check_runs_match_features(out: Path, features: str) -> None:
 
 
 def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features: str, weights: str | None,
-               report_path: Path | None, started: float, say: Callable[[str], None]) -> None:
-    from cmdcl.extract.datasets.synthetic import context_only_accuracy
-
-    context = context_only_accuracy(cfg.data_root, seed=cfg.seed)
+               report_path: Path | None, table: str, context: dict[str, float], started: float,
+               say: Callable[[str], None]) -> None:
     (out / "results.json").write_text(json.dumps({
         "results": [{**r.__dict__, "run_dir": str(r.run_dir)} for r in results], "seeds": list(cfg.seeds),
         "features": features, "report": str(report_path) if report_path else None,
@@ -245,7 +248,7 @@ def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features
         "seconds": time.perf_counter() - started,
     }, indent=2) + "\n")
     say("")
-    say(format_table(results, chance=1.0 / _num_classes(features), context=context, seeds=len(cfg.seeds)))
+    say(table)
     say("")
     say(f"features: {features}")
     for r in results:
@@ -261,27 +264,17 @@ def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features
             "action, the activity and sometimes the scene); these are not CMDCL's published results (see README).")
 
 
+def demo_table(out: Path, results: list[MethodResult], features: str, context: dict[str, float] | None) -> str:
+    """The table (pipelines/demo_table.py): intervals over seeds, paired OOD differences against the
+    transformer, grounding and leakage; the comparisons are also written to OUT/compare-<split>/."""
+    from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
+
+    rows = [r.method for r in results]
+    return format_demo_table(out, rows, compare_splits(out, rows), {r.method: r.train_s for r in results},
+                             chance=1.0 / _num_classes(features), context=context)
+
+
 def _num_classes(features: str) -> int:
     from cmdcl.core.store import FeatureSet
 
     return FeatureSet(features).dims["C"]
-
-
-def format_table(results: list[MethodResult], chance: float, context: dict[str, float] | None = None,
-                 seeds: int = 1) -> str:
-    header = (f"{'method':<17} {'IID top-1':>9} {'OOD top-1':>9} {'atomic mAP':>10} {'grounding':>9} {'params':>9} "
-              f"{'train s':>7}")
-    lines = [header, "-" * len(header)]
-    for r in results:
-        step = f"{r.step_map:.3f}" if r.step_map is not None else "-"
-        grounding = f"{r.grounding:.3f}" if r.grounding is not None else "-"
-        lines.append(f"{r.method:<17} {r.iid_top1:>9.3f} {r.ood_top1:>9.3f} {step:>10} {grounding:>9} "
-                     f"{r.parameters:>9,d} {r.train_s:>7.1f}")
-    if context:
-        lines.append(f"{'context only':<17} {context['test']:>9.3f} {context['test_ood']:>9.3f} {'-':>10} {'-':>9} "
-                     f"{'-':>9} {'-':>7}   <- logistic regression on the true confounder labels")
-    lines.append(f"(chance top-1 = {chance:.3f}; IID = split 'test', OOD = split 'test_ood' with the context shuffled;")
-    mean = f";\n every number is the mean over {seeds} seeds (train s: per seed); per seed: results.json)"
-    lines.append(" grounding = IID step-attention mass inside the true step segments / the uniform share, 1.0 = uniform"
-                 + (mean if seeds > 1 else ")"))
-    return "\n".join(lines)

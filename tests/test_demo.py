@@ -8,7 +8,10 @@ import numpy as np
 from cmdcl.core.store import FeatureSet
 from cmdcl.extract.models import file_sha256
 from cmdcl.pipelines.cli import main
-from cmdcl.pipelines.demo import DEMO_RUNS, MethodResult, format_table
+from cmdcl.head.predictions import Predictions, predictions_path, save_predictions
+from cmdcl.head.seed_runs import seed_dir, write_seeds
+from cmdcl.pipelines.demo import DEMO_RUNS
+from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
 
 
 def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
@@ -19,7 +22,7 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     for run in DEMO_RUNS:
         assert any(line.startswith(run + " ") for line in printed.splitlines()), run
     assert "pre-training cmdcl-tiny" in printed and "pre-trained here" in printed and "context only" in printed
-    assert "grounding" in printed.splitlines()[printed.splitlines().index(next(
+    assert "t-grnd" in printed.splitlines()[printed.splitlines().index(next(
         line for line in printed.splitlines() if line.startswith("method ")))]
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
     assert [r["method"] for r in results["results"]] == list(DEMO_RUNS)
@@ -45,12 +48,37 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
            [(r["iid_top1"], r["ood_top1"]) for r in results["results"]]
 
 
-def test_table_shows_grounding_when_the_metrics_have_it():
-    rows = [MethodResult("cmdcl", Path("r"), 0.9, 0.5, 0.8, 1.7, 10, 1.0),
-            MethodResult("linear", Path("r"), 0.9, 0.5, None, None, 10, 1.0)]
-    table = format_table(rows, chance=1 / 6).splitlines()
-    assert "grounding" in table[0]
-    assert table[2].split()[4] == "1.700" and table[3].split()[3:5] == ["-", "-"]
+def _fake_run(out: Path, name: str, correct: dict[str, list[int]], metrics: dict[str, dict]) -> None:
+    """A two-seed run whose seed K is right on the videos correct[split][K] of 10 (2 classes)."""
+    write_seeds(out / name, [0, 1], "cmdcl")
+    for seed in (0, 1):
+        folder = seed_dir(out / name, seed)
+        for split, counts in correct.items():
+            label = np.arange(10) % 2
+            pred = np.where(np.arange(10) < counts[seed], label, 1 - label)
+            scores = np.eye(2, dtype=np.float32)[pred]
+            save_predictions(predictions_path(folder, split), Predictions(
+                video_id=np.array([f"v{i}" for i in range(10)]), scores=scores, label=label,
+                labels=np.eye(2, dtype=np.uint8)[label], multilabel=False))
+            (folder / f"metrics_{split}.json").write_text(json.dumps(metrics.get(split, {})))
+
+
+def test_demo_table_has_intervals_paired_differences_grounding_and_leakage(tmp_path):
+    leak = {"leakage": {"background": {"accuracy": 0.5, "chance": 0.2}, "lighting": {"accuracy": 0.3, "chance": 0.25}}}
+    _fake_run(tmp_path, "transformer", {"test": [8, 8], "test_ood": [4, 6]}, {"test_ood": leak})
+    _fake_run(tmp_path, "cmdcl", {"test": [9, 9], "test_ood": [7, 9]},
+              {"test": {"grounding_mass_ratio": 2.0, "spatial_mass_ratio": 3.5}, "test_ood": leak})
+    rows = ["transformer", "cmdcl"]
+    table = format_demo_table(tmp_path, rows, compare_splits(tmp_path, rows), {"cmdcl": 1.0}, chance=0.5)
+    lines = table.splitlines()
+    assert "OOD - transformer [95% CI]" in lines[0] and "s-grnd" in lines[0] and "leak back/ligh" in lines[0]
+    cmdcl = next(line for line in lines if line.startswith("cmdcl "))
+    # OOD means 0.5 and 0.8: a +0.300 paired difference; t interval over two seeds 0.7 and 0.9 for cmdcl
+    assert "0.800 [" in cmdcl and "+0.300 [" in cmdcl and " 2.000 " in cmdcl and " 3.500 " in cmdcl
+    assert ".50/.30" in cmdcl
+    assert "(reference)" in next(line for line in lines if line.startswith("transformer "))
+    assert "mean over 2 seeds" in table and "background chance 0.200" in table
+    assert (tmp_path / "compare-test_ood" / "compare.json").is_file()
 
 
 def _features(tmp_path, name, seed):

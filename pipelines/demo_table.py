@@ -1,0 +1,120 @@
+"""The demo's one table: accuracy with intervals over seeds, the paired OOD difference against a reference
+method, temporal and spatial grounding, and context leakage (no torch: it reads the runs' files).
+
+    OUT/<row>/seed-K/predictions_<split>.npz   -> head/compare.compare_runs (intervals, paired differences)
+    OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test), leakage (test_ood)
+
+The comparisons are also written as OUT/compare-<split>/ (compare.json, compare.txt, forest.png), where
+`cmdcl report OUT/cmdcl/...` finds them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from cmdcl.head.seed_runs import seed_dirs
+
+IID, OOD = "test", "test_ood"
+REFERENCE = "transformer"  # the strongest baseline in every demo so far: the difference that matters for CMDCL
+
+
+@dataclass
+class RowExtras:
+    """Per-row means over seeds of the metrics that are not top-1 (None where the head has none)."""
+    step_map: float | None
+    grounding: float | None  # temporal: step-attention mass in the true segment / uniform share (IID)
+    spatial: float | None  # patch-attention mass on the true object's patches / their share (IID)
+    leakage: dict[str, float]  # factor -> probe accuracy from the head's representation (OOD)
+    leakage_chance: dict[str, float]
+
+
+def seed_metrics(run: Path, split: str) -> list[dict[str, Any]]:
+    """metrics_<split>.json of every seed of a run (written by evaluate)."""
+    return [json.loads((d / f"metrics_{split}.json").read_text()) for d in seed_dirs(run)]
+
+
+def row_extras(run: Path) -> RowExtras:
+    iid, ood = seed_metrics(run, IID), seed_metrics(run, OOD)
+    factors = sorted({f for m in ood for f in m.get("leakage", {})})
+    return RowExtras(
+        step_map=_mean(m.get("step_mAP") for m in iid), grounding=_mean(m.get("grounding_mass_ratio") for m in iid),
+        spatial=_mean(m.get("spatial_mass_ratio") for m in iid),
+        leakage={f: _mean(m["leakage"][f]["accuracy"] for m in ood if f in m.get("leakage", {})) for f in factors},
+        leakage_chance={f: _mean(m["leakage"][f]["chance"] for m in ood if f in m.get("leakage", {})) for f in factors})
+
+
+def _mean(values) -> float | None:
+    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(kept) / len(kept) if kept else None
+
+
+def compare_splits(out: Path, rows: Sequence[str], reference: str | None = REFERENCE):
+    """{split: Comparison} of the rows on IID and OOD, written to OUT/compare-<split>/."""
+    from cmdcl.head.compare import compare_runs, write_outputs
+
+    reference = reference if reference in rows else rows[0]
+    comparisons = {}
+    for split in (IID, OOD):
+        comparisons[split] = compare_runs([out / r for r in rows], split, reference=reference)
+        write_outputs(comparisons[split], out / f"compare-{split}")
+    return comparisons
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _ci(low: float | None, high: float | None, signed: bool = False) -> str:
+    return f"[{_num(low, signed)},{_num(high, signed)}]"
+
+
+def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s: dict[str, float],
+                      chance: float, context: dict[str, float] | None = None) -> str:
+    """The demo's table (see the module docstring); `train_s` = mean training seconds per seed of each row."""
+    iid = {r.run: r for r in comparisons[IID].rows}
+    ood = {r.run: r for r in comparisons[OOD].rows}
+    reference = comparisons[OOD].reference
+    extras = {name: row_extras(out / name) for name in rows}
+    factors = sorted({f for e in extras.values() for f in e.leakage})
+    leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
+    head = (f"{'method':<17} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
+            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'mAP':>5} {'t-grnd':>6} {'s-grnd':>6} "
+            f"{leak_head:>18} {'train s':>7}")
+    lines = [head, "-" * len(head)]
+    for name in rows:
+        a, b, e = iid[name], ood[name], extras[name]
+        diff = "(reference)" if b.diff is None else f"{_num(b.diff, True)} {_ci(b.diff_low, b.diff_high, True)}"
+        p = "" if b.p is None else ("<0.001" if b.p < 0.001 else f"{b.p:.3f}")
+        leak = "/".join(f"{e.leakage[f]:.2f}"[1:] if e.leakage.get(f) is not None else "-" for f in factors) or "-"
+        lines.append(f"{name:<17} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
+                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {_num(e.step_map):>5} "
+                     f"{_num(e.grounding):>6} {_num(e.spatial):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
+    if context:
+        lines.append(f"{'context only':<17} {context[IID]:.3f}{'':<15} {context[OOD]:.3f}{'':<15}"
+                     "   <- logistic regression on the true confounder labels")
+    lines += _footer(comparisons, extras, factors, chance)
+    return "\n".join(lines)
+
+
+def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str], chance: float) -> list[str]:
+    seeds = max(len(r.seeds) for r in comparisons[OOD].rows)
+    c = comparisons[OOD]
+    chances = {f: _mean(e.leakage_chance.get(f) for e in extras.values()) for f in factors}
+    lines = [f"(chance top-1 = {chance:.3f}; IID = split 'test' ({comparisons[IID].num_videos} videos), OOD = split "
+             f"'test_ood' ({c.num_videos} videos) with the context shuffled; every number is the mean over {seeds} "
+             "seeds;",
+             " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
+             "the same videos and seeds, p: paired permutation test (head/compare.py);",
+             " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd: IID "
+             "patch-attention mass on the true object's patches / their share (1.0 = uniform, '-' = no such "
+             "attention);"]
+    if factors:
+        lines.append(" leak: OOD accuracy of a 5-fold linear probe from the head's representation to each context "
+                     "factor (" + ", ".join(f"{f} chance {_num(chances[f])}" for f in factors) + "); lower = less "
+                     "context left; full comparisons: compare-test*/)")
+    return lines
