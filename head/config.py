@@ -5,7 +5,7 @@ Defaults follow docs/METHOD.md (our reading of the paper); [ours] choices are th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Optional
 
 from cmdcl.core.errors import CmdclError
 
@@ -14,8 +14,9 @@ from cmdcl.core.errors import CmdclError
 CHOICES: dict[str, tuple[str, ...]] = {
     "method": ("cmdcl", "linear", "transformer", "zeroshot"),
     "bias_estimator": ("attention", "sinkhorn"),
-    "bias_source": ("video", "dictionary"),
-    "frontdoor_cross": ("dictionary", "none"),
+    "bias_source": ("prior", "video", "dictionary"),
+    "frontdoor_cross": ("sample", "dictionary", "none"),
+    "mediator": ("learned", "cosine"),
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
 }
@@ -45,10 +46,20 @@ class HeadConfig:
     # 5 iterations leave row sums ~37% off at S=48, F=64; 50 converge (eps 0.1): docs/METHOD.md
     sinkhorn_iters: int = option(50, "Sinkhorn iterations (bias estimator sinkhorn).")
     sinkhorn_eps: float = option(0.1, "Entropic regularisation of the Sinkhorn plan.")
-    bias_source: str = option("video", "video | dictionary.")
-    frontdoor_cross: str = option("dictionary", "dictionary | none.")
+    bias_source: str = option("prior", "prior (back-door over confounder prototypes weighted by P(z); T' does not "
+                                       "depend on the video) | video (the video's own frames) | dictionary (frame "
+                                       "prototypes).")
+    frontdoor_cross: str = option("sample", "sample (the sample's own mediator queries a global dictionary with "
+                                            "priors, CATT) | dictionary (queried by the text) | none.")
     dictionary_size: int = option(32, "K prototypes of the bias dictionary and the front-door memory.")
-    use_patches: bool = option(False, "Use cached patch tokens (divided space/time attention).")
+    use_patches: Optional[bool] = option(None, "Patch tokens: on, off, or unset = on when the features hold them.",
+                                         flag="--use-patches/--no-use-patches")
+    mediator: str = option("learned", "learned (Q/K projections, patches mediated before the deep stack) | cosine "
+                                      "(the old cosine mediator after divided space/time attention).")
+    patch_frame_context: bool = option(False, "Add the whole-frame embedding to every patch token (old behaviour).")
+    static_split: bool = option(True, "[ours] The mediator reads each frame/patch token minus its video mean.")
+    grounding_loss: float = option(0.0, "[ours] Weight of -log(temporal attention mass in the annotated step's "
+                                        "segments) (needs step segments in the features).")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -95,6 +106,11 @@ class HeadConfig:
             raise CmdclError(f"--width {self.width} is not divisible by --heads {self.heads}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
+        if self.grounding_loss < 0:
+            raise CmdclError(f"--grounding-loss must be >= 0, got {self.grounding_loss}.")
+        if self.mediator == "cosine" and self.frontdoor_cross == "sample":
+            raise CmdclError("--frontdoor-cross sample needs --mediator learned (the cosine mediator has no "
+                             "sample-queried term).")
         if not 0.0 <= self.dropout < 1.0:
             raise CmdclError(f"--dropout must be in [0, 1), got {self.dropout}.")
         return self
@@ -104,5 +120,16 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
+        """A saved config; options it predates take the value that reproduces the old head (LEGACY)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "mediator" not in values:  # saved before the learned mediator: the old defaults throughout
+            values = {**LEGACY, **values}
+        return cls(**values)
+
+
+# What a config saved before the learned mediator meant for the options added with it (and for the
+# defaults that changed with them), so old checkpoints rebuild the head they were trained with.
+LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "static_split": False,
+                          "grounding_loss": 0.0, "bias_source": "video", "frontdoor_cross": "dictionary",
+                          "use_patches": False}

@@ -37,7 +37,7 @@ def build_model(cfg: HeadConfig, text: TextBank, dims: dict, multilabel: bool) -
         from cmdcl.head.cmdcl_model import CMDCLHead  # imported lazily: written alongside, heavier
 
         return CMDCLHead(cfg, step_text, class_text, frames=dims["F"],
-                         patches_per_frame=dims.get("P", 0) if cfg.use_patches else 0, multilabel=multilabel)
+                         patches_per_frame=dims.get("P", 0) if cfg.use_patches is not False else 0, multilabel=multilabel)
     if method == "linear":
         from cmdcl.head.baselines import LinearProbeHead
 

@@ -16,6 +16,8 @@ writes, and its decisions (stop, early stop) are broadcast so that every rank le
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import time
@@ -210,9 +212,16 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
            dev: torch.device, dist, rank: int, world: int, say: Callable[[str], None],
            deterministic: bool) -> tuple[RunContext, nn.Module]:
     """Data, head (seeded, dictionaries fitted or weights restored) and the run folder's config files."""
-    data, train_rows, val_rows = load_train_val(features, cfg.frames, cfg.use_patches, cfg.val_fraction, cfg.seed,
+    # auto (None) means patches for cmdcl when the file has them; other heads never read them.
+    use_patches = False if cfg.use_patches is None and cfg.method != "cmdcl" else cfg.use_patches
+    data, train_rows, val_rows = load_train_val(features, cfg.frames, use_patches, cfg.val_fraction, cfg.seed,
                                                 cfg.data_mode, log=say)
     fs = data.feature_set
+    if cfg.use_patches is None:  # auto, resolved here so the checkpoint records what was used
+        cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
+        if cfg.method == "cmdcl":
+            say(f"patch tokens: {'on, ' + str(data.patches_per_frame) + ' per frame' if data.use_patches else 'off'}"
+                " (--use-patches unset: on when the features hold them).")
     if saved is not None:
         check_compatible(saved, fs, resume_path)
     validates_on_train = not len(val_rows)

@@ -1,0 +1,133 @@
+"""The learned patch mediator of the visual front door (docs/METHOD.md §4b; mediator="learned").
+
+Per atomic action i (query T'_i), over a video's frame tokens h_f (B, F, W) and, when given, its patch
+tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole-frame embedding):
+
+    a(p | f, i) = softmax_p( <Wq_s T'_i, Wk_s x_fp> / sqrt(d) )          spatial, one map per action [fig 7]
+    u_if        = sum_p a(p | f, i) x_fp + h_f
+    A_if        = softmax_f( <Wq_t T'_i, Wk_t u_if> / sqrt(d) )          temporal, padded frames 0
+    M_i         = to_embedding( sum_f A_if u_if )                        in-sample mediator (B, S, D)
+    C_i         = sum_k w_ik z_k,  w_ik ∝ P(z_k) exp(<Wq_c M_i, Wk_c z_k> / sqrt(d))   cross="sample" [CATT]
+    V'_i        = [M_i ; C_i] W_V
+
+Cheap by design: Wk_t is linear without bias, so <q, Wk_t u_if> = sum_p a(p|f,i) <q, Wk_t x_fp> + <q, Wk_t h_f>
+and M_i = sum_fp A_if a(p|f,i) x_fp + sum_f A_if h_f: the (B, S, F, W) tensor u is never built, the deep
+spatio-temporal stack only sees the F frame tokens, and the patches cost O(B S F P d) like one attention
+layer. The global dictionary z (K, D) with priors P(z_k) is fitted by KMeans on the training set's frame
+features (static-split ones when the head splits them) and stays fixed (CATT's global dictionary).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .textual import MASKED_LOGIT
+from .visual import FrontdoorMediator, masked_softmax, safe_frame_mask
+
+
+def _projection(inputs: int, outputs: int) -> nn.Linear:
+    layer = nn.Linear(inputs, outputs, bias=False)  # no bias: keeps the key map linear (see module doc)
+    nn.init.xavier_uniform_(layer.weight)
+    return layer
+
+
+class LearnedMediator(FrontdoorMediator):
+    """Front door with learned Q/K attention over frames and patches (see the module docstring).
+
+    forward(text (S, D) or (B, S, D), frames (B, F, W), patches (B, F, P, W) or None, frame_mask (B, F),
+    to_embedding: W -> D) -> (V' (B, S, D), temporal attention (B, S, F), spatial attention (B, S, F, P)
+    or None). Spatial rows sum to 1 over P on valid frames and are 0 on padded ones.
+    """
+
+    def __init__(self, dim: int, width: int, cross: str = "sample", memory_size: int = 32,
+                 init_temperature: float = 0.07, key_dim: int = 0):
+        super().__init__(dim, cross, memory_size, init_temperature)
+        key = key_dim or width
+        self.key_scale = 1.0 / math.sqrt(key)
+        self.spatial_query, self.spatial_key = _projection(dim, key), _projection(width, key)
+        self.temporal_query, self.temporal_key = _projection(dim, key), _projection(width, key)
+        if cross == "sample":
+            self.cross_query, self.cross_key = _projection(dim, key), _projection(dim, key)
+            self.register_buffer("memory", torch.zeros(memory_size, dim))
+            self.register_buffer("priors", torch.zeros(memory_size))
+            self.register_buffer("fitted", torch.tensor(False))
+
+    @torch.no_grad()
+    def set_memory(self, prototypes: Tensor, priors: Tensor | None = None) -> None:
+        """Install the dictionary (K, D); priors P(z_k) (K,) are used by cross="sample" (uniform if None)."""
+        if self.cross != "sample":
+            super().set_memory(prototypes)
+            return
+        prototypes = torch.as_tensor(prototypes)
+        if prototypes.shape != self.memory.shape:
+            raise ValueError(f"memory must be {tuple(self.memory.shape)}, got {tuple(prototypes.shape)}")
+        priors = torch.ones(len(prototypes)) if priors is None else torch.as_tensor(priors).float()
+        self.memory.copy_(prototypes)
+        self.priors.copy_(priors / priors.sum().clamp_min(1e-12))
+        self.fitted.fill_(True)
+
+    @torch.no_grad()
+    def update_memory(self, summaries: Tensor, momentum: float = 0.9, seed: int = 0) -> None:
+        # The sample-queried dictionary holds frame-level states, not video summaries: it stays as fitted.
+        if self.cross != "sample":
+            super().update_memory(summaries, momentum, seed)
+
+    def sample_cross_term(self, mediator: Tensor) -> Tensor:
+        """C_i = sum_k w_ik z_k with w_ik ∝ P(z_k) exp(<Wq M_i, Wk z_k>/sqrt d): the sample's OWN mediator
+        queries the global dictionary (CATT's cross-sample attention), (B, S, D). Zeros until fitted."""
+        if not bool(self.fitted):
+            return torch.zeros_like(mediator)
+        logits = self.cross_query(mediator) @ self.cross_key(self.memory).T * self.key_scale
+        log_prior = torch.log(self.priors.clamp_min(0)).clamp_min(MASKED_LOGIT)  # zero-prior padding: never chosen
+        return (logits + log_prior).softmax(-1) @ self.memory
+
+    def forward(self, text: Tensor, frames: Tensor, patches: Tensor | None, frame_mask: Tensor,
+                to_embedding: nn.Module) -> tuple[Tensor, Tensor, Tensor | None]:
+        batch = frames.shape[0]
+        if text.dim() == 2:
+            text = text.expand(batch, *text.shape)
+        mask = safe_frame_mask(frame_mask)[:, None, :]  # (B, 1, F)
+        query_t = self.temporal_query(text)
+        logits = torch.einsum("bsk,bfk->bsf", query_t, self.temporal_key(frames))
+        spatial = None
+        if patches is not None:
+            spatial_logits = torch.einsum("bsk,bfpk->bsfp", self.spatial_query(text), self.spatial_key(patches))
+            spatial = (spatial_logits * self.key_scale).softmax(-1) * mask.unsqueeze(-1)
+            patch_logits = torch.einsum("bsk,bfpk->bsfp", query_t, self.temporal_key(patches))
+            logits = logits + (spatial * patch_logits).sum(-1)
+        attention = masked_softmax(logits * self.key_scale, mask)
+        pooled = torch.einsum("bsf,bfw->bsw", attention, frames)
+        if patches is not None:
+            pooled = pooled + torch.einsum("bsfp,bfpw->bsw", attention.unsqueeze(-1) * spatial, patches)
+        mediator = to_embedding(pooled)  # M in the text space (B, S, D)
+        if self.cross == "sample":
+            context = self.sample_cross_term(mediator)
+        elif self.cross == "dictionary":
+            context = self.cross_term(text)  # the old text-queried term
+        else:
+            context = text
+        return self.approximator(torch.cat([mediator, context], dim=-1)), attention, spatial
+
+
+def static_split(x: Tensor, frame_mask: Tensor) -> Tensor:
+    """x minus its mean over the video's valid frames (per patch position for (B, F, P, D)): the dynamic part.
+
+    [ours] Background, attire and lighting are the same in every frame, so they live in the mean; what is
+    left changes over time (the action). Padded frames become 0."""
+    valid = safe_frame_mask(frame_mask).to(x.dtype)
+    weights = valid.view(*valid.shape, *([1] * (x.dim() - 2)))
+    mean = (x * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
+    return (x - mean) * weights
+
+
+def frame_deviations(frame_features: "np.ndarray", frame_mask: "np.ndarray") -> "np.ndarray":
+    """Valid rows of (frame − its video's mean frame), (n, D) float32 numpy: the sample dictionary's input."""
+    feats = np.asarray(frame_features, np.float32)
+    mask = np.asarray(frame_mask, bool)
+    safe = mask | ~mask.any(1, keepdims=True)
+    means = (feats * safe[..., None]).sum(1, keepdims=True) / safe.sum(1, keepdims=True)[..., None]
+    return (feats - means)[mask]
+
