@@ -40,6 +40,7 @@ from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData, epoch_batches, load_train_val
 from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name
 from cmdcl.head.factory import build_model, count_parameters, text_tensors
+from cmdcl.head.grounding_loss import grounding_loss, grounding_targets
 from cmdcl.head.runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                                 restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from cmdcl.head.run_files import append_metrics, truncate_metrics, write_run_files
@@ -91,6 +92,7 @@ class RunContext:
     on_step: Callable[[dict[str, Any]], None] | None = None
     progress: bool = True
     num_params: int = 0
+    frame_step: torch.Tensor | None = None  # (N, F) step id per frame, for the grounding loss (head/grounding_loss.py)
 
     @property
     def master(self) -> bool:
@@ -212,16 +214,13 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
            dev: torch.device, dist, rank: int, world: int, say: Callable[[str], None],
            deterministic: bool) -> tuple[RunContext, nn.Module]:
     """Data, head (seeded, dictionaries fitted or weights restored) and the run folder's config files."""
-    # auto (None) means patches for cmdcl when the file has them; other heads never read them.
     use_patches = False if cfg.use_patches is None and cfg.method != "cmdcl" else cfg.use_patches
     data, train_rows, val_rows = load_train_val(features, cfg.frames, use_patches, cfg.val_fraction, cfg.seed,
                                                 cfg.data_mode, log=say)
     fs = data.feature_set
     if cfg.use_patches is None:  # auto, resolved here so the checkpoint records what was used
         cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
-        if cfg.method == "cmdcl":
-            say(f"patch tokens: {'on, ' + str(data.patches_per_frame) + ' per frame' if data.use_patches else 'off'}"
-                " (--use-patches unset: on when the features hold them).")
+        say(f"--use-patches unset (auto): patch tokens {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}.")
     if saved is not None:
         check_compatible(saved, fs, resume_path)
     validates_on_train = not len(val_rows)
@@ -255,6 +254,7 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
         provenance={**fs.provenance(), "files": [str(p.resolve()) for p in fs.paths]},
         schedule=resolve_schedule(cfg, len(train_rows), world, saved_passes),
         selection=resolve_selection(cfg, len(val_rows), validates_on_train), num_params=count_parameters(model))
+    ctx.frame_step = grounding_targets(cfg, data, dev, say)
     if ctx.master:
         _write_run_files(ctx, deterministic)
     say(f"{cfg.method}: {ctx.num_params:,} trainable parameters, {'multi' if multilabel else 'single'}-label, "
@@ -390,6 +390,9 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
         with amp.autocast():
             out = net(batch["features"], batch["frame_mask"], batch.get("patches"))
             loss = head_loss(out, batch, ctx.multilabel, ctx.aux_weight)
+            if ctx.frame_step is not None:
+                rows = torch.as_tensor(batches[step], dtype=torch.long).to(ctx.frame_step.device)
+                loss = loss + cfg.grounding_loss * grounding_loss(out["step_attention"], ctx.frame_step[rows])
         ts.optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:

@@ -67,7 +67,7 @@ class VideoEncoder(nn.Module):
                 raise ValueError(f"patches have {patches.shape[2]} tokens per frame; the encoder was built for "
                                  f"{0 if self.spatial_position is None else self.spatial_position.shape[0]}")
             context = tokens if self.frame_context else self.temporal_position[:frames]
-            tokens = self.in_proj(patches) + self.spatial_position + context.unsqueeze(2)
+            tokens = self.in_proj(patches) + self.spatial_position + context.unsqueeze(-2)
         return self.dropout(tokens)
 
     def frame_tokens(self, features: Tensor) -> Tensor:
