@@ -179,6 +179,12 @@ class CMDCLHead(nn.Module):
         feats, mask = np.asarray(frame_features[videos], np.float32), frame_mask[videos]
         return frame_deviations(feats, mask) if self.cfg.static_split else feats[mask]
 
+    @property
+    def refreshes_memory(self) -> bool:
+        """Whether refresh_memory moves anything: only the text-queried memory of video summaries does, so
+        training skips the pass over the training set otherwise."""
+        return self.mediator is not None and self.mediator.cross == "dictionary"
+
     @torch.no_grad()
     def refresh_memory(self, summaries: Tensor, momentum: float = 0.9) -> None:
         """EMA refresh of the front-door memory with outputs' "video_summary" rows (N, D), e.g. between
@@ -229,8 +235,9 @@ class CMDCLHead(nn.Module):
             tokens = self.sta(self.encoder.frame_tokens(frames), mask)
             summary = masked_mean(self.encoder.to_embedding(tokens), mask)
             if self.mediator is not None:
-                patch_tokens = self.encoder.patch_tokens(patches) if patches is not None else None
-                return (*self.mediator(text, tokens, patch_tokens, mask, self.encoder.to_embedding), summary)
+                if patches is not None and self.cfg.patch_frame_context:  # old: the frame embedding in every patch
+                    tokens = tokens + frames @ self.encoder.in_proj.weight.T
+                return (*self.mediator(text, tokens, patches, mask, self.encoder), summary)
         else:
             tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patches), mask))  # V_s
             summary = masked_mean(tokens, mask)

@@ -10,10 +10,11 @@ tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole
     C_i         = sum_k w_ik z_k,  w_ik ∝ P(z_k) exp(<Wq_c M_i, Wk_c z_k> / sqrt(d))   cross="sample" [CATT]
     V'_i        = [M_i ; C_i] W_V
 
-Cheap by design: Wk_t is linear without bias, so <q, Wk_t u_if> = sum_p a(p|f,i) <q, Wk_t x_fp> + <q, Wk_t h_f>
-and M_i = sum_fp A_if a(p|f,i) x_fp + sum_f A_if h_f: the (B, S, F, W) tensor u is never built, the deep
-spatio-temporal stack only sees the F frame tokens, and the patches cost O(B S F P d) like one attention
-layer. The global dictionary z (K, D) with priors P(z_k) is fitted by KMeans on the training set's frame
+Cheap by design: the keys and the patch token map x_fp = W_in patch_fp + b + pos_p + t_f are linear, so
+every score is a query mapped once into the raw feature space dotted with the raw patch, and M_i pools the
+raw patches with the joint weights A_if a(p|f,i) before W_in: no (B, F, P, W) token, key or (B, S, F, W)
+tensor is ever built, the deep spatio-temporal stack only sees the F frame tokens, and the patches cost
+three (B, S, F, P, D) contractions. (Hence no dropout on patch tokens.) The global dictionary z (K, D) with priors P(z_k) is fitted by KMeans on the training set's frame
 features (static-split ones when the head splits them) and stays fixed (CATT's global dictionary).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .textual import MASKED_LOGIT
-from .visual import FrontdoorMediator, masked_softmax, safe_frame_mask
+from .visual import FrontdoorMediator, VideoEncoder, masked_softmax, safe_frame_mask
 
 
 def _projection(inputs: int, outputs: int) -> nn.Linear:
@@ -37,8 +38,8 @@ def _projection(inputs: int, outputs: int) -> nn.Linear:
 class LearnedMediator(FrontdoorMediator):
     """Front door with learned Q/K attention over frames and patches (see the module docstring).
 
-    forward(text (S, D) or (B, S, D), frames (B, F, W), patches (B, F, P, W) or None, frame_mask (B, F),
-    to_embedding: W -> D) -> (V' (B, S, D), temporal attention (B, S, F), spatial attention (B, S, F, P)
+    forward(text (S, D) or (B, S, D), frames (B, F, W), raw patches (B, F, P, D) or None, frame_mask (B, F),
+    encoder: its VideoEncoder) -> (V' (B, S, D), temporal attention (B, S, F), spatial attention (B, S, F, P)
     or None). Spatial rows sum to 1 over P on valid frames and are 0 on padded ones.
     """
 
@@ -85,24 +86,24 @@ class LearnedMediator(FrontdoorMediator):
         return (logits + log_prior).softmax(-1) @ self.memory
 
     def forward(self, text: Tensor, frames: Tensor, patches: Tensor | None, frame_mask: Tensor,
-                to_embedding: nn.Module) -> tuple[Tensor, Tensor, Tensor | None]:
+                encoder: VideoEncoder) -> tuple[Tensor, Tensor, Tensor | None]:
+        """frames: frame tokens h (B, F, W) from the deep stack; patches: the RAW patch features (B, F, P, D),
+        whose tokens x_fp = in_proj(patch) + spatial position + time are never built (see below)."""
         batch = frames.shape[0]
         if text.dim() == 2:
             text = text.expand(batch, *text.shape)
         mask = safe_frame_mask(frame_mask)[:, None, :]  # (B, 1, F)
-        query_t = self.temporal_query(text)
-        logits = torch.einsum("bsk,bfk->bsf", query_t, self.temporal_key(frames))
+        query_t = self.temporal_query(text) @ self.temporal_key.weight  # Wk^T Wq T', in token space (B, S, W)
+        logits = torch.einsum("bsw,bfw->bsf", query_t, frames)
         spatial = None
         if patches is not None:
-            spatial_logits = torch.einsum("bsk,bfpk->bsfp", self.spatial_query(text), self.spatial_key(patches))
-            spatial = (spatial_logits * self.key_scale).softmax(-1) * mask.unsqueeze(-1)
-            patch_logits = torch.einsum("bsk,bfpk->bsfp", query_t, self.temporal_key(patches))
-            logits = logits + (spatial * patch_logits).sum(-1)
+            spatial, patch_logits = self._patch_scores(text, query_t, patches, mask, encoder)
+            logits = logits + patch_logits
         attention = masked_softmax(logits * self.key_scale, mask)
         pooled = torch.einsum("bsf,bfw->bsw", attention, frames)
         if patches is not None:
-            pooled = pooled + torch.einsum("bsfp,bfpw->bsw", attention.unsqueeze(-1) * spatial, patches)
-        mediator = to_embedding(pooled)  # M in the text space (B, S, D)
+            pooled = pooled + self._patch_values(attention, spatial, patches, encoder)
+        mediator = encoder.to_embedding(pooled)  # M in the text space (B, S, D)
         if self.cross == "sample":
             context = self.sample_cross_term(mediator)
         elif self.cross == "dictionary":
@@ -110,6 +111,34 @@ class LearnedMediator(FrontdoorMediator):
         else:
             context = text
         return self.approximator(torch.cat([mediator, context], dim=-1)), attention, spatial
+
+    def _patch_scores(self, text: Tensor, query_t: Tensor, patches: Tensor, mask: Tensor,
+                      encoder: VideoEncoder) -> tuple[Tensor, Tensor]:
+        """Spatial attention a (B, S, F, P) and the patch part of the temporal logits (B, S, F).
+
+        Keys and the token map are linear, so <q, Wk x_fp> = <W_in^T Wk^T q, patch_fp> + <Wk^T q, pos_p + t_f
+        + b>: both queries go through the maps once per (video, action), not once per patch. The terms
+        constant over p (time, bias) cancel in the spatial softmax; in the temporal logits they sum with
+        weights sum_p a = 1."""
+        query_s = self.spatial_query(text) @ self.spatial_key.weight  # (B, S, W)
+        queries = torch.cat([query_s, query_t], dim=1) @ encoder.in_proj.weight  # (B, 2S, D) on raw patches
+        raw = torch.einsum("bqd,bfpd->bqfp", queries, patches)
+        steps = query_s.shape[1]
+        spatial_position = encoder.spatial_position  # (P, W)
+        spatial_logits = raw[:, :steps] + (query_s @ spatial_position.T)[:, :, None, :]
+        spatial = (spatial_logits * self.key_scale).softmax(-1) * mask.unsqueeze(-1)
+        per_patch = raw[:, steps:] + (query_t @ spatial_position.T)[:, :, None, :]
+        frame_terms = query_t @ (encoder.temporal_position[:patches.shape[1]] + encoder.in_proj.bias).T  # (B, S, F)
+        return spatial, (spatial * per_patch).sum(-1) + frame_terms * mask
+
+    @staticmethod
+    def _patch_values(attention: Tensor, spatial: Tensor, patches: Tensor, encoder: VideoEncoder) -> Tensor:
+        """sum_fp A_f a(p|f) x_fp (B, S, W) from the raw patches: in_proj of the pooled patch (the joint
+        weights sum to 1), plus the pooled spatial and temporal positions."""
+        joint = attention.unsqueeze(-1) * spatial  # (B, S, F, P)
+        pooled_raw = torch.einsum("bsfp,bfpd->bsd", joint, patches)
+        positions = joint.sum(2) @ encoder.spatial_position + attention @ encoder.temporal_position[:patches.shape[1]]
+        return encoder.in_proj(pooled_raw) + positions
 
 
 def static_split(x: Tensor, frame_mask: Tensor) -> Tensor:

@@ -427,7 +427,7 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
 
 def evaluate(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
     """Validation: the scalar metrics of the head on the validation videos, plus the loss ("loss")."""
-    if ctx.cfg.refresh_memory and hasattr(model, "refresh_memory"):
+    if ctx.cfg.refresh_memory and getattr(model, "refreshes_memory", False):
         # Front-door memory follows the trained encoder (method.md §4); under DDP the other
         # ranks receive the refreshed buffers at their next forward.
         summaries = collect_outputs(model, ctx.data, ctx.train_rows, ctx.dev, ctx.eval_batch, keys=("video_summary",))

@@ -141,3 +141,20 @@ def test_old_configs_rebuild_the_old_head():
                       unit(S, D, seed=10), unit(C, D, seed=11), FRAMES, P, False)
     assert any(block.spatial is not None for block in model.sta.blocks)  # divided space/time as before
     assert HeadConfig.from_dict(HeadConfig().to_dict()) == HeadConfig()  # new configs round-trip
+
+
+def test_folded_patch_scores_equal_the_explicit_token_attention():
+    # The mediator never builds patch tokens or keys (head/mediator.py); check it against building them.
+    features, mask, patches = batch()
+    model = head(use_tci=False, static_split=False, frontdoor_cross="none")
+    out = model(features, mask, patches)
+    med, enc, text = model.mediator, model.encoder, model.frozen_text
+    tokens = enc.patch_tokens(patches)  # (B, F, P, W): patch + spatial position + time
+    logits = torch.einsum("sk,bfpk->bsfp", med.spatial_query(text), med.spatial_key(tokens)) * med.key_scale
+    expected = logits.softmax(-1) * mask[:, None, :, None]
+    assert torch.allclose(out["spatial_attention"], expected, atol=1e-5)
+    frames = model.sta(enc.frame_tokens(features), mask)
+    u = torch.einsum("bsfp,bfpw->bsfw", expected, tokens) + frames[:, None]
+    temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u)) * med.key_scale
+    temporal = temporal.masked_fill(~mask[:, None, :], -1e4).softmax(-1) * mask[:, None, :]
+    assert torch.allclose(out["step_attention"], temporal, atol=1e-5)
