@@ -6,7 +6,7 @@
 
 Prints, per head variant, seconds per training step (forward + backward + AdamW; steps interleaved in one
 process so contention hits every variant alike) and the projection to a COIN epoch (8,909 training videos,
-F=64, P=16, D=768, S=778, C=180; ceil(8909 / 32) steps). Variants: the learned patch mediator (default),
+F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default),
 the same head without patches (frame tokens only), and the old head (cosine mediator after divided
 space/time attention over all F x P tokens). Also the COIN feature volume with patches and a one-epoch
 train-head run with data_mode memmap on a patch file (the bounded-memory path), with its peak RSS.
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     parser.add_argument("--layers", type=int, default=6, help="H for the COIN projection (paper: 6)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8, help="batch of the COIN-shaped timing (projection scales)")
     parser.add_argument("--demo-features", help="also time the demo's heads (H=2, batch 32) on these features")
     args = parser.parse_args(argv)
     import torch
@@ -125,18 +126,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{volume / 1e9:.1f} GB (+{volume / COIN['P'] / 1e9:.2f} GB frame features): use --data-mode memmap")
     with tempfile.TemporaryDirectory() as tmp:
         path = coin_like_file(Path(tmp) / "coin-like.h5", videos, f, 4, d, c, s)
-        batch = 8 if args.small else 32
+        # first, so that the peak RSS is the memmap run's (the timing below holds its batch in memory)
+        result = memmap_epoch(path, Path(tmp) / "run")
+        print(f"train-head --data-mode memmap, patches auto, 1 epoch on {videos} videos: {result['seconds']:.1f} s, "
+              f"peak RSS {result['peak_rss_mib']:.0f} MiB")
+        for line in result["log"]:
+            print("  log:", line)
+        batch = min(args.batch, videos * 7 // 8)
         per_step = step_seconds(str(path), {}, batch, args.layers, args.steps)
-        epoch_steps = math.ceil(COIN["train"] / 32)
+        epoch_steps = math.ceil(COIN["train"] / batch)
         print(f"\nCPU ({args.threads} threads), F={f} P=16 D={d} S={s} C={c}, H={args.layers}, batch {batch}:")
         for name, sec in per_step.items():
             print(f"  {name:<16} {sec:7.3f} s/step  -> COIN epoch ({epoch_steps} steps) ~ {sec * epoch_steps / 60:6.1f} min"
                   f"  ({sec / per_step['old frames only']:.2f}x old frames only)")
-        result = memmap_epoch(path, Path(tmp) / "run")
-        print(f"\ntrain-head --data-mode memmap, patches auto, 1 epoch on {videos} videos: {result['seconds']:.1f} s, "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB")
-        for line in result["log"]:
-            print("  log:", line)
     if args.demo_features:
         demo = step_seconds(args.demo_features, {}, 32, 2, max(args.steps, 20))
         print("\ndemo features (H=2, batch 32):")

@@ -108,7 +108,7 @@ class CMDCLHead(nn.Module):
                 self.mediator = None
             elif learned:
                 self.mediator = LearnedMediator(dim, width, cfg.frontdoor_cross, cfg.dictionary_size,
-                                                cfg.init_temperature)
+                                                cfg.init_temperature, key_init=self.encoder.to_embedding.weight)
             else:
                 self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size, cfg.init_temperature)
             self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)

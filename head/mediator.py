@@ -3,11 +3,12 @@
 Per atomic action i (query T'_i), over a video's frame tokens h_f (B, F, W) and, when given, its patch
 tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole-frame embedding):
 
-    a(p | f, i) = softmax_p( <Wq_s T'_i, Wk_s x_fp> / sqrt(d) )          spatial, one map per action [fig 7]
+    a(p | f, i) = softmax_p( <Wq_s T'_i, Wk_s x_fp> * scale_s )          spatial, one map per action [fig 7]
     u_if        = sum_p a(p | f, i) x_fp + h_f
-    A_if        = softmax_f( <Wq_t T'_i, Wk_t u_if> / sqrt(d) )          temporal, padded frames 0
+    A_if        = softmax_f( <Wq_t T'_i, Wk_t u_if> * scale_t )          temporal, padded frames 0
     M_i         = to_embedding( sum_f A_if u_if )                        in-sample mediator (B, S, D)
-    C_i         = sum_k w_ik z_k,  w_ik ∝ P(z_k) exp(<Wq_c M_i, Wk_c z_k> / sqrt(d))   cross="sample" [CATT]
+    C_i         = sum_k w_ik z_k,  w_ik ∝ P(z_k) exp(<Wq_c M_i, Wk_c z_k> * scale)   cross="sample" [CATT]
+    scale_*: learnable CLIP-style inverse temperatures (start 1/init_temperature, clamped at 100)
     V'_i        = [M_i ; C_i] W_V
 
 Cheap by design: the keys and the patch token map x_fp = W_in patch_fp + b + pos_p + t_f are linear, so
@@ -19,19 +20,22 @@ features (static-split ones when the head splits them) and stays fixed (CATT's g
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .textual import MASKED_LOGIT
+from .textual import MASKED_LOGIT, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, VideoEncoder, masked_softmax, safe_frame_mask
 
 
-def _projection(inputs: int, outputs: int) -> nn.Linear:
-    layer = nn.Linear(inputs, outputs, bias=False)  # no bias: keeps the key map linear (see module doc)
-    nn.init.xavier_uniform_(layer.weight)
+def _projection(inputs: int, outputs: int, init: Tensor | None = None) -> nn.Linear:
+    """A bias-free map (keeps the keys linear, see the module doc), starting as `init` or the identity."""
+    layer = nn.Linear(inputs, outputs, bias=False)
+    with torch.no_grad():
+        if init is not None:
+            layer.weight.copy_(init)
+        else:
+            nn.init.eye_(layer.weight)
     return layer
 
 
@@ -44,14 +48,18 @@ class LearnedMediator(FrontdoorMediator):
     """
 
     def __init__(self, dim: int, width: int, cross: str = "sample", memory_size: int = 32,
-                 init_temperature: float = 0.07, key_dim: int = 0):
+                 init_temperature: float = 0.07, key_init: Tensor | None = None):
         super().__init__(dim, cross, memory_size, init_temperature)
-        key = key_dim or width
-        self.key_scale = 1.0 / math.sqrt(key)
-        self.spatial_query, self.spatial_key = _projection(dim, key), _projection(width, key)
-        self.temporal_query, self.temporal_key = _projection(dim, key), _projection(width, key)
+        # Queries and keys live in the text space (d = D). They start as T′ and the token mapped back to
+        # the text space (key_init: the encoder's to_embedding weight, (D, W)), so attention starts as
+        # CLIP's text-to-patch similarity; Xavier-random maps with a fixed 1/sqrt(d) left it uniform after
+        # training (measured on the dev world, docs/METHOD.md).
+        self.spatial_query, self.temporal_query = _projection(dim, dim), _projection(dim, dim)
+        self.spatial_key, self.temporal_key = _projection(width, dim, key_init), _projection(width, dim, key_init)
+        self.spatial_log_scale = logit_scale_parameter(init_temperature)  # learnable 1/tau of each attention
+        self.temporal_log_scale = logit_scale_parameter(init_temperature)
         if cross == "sample":
-            self.cross_query, self.cross_key = _projection(dim, key), _projection(dim, key)
+            self.cross_query, self.cross_key = _projection(dim, dim), _projection(dim, dim)
             self.register_buffer("memory", torch.zeros(memory_size, dim))
             self.register_buffer("priors", torch.zeros(memory_size))
             self.register_buffer("fitted", torch.tensor(False))
@@ -81,7 +89,7 @@ class LearnedMediator(FrontdoorMediator):
         queries the global dictionary (CATT's cross-sample attention), (B, S, D). Zeros until fitted."""
         if not bool(self.fitted):
             return torch.zeros_like(mediator)
-        logits = self.cross_query(mediator) @ self.cross_key(self.memory).T * self.key_scale
+        logits = self.cross_query(mediator) @ self.cross_key(self.memory).T * clamped_scale(self.log_scale)
         log_prior = torch.log(self.priors.clamp_min(0)).clamp_min(MASKED_LOGIT)  # zero-prior padding: never chosen
         return (logits + log_prior).softmax(-1) @ self.memory
 
@@ -99,7 +107,7 @@ class LearnedMediator(FrontdoorMediator):
         if patches is not None:
             spatial, patch_logits = self._patch_scores(text, query_t, patches, mask, encoder)
             logits = logits + patch_logits
-        attention = masked_softmax(logits * self.key_scale, mask)
+        attention = masked_softmax(logits * clamped_scale(self.temporal_log_scale), mask)
         pooled = torch.einsum("bsf,bfw->bsw", attention, frames)
         if patches is not None:
             pooled = pooled + self._patch_values(attention, spatial, patches, encoder)
@@ -126,7 +134,7 @@ class LearnedMediator(FrontdoorMediator):
         steps = query_s.shape[1]
         spatial_position = encoder.spatial_position  # (P, W)
         spatial_logits = raw[:, :steps] + (query_s @ spatial_position.T)[:, :, None, :]
-        spatial = (spatial_logits * self.key_scale).softmax(-1) * mask.unsqueeze(-1)
+        spatial = (spatial_logits * clamped_scale(self.spatial_log_scale)).softmax(-1) * mask.unsqueeze(-1)
         per_patch = raw[:, steps:] + (query_t @ spatial_position.T)[:, :, None, :]
         frame_terms = query_t @ (encoder.temporal_position[:patches.shape[1]] + encoder.in_proj.bias).T  # (B, S, F)
         return spatial, (spatial * per_patch).sum(-1) + frame_terms * mask

@@ -150,11 +150,11 @@ def test_folded_patch_scores_equal_the_explicit_token_attention():
     out = model(features, mask, patches)
     med, enc, text = model.mediator, model.encoder, model.frozen_text
     tokens = enc.patch_tokens(patches)  # (B, F, P, W): patch + spatial position + time
-    logits = torch.einsum("sk,bfpk->bsfp", med.spatial_query(text), med.spatial_key(tokens)) * med.key_scale
+    logits = torch.einsum("sk,bfpk->bsfp", med.spatial_query(text), med.spatial_key(tokens)) * med.spatial_log_scale.exp()
     expected = logits.softmax(-1) * mask[:, None, :, None]
     assert torch.allclose(out["spatial_attention"], expected, atol=1e-5)
     frames = model.sta(enc.frame_tokens(features), mask)
     u = torch.einsum("bsfp,bfpw->bsfw", expected, tokens) + frames[:, None]
-    temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u)) * med.key_scale
+    temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u)) * med.temporal_log_scale.exp()
     temporal = temporal.masked_fill(~mask[:, None, :], -1e4).softmax(-1) * mask[:, None, :]
     assert torch.allclose(out["step_attention"], temporal, atol=1e-5)
