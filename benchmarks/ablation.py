@@ -27,7 +27,7 @@ ROWS: dict[str, dict] = {
     "cmdcl-cross-text": {"method": "cmdcl", "frontdoor_cross": "dictionary"},
     "cmdcl-cross-none": {"method": "cmdcl", "frontdoor_cross": "none"},
     "cmdcl-tci-video": {"method": "cmdcl", "bias_source": "video"},
-    "cmdcl-grounding": {"method": "cmdcl", "grounding_loss": None},  # None: flipped from the default (below)
+    "cmdcl-no-grounding": {"method": "cmdcl", "grounding_loss": 0.0},
     "cmdcl-cosine": {"method": "cmdcl", "mediator": "cosine", "frontdoor_cross": "dictionary"},
     "cmdcl-legacy": {"method": "cmdcl", "legacy": True},  # the head before this change, for reference
     "cmdcl-no-tci": {"method": "cmdcl", "use_tci": False},
@@ -37,7 +37,6 @@ ROWS: dict[str, dict] = {
     "zeroshot": {"method": "zeroshot"},
 }
 SPLITS = ("test", "test_ood")
-GROUNDING_ON = 0.5  # the weight "cmdcl-grounding" uses when the default is off
 
 
 def row_config(row: str, seed: int, sta_layers: int, epochs: int):
@@ -47,8 +46,6 @@ def row_config(row: str, seed: int, sta_layers: int, epochs: int):
     options = dict(ROWS[row])
     if options.pop("legacy", False):
         options = {**LEGACY, **options}
-    if "grounding_loss" in options and options["grounding_loss"] is None:
-        options["grounding_loss"] = GROUNDING_ON if HeadConfig().grounding_loss == 0 else 0.0
     return HeadConfig(**options, sta_layers=sta_layers, epochs=epochs, seed=seed)
 
 

@@ -62,7 +62,8 @@ def coin_like_file(path: Path, videos: int, frames: int, grid: int, dim: int, cl
     return path
 
 
-def step_seconds(features: str, options: dict, batch: int, layers: int, steps: int) -> dict[str, float]:
+def step_seconds(features: str, options: dict, batch: int, layers: int, steps: int,
+                 skip: tuple[str, ...] = ()) -> dict[str, float]:
     """Seconds per training step of each variant on `features`' train split, measured interleaved."""
     import torch
 
@@ -75,6 +76,8 @@ def step_seconds(features: str, options: dict, batch: int, layers: int, steps: i
     dims = {"F": data.frames, "D": data.dim, "C": fs.dims["C"], "S": fs.dims["S"], "P": data.patches_per_frame}
     models = {}
     for name, extra in variants().items():
+        if name in skip:
+            continue
         cfg = HeadConfig(**{**extra, **options}, sta_layers=layers)
         model = build_model(cfg, fs.text, {**dims, "P": dims["P"] if cfg.use_patches else 0}, False)
         models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), cfg.use_patches)
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=6, help="H for the COIN projection (paper: 6)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8, help="batch of the COIN-shaped timing (projection scales)")
+    parser.add_argument("--skip-old-patch", action="store_true", help="leave out the old patch head (slowest)")
+    parser.add_argument("--skip-memmap", action="store_true", help="leave out the memmap training run")
     parser.add_argument("--demo-features", help="also time the demo's heads (H=2, batch 32) on these features")
     args = parser.parse_args(argv)
     import torch
@@ -127,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = coin_like_file(Path(tmp) / "coin-like.h5", videos, f, 4, d, c, s)
         # first, so that the peak RSS is the memmap run's (the timing below holds its batch in memory)
-        result = memmap_epoch(path, Path(tmp) / "run")
+        result = (memmap_epoch(path, Path(tmp) / "run") if not args.skip_memmap
+                  else {"seconds": 0.0, "peak_rss_mib": 0.0, "log": []})
         print(f"train-head --data-mode memmap, patches auto, 1 epoch on {videos} videos: {result['seconds']:.1f} s, "
               f"peak RSS {result['peak_rss_mib']:.0f} MiB")
         for line in result["log"]:
             print("  log:", line)
         batch = min(args.batch, videos * 7 // 8)
-        per_step = step_seconds(str(path), {}, batch, args.layers, args.steps)
+        skip = ("old patch head",) if args.skip_old_patch else ()
+        per_step = step_seconds(str(path), {}, batch, args.layers, args.steps, skip)
         epoch_steps = math.ceil(COIN["train"] / batch)
         print(f"\nCPU ({args.threads} threads), F={f} P=16 D={d} S={s} C={c}, H={args.layers}, batch {batch}:")
         for name, sec in per_step.items():

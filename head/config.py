@@ -58,8 +58,9 @@ class HeadConfig:
                                       "(the old cosine mediator after divided space/time attention).")
     patch_frame_context: bool = option(False, "Add the whole-frame embedding to every patch token (old behaviour).")
     static_split: bool = option(True, "[ours] The mediator reads each frame/patch token minus its video mean.")
-    grounding_loss: float = option(0.0, "[ours] Weight of -log(temporal attention mass in the annotated step's "
-                                        "segments) (needs step segments in the features).")
+    # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
+    grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
+                                        "segments); used when the features hold step segments, 0 = off.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes

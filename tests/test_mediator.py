@@ -158,3 +158,23 @@ def test_folded_patch_scores_equal_the_explicit_token_attention():
     temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u)) * med.temporal_log_scale.exp()
     temporal = temporal.masked_fill(~mask[:, None, :], -1e4).softmax(-1) * mask[:, None, :]
     assert torch.allclose(out["step_attention"], temporal, atol=1e-5)
+
+
+def test_grounding_loss_is_used_in_training_when_segments_exist(tmp_path):
+    from head_fixtures import order_world
+
+    from cmdcl.head.checkpoint import load_checkpoint
+    from cmdcl.head.train import train
+
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=1, grid=2)
+    weights, logs = {}, {}
+    for weight in (0.0, 5.0):
+        lines: list[str] = []
+        cfg = HeadConfig(epochs=1, sta_layers=1, grounding_loss=weight, batch_size=8)
+        train(world, tmp_path / f"g{weight}", cfg, resume="never", progress=False, log=lines.append)
+        logs[weight] = "\n".join(lines)
+        weights[weight] = load_checkpoint(tmp_path / f"g{weight}" / "last.pt").model
+    assert "grounding loss on (weight 5.0)" in logs[5.0] and "grounding loss on" not in logs[0.0]
+    assert "patch tokens on, P=4" in logs[5.0]  # auto: the file holds a 2x2 grid
+    key = "mediator.temporal_query.weight"
+    assert not torch.allclose(weights[0.0][key], weights[5.0][key])
