@@ -1,4 +1,4 @@
-"""The learned patch mediator of the visual front door (docs/METHOD.md §4b; mediator="learned").
+"""The learned patch mediator of the visual front door (docs/METHOD.md, "The learned patch mediator"; mediator="learned").
 
 Per atomic action i (query T'_i), over a video's frame tokens h_f (B, F, W) and, when given, its patch
 tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole-frame embedding):
@@ -8,15 +8,16 @@ tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole
     A_if        = softmax_f( <Wq_t T'_i, Wk_t u_if> * scale_t )          temporal, padded frames 0
     M_i         = to_embedding( sum_f A_if u_if )                        in-sample mediator (B, S, D)
     C_i         = sum_k w_ik z_k,  w_ik ∝ P(z_k) exp(<Wq_c M_i, Wk_c z_k> * scale)   cross="sample" [CATT]
-    scale_*: learnable CLIP-style inverse temperatures (start 1/init_temperature, clamped at 100)
     V'_i        = [M_i ; C_i] W_V
+    scale_*: learnable CLIP-style inverse temperatures (start 1/init_temperature, clamped at 100)
 
 Cheap by design: the keys and the patch token map x_fp = W_in patch_fp + b + pos_p + t_f are linear, so
 every score is a query mapped once into the raw feature space dotted with the raw patch, and M_i pools the
 raw patches with the joint weights A_if a(p|f,i) before W_in: no (B, F, P, W) token, key or (B, S, F, W)
 tensor is ever built, the deep spatio-temporal stack only sees the F frame tokens, and the patches cost
-three (B, S, F, P, D) contractions. (Hence no dropout on patch tokens.) The global dictionary z (K, D) with priors P(z_k) is fitted by KMeans on the training set's frame
-features (static-split ones when the head splits them) and stays fixed (CATT's global dictionary).
+three (B, S, F, P, D) contractions (hence no dropout on patch tokens). The global dictionary z (K, D) with
+priors P(z_k) is fitted by KMeans on the training set's frame features (static-split ones when the head
+splits them) and stays fixed (CATT's global dictionary).
 """
 from __future__ import annotations
 
