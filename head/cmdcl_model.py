@@ -165,8 +165,9 @@ class CMDCLHead(nn.Module):
             summaries = video_means(frame_features[videos], frame_mask[videos])
             self.mediator.set_memory(torch.from_numpy(build_frame_dictionary(summaries, k, seed)[0]))
         elif cross == "sample":
+            # one KMeans start: thousands of frames, and the dictionary only has to cover them (fit time)
             self.mediator.set_memory(*map(torch.from_numpy, build_frame_dictionary(
-                self._mediator_frames(frame_features, frame_mask, rng), k, seed)))
+                self._mediator_frames(frame_features, frame_mask, rng), k, seed, n_init=1)))
 
     def _mediator_frames(self, frame_features: np.ndarray, frame_mask: np.ndarray,
                          rng: np.random.Generator) -> np.ndarray:

@@ -74,7 +74,7 @@ class SinkhornPlan(nn.Module):
         return f"iters={self.iters}, eps={self.eps}"
 
 
-def build_frame_dictionary(frames: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def build_frame_dictionary(frames: np.ndarray, k: int, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """K confounder prototypes of frame features and their priors P(z_k) (cluster frequencies).
 
     Uses scikit-learn KMeans (MiniBatchKMeans above 20k rows). Always returns exactly k prototypes:
@@ -89,9 +89,9 @@ def build_frame_dictionary(frames: np.ndarray, k: int, seed: int) -> tuple[np.nd
     distinct = len(np.unique(frames, axis=0)) if len(frames) <= 4 * k else len(frames)
     k_fit = max(1, min(k, distinct))
     if len(frames) > 20_000:
-        km = MiniBatchKMeans(n_clusters=k_fit, random_state=seed, n_init=3, batch_size=4096)
+        km = MiniBatchKMeans(n_clusters=k_fit, random_state=seed, n_init=n_init, batch_size=4096)
     else:
-        km = KMeans(n_clusters=k_fit, random_state=seed, n_init=3)
+        km = KMeans(n_clusters=k_fit, random_state=seed, n_init=n_init)
     assignment = km.fit_predict(frames)
     prototypes = km.cluster_centers_.astype(np.float32)
     priors = np.bincount(assignment, minlength=k_fit).astype(np.float32)
