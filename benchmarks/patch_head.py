@@ -39,8 +39,10 @@ def coin_like_file(path: Path, videos: int, frames: int, grid: int, dim: int, cl
 
     rng = np.random.default_rng(0)
     unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
-    text = TextBank(class_names=[f"task {i}" for i in range(classes)], class_embeddings=unit(rng.standard_normal((classes, dim))),
-                    step_names=[f"step {i}" for i in range(steps)], step_embeddings=unit(rng.standard_normal((steps, dim))),
+    text = TextBank(class_names=[f"task {i}" for i in range(classes)],
+                    class_embeddings=unit(rng.standard_normal((classes, dim))),
+                    step_names=[f"step {i}" for i in range(steps)],
+                    step_embeddings=unit(rng.standard_normal((steps, dim))),
                     templates=["{}"])
     attrs = {"frames": frames, "embed_dim": dim, "num_classes": classes, "num_steps": steps, "patch_grid": grid,
              "model_name": "benchmark", "pretrained": "random", "weights_sha256": "", "image_size": 224,
@@ -106,7 +108,8 @@ def memmap_epoch(features: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     train(features, out, HeadConfig(epochs=1, sta_layers=1, data_mode="memmap", batch_size=8, min_val_videos=1),
           resume="never", progress=False, log=lines.append)
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"seconds": time.perf_counter() - t0,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "log": [line for line in lines if "patch" in line or "memmap" in line.lower()]}
 
 
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    f, d, s, c, videos = (8, 64, 40, 10, 24) if args.small else (COIN["F"], COIN["D"], COIN["S"], COIN["C"], args.videos)
+    f, d, s, c, videos = ((8, 64, 40, 10, 24) if args.small
+                          else (COIN["F"], COIN["D"], COIN["S"], COIN["C"], args.videos))
     volume = COIN["videos"] * COIN["F"] * COIN["P"] * COIN["D"] * 2
     print(f"COIN patch tokens, float16: {COIN['videos']} videos x {COIN['F']} x {COIN['P']} x {COIN['D']} = "
           f"{volume / 1e9:.1f} GB (+{volume / COIN['P'] / 1e9:.2f} GB frame features): use --data-mode memmap")
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         epoch_steps = math.ceil(COIN["train"] / batch)
         print(f"\nCPU ({args.threads} threads), F={f} P=16 D={d} S={s} C={c}, H={args.layers}, batch {batch}:")
         for name, sec in per_step.items():
-            print(f"  {name:<16} {sec:7.3f} s/step  -> COIN epoch ({epoch_steps} steps) ~ {sec * epoch_steps / 60:6.1f} min"
+            print(f"  {name:<16} {sec:7.3f} s/step  -> COIN epoch ({epoch_steps} steps) ~ "
+                  f"{sec * epoch_steps / 60:6.1f} min"
                   f"  ({sec / per_step['old frames only']:.2f}x old frames only)")
     if args.demo_features:
         demo = step_seconds(args.demo_features, {}, 32, 2, max(args.steps, 20))

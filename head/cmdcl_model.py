@@ -251,7 +251,8 @@ class CMDCLHead(nn.Module):
         attention = (mask / mask.sum(-1, keepdim=True)).to(dtype)[:, None, :].expand(-1, self.num_steps, -1)
         spatial = None
         if patches is not None:
-            spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, patches.shape[2]) / patches.shape[2]
+            p = patches.shape[2]
+            spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, p) / p
         return visual, attention, spatial, summary
 
 

@@ -1,4 +1,5 @@
-"""The learned patch mediator of the visual front door (docs/METHOD.md, "The learned patch mediator"; mediator="learned").
+"""The learned patch mediator of the visual front door (mediator="learned"; docs/METHOD.md, "The learned
+patch mediator").
 
 Per atomic action i (query T'_i), over a video's frame tokens h_f (B, F, W) and, when given, its patch
 tokens x_fp (B, F, P, W) (the patch, its spatial position and its time, no whole-frame embedding):

@@ -220,7 +220,7 @@ def _setup(features, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, r
     fs = data.feature_set
     if cfg.use_patches is None:  # auto, resolved here so the checkpoint records what was used
         cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
-        say(f"--use-patches unset (auto): patch tokens {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}.")
+        say(f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}.")
     if saved is not None:
         check_compatible(saved, fs, resume_path)
     validates_on_train = not len(val_rows)

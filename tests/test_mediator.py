@@ -107,10 +107,10 @@ def test_static_split_makes_the_mediator_invariant_to_a_constant_per_video(patch
     split = head(static_split=True, **options)
     kept = head(static_split=False, **options)
     given = patches if patched else None
-    assert torch.allclose(split(features, mask, given)["step_logits"], split(*moved[:1], mask, moved[1])["step_logits"],
-                          atol=1e-4)
-    assert not torch.allclose(kept(features, mask, given)["step_logits"], kept(*moved[:1], mask, moved[1])["step_logits"],
-                              atol=1e-4)
+    for model, invariant in ((split, True), (kept, False)):
+        before = model(features, mask, given)["step_logits"]
+        after = model(moved[0], mask, moved[1])["step_logits"]
+        assert torch.allclose(before, after, atol=1e-4) == invariant
 
 
 def test_static_split_is_per_patch_position_and_zero_on_padding():
@@ -150,12 +150,14 @@ def test_folded_patch_scores_equal_the_explicit_token_attention():
     out = model(features, mask, patches)
     med, enc, text = model.mediator, model.encoder, model.frozen_text
     tokens = enc.patch_tokens(patches)  # (B, F, P, W): patch + spatial position + time
-    logits = torch.einsum("sk,bfpk->bsfp", med.spatial_query(text), med.spatial_key(tokens)) * med.spatial_log_scale.exp()
+    logits = torch.einsum("sk,bfpk->bsfp", med.spatial_query(text), med.spatial_key(tokens))
+    logits = logits * med.spatial_log_scale.exp()
     expected = logits.softmax(-1) * mask[:, None, :, None]
     assert torch.allclose(out["spatial_attention"], expected, atol=1e-5)
     frames = model.sta(enc.frame_tokens(features), mask)
     u = torch.einsum("bsfp,bfpw->bsfw", expected, tokens) + frames[:, None]
-    temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u)) * med.temporal_log_scale.exp()
+    temporal = torch.einsum("sk,bsfk->bsf", med.temporal_query(text), med.temporal_key(u))
+    temporal = temporal * med.temporal_log_scale.exp()
     temporal = temporal.masked_fill(~mask[:, None, :], -1e4).softmax(-1) * mask[:, None, :]
     assert torch.allclose(out["step_attention"], temporal, atol=1e-5)
 
@@ -175,6 +177,6 @@ def test_grounding_loss_is_used_in_training_when_segments_exist(tmp_path):
         logs[weight] = "\n".join(lines)
         weights[weight] = load_checkpoint(tmp_path / f"g{weight}" / "last.pt").model
     assert "grounding loss on (weight 5.0)" in logs[5.0] and "grounding loss on" not in logs[0.0]
-    assert "patch tokens on, P=4" in logs[5.0]  # auto: the file holds a 2x2 grid
+    assert "--use-patches unset (auto): patches on, P=4" in logs[5.0]  # auto: the file holds a 2x2 grid
     key = "mediator.temporal_query.weight"
     assert not torch.allclose(weights[0.0][key], weights[5.0][key])
