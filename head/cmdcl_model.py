@@ -1,8 +1,9 @@
 """The CMDCL head: textual back-door (T'), visual front-door (V'), cross-modal classifier (docs/METHOD.md).
 
     T' = TCI(T, V_P)                        head/textual.py   (T' = frozen CLIP T0 with --no-tci)
-    V_s = STA^H(VideoEncoder(V_P))          head/visual.py
-    V' = Mediator(T', V_s)                  head/visual.py    (V' = mean_F V_s with --no-vci)
+    V_s = STA^H(VideoEncoder(V_P - mean))   head/visual.py    (static_split: minus the video's mean frame)
+    V' = Mediator(T', V_s, patches)         head/mediator.py  (learned; patches mediated beside the stack)
+                                            head/visual.py    (cosine, the old one; V' = mean_F V_s with --no-vci)
     s_i = <norm V'_i, norm T'_i> * scale    per-atomic-action evidence (B, S)
     logits = s W_cls + b                    (B, C); logits = s when the classes are the atomic actions
 """
@@ -18,6 +19,7 @@ from .config import HeadConfig, check_choice
 from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
+from .mediator import LearnedMediator, frame_deviations, static_split
 
 MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) given to KMeans
 
@@ -84,7 +86,10 @@ class CMDCLHead(nn.Module):
         steps = F.normalize(steps, dim=-1)
         dim, width = steps.shape[-1], cfg.width or steps.shape[-1]
         self.num_steps, self.num_classes, self.embed_dim = steps.shape[0], class_text.shape[0], dim
-        self.use_patches = cfg.use_patches
+        # use_patches None (auto): on when the caller gives a patch grid (train resolves it from the file)
+        self.use_patches = patches_per_frame > 0 if cfg.use_patches is None else bool(cfg.use_patches)
+        learned = cfg.mediator == "learned"
+        self.learned = learned
 
         # Build under the config's seed without disturbing the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
@@ -96,11 +101,18 @@ class CMDCLHead(nn.Module):
             else:
                 self.tci = None
                 self.register_buffer("frozen_text", steps.clone())  # T' = T0, frozen CLIP texts
-            self.encoder = VideoEncoder(dim, width, frames, patches_per_frame if cfg.use_patches else 0,
-                                        cfg.dropout)
-            self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout, divided=cfg.use_patches)
-            self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size,
-                                              cfg.init_temperature) if cfg.use_vci else None
+            self.encoder = VideoEncoder(dim, width, frames, patches_per_frame if self.use_patches else 0,
+                                        cfg.dropout, frame_context=cfg.patch_frame_context)
+            # The learned mediator reads the patches itself, before the stack: the stack sees F tokens only.
+            self.sta = SpatioTemporalAttention(width, cfg.heads, cfg.sta_layers, cfg.dropout,
+                                               divided=self.use_patches and not learned)
+            if not cfg.use_vci:
+                self.mediator = None
+            elif learned:
+                self.mediator = LearnedMediator(dim, width, cfg.frontdoor_cross, cfg.dictionary_size,
+                                                cfg.init_temperature, key_init=self.encoder.to_embedding.weight)
+            else:
+                self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size, cfg.init_temperature)
             self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)
             if self.steps_are_classes:
                 self.class_map = None
@@ -115,9 +127,9 @@ class CMDCLHead(nn.Module):
     def dictionaries_fitted(self) -> bool:
         """False while a dictionary this config uses is still empty (call fit_dictionaries)."""
         needed = []
-        if self.tci is not None and self.tci.bias_source == "dictionary":
+        if self.tci is not None and self.tci.bias_source != "video":
             needed.append(self.tci.fitted)
-        if self.mediator is not None and self.mediator.cross == "dictionary":
+        if self.mediator is not None and self.mediator.cross != "none":
             needed.append(self.mediator.fitted)
         return all(bool(flag) for flag in needed)
 
@@ -125,31 +137,56 @@ class CMDCLHead(nn.Module):
     def fit_dictionaries(self, frame_features: np.ndarray, frame_mask: np.ndarray) -> None:
         """Build the bias dictionary and the front-door memory from the training set (KMeans).
 
-        frame_features (N, F, D) float16/32, frame_mask (N, F) bool. At most 20k valid frames (bias
-        dictionary) and 20k videos (memory) are used, drawn with cfg.seed. The memory holds per-video
-        means of the cached frames: with the encoder's identity-like initialisation these are the
-        V_s summaries at the start of training; refresh_memory moves them with the trained encoder.
-        Results live in buffers, so checkpoints carry them.
+        frame_features (N, F, D) float16/32, frame_mask (N, F) bool; at most 20k rows per KMeans, drawn
+        with cfg.seed. Back door: "dictionary" clusters valid frames, "prior" the per-video mean frames
+        (the static context z), both with cluster-frequency priors P(z_k). Front door: "dictionary"
+        clusters per-video means (refreshed by refresh_memory); "sample" clusters the frames the mediator
+        reads (minus their video mean with static_split), with priors. Results live in buffers.
         """
         if frame_features.ndim != 3 or frame_features.shape[-1] != self.embed_dim:
             raise CmdclError(f"fit_dictionaries needs (N, F, {self.embed_dim}) features, got {frame_features.shape}.")
         frame_mask = np.asarray(frame_mask, bool)
         rng = np.random.default_rng(self.cfg.seed)
         k, seed = self.cfg.dictionary_size, self.cfg.seed
-        if self.tci is not None and self.tci.bias_source == "dictionary":
+        videos = np.arange(len(frame_features))
+        if len(videos) > MAX_DICTIONARY_ROWS:
+            videos = np.sort(rng.choice(videos, MAX_DICTIONARY_ROWS, replace=False))
+        source = self.tci.bias_source if self.tci is not None else "video"
+        if source == "dictionary":
             valid = np.flatnonzero(frame_mask.reshape(-1))
             if len(valid) > MAX_DICTIONARY_ROWS:
                 valid = np.sort(rng.choice(valid, MAX_DICTIONARY_ROWS, replace=False))
             frames = np.asarray(frame_features.reshape(-1, self.embed_dim)[valid], np.float32)
-            prototypes, priors = build_frame_dictionary(frames, k, seed)
-            self.tci.set_dictionary(torch.from_numpy(prototypes), torch.from_numpy(priors))
-        if self.mediator is not None and self.mediator.cross == "dictionary":
-            videos = np.arange(len(frame_features))
-            if len(videos) > MAX_DICTIONARY_ROWS:
-                videos = np.sort(rng.choice(videos, MAX_DICTIONARY_ROWS, replace=False))
+            self.tci.set_dictionary(*map(torch.from_numpy, build_frame_dictionary(frames, k, seed)))
+        elif source == "prior":
+            means = video_means(frame_features[videos], frame_mask[videos])
+            self.tci.set_dictionary(*map(torch.from_numpy, build_frame_dictionary(means, k, seed)))
+        cross = self.mediator.cross if self.mediator is not None else "none"
+        if cross == "dictionary":
             summaries = video_means(frame_features[videos], frame_mask[videos])
-            prototypes, _ = build_frame_dictionary(summaries, k, seed)
-            self.mediator.set_memory(torch.from_numpy(prototypes))
+            self.mediator.set_memory(torch.from_numpy(build_frame_dictionary(summaries, k, seed)[0]))
+        elif cross == "sample":
+            # one KMeans start: thousands of frames, and the dictionary only has to cover them (fit time)
+            self.mediator.set_memory(*map(torch.from_numpy, build_frame_dictionary(
+                self._mediator_frames(frame_features, frame_mask, rng), k, seed, n_init=1)))
+
+    def _mediator_frames(self, frame_features: np.ndarray, frame_mask: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+        """Up to 20k valid training frames as the mediator reads them (minus the video mean with
+        static_split), float32 (n, D), gathered over a random subset of videos so memory stays bounded."""
+        per_video = max(1, int(frame_mask.sum(1).mean()))
+        videos = np.arange(len(frame_features))
+        wanted = max(1, MAX_DICTIONARY_ROWS // per_video)
+        if len(videos) > wanted:
+            videos = np.sort(rng.choice(videos, wanted, replace=False))
+        feats, mask = np.asarray(frame_features[videos], np.float32), frame_mask[videos]
+        return frame_deviations(feats, mask) if self.cfg.static_split else feats[mask]
+
+    @property
+    def refreshes_memory(self) -> bool:
+        """Whether refresh_memory moves anything: only the text-queried memory of video summaries does, so
+        training skips the pass over the training set otherwise."""
+        return self.mediator is not None and self.mediator.cross == "dictionary"
 
     @torch.no_grad()
     def refresh_memory(self, summaries: Tensor, momentum: float = 0.9) -> None:
@@ -172,21 +209,10 @@ class CMDCLHead(nn.Module):
         dtype = self.encoder.in_proj.weight.dtype
         frames = features.to(dtype)  # V_P: the frames FeatureData kept (--frames)
         mask = safe_frame_mask(frame_mask.bool())
-        patch_tokens = patches.to(dtype) if self.use_patches else None
+        patch_in = patches.to(dtype) if self.use_patches else None
 
         text = self.tci(frames, mask) if self.tci is not None else self.frozen_text  # T'
-        tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patch_tokens), mask))  # V_s
-        summary = masked_mean(tokens, mask)
-        spatial = None
-        if self.mediator is not None:
-            visual, attention, spatial = self.mediator(text, tokens, mask)  # V'
-        else:  # no front door: every action sees the same mean-pooled video
-            visual = summary[:, None, :].expand(batch, self.num_steps, -1)
-            attention = (mask / mask.sum(-1, keepdim=True)).to(dtype)[:, None, :].expand(-1, self.num_steps, -1)
-            if patch_tokens is not None:
-                p = patch_tokens.shape[2]
-                spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, p) / p
-
+        visual, attention, spatial, summary = self._visual(text, frames, patch_in, mask)
         text_b = text.expand(batch, *text.shape) if text.dim() == 2 else text
         step_logits = self.step_evidence(text_b, visual)
         logits = step_logits if self.class_map is None else self.class_map(step_logits)
@@ -203,6 +229,34 @@ class CMDCLHead(nn.Module):
         if spatial is not None:
             out["spatial_attention"] = spatial
         return out
+
+    def _visual(self, text: Tensor, frames: Tensor, patches: Tensor | None,
+                mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """V' (B, S, D), temporal attention (B, S, F), spatial attention (B, S, F, P) or None, summary (B, D)."""
+        if self.mediator is not None and self.cfg.static_split:  # [ours] the mediator reads the dynamic part
+            frames = static_split(frames, mask)
+            patches = static_split(patches, mask) if patches is not None else None
+        if self.learned:
+            tokens = self.sta(self.encoder.frame_tokens(frames), mask)
+            summary = masked_mean(self.encoder.to_embedding(tokens), mask)
+            if self.mediator is not None:
+                if patches is not None and self.cfg.patch_frame_context:  # old: the frame embedding in every patch
+                    tokens = tokens + frames @ self.encoder.in_proj.weight.T
+                return (*self.mediator(text, tokens, patches, mask, self.encoder), summary)
+        else:
+            tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patches), mask))  # V_s
+            summary = masked_mean(tokens, mask)
+            if self.mediator is not None:
+                return (*self.mediator(text, tokens, mask), summary)
+        # no front door: every action sees the same mean-pooled video
+        batch, dtype = frames.shape[0], frames.dtype
+        visual = summary[:, None, :].expand(batch, self.num_steps, -1)
+        attention = (mask / mask.sum(-1, keepdim=True)).to(dtype)[:, None, :].expand(-1, self.num_steps, -1)
+        spatial = None
+        if patches is not None:
+            p = patches.shape[2]
+            spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, p) / p
+        return visual, attention, spatial, summary
 
 
 def _check_config(cfg: HeadConfig, patches_per_frame: int) -> None:

@@ -5,7 +5,7 @@ Defaults follow docs/METHOD.md (our reading of the paper), which marks our own c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from cmdcl.core.errors import CmdclError
 
@@ -16,8 +16,9 @@ from .registry import METHODS, TableNames, methods_help
 CHOICES: dict[str, Sequence[str]] = {
     "method": TableNames(METHODS),  # the heads of head/registry.py, read when checked
     "bias_estimator": ("attention", "sinkhorn"),
-    "bias_source": ("video", "dictionary"),
-    "frontdoor_cross": ("dictionary", "none"),
+    "bias_source": ("prior", "video", "dictionary"),
+    "frontdoor_cross": ("sample", "dictionary", "none"),
+    "mediator": ("learned", "cosine"),
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
 }
@@ -47,10 +48,21 @@ class HeadConfig:
     # 5 iterations leave row sums ~37% off at S=48, F=64; 50 converge (eps 0.1): docs/METHOD.md
     sinkhorn_iters: int = option(50, "Sinkhorn iterations (bias estimator sinkhorn).")
     sinkhorn_eps: float = option(0.1, "Entropic regularisation of the Sinkhorn plan.")
-    bias_source: str = option("video", "video | dictionary.")
-    frontdoor_cross: str = option("dictionary", "dictionary | none.")
+    bias_source: str = option("prior", "prior (back-door over confounder prototypes weighted by P(z); T' does not "
+                                       "depend on the video) | video (the video's own frames) | dictionary (frame "
+                                       "prototypes).")
+    frontdoor_cross: str = option("sample", "sample (the sample's own mediator queries a global dictionary with "
+                                            "priors, CATT) | dictionary (queried by the text) | none.")
     dictionary_size: int = option(32, "K prototypes of the bias dictionary and the front-door memory.")
-    use_patches: bool = option(False, "Use cached patch tokens (divided space/time attention).")
+    use_patches: Optional[bool] = option(None, "Patch tokens: on, off, or unset = on when the features hold them.",
+                                         flag="--use-patches/--no-use-patches")
+    mediator: str = option("learned", "learned (Q/K projections, patches mediated before the deep stack) | cosine "
+                                      "(the old cosine mediator after divided space/time attention).")
+    patch_frame_context: bool = option(False, "Add the whole-frame embedding to every patch token (old behaviour).")
+    static_split: bool = option(True, "[ours] The mediator reads each frame/patch token minus its video mean.")
+    # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
+    grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
+                                        "segments); used when the features hold step segments, 0 = off.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -102,14 +114,35 @@ class HeadConfig:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.converge_delta < 1.0:
             raise CmdclError(f"--converge-delta must be in [0, 1), got {self.converge_delta}.")
+        if self.grounding_loss < 0:
+            raise CmdclError(f"--grounding-loss must be >= 0, got {self.grounding_loss}.")
+        if self.mediator == "cosine" and self.frontdoor_cross == "sample":
+            raise CmdclError("--frontdoor-cross sample needs --mediator learned (the cosine mediator has no "
+                             "sample-queried term).")
         if not 0.0 <= self.dropout < 1.0:
             raise CmdclError(f"--dropout must be in [0, 1), got {self.dropout}.")
         return self
+
+    def patches_wanted(self) -> bool | None:
+        """What to read the features with: use_patches, where unset (None) means "the file's patches" for
+        cmdcl, the one head that reads them, and no patches for the others (they would only cost memory)."""
+        return False if self.use_patches is None and self.method != "cmdcl" else self.use_patches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
+        """A saved config; options it predates take the value that reproduces the old head (LEGACY)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "mediator" not in values:  # saved before the learned mediator: the old defaults throughout
+            values = {**LEGACY, **values}
+        return cls(**values)
+
+
+# What a config saved before the learned mediator meant for the options added with it (and for the
+# defaults that changed with them), so old checkpoints rebuild the head they were trained with.
+LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "static_split": False,
+                          "grounding_loss": 0.0, "bias_source": "video", "frontdoor_cross": "dictionary",
+                          "use_patches": False}

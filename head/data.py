@@ -64,7 +64,7 @@ class FeatureData:
     """
 
     def __init__(self, source: FeatureSet | str | Path | Sequence[str | Path], splits: str | Sequence[str] | None = None,
-                 *, frames: int = 0, use_patches: bool = False, mode: str = "auto", chunk: int = 512,
+                 *, frames: int = 0, use_patches: bool | None = False, mode: str = "auto", chunk: int = 512,
                  log: Callable[[str], None] = print):
         fs = source if isinstance(source, FeatureSet) else FeatureSet(source)
         self.feature_set = fs
@@ -90,6 +90,8 @@ class FeatureData:
         if self.frames < stored_frames:
             self._frame_index, mask = frame_subsample_index(mask, self.frames)
         self.frame_mask = torch.from_numpy(np.ascontiguousarray(mask))
+        if use_patches is None:  # auto: the patch tokens when the file holds them
+            use_patches = bool(fs.has_patches)
         if use_patches and not fs.has_patches:
             raise FeatureFileError(f"{fs.paths[0]}: --use-patches but the features hold no patch tokens (patch_grid=0).",
                                    fix="re-extract with a patch grid, or drop --use-patches.")
@@ -293,7 +295,7 @@ def carve_validation(label: np.ndarray, fraction: float, seed: int) -> tuple[np.
     return train_rows, val_rows
 
 
-def load_train_val(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool = False,
+def load_train_val(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool | None = False,
                    val_fraction: float = 0.1, seed: int = 0, mode: str = "auto",
                    log: Callable[[str], None] = print) -> tuple[FeatureData, np.ndarray, np.ndarray]:
     """The train and validation videos, as one FeatureData plus their row indices.

@@ -60,7 +60,8 @@ def build_model(cfg: HeadConfig, text: TextBank, dims: dict, multilabel: bool) -
 def build_cmdcl(cfg: HeadConfig, inputs: HeadInputs) -> nn.Module:
     from .cmdcl_model import CMDCLHead  # imported lazily: the heaviest head
 
-    patches = inputs.dims.get("P", 0) if cfg.use_patches else 0
+    # use_patches None (auto) takes the file's patches; train-head resolves it and says so (head/train.py)
+    patches = inputs.dims.get("P", 0) if cfg.use_patches is not False else 0
     return CMDCLHead(cfg, inputs.step_text, inputs.class_text, frames=inputs.dims["F"], patches_per_frame=patches,
                      multilabel=inputs.multilabel)
 

@@ -106,7 +106,7 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
         cfg.check()
         key = _data_key(cfg)
         if key not in datasets:
-            datasets[key] = data if data is not None else load_train_data(features, cfg.frames, cfg.use_patches,
+            datasets[key] = data if data is not None else load_train_data(features, cfg.frames, cfg.patches_wanted(),
                                                                            cfg.data_mode, log=say)
     _SHARED.update(features=features, jobs=list(jobs), datasets=datasets, kwargs=train_kwargs, log=say,
                    prefix=workers > 1 and len(jobs) > 1, evaluate=list(evaluate))
@@ -119,7 +119,7 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
 
 
 def _data_key(cfg: HeadConfig) -> tuple:
-    return cfg.frames, cfg.use_patches, cfg.data_mode
+    return cfg.frames, cfg.patches_wanted(), cfg.data_mode
 
 
 def _run_job(index: int) -> dict[str, Any]:

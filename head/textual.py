@@ -2,7 +2,9 @@
 
     S  = softmax_L( norm(T) norm(V_P)^T * scale )            cross-modal bias aware affinity (N x L)
     B  = S V_P                                               bias proxy, bias_source="video"
-    B  = sum_k softmax_k(norm(T) norm(z_k)^T * scale) P(z_k) z_k   bias_source="dictionary"
+    B  = sum_k softmax_k(norm(T) norm(z_k)^T * scale) P(z_k) z_k   bias_source="dictionary" | "prior"
+         ("dictionary": z = KMeans of training frames; "prior": z = KMeans of the videos' static parts,
+          their mean frames, i.e. the confounder; both back-door: B, hence T', does not depend on the video)
     T' = T + [T ; B] W_B   (residual)   or   [T ; B] W_B
 
 `scale` is a learnable CLIP-style logit scale (1 / tau). With bias_estimator="sinkhorn" the soft
@@ -72,7 +74,7 @@ class SinkhornPlan(nn.Module):
         return f"iters={self.iters}, eps={self.eps}"
 
 
-def build_frame_dictionary(frames: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def build_frame_dictionary(frames: np.ndarray, k: int, seed: int, n_init: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """K confounder prototypes of frame features and their priors P(z_k) (cluster frequencies).
 
     Uses scikit-learn KMeans (MiniBatchKMeans above 20k rows). Always returns exactly k prototypes:
@@ -87,9 +89,9 @@ def build_frame_dictionary(frames: np.ndarray, k: int, seed: int) -> tuple[np.nd
     distinct = len(np.unique(frames, axis=0)) if len(frames) <= 4 * k else len(frames)
     k_fit = max(1, min(k, distinct))
     if len(frames) > 20_000:
-        km = MiniBatchKMeans(n_clusters=k_fit, random_state=seed, n_init=3, batch_size=4096)
+        km = MiniBatchKMeans(n_clusters=k_fit, random_state=seed, n_init=n_init, batch_size=4096)
     else:
-        km = KMeans(n_clusters=k_fit, random_state=seed, n_init=3)
+        km = KMeans(n_clusters=k_fit, random_state=seed, n_init=n_init)
     assignment = km.fit_predict(frames)
     prototypes = km.cluster_centers_.astype(np.float32)
     priors = np.bincount(assignment, minlength=k_fit).astype(np.float32)
@@ -119,7 +121,7 @@ class TextualBackdoor(nn.Module):
     """T' from the learnable atomic-action texts T and a bias proxy B (docs/METHOD.md, "Textual causal intervention").
 
     forward(frames (B, L, D), frame_mask (B, L)) -> T' of shape (B, S, D) for bias_source="video",
-    or (S, D) for bias_source="dictionary" (the caller broadcasts it over the batch).
+    or (S, D) for "dictionary" / "prior" (the caller broadcasts it over the batch).
     """
 
     def __init__(
@@ -142,7 +144,7 @@ class TextualBackdoor(nn.Module):
         self.log_scale = logit_scale_parameter(init_temperature)
         self.sinkhorn = SinkhornPlan(sinkhorn_iters, sinkhorn_eps) if bias_estimator == "sinkhorn" else None
         self.approximator = near_identity_approximator(dim, identity=not residual)  # W_B
-        if bias_source == "dictionary":
+        if bias_source != "video":  # "dictionary" (frame prototypes) or "prior" (confounder prototypes)
             self.register_buffer("prototypes", torch.zeros(dictionary_size, dim))
             self.register_buffer("priors", torch.zeros(dictionary_size))  # all-zero until set: B = 0
             self.register_buffer("fitted", torch.tensor(False))
@@ -150,8 +152,8 @@ class TextualBackdoor(nn.Module):
     @torch.no_grad()
     def set_dictionary(self, prototypes: Tensor, priors: Tensor) -> None:
         """Install the confounder dictionary: prototypes (K, D) and priors P(z_k) (K,)."""
-        if self.bias_source != "dictionary":
-            raise RuntimeError("set_dictionary needs bias_source='dictionary'")
+        if self.bias_source == "video":
+            raise RuntimeError("set_dictionary needs bias_source='dictionary' or 'prior'")
         prototypes, priors = torch.as_tensor(prototypes), torch.as_tensor(priors)
         if prototypes.shape != self.prototypes.shape or priors.shape != self.priors.shape:
             raise ValueError(f"dictionary must be {tuple(self.prototypes.shape)} + {tuple(self.priors.shape)}, "
@@ -186,7 +188,7 @@ class TextualBackdoor(nn.Module):
 
     def bias_proxy(self, frames: Tensor, frame_mask: Tensor) -> Tensor:
         """B: (B, S, D) from the video's own frames, or (S, D) from the confounder dictionary."""
-        if self.bias_source == "dictionary":
+        if self.bias_source != "video":
             return self.dictionary_weights() @ self.prototypes
         return torch.einsum("bsl,bld->bsd", self.affinity(frames, frame_mask), frames)
 

@@ -16,6 +16,8 @@ writes, and its decisions (stop, early stop) are broadcast so that every rank le
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import time
@@ -37,6 +39,7 @@ from cmdcl.head.config import HeadConfig
 from cmdcl.head.data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name
 from cmdcl.head.factory import build_model, count_parameters, text_tensors
+from cmdcl.head.grounding_loss import grounding_loss, grounding_targets
 from cmdcl.head.runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                                 restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from cmdcl.head.run_files import append_metrics, truncate_metrics, write_run_files
@@ -78,6 +81,7 @@ class RunContext:
     on_step: Callable[[dict[str, Any]], None] | None = None
     progress: bool = True
     num_params: int = 0
+    frame_step: torch.Tensor | None = None  # (N, F) step id per frame, for the grounding loss (head/grounding_loss.py)
 
     @property
     def master(self) -> bool:
@@ -201,13 +205,16 @@ def _merge_config(cfg: HeadConfig, saved: HeadConfig, say: Callable[[str], None]
 # ---------------------------------------------------------------------------------------------- setup
 
 def _load(features, cfg: HeadConfig, say: Callable[[str], None]) -> FeatureData:
-    return load_train_data(features, cfg.frames, cfg.use_patches, cfg.data_mode, log=say)
+    return load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say)
 
 
 def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, resume_path: Path | None,
            dev: torch.device, dist, rank: int, world: int, say: Callable[[str], None],
            deterministic: bool) -> tuple[RunContext, nn.Module]:
     """Head (seeded, dictionaries fitted or weights restored), this seed's rows and the run folder's files."""
+    if cfg.use_patches is None:  # auto, resolved from the data read for it, so the checkpoint records what was used
+        cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
+        say(f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}.")
     wanted_frames = cfg.frames if 0 < cfg.frames < data.feature_set.dims["F"] else data.feature_set.dims["F"]
     if (data.use_patches, data.frames) != (cfg.use_patches, wanted_frames):
         raise CmdclError(f"the features given to train() were read with {data.frames} frames, use_patches "
@@ -248,6 +255,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         provenance={**fs.provenance(), "files": [str(p.resolve()) for p in fs.paths]},
         schedule=resolve_schedule(cfg, len(train_rows), world, saved_passes),
         selection=resolve_selection(cfg, len(val_rows), validates_on_train), num_params=count_parameters(model))
+    ctx.frame_step = grounding_targets(cfg, data, dev, say)
     if ctx.master:
         _write_run_files(ctx, deterministic)
     say(f"{cfg.method}: {ctx.num_params:,} trainable parameters, {'multi' if multilabel else 'single'}-label, "
@@ -393,6 +401,9 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
         with amp.autocast():
             out = net(batch["features"], batch["frame_mask"], batch.get("patches"))
             loss = head_loss(out, batch, ctx.multilabel, ctx.aux_weight)
+            if ctx.frame_step is not None:
+                rows = torch.as_tensor(batches[step], dtype=torch.long).to(ctx.frame_step.device)
+                loss = loss + cfg.grounding_loss * grounding_loss(out["step_attention"], ctx.frame_step[rows])
         ts.optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -427,7 +438,7 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
 
 def evaluate(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
     """Validation: the scalar metrics of the head on the validation videos, plus the loss ("loss")."""
-    if ctx.cfg.refresh_memory and hasattr(model, "refresh_memory"):
+    if ctx.cfg.refresh_memory and getattr(model, "refreshes_memory", False):
         # Front-door memory follows the trained encoder (docs/METHOD.md, VCI); under DDP the other
         # ranks receive the refreshed buffers at their next forward.
         summaries = collect_outputs(model, ctx.data, ctx.train_rows, ctx.dev, ctx.eval_batch, keys=("video_summary",))

@@ -30,12 +30,14 @@ class VideoEncoder(nn.Module):
 
     The projection starts as a scaled semi-orthogonal map whose transpose is `to_embedding`, so at
     initialisation to_embedding(encoder(x)) = x (for width >= D) and the head starts in CLIP space.
-    With patches, each patch token also receives its frame's projected CLIP embedding as context.
+    With patches and frame_context, each patch token also receives its frame's projected CLIP embedding
+    (the old behaviour); without, a patch token is the patch, its spatial position and its time.
     """
 
     def __init__(self, embed_dim: int, width: int, num_frames: int, patches_per_frame: int = 0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, frame_context: bool = True):
         super().__init__()
+        self.frame_context = frame_context
         self.embed_dim, self.width, self.num_frames = embed_dim, width, num_frames
         self.in_proj = nn.Linear(embed_dim, width)
         self.to_embedding = nn.Linear(width, embed_dim)  # back to the text space for the mediator
@@ -64,8 +66,21 @@ class VideoEncoder(nn.Module):
             if self.spatial_position is None or patches.shape[2] != self.spatial_position.shape[0]:
                 raise ValueError(f"patches have {patches.shape[2]} tokens per frame; the encoder was built for "
                                  f"{0 if self.spatial_position is None else self.spatial_position.shape[0]}")
-            tokens = self.in_proj(patches) + self.spatial_position + tokens.unsqueeze(2)
+            context = tokens if self.frame_context else self.temporal_position[:frames]
+            tokens = self.in_proj(patches) + self.spatial_position + context.unsqueeze(-2)
         return self.dropout(tokens)
+
+    def frame_tokens(self, features: Tensor) -> Tensor:
+        """Frame tokens (B, F, W) alone: the input of the temporal stack beside the patch mediator."""
+        return self.dropout(self.in_proj(features) + self.temporal_position[:features.shape[1]])
+
+    def patch_tokens(self, patches: Tensor) -> Tensor:
+        """Patch tokens (B, F, P, W): patch + spatial position + time, no whole-frame embedding."""
+        if self.spatial_position is None or patches.shape[2] != self.spatial_position.shape[0]:
+            raise ValueError(f"patches have {patches.shape[2]} tokens per frame; the encoder was built for "
+                             f"{0 if self.spatial_position is None else self.spatial_position.shape[0]}")
+        position = self.spatial_position + self.temporal_position[:patches.shape[1], None, :]
+        return self.dropout(self.in_proj(patches) + position)
 
 
 def safe_frame_mask(frame_mask: Tensor) -> Tensor:

@@ -38,6 +38,9 @@ DEMO_METHODS = tuple(DEMO_RUNS)
 # uniform attention; absent for heads without step attention: shown as "-").
 GROUNDING_METRIC = "grounding_mass_ratio"
 _COST_RANK = {"cmdcl": 0, "transformer": 1, "linear": 2, "zeroshot": 3}  # training cost, most first
+# A 4 x 4 grid of pooled patch tokens per frame: the finest cmdcl-tiny allows (32 px / 8 px patches). The
+# patch mediator (docs/METHOD.md) attends over them; the frame-level heads ignore them.
+DEMO_PATCH_GRID = 4
 
 
 @dataclass
@@ -144,6 +147,7 @@ def _extract_stage(cfg: DemoConfig, out: Path, weights: str | None, say: Callabl
     summary = run_extraction(ExtractConfig(
         dataset="synthetic", root=str(cfg.data_root), out_dir=str(folder), model=cfg.model,
         pretrained=weights, frames=cfg.frames, batch_size=512, workers=cfg.workers, seed=cfg.seed,
+        patch_grid=DEMO_PATCH_GRID,
         dataset_options={"seed": cfg.seed, "confounding": cfg.confounding, **cfg.synthetic}, progress=False,
     ).check(), log=lambda m: None)
     say("      " + summary.report().replace("\n", "\n      "))

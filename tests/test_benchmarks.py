@@ -136,3 +136,23 @@ def test_gpu_sampler_parses_nvidia_smi(tmp_path, monkeypatch):
     summary = gpu.summary()
     assert gpu.available and summary["samples"] >= 2
     assert summary["mean_util"] == 57.0 and summary["max_memory_mib"] == 1234.0
+
+
+def test_ablation_writes_seed_runs_and_a_mean_table(tmp_path, capsys):
+    from head_fixtures import order_world
+
+    from cmdcl.head.seed_runs import seed_dirs
+
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=2, grid=2, extra_splits=("test_ood",))
+    ablation = load_script("ablation")
+    out = tmp_path / "abl"
+    assert ablation.main(["--features", str(world), "--out", str(out), "--rows", "cmdcl,zeroshot",
+                          "--seeds", "0,1", "--epochs", "1", "--sta-layers", "1"]) == 0
+    assert [p.name for p in seed_dirs(out / "cmdcl")] == ["seed-0", "seed-1"]
+    for row in ("cmdcl", "zeroshot"):
+        for run in seed_dirs(out / row):
+            assert (run / "best.pt").is_file() and (run / "metrics_test_ood.json").is_file()
+    table = json.loads((out / "table.json").read_text())
+    assert set(table) == {"cmdcl", "zeroshot"} and len(table["cmdcl"]) == 2
+    assert "| cmdcl | 2 |" in capsys.readouterr().out
+    assert ablation.row_config("cmdcl-legacy", 0, 2, 0).mediator == "cosine"

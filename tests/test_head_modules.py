@@ -28,8 +28,9 @@ def batch(b: int = 3, seed: int = 1):
 
 
 def head(seed: int = 0, multilabel: bool = False, **options) -> CMDCLHead:
+    # use_patches defaults to auto (on when a grid is given): these tests ask for patches explicitly.
     cfg = HeadConfig(sta_layers=options.pop("sta_layers", 1), dropout=options.pop("dropout", 0.0),
-                     dictionary_size=4, seed=seed, **options)
+                     use_patches=options.pop("use_patches", False), dictionary_size=4, seed=seed, **options)
     return CMDCLHead(cfg, unit(S, D, seed=10), unit(C, D, seed=11), FRAMES, P, multilabel)
 
 
