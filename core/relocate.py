@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from cmdcl.core.errors import WeightsError
+from .errors import WeightsError
 
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decode_pool import DecodedClip
+from .datasets.base import VideoItem
+from .decode_pool import DecodedClip
 
 
 @dataclass(eq=False)  # compared by identity: fields hold arrays

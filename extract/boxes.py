@@ -49,7 +49,7 @@ def read_box_file(path: str | Path) -> dict[int, np.ndarray]:
 def input_geometry(height: int, width: int, image_size: int, resize_mode: str) -> tuple[float, float, float, float]:
     """(scale_x, scale_y, offset_x, offset_y): source pixel x -> x * scale_x + offset_x in the model's S x S
     input, as FramePreprocessor resizes and then centre-crops or pads (the same integer rounding)."""
-    from cmdcl.extract.preprocess import _resized_size
+    from .preprocess import _resized_size
 
     new_h, new_w = _resized_size(height, width, image_size, resize_mode)
     pad_h, pad_w = max(image_size - new_h, 0), max(image_size - new_w, 0)

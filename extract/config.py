@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError
-from cmdcl.extract.datasets.registry import DATASETS, dataset_entry, options_help
+from .datasets.registry import DATASETS, dataset_entry, options_help
 
 if TYPE_CHECKING:
-    from cmdcl.extract.sampler import FrameSampler
+    from .sampler import FrameSampler
 
 
 def default_workers(requested: Optional[int] = None) -> int:
@@ -95,8 +95,8 @@ class ExtractConfig:
     progress: bool = field(default=True, metadata=_help("tqdm progress bar."))
 
     def check(self) -> "ExtractConfig":
-        from cmdcl.extract.decoders import BACKENDS
-        from cmdcl.extract.sampler import SEEK_MODES
+        from .decoders import BACKENDS
+        from .sampler import SEEK_MODES
 
         dataset_entry(self.dataset)  # an unknown name fails here, before any model is loaded
         if self.frames < 1:
@@ -122,7 +122,7 @@ class ExtractConfig:
         return self
 
     def sampler(self) -> "FrameSampler":
-        from cmdcl.extract.sampler import FrameSampler
+        from .sampler import FrameSampler
 
         if self.sample_fps:
             return FrameSampler(self.frames, mode="fps", fps=self.sample_fps, seek=self.seek)

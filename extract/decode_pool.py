@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from cmdcl.core.errors import CmdclError, one_line
-from cmdcl.extract.decoders import VideoDecodeError, VideoMeta, VideoOpenError, default_backend, fallback_decoder
-from cmdcl.extract.sampler import FrameSampler, SampledFrames
+from .decoders import VideoDecodeError, VideoMeta, VideoOpenError, default_backend, fallback_decoder
+from .sampler import FrameSampler, SampledFrames
 
 TASKS_PER_WORKER = 2  # one decoding, one queued: a worker never waits for the main process
 
@@ -75,7 +75,7 @@ class _DecodeSize:
         self.image_size, self.resize_mode = image_size, resize_mode
 
     def __call__(self, height: int, width: int) -> tuple[int, int]:
-        from cmdcl.extract.preprocess import decode_size
+        from .preprocess import decode_size
 
         return decode_size(height, width, self.image_size, self.resize_mode)
 

@@ -34,8 +34,8 @@ import torch
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.lr import warmup_cosine
-from cmdcl.extract import models  # noqa: F401  (registers cmdcl-tiny with open_clip)
-from cmdcl.extract.datasets.base import DatasetIndex
+from . import models  # noqa: F401  (registers cmdcl-tiny with open_clip)
+from .datasets.base import DatasetIndex
 
 PROVENANCE_FORMAT = "cmdcl-pretrain-clip"
 # Caption templates. Each names the action, the activity or both; "{context}" is added to some of them.
@@ -114,9 +114,9 @@ def step_at(segments: list[tuple[int, float, float]], t: float) -> int:
 def load_frames(index: DatasetIndex, image_size: int, preprocess_cfg: dict[str, Any], frames_per_video: int,
                 log: Callable[[str], None] = print) -> CaptionedFrames:
     """Decode `frames_per_video` uniformly sampled frames of every video once, preprocess them, annotate each."""
-    from cmdcl.extract.preprocess import FramePreprocessor
-    from cmdcl.extract.decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
-    from cmdcl.extract.sampler import FrameSampler
+    from .preprocess import FramePreprocessor
+    from .decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
+    from .sampler import FrameSampler
 
     resize_mode = preprocess_cfg.get("resize_mode", "shortest")
     # backend None: each video by its container's default decoder, as `cmdcl extract` decodes it
@@ -149,7 +149,7 @@ def load_frames(index: DatasetIndex, image_size: int, preprocess_cfg: dict[str, 
 
 def build_model(model_name: str, seed: int) -> torch.nn.Module:
     """open_clip's architecture with its default initialisation drawn under `seed`, fp32 on CPU."""
-    from cmdcl.extract.models import _check_model_name, _create
+    from .models import _check_model_name, _create
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -251,7 +251,7 @@ def provenance_path(weights: str | Path) -> Path:
 
 def save_outputs(model: torch.nn.Module, cfg: PretrainConfig, record: dict[str, Any]) -> dict[str, Any]:
     """Weights (written to a temporary name, then renamed), open_clip_config.json, then the provenance record."""
-    from cmdcl.extract.models import file_sha256
+    from .models import file_sha256
 
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,8 +276,8 @@ def reusable_weights(cfg: PretrainConfig) -> dict[str, Any] | None:
     Same data (root and a fingerprint of the split's annotations), same options (seed, epochs, ...), and the
     file on disk is the one the record hashed. Training is deterministic, so retraining would give them again.
     """
-    from cmdcl.extract.datasets.registry import load_dataset
-    from cmdcl.extract.models import file_sha256
+    from .datasets.registry import load_dataset
+    from .models import file_sha256
 
     out, record_path = Path(cfg.out), provenance_path(cfg.out)
     if not (out.is_file() and record_path.is_file()):
@@ -302,7 +302,7 @@ def pretrain_clip(cfg: PretrainConfig, log: Callable[[str], None] = print) -> di
 def train_and_save(cfg: PretrainConfig, log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
     """`pretrain_clip`, also returning the trained model (in eval mode) as it is in memory."""
     from cmdcl.core.version import code_version
-    from cmdcl.extract.datasets.registry import load_dataset
+    from .datasets.registry import load_dataset
 
     cfg.check()
     started = time.perf_counter()

@@ -24,14 +24,14 @@ from typing import Any, Callable, Sequence
 from cmdcl.core.distributed import ShardSpec
 from cmdcl.core.errors import CmdclError, one_line
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, reopen_shard, shard_is_done, shard_name
-from cmdcl.extract.batch_encoder import BatchEncoder
-from cmdcl.extract.config import ExtractConfig
-from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decode_pool import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask,
-                                       decode_inline)
-from cmdcl.extract.decoders import (FallbackDecoder, backend_available, backend_version, default_backend,
-                                    fallback_order)
-from cmdcl.extract.shard_sink import ShardSink, check_resumable, done_marker
+from .batch_encoder import BatchEncoder
+from .config import ExtractConfig
+from .datasets.base import VideoItem
+from .decode_pool import (DecodedClip, DecodeFailure, DecodePool, DecodeSettings, DecodeTask,
+                          decode_inline)
+from .decoders import (FallbackDecoder, backend_available, backend_version, default_backend,
+                       fallback_order)
+from .shard_sink import ShardSink, check_resumable, done_marker
 
 __all__ = ["ExtractSummary", "ExtractionInterrupted", "run_extraction", "shard_items"]
 
@@ -165,15 +165,15 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
 
     `encoder`: an already loaded `FrozenEncoder` to reuse (benchmarks, tests); it must be `cfg.model`.
     """
-    from cmdcl.extract.datasets.registry import load_dataset
+    from .datasets.registry import load_dataset
 
     cfg.check()
     wall_start = time.perf_counter()
     index = load_dataset(cfg.dataset, cfg.root, splits=cfg.splits, **cfg.dataset_options)
     log(index.report())
     # Heavy imports only now: a mistyped dataset or root is reported at once.
-    from cmdcl.extract.preprocess import FramePreprocessor
-    from cmdcl.extract.text import encode_label_texts
+    from .preprocess import FramePreprocessor
+    from .text import encode_label_texts
 
     mine = shard_items(index.items, cfg.shard, index.missing, cfg.limit)
     out_dir = Path(cfg.out_dir)
@@ -237,7 +237,7 @@ def _encoder(cfg: ExtractConfig, encoder):
     """`encoder` when given (it must be `cfg.model`), else the model loaded as `cfg` asks."""
     import torch
 
-    from cmdcl.extract.models import load_encoder
+    from .models import load_encoder
 
     torch.manual_seed(cfg.seed)
     if encoder is None:

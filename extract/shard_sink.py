@@ -17,9 +17,9 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.provenance import RESUME_KEYS, first_mismatch
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, VideoRecord
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.batch_encoder import PendingVideo
-from cmdcl.extract.boxes import sampled_boxes
-from cmdcl.extract.datasets.base import VideoItem
+from .batch_encoder import PendingVideo
+from .boxes import sampled_boxes
+from .datasets.base import VideoItem
 
 
 def _multi_hot(indices: Iterable[int], size: int, what: str, video_id: str) -> np.ndarray:

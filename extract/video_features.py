@@ -12,12 +12,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cmdcl.extract.batch_encoder import BatchEncoder
-from cmdcl.extract.datasets.base import VideoItem
-from cmdcl.extract.decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
-from cmdcl.extract.decoders import BACKENDS, backend_available
-from cmdcl.extract.sampler import FrameSampler
-from cmdcl.extract.shard_sink import _pad_rows, stored_rows
+from .batch_encoder import BatchEncoder
+from .datasets.base import VideoItem
+from .decode_pool import DecodeFailure, DecodeSettings, DecodeTask, decode_task
+from .decoders import BACKENDS, backend_available
+from .sampler import FrameSampler
+from .shard_sink import _pad_rows, stored_rows
 
 
 @dataclass
@@ -47,7 +47,7 @@ def video_rows(path: str | Path, encoder, settings: DecodeSettings, patch_grid: 
     """Decode, preprocess and encode one video as an extraction run would store it; a DecodeFailure when
     it cannot be decoded. `preprocess`: a `FramePreprocessor` to reuse (one is built from `encoder`)."""
     if preprocess is None:
-        from cmdcl.extract.preprocess import FramePreprocessor
+        from .preprocess import FramePreprocessor
 
         preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     path = Path(path)

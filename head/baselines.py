@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.visual import mean_over_valid_frames
+from .config import HeadConfig
+from .visual import mean_over_valid_frames
 
 CLIP_LOGIT_SCALE = 100.0  # CLIP's trained logit scale, used as the zero-shot temperature (1 / 0.01)
 

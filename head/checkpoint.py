@@ -34,7 +34,7 @@ import torch
 from cmdcl.core.errors import CheckpointError
 from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
-from cmdcl.head.config import HeadConfig
+from .config import HeadConfig
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "model_args", "config", "provenance", "vocabulary", "format_version", "epoch",

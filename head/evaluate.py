@@ -21,10 +21,10 @@ from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
-from cmdcl.head.checkpoint import Checkpoint, check_compatible, load_checkpoint
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import FeatureData
-from cmdcl.head.grounding import GroundingCollector
+from .checkpoint import Checkpoint, check_compatible, load_checkpoint
+from .config import HeadConfig
+from .data import FeatureData
+from .grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
 
 from .leakage import context_leakage
@@ -136,7 +136,7 @@ def main_metric_name(multilabel: bool) -> str:
 
 def model_from_checkpoint(state: Checkpoint) -> tuple[nn.Module, HeadConfig]:
     """Rebuild the head from a loaded checkpoint (no features needed) and load its weights."""
-    from cmdcl.head.factory import build_model
+    from .factory import build_model
 
     args = state.model_args
     text = TextBank(class_names=list(args.class_names), class_embeddings=args.class_text.numpy(),

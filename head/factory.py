@@ -14,7 +14,7 @@ from torch import nn
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import TextBank
-from cmdcl.head.config import HeadConfig
+from .config import HeadConfig
 
 from .registry import method_entry
 

@@ -10,8 +10,8 @@ from typing import Any
 from torch import nn
 
 from cmdcl.core.lr import warmup_cosine  # noqa: F401  (re-exported: the head's schedule)
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import steps_per_epoch
+from .config import HeadConfig
+from .data import steps_per_epoch
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -33,18 +33,18 @@ from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.version import code_version
-from cmdcl.head.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
-                                   save_checkpoint, set_rng_state)
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import FeatureData, epoch_batches, load_train_data, train_val_rows
-from cmdcl.head.evaluate import collect_outputs, compute_metrics, main_metric_name
-from cmdcl.head.factory import build_model, count_parameters, text_tensors
-from cmdcl.head.grounding_loss import grounding_loss, grounding_targets
-from cmdcl.head.runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
-                                restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
-from cmdcl.head.run_files import append_metrics, truncate_metrics, write_run_files
-from cmdcl.head.schedule import (Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
-                                 warmup_cosine)
+from .checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
+from .config import HeadConfig
+from .data import FeatureData, epoch_batches, load_train_data, train_val_rows
+from .evaluate import collect_outputs, compute_metrics, main_metric_name
+from .factory import build_model, count_parameters, text_tensors
+from .grounding_loss import grounding_loss, grounding_targets
+from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
+                      restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
+from .run_files import append_metrics, truncate_metrics, write_run_files
+from .schedule import (Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
+                       warmup_cosine)
 
 from .loss import finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import Convergence

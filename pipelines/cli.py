@@ -25,8 +25,8 @@ app = typer.Typer(
 
 def _register() -> None:
     # Sub-command modules are imported here (they are light: typer + stdlib only at import time).
-    from cmdcl.pipelines import cmd_extract, cmd_head, cmd_demo, cmd_pretrain, cmd_report  # noqa: F401
-    from cmdcl.pipelines import cmd_compare
+    from . import cmd_extract, cmd_head, cmd_demo, cmd_pretrain, cmd_report  # noqa: F401
+    from . import cmd_compare
 
     for module in (cmd_extract, cmd_head, cmd_demo, cmd_report, cmd_pretrain, cmd_compare):
         for name, func in getattr(module, "COMMANDS", {}).items():

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from cmdcl.pipelines.demo import DEMO_RUNS  # the demo's table rows (light: standard library only)
+from .demo import DEMO_RUNS  # the demo's table rows (light: standard library only)
 
 # Defaults mirror SyntheticConfig's (tests check they agree); literal here so `cmdcl --help` stays light.
 
@@ -82,7 +82,7 @@ def demo(
 ) -> None:
     """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
     from cmdcl.head.seeds import parse_seeds
-    from cmdcl.pipelines.demo import DemoConfig, run_demo
+    from .demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(
         data_root=root, out_dir=out, seed=seed, confounding=confounding, frames=frames, epochs=epochs,

@@ -18,7 +18,7 @@ import typer
 from cmdcl.core.errors import CmdclError
 from cmdcl.extract.config import ExtractConfig
 from cmdcl.extract.datasets.registry import DATASET_OPTIONS, options_from_flags
-from cmdcl.pipelines.config_options import config_options
+from .config_options import config_options
 
 
 def _shard_spec(shard: Optional[str], shard_index: Optional[int], num_shards: Optional[int]):

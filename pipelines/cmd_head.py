@@ -14,7 +14,7 @@ import typer
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.relocate import find_file, find_weights
 from cmdcl.head.config import HeadConfig  # no torch: the options below are generated from it
-from cmdcl.pipelines.config_options import config_options
+from .config_options import config_options
 
 FEATURES_HELP = "Feature file, folder of shards or glob (repeatable)."
 

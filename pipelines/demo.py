@@ -271,7 +271,7 @@ def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features
 def demo_table(out: Path, results: list[MethodResult], features: str, context: dict[str, float] | None) -> str:
     """The table (pipelines/demo_table.py): intervals over seeds, paired OOD differences against the
     transformer, grounding and leakage; the comparisons are also written to OUT/compare-<split>/."""
-    from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
+    from .demo_table import compare_splits, format_demo_table
 
     rows = [r.method for r in results]
     return format_demo_table(out, rows, compare_splits(out, rows), {r.method: r.train_s for r in results},

@@ -12,7 +12,7 @@ Modules: `layout` (format version, columns, records, text bank), `files` (one fi
 `writer` (`ShardWriter`, `reopen_shard`), `reader` (`FeatureSet`), `merge` (`merge_feature_files`),
 `scan` (one file's contents), `verify` (`cmdcl verify`). Import the public names from `cmdcl.core.store`.
 """
-from cmdcl.core.provenance import COMPATIBILITY_KEYS  # files read or merged together agree on these
+from ..provenance import COMPATIBILITY_KEYS  # files read or merged together agree on these
 
 from .layout import (FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMNS, STR,
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, segment_table)

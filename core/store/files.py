@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
-from cmdcl.core.errors import FeatureFileError
+from ..errors import FeatureFileError
 
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS, STR,
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, _attr_value, _dims, _strings,

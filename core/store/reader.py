@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 import h5py
 import numpy as np
 
-from cmdcl.core.errors import FeatureFileError
-from cmdcl.core.provenance import COMPATIBILITY_KEYS, first_mismatch
+from ..errors import FeatureFileError
+from ..provenance import COMPATIBILITY_KEYS, first_mismatch
 
 from .files import _read_block, _read_failures, _read_notes
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FORMAT_VERSION, SEGMENT_COLUMNS,

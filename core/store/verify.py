@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cmdcl.core.errors import CmdclError, FeatureFileError
-from cmdcl.core.provenance import SHARD_CONSISTENCY_KEYS, mismatches
+from ..errors import CmdclError, FeatureFileError
+from ..provenance import SHARD_CONSISTENCY_KEYS, mismatches
 
 from .reader import FeatureSet, resolve_feature_paths
 

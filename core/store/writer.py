@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from cmdcl.core.errors import FeatureFileError
+from ..errors import FeatureFileError
 
 from . import files
 from .files import _read_failures, _read_notes, _read_rows, _records_to_block

@@ -32,8 +32,8 @@ import re
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import (SPLIT_SCHEMES, DatasetIndex, SplitSpec, VideoItem, find_videos,
-                                         make_index, readable)
+from .base import (SPLIT_SCHEMES, DatasetIndex, SplitSpec, VideoItem, find_videos,
+                   make_index, readable)
 
 FPS = 15.0
 VIDEO_FOLDER = "BreakfastII_15fps_qvga_sync"

@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index
+from .base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index
 
 SPLIT_FILES = {"train": "Charades_v1_train.csv", "test": "Charades_v1_test.csv"}
 VIDEO_FOLDERS = ("Charades_v1_480", "Charades_v1")

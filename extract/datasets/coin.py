@@ -25,8 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
-from cmdcl.extract.datasets.coin_taxonomy import find_taxonomy, read_taxonomy
+from .base import DatasetIndex, SplitSpec, VideoItem, find_videos, make_index, readable
+from .coin_taxonomy import find_taxonomy, read_taxonomy
 
 SUBSETS = {"training": "train", "testing": "test"}
 TASK_IDS, STEP_IDS = range(0, 180), range(1, 779)  # the published ids: tasks 0..179, steps 1..778

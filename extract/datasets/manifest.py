@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from cmdcl.core.errors import DatasetError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec, VideoItem, absolute, find_videos, make_index
+from .base import DatasetIndex, SplitSpec, VideoItem, absolute, find_videos, make_index
 
 REQUIRED_COLUMNS = ("video_id", "path", "split")
 CONFOUNDER_PREFIX = "confounder:"  # CSV columns confounder:NAME

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cmdcl.core.errors import CmdclError, DatasetError
-from cmdcl.extract.datasets.base import SPLIT_SCHEMES, DatasetIndex, SplitSpec
+from .base import SPLIT_SCHEMES, DatasetIndex, SplitSpec
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.extract.datasets.base import DatasetIndex, SplitSpec
-from cmdcl.extract.datasets.synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
+from .base import DatasetIndex, SplitSpec
+from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
     SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
     attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
     render_video_with_boxes, write_boxes)
@@ -451,8 +451,8 @@ def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> P
 def load(root: Path, splits: SplitSpec = None, **options) -> DatasetIndex:
     """The `synthetic` adapter (extract/datasets/registry.py): generate the world at `root` if needed (`options`
     are SyntheticConfig fields), then read it as a manifest. Its "pretrain" split is read only when named."""
-    from cmdcl.extract.datasets.manifest import load as load_manifest
-    from cmdcl.extract.datasets.registry import check_options
+    from .manifest import load as load_manifest
+    from .registry import check_options
 
     check_options("synthetic", ensure_synthetic, options)
     index = load_manifest(ensure_synthetic(root, **options), splits)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from cmdcl.extract.datasets.synthetic import SyntheticConfig, VideoSpec
+    from .synthetic import SyntheticConfig, VideoSpec
 
 # Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
 # (shape, colour) pair alone is unique for i < 56, so every step in STEP_NAMES looks different.

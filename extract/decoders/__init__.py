@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders.base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
-                                         VideoOpenError)
-from cmdcl.extract.decoders.decord import DecordDecoder, decord_available
-from cmdcl.extract.decoders.fallback import FALLBACK_ORDER, FallbackDecoder, SampledRead, fallback_order
-from cmdcl.extract.decoders.nvdec import NvdecDecoder
-from cmdcl.extract.decoders.pyav import PyAVDecoder
+from .base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
+                   VideoOpenError)
+from .decord import DecordDecoder, decord_available
+from .fallback import FALLBACK_ORDER, FallbackDecoder, SampledRead, fallback_order
+from .nvdec import NvdecDecoder
+from .pyav import PyAVDecoder
 
 # The registry: `--decoder` name -> backend class.
 BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder, "nvdec": NvdecDecoder}

@@ -11,9 +11,9 @@ from typing import Sequence
 import numpy as np
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders.base import (SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError,
-                                         _check_indices, _resolve_size)
-from cmdcl.extract.decoders.probe import _check_path, _mp4_hint, _probe, _truncation
+from .base import (SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError,
+                   _check_indices, _resolve_size)
+from .probe import _check_path, _mp4_hint, _probe, _truncation
 
 
 def decord_available() -> bool:

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders.base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
-                                         VideoOpenError)
+from .base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
+                   VideoOpenError)
 
 # Backends a video falls back through, in order, after the chosen one. PyAV is last: it reads every
 # container, and only it can salvage a partly corrupt file.
@@ -58,7 +58,7 @@ class FallbackDecoder(VideoDecoder):
 
     @staticmethod
     def version() -> str:
-        from cmdcl.extract.decoders import BACKENDS, backend_version
+        from . import BACKENDS, backend_version
 
         return " / ".join(f"{name} {backend_version(name)}" for name in BACKENDS)
 
@@ -68,7 +68,7 @@ class FallbackDecoder(VideoDecoder):
 
     def _open_from(self, position: int) -> VideoMeta:
         """Open with the backends from `order[position]` on; the last one's error propagates."""
-        from cmdcl.extract.decoders import backend_available, make_decoder
+        from . import backend_available, make_decoder
 
         for name in self.order[position:-1]:
             if not backend_available(name):
@@ -122,7 +122,7 @@ class FallbackDecoder(VideoDecoder):
                 raise
             reason = self.fallback_reason or f"{primary} read: {exc}"
             self.close()
-            from cmdcl.extract.decoders.pyav import PyAVDecoder
+            from .pyav import PyAVDecoder
 
             self.active = PyAVDecoder(self.threads)
             self.meta = self.active.open(self._path, self._size)

@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders.base import SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError, \
+from .base import SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError, \
     _check_indices
-from cmdcl.extract.decoders.pyav import PyAVDecoder
+from .pyav import PyAVDecoder
 
 # What NVDEC decodes, by FFmpeg codec name -> pixel formats it accepts (NVIDIA's decode support matrix for
 # Turing and later; H.264 is 4:2:0 8-bit only, HEVC / AV1 / VP9 also 10-bit, HEVC also 4:4:4).

@@ -7,7 +7,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from cmdcl.extract.decoders.base import VideoOpenError
+from .base import VideoOpenError
 
 @dataclass
 class _Header:

@@ -9,9 +9,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cmdcl.core.errors import one_line
-from cmdcl.extract.decoders.base import (SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError,
-                                         _check_indices, _resolve_size)
-from cmdcl.extract.decoders.probe import _check_path, _declared_length, _first_frame_rotation, _mp4_hint, _truncation
+from .base import (SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta, VideoOpenError,
+                   _check_indices, _resolve_size)
+from .probe import _check_path, _declared_length, _first_frame_rotation, _mp4_hint, _truncation
 
 
 class _UnreliableTimestamps(Exception):

@@ -10,15 +10,15 @@ The folder is self-contained: the page references its PNGs by relative name, so 
 Modules: build (entry point, run inputs), scoring (model outputs, choices of video/actions/activities),
 figures (run-level figures, shared figure helpers), video_figures (fig. 7), html (the page).
 """
-from cmdcl.head.report.build import ScoredRun, build_report, read_history, score_run
-from cmdcl.head.report.figures import (DPI, FIGSIZE, Figure, normalised_similarity, plot_confusion, plot_curves,
-                                       plot_per_class_ap, plot_text_similarity)
-from cmdcl.head.report.html import render_html
-from cmdcl.head.report.scoring import (activity_steps, default_similarity_actions, default_tracked_actions,
-                                       matching_probabilities, pick_video, resolve_actions, score_split,
-                                       video_view)
-from cmdcl.head.report.video_figures import (FrameReader, decode_frames, plot_matching, plot_spatial_attention,
-                                             plot_temporal_attention, spatial_attention_figure)
+from .build import ScoredRun, build_report, read_history, score_run
+from .figures import (DPI, FIGSIZE, Figure, normalised_similarity, plot_confusion, plot_curves,
+                      plot_per_class_ap, plot_text_similarity)
+from .html import render_html
+from .scoring import (activity_steps, default_similarity_actions, default_tracked_actions,
+                      matching_probabilities, pick_video, resolve_actions, score_split,
+                      video_view)
+from .video_figures import (FrameReader, decode_frames, plot_matching, plot_spatial_attention,
+                            plot_temporal_attention, spatial_attention_figure)
 
 __all__ = [
     "DPI", "FIGSIZE", "Figure", "FrameReader", "ScoredRun", "activity_steps", "build_report", "decode_frames",

@@ -18,20 +18,20 @@ from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.relocate import find_file
 from cmdcl.core.store import FeatureSet
 from cmdcl.core.version import code_version
-from cmdcl.head.checkpoint import check_compatible
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.data import FeatureData
-from cmdcl.head.evaluate import compute_metrics, load_model, write_json
-from cmdcl.head.factory import text_tensors
-from cmdcl.head.grounding import GroundingCollector
-from cmdcl.head.report.figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
-                                       plot_text_similarity)
-from cmdcl.head.report.html import render_html
-from cmdcl.head.report.scoring import (MAX_TRACKED_ACTIONS, _matching_summary, activity_steps, default_similarity_actions,
-                                       default_tracked_actions, matching_probabilities, pick_video, resolve_actions,
-                                       score_split, video_view)
-from cmdcl.head.report.video_figures import (FrameReader, plot_matching, plot_temporal_attention,
-                                             spatial_attention_figure)
+from ..checkpoint import check_compatible
+from ..config import HeadConfig
+from ..data import FeatureData
+from ..evaluate import compute_metrics, load_model, write_json
+from ..factory import text_tensors
+from ..grounding import GroundingCollector
+from .figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
+                      plot_text_similarity)
+from .html import render_html
+from .scoring import (MAX_TRACKED_ACTIONS, _matching_summary, activity_steps, default_similarity_actions,
+                      default_tracked_actions, matching_probabilities, pick_video, resolve_actions,
+                      score_split, video_view)
+from .video_figures import (FrameReader, plot_matching, plot_temporal_attention,
+                            spatial_attention_figure)
 
 from .comparison import comparison_figure, find_comparison
 from .spatial_figure import figure_for_run as spatial_grounding_for_run

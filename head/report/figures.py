@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cmdcl.head.report.scoring import MAX_SIMILARITY_ACTIONS, _unit
+from .scoring import MAX_SIMILARITY_ACTIONS, _unit
 
 # Every figure has a fixed size at a fixed dpi, so its pixel size never depends on the data.
 DPI = 100

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cmdcl.head.report.figures import Figure
+from .figures import Figure
 
 
 def render_html(summary: dict[str, Any], config: dict[str, Any], figures: list[Figure],

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import numpy as np
 
 from cmdcl.core.store import FeatureSet
-from cmdcl.head.report.figures import Figure, _figure, _no_data, _save, _wrap
-from cmdcl.head.report.scoring import FALLBACK_TOP_K
+from .figures import Figure, _figure, _no_data, _save, _wrap
+from .scoring import FALLBACK_TOP_K
 
 MAX_SPATIAL_ACTIONS = 3  # rows of the spatial-attention grid
 MAX_SPATIAL_FRAMES = 8  # columns of the spatial-attention grid
