@@ -6,16 +6,16 @@ over seeds into OUT/<row>/seed-<k>/ and print a plain mean table of test / test_
 
 Each OUT/<row>/ is a multi-seed run (head/seed_runs.py: seeds.json + seed-<k>/), each seed folder an
 ordinary run (best.pt, metrics_test.json, metrics_test_ood.json, predictions_*.npz), so `cmdcl compare` reads
-them. A seed whose metrics_test_ood.json exists is not retrained (delete the folder to redo it). The recipe
-is the demo's (train-head's schedule, --sta-layers 2 by default); OUT/table.json holds the per-seed numbers.
-Intervals and paired differences are `cmdcl compare`'s job; this prints means only.
+them. Runs go through `head/seeds.train_jobs` (one worker per core; a finished run is reused). The recipe is
+the demo's (train-head's schedule, --sta-layers 2 by default). The table is the demo's
+(pipelines/demo_table.py): intervals over seeds, the paired test_ood difference against `transformer`
+(when it is a row), grounding and leakage; also in OUT/table.txt, with OUT/compare-<split>/.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 # Each row: HeadConfig options over the defaults. The "flipped" rows change one new switch each.
@@ -49,39 +49,25 @@ def row_config(row: str, seed: int, sta_layers: int, epochs: int):
     return HeadConfig(**options, sta_layers=sta_layers, epochs=epochs, seed=seed)
 
 
-def run_row(features: str, out: Path, row: str, seeds: list[int], sta_layers: int, epochs: int) -> list[dict]:
-    """Train and evaluate one row over `seeds`; returns per-seed {seed, test, test_ood, train_s}."""
-    from cmdcl.head.evaluate import evaluate_splits
+def run_rows(features: str, out: Path, rows: list[str], seeds: list[int], sta_layers: int, epochs: int,
+             workers: int) -> dict[str, float]:
+    """Train and score every row x seed through `train_jobs` (the code path of `train-head --seeds` and the
+    demo; finished runs are reused); returns each row's mean training seconds per seed."""
     from cmdcl.head.seed_runs import seed_dir, write_seeds
-    from cmdcl.head.train import train
+    from cmdcl.head.seeds import train_jobs
 
-    write_seeds(out / row, seeds, ROWS[row]["method"])
-    results = []
-    for seed in seeds:
-        run = seed_dir(out / row, seed)
-        done = run / "metrics_test_ood.json"
-        t0 = time.perf_counter()
-        if not done.is_file():
-            cfg = row_config(row, seed, sta_layers, epochs)
-            train(features, run, cfg, resume="auto", progress=False, log=lambda m: None)
-            evaluate_splits(run / "best.pt", features, list(SPLITS), out_dir=run)
-        metrics = {s: json.loads((run / f"metrics_{s}.json").read_text()) for s in SPLITS}
-        results.append({"seed": seed, "train_s": time.perf_counter() - t0,
-                        **{s: metrics[s]["top1"] for s in SPLITS},
-                        "grounding": metrics["test"].get("grounding_mass_ratio")})
-        print(f"  {row:<22} seed {seed}: test {results[-1]['test']:.3f}  test_ood {results[-1]['test_ood']:.3f}"
-              f"  ({results[-1]['train_s']:.0f} s)", flush=True)
-    return results
-
-
-def mean_table(table: dict[str, list[dict]]) -> str:
-    lines = [f"| row | seeds | test top-1 | test_ood top-1 | grounding ratio (test) |", "|---|---|---|---|---|"]
-    for row, runs in table.items():
-        mean = {k: sum(r[k] for r in runs) / len(runs) for k in SPLITS}
-        grounding = [r["grounding"] for r in runs if r["grounding"] is not None]
-        g = f"{sum(grounding) / len(grounding):.2f}" if grounding else "-"
-        lines.append(f"| {row} | {len(runs)} | {mean['test']:.3f} | {mean['test_ood']:.3f} | {g} |")
-    return "\n".join(lines)
+    for row in rows:
+        write_seeds(out / row, seeds, ROWS[row]["method"])
+    keys = [(row, seed) for row in rows for seed in seeds]
+    jobs = [(row_config(row, seed, sta_layers, epochs), seed_dir(out / row, seed)) for row, seed in keys]
+    runs = train_jobs(features, jobs, workers=workers, resume="auto", progress=False, log=lambda m: None,
+                      evaluate=list(SPLITS))
+    seconds: dict[str, list[float]] = {}
+    for (row, seed), run in zip(keys, runs):
+        seconds.setdefault(row, []).append(float(run.get("train_seconds") or 0.0))
+        print(f"  {row:<22} seed {seed}: test {run['metrics']['test']['top1']:.3f}  test_ood "
+              f"{run['metrics']['test_ood']['top1']:.3f}  ({seconds[row][-1]:.0f} s)", flush=True)
+    return {row: sum(v) / len(v) for row, v in seconds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,22 +78,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sta-layers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=0, help="0 = train-head's schedule")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny heads)")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: one per core)")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         print(f"--rows: unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}", file=sys.stderr)
         return 2
+    import os
+
     import torch
 
-    torch.set_num_threads(args.threads)
+    from cmdcl.core.store import FeatureSet
+    from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
+
+    torch.set_num_threads(1)  # tiny heads: one thread per worker is fastest
     seeds = [int(s) for s in args.seeds.split(",")]
-    table = {row: run_row(args.features, args.out, row, seeds, args.sta_layers, args.epochs) for row in rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
-    text = mean_table(table)
-    (args.out / "table.md").write_text(text + "\n")
+    train_s = run_rows(args.features, args.out, rows, seeds, args.sta_layers, args.epochs,
+                       args.workers or os.cpu_count() or 1)
+    text = format_demo_table(args.out, rows, compare_splits(args.out, rows), train_s,
+                             chance=1.0 / FeatureSet(args.features).dims["C"])
+    (args.out / "table.txt").write_text(text + "\n")
     print(text)
     return 0
 

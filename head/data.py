@@ -58,7 +58,7 @@ def _available_memory_bytes() -> int:
 class FeatureData:
     """The videos of the wanted split(s) of a FeatureSet, ready to batch by row index.
 
-    Attributes (row i is the i-th selected video, in stored order):
+    Attributes (row i is the i-th selected video in video_id order, whatever order the file stores them in):
       video_id, split: numpy string arrays; label (N,) int64; labels (N, C) uint8; steps (N, S) uint8;
       frame_mask (N, F') bool; features (N, F', D) float16 and patches (N, F', P, D) float16 when in memory.
     """
@@ -68,7 +68,10 @@ class FeatureData:
                  log: Callable[[str], None] = print):
         fs = source if isinstance(source, FeatureSet) else FeatureSet(source)
         self.feature_set = fs
-        self.positions = fs.select(splits)
+        selected = fs.select(splits)
+        # Rows in video_id order, not stored order: extraction stores videos as they finish, which differs
+        # between runs with several workers, and batches, the carved validation and probes follow rows.
+        self.positions = selected[np.argsort(fs.index["video_id"][selected], kind="stable")]
         if not len(self.positions):
             available = ", ".join(sorted(set(fs.index["split"].tolist()))) or "none"
             raise FeatureFileError(f"{fs.paths[0]}: no videos in split {splits!r}; splits in the file: {available}.")
@@ -141,14 +144,15 @@ class FeatureData:
         # Contiguous files (every finished shard) are read with plain file reads: no h5py call per chunk,
         # about 2x faster than read_array on a COIN-sized file, and no page cache mapped into our RSS.
         layout = self.feature_set.contiguous_layout(name)
+        stored_order = np.argsort(self.positions, kind="stable")  # read in file order: short contiguous spans
         for start in range(0, len(self.positions), chunk):
-            rows = np.arange(start, min(start + chunk, len(self.positions)))
+            rows = stored_order[start:start + chunk]
             block = None
             if layout is not None:
                 block = self.feature_set.read_rows_direct(name, self.positions[rows], layout)
             if block is None:
                 block = self.feature_set.read_array(name, self.positions[rows], chunk=chunk)
-            out[rows[0]:rows[-1] + 1] = torch.from_numpy(self._subsample(block, rows))
+            out[torch.from_numpy(rows)] = torch.from_numpy(self._subsample(block, rows))
         return out
 
     def _gather_from(self, maps: list[np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ class DemoConfig:
     pretrained: str | None = None  # weights to extract with; None: pre-train them on the world's pretrain split
     pretrain: bool = True  # False with pretrained None: random weights
     pretrain_epochs: int = 10
-    workers: int = 1
+    workers: int = 1  # decode workers: one keeps the encoder batches (and so the features) the same run to run
     epochs: int = 0  # 0: train-head's default schedule (docs/TRAINING.md)
     sta_layers: int = 2  # the paper's H=6 is the CLI default; 2 keeps the demo under its time budget
     methods: tuple[str, ...] = DEMO_METHODS

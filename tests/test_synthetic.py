@@ -59,6 +59,14 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(dataset, tmp_p
     assert not list(tmp_path.glob("*.tmp-*"))  # the build folder was renamed into place
 
 
+def test_one_process_renders_the_same_files_as_the_pool(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr("cmdcl.extract.datasets.synthetic_render.os.cpu_count", lambda: 1)
+    single = generate_synthetic(tmp_path / "single", tiny(), progress=False)
+    assert file_bytes(single) == file_bytes(dataset)
+    boxes = {p.relative_to(single): p.read_bytes() for p in sorted(single.rglob("boxes/*/*.csv"))}
+    assert boxes and boxes == {p.relative_to(dataset): p.read_bytes() for p in sorted(dataset.rglob("boxes/*/*.csv"))}
+
+
 def test_layout_and_manifest_rows(dataset):
     world = synthetic.json.loads((dataset / "world.json").read_text())
     assert (dataset / "DONE").is_file()

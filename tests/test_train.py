@@ -75,8 +75,9 @@ def test_memory_and_memmap_modes_give_the_same_batches(world):
     assert a["features"].shape == (4, 4, 16) and a["features"].dtype == torch.float32
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    stored = FeatureSet(world).read_array("features", FeatureSet(world).select("train")[[5]])[0]
-    index, _ = frame_subsample_index(FeatureSet(world).index["frame_mask"][[5]], 4)
+    assert list(data.video_id) == sorted(data.video_id)  # rows follow video_id, not the stored order
+    stored = FeatureSet(world).read_array("features", data.positions[[5]])[0]
+    index, _ = frame_subsample_index(FeatureSet(world).index["frame_mask"][data.positions[[5]]], 4)
     assert np.array_equal(a["features"][0].numpy(), stored[index[0]].astype(np.float32))
 
 

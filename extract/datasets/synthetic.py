@@ -39,7 +39,7 @@ from .base import DatasetIndex, SplitSpec
 from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
     SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
     attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
-    render_video_with_boxes, write_boxes)
+    render_all, render_video_with_boxes, write_boxes)
 
 GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
 # manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
@@ -361,17 +361,12 @@ def _check_replaceable(root: Path) -> None:
 
 
 def _build(folder: Path, config: SyntheticConfig, progress: bool) -> None:
-    from tqdm import tqdm
-
     world = build_world(config)
     specs = sample_videos(config, world)
     for split in SPLITS:
         (folder / "videos" / split).mkdir(parents=True, exist_ok=True)
         (folder / "boxes" / split).mkdir(parents=True, exist_ok=True)
-    for spec in tqdm(specs, desc="synthetic videos", unit="video", disable=not progress):
-        frames, boxes = render_video_with_boxes(spec, config)
-        write_video(folder / spec.path, frames, config.fps)
-        write_boxes(folder / spec.boxes_path, boxes)
+    render_all(folder, specs, config, progress)
     _write_tables(folder, specs, world, config)
     (folder / "world.json").write_text(json.dumps(_world_json(world, specs, config), indent=2) + "\n")
     (folder / "DONE").write_text(f"cmdcl-synthetic generator {GENERATOR_VERSION}\n")  # last: marks completion

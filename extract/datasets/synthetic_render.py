@@ -6,6 +6,9 @@ in synthetic.py.
 from __future__ import annotations
 
 import colorsys
+import contextlib
+import multiprocessing
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -268,3 +271,33 @@ def write_boxes(path: Path, boxes: np.ndarray) -> None:
     lines += [f"{f},{b[0]:g},{b[1]:g},{b[2]:g},{b[3]:g}" for f, b in enumerate(boxes.tolist())
               if not np.isnan(b).any()]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def render_all(folder: Path, specs: list, config: "SyntheticConfig", progress: bool = True) -> None:
+    """Render and write every video (and its box file) of `specs` under `folder`, over one forked process per
+    core. Each video is drawn from its own seeded spec, so the files are the same however many processes
+    draw them."""
+    from tqdm import tqdm
+
+    jobs = [(folder, spec, config) for spec in specs]
+    with _pool(min(os.cpu_count() or 1, 8)) as pool:
+        done = pool.imap_unordered(_render_one, jobs, chunksize=8) if pool else map(_render_one, jobs)
+        for _ in tqdm(done, total=len(jobs), desc="synthetic videos", unit="video", disable=not progress):
+            pass
+
+
+def _render_one(job: tuple) -> None:
+    folder, spec, config = job
+    frames, boxes = render_video_with_boxes(spec, config)
+    write_video(folder / spec.path, frames, config.fps)
+    write_boxes(folder / spec.boxes_path, boxes)
+
+
+@contextlib.contextmanager
+def _pool(workers: int):
+    """A pool of forked renderers, or None (render in this process) with one core or where fork is missing."""
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield pool
