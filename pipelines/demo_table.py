@@ -81,22 +81,24 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
     reference = comparisons[OOD].reference
     extras = {name: row_extras(out / name) for name in rows}
     factors = sorted({f for e in extras.values() for f in e.leakage})
+    width = max(17, *(len(name) for name in rows))
     leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
-    head = (f"{'method':<17} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
-            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'mAP':>5} {'t-grnd':>6} {'s-grnd':>6} "
+    head = (f"{'method':<{width}} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
+            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'mAP':>5} {'t-grnd':>6} {'s-grnd':>6} "
             f"{leak_head:>18} {'train s':>7}")
     lines = [head, "-" * len(head)]
     for name in rows:
         a, b, e = iid[name], ood[name], extras[name]
         diff = "(reference)" if b.diff is None else f"{_num(b.diff, True)} {_ci(b.diff_low, b.diff_high, True)}"
         p = "" if b.p is None else ("<0.001" if b.p < 0.001 else f"{b.p:.3f}")
+        seeds_ci = _ci(*b.diff_seed_ci, signed=True) if b.diff_seed_ci else ""
         leak = "/".join(f"{e.leakage[f]:.2f}"[1:] if e.leakage.get(f) is not None else "-" for f in factors) or "-"
-        lines.append(f"{name:<17} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
-                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {_num(e.step_map):>5} "
+        lines.append(f"{name:<{width}} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
+                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {_num(e.step_map):>5} "
                      f"{_num(e.grounding):>6} {_num(e.spatial):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
     if context:
-        lines.append(f"{'context only':<17} {context[IID]:.3f}{'':<15} {context[OOD]:.3f}{'':<15}"
-                     "   <- logistic regression on the true confounder labels")
+        lines.append(f"{'context only':<{width}} {context[IID]:.3f} {'':<14} {context[OOD]:.3f} {'':<14} "
+                     "<- logistic regression on the true confounder labels")
     lines += _footer(comparisons, extras, factors, chance)
     return "\n".join(lines)
 
@@ -109,7 +111,8 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str],
              f"'test_ood' ({c.num_videos} videos) with the context shuffled; every number is the mean over {seeds} "
              "seeds;",
              " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
-             "the same videos and seeds, p: paired permutation test (head/compare.py);",
+             "the same videos and seeds (test-set noise), p: paired permutation test; 'over seeds': t interval of "
+             "the per-seed differences (training noise; head/compare.py);",
              " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd: IID "
              "patch-attention mass on the true object's patches / their share (1.0 = uniform, '-' = no such "
              "attention);"]

@@ -75,7 +75,7 @@ def test_demo_table_has_intervals_paired_differences_grounding_and_leakage(tmp_p
     cmdcl = next(line for line in lines if line.startswith("cmdcl "))
     # OOD means 0.5 and 0.8: a +0.300 paired difference; t interval over two seeds 0.7 and 0.9 for cmdcl
     assert "0.800 [" in cmdcl and "+0.300 [" in cmdcl and " 2.000 " in cmdcl and " 3.500 " in cmdcl
-    assert ".50/.30" in cmdcl
+    assert ".50/.30" in cmdcl and "over seeds" in lines[0]
     assert "(reference)" in next(line for line in lines if line.startswith("transformer "))
     assert "mean over 2 seeds" in table and "background chance 0.200" in table
     assert (tmp_path / "compare-test_ood" / "compare.json").is_file()
