@@ -17,7 +17,6 @@ writes, and its decisions (stop, early stop) are broadcast so that every rank le
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import os
 import time
@@ -43,11 +42,9 @@ from .grounding_loss import grounding_loss, grounding_targets
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .run_files import append_metrics, truncate_metrics, write_run_files
-from .schedule import (Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
-                       warmup_cosine)
-
 from .loss import finite_or, head_loss, loss_targets, scalar_metrics
-from .schedule import Convergence
+from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
+                       warmup_cosine)
 
 __all__ = ["INTERRUPTED_EXIT_CODE", "RESUMABLE_CHANGES", "TrainState", "train", "train_one_epoch", "evaluate",
            "head_loss", "param_groups", "warmup_cosine", "request_stop", "seed_everything"]
@@ -133,7 +130,7 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
 
     resume: "auto" (continue from out_dir/last.pt when it exists), "never", or a checkpoint path.
     on_step: called after every optimiser step with {"epoch", "step", "global_step", "loss"} (tests use it).
-    data: the features already read (`load_train_data(features, cfg.frames, cfg.use_patches, cfg.data_mode)`),
+    data: the features already read (`load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode)`),
     so that several runs on the same features (seeds: head/seeds.py) read them once; validation rows are
     still chosen by this run's seed, so the run is the one `train(features, ...)` would make.
     The summary has "interrupted": True when a signal stopped the run (last.pt holds its position).

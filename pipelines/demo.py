@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.pipelines.demo_table import GROUNDING_METRIC, mean_of
 
 # Row name -> HeadConfig fields. The last three rows are the paper's ablations: CMDCL without the textual
 # intervention, without the visual one, and without both.
@@ -33,10 +34,6 @@ DEMO_RUNS: dict[str, dict] = {
     "cmdcl-no-tci-vci": {"method": "cmdcl", "use_tci": False, "use_vci": False},
 }
 DEMO_METHODS = tuple(DEMO_RUNS)
-# The one place the table reads step grounding from: the key of `evaluate`'s per-split metrics (the mean
-# share of step-attention mass inside the true segment over the uniform share, 1.0 = no better than
-# uniform attention; absent for heads without step attention: shown as "-").
-GROUNDING_METRIC = "grounding_mass_ratio"
 _COST_RANK = {"cmdcl": 0, "transformer": 1, "linear": 2, "zeroshot": 3}  # training cost, most first
 # A 4 x 4 grid of pooled patch tokens per frame: the finest cmdcl-tiny allows (32 px / 8 px patches). The
 # patch mediator (docs/METHOD.md) attends over them; the frame-level heads ignore them.
@@ -81,6 +78,8 @@ class MethodResult:
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[MethodResult]:
     """Run every stage and return one result per method (also written to OUT/results.json)."""
+    from cmdcl.extract.datasets.synthetic import context_only_accuracy
+
     unknown = [m for m in cfg.methods if m not in DEMO_METHODS]
     if unknown:
         raise CmdclError(f"--methods: unknown run {unknown[0]!r}; choose from {', '.join(DEMO_METHODS)}.")
@@ -91,8 +90,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     weights = _pretrain_stage(cfg, out, say)
     features = _extract_stage(cfg, out, weights, say)
     results = _train_stage(cfg, out, features, say)
-    from cmdcl.extract.datasets.synthetic import context_only_accuracy
-
     context = context_only_accuracy(cfg.data_root, seed=cfg.seed)  # the reference row: the confounder alone
     table = demo_table(out, results, features, context)
     report_path = None
@@ -222,14 +219,14 @@ def _method_result(method: str, out: Path, seeds: tuple[int, ...], runs: list[di
                          "grounding": metrics["test"].get(GROUNDING_METRIC), "train_s": run.get("train_seconds"),
                          "epochs": run.get("epochs_run"), "parameters": int(run.get("parameters", 0))})
     return MethodResult(
-        method=method, run_dir=out / method, iid_top1=_mean(per_seed, "iid_top1"), ood_top1=_mean(per_seed, "ood_top1"),
-        step_map=_mean(per_seed, "step_map"), grounding=_mean(per_seed, "grounding"),
-        parameters=per_seed[0]["parameters"], train_s=_mean(per_seed, "train_s") or 0.0, per_seed=per_seed)
+        method=method, run_dir=out / method, iid_top1=_seed_mean(per_seed, "iid_top1"),
+        ood_top1=_seed_mean(per_seed, "ood_top1"), step_map=_seed_mean(per_seed, "step_map"),
+        grounding=_seed_mean(per_seed, "grounding"), parameters=per_seed[0]["parameters"],
+        train_s=_seed_mean(per_seed, "train_s") or 0.0, per_seed=per_seed)
 
 
-def _mean(rows: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return float(sum(values) / len(values)) if values else None
+def _seed_mean(rows: list[dict], key: str) -> float | None:
+    return mean_of(r.get(key) for r in rows)
 
 
 def _check_runs_match_features(out: Path, features: str) -> None:

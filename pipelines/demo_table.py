@@ -18,6 +18,9 @@ from typing import Any, Sequence
 from cmdcl.head.seed_runs import seed_dirs
 
 IID, OOD = "test", "test_ood"
+# The one place the demo reads grounding from: keys of `evaluate`'s per-split metrics (mass of step / patch
+# attention on the true segment / object over the uniform share; absent for heads without that attention).
+GROUNDING_METRIC, SPATIAL_METRIC = "grounding_mass_ratio", "spatial_mass_ratio"
 REFERENCE = "transformer"  # the strongest baseline in every demo so far: the difference that matters for CMDCL
 
 
@@ -40,13 +43,20 @@ def row_extras(run: Path) -> RowExtras:
     iid, ood = seed_metrics(run, IID), seed_metrics(run, OOD)
     factors = sorted({f for m in ood for f in m.get("leakage", {})})
     return RowExtras(
-        step_map=_mean(m.get("step_mAP") for m in iid), grounding=_mean(m.get("grounding_mass_ratio") for m in iid),
-        spatial=_mean(m.get("spatial_mass_ratio") for m in iid),
-        leakage={f: _mean(m["leakage"][f]["accuracy"] for m in ood if f in m.get("leakage", {})) for f in factors},
-        leakage_chance={f: _mean(m["leakage"][f]["chance"] for m in ood if f in m.get("leakage", {})) for f in factors})
+        step_map=mean_of(m.get("step_mAP") for m in iid),
+        grounding=mean_of(m.get(GROUNDING_METRIC) for m in iid),
+        spatial=mean_of(m.get(SPATIAL_METRIC) for m in iid),
+        leakage={f: _leakage_mean(ood, f, "accuracy") for f in factors},
+        leakage_chance={f: _leakage_mean(ood, f, "chance") for f in factors})
 
 
-def _mean(values) -> float | None:
+def _leakage_mean(metrics: list[dict[str, Any]], factor: str, key: str) -> float | None:
+    """Mean over seeds of the leakage probe's `key` (accuracy or chance) for one context factor."""
+    return mean_of(m["leakage"][factor][key] for m in metrics if factor in m.get("leakage", {}))
+
+
+def mean_of(values) -> float | None:
+    """Mean of the finite values that are not None; None when there are none."""
     kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(kept) / len(kept) if kept else None
 
@@ -84,7 +94,8 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
     width = max(17, *(len(name) for name in rows))
     leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
     head = (f"{'method':<{width}} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
-            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'mAP':>5} {'t-grnd':>6} {'s-grnd':>6} "
+            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'mAP':>5} {'t-grnd':>6} "
+            f"{'s-grnd':>6} "
             f"{leak_head:>18} {'train s':>7}")
     lines = [head, "-" * len(head)]
     for name in rows:
@@ -106,7 +117,7 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
 def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str], chance: float) -> list[str]:
     seeds = max(len(r.seeds) for r in comparisons[OOD].rows)
     c = comparisons[OOD]
-    chances = {f: _mean(e.leakage_chance.get(f) for e in extras.values()) for f in factors}
+    chances = {f: mean_of(e.leakage_chance.get(f) for e in extras.values()) for f in factors}
     lines = [f"(chance top-1 = {chance:.3f}; IID = split 'test' ({comparisons[IID].num_videos} videos), OOD = split "
              f"'test_ood' ({c.num_videos} videos) with the context shuffled; every number is the mean over {seeds} "
              "seeds;",
