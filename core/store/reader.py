@@ -146,7 +146,8 @@ class FeatureSet:
     def has_patches(self) -> bool:
         return self.dims["P"] > 0
 
-    def _optional(self, read: Callable[[h5py.File], Any]) -> list[Any]:
+    def _per_file(self, read: Callable[[h5py.File], Any]) -> list[Any]:
+        """`read(file)` of every file, in order."""
         out = []
         for path in self.paths:
             with h5py.File(path, "r") as f:
@@ -155,7 +156,7 @@ class FeatureSet:
 
     def _read_confounder_names(self) -> list[str]:
         """The context factors of the optional /confounders group (the same in every file that has it)."""
-        per_file = self._optional(lambda f: _strings(f[CONFOUNDER_NAMES]) if CONFOUNDER_NAMES in f else None)
+        per_file = self._per_file(lambda f: _strings(f[CONFOUNDER_NAMES]) if CONFOUNDER_NAMES in f else None)
         found = [(p, n) for p, n in zip(self.paths, per_file) if n is not None]
         for path, names in found[1:]:
             if names != found[0][1]:
@@ -165,7 +166,7 @@ class FeatureSet:
     @property
     def has_boxes(self) -> bool:
         """True when some file stores object boxes (/boxes/xyxy)."""
-        return any(self._optional(lambda f: BOXES_DATASET in f))
+        return any(self._per_file(lambda f: BOXES_DATASET in f))
 
     def read_boxes(self, positions: np.ndarray) -> np.ndarray | None:
         """(n, F, 4) float32 boxes [x0, y0, x1, y1] in [0, 1] of the model's input image of the videos at
@@ -217,11 +218,8 @@ class FeatureSet:
         return len(self.index["video_id"])
 
     def _from_every_file(self, read: Callable[[h5py.File], list]) -> list:
-        out = []
-        for path in self.paths:
-            with h5py.File(path, "r") as f:
-                out.extend(read(f))
-        return out
+        """The lists `read(file)` of every file, concatenated."""
+        return [item for items in self._per_file(read) for item in items]
 
     def failures(self) -> list[FailureRecord]:
         return self._from_every_file(_read_failures)
