@@ -11,11 +11,22 @@ import re
 _MESSAGE_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.(?:cc|h|cpp):\d+: |\[Errno -?\d+\] ")
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line in at most `limit` characters, cut at a word boundary with "..." (never
+    mid-word: a cut word reads like a different word, "we cann")."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 3, 0) + 1]
+    cut = cut[: cut.rfind(" ")] if " " in cut.strip() else cut[: max(limit - 3, 0)]
+    return cut.rstrip(" ,;:-(") + "..."
+
+
 def one_line(exc: BaseException, limit: int = 300, kind: bool = True) -> str:
     """An exception squeezed onto one line for messages and failure records: `Type: message` (or the
-    message alone with `kind=False`), library noise removed, at most `limit` characters."""
+    message alone with `kind=False`), library noise removed, at most `limit` characters (cut between words)."""
     text = _MESSAGE_NOISE.sub("", " ".join(str(exc).split())) or "(no message)"
-    return (f"{type(exc).__name__}: {text}" if kind else text)[:limit]
+    return shorten(f"{type(exc).__name__}: {text}" if kind else text, limit)
 
 
 class CmdclError(Exception):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from cmdcl.core.errors import CmdclError, one_line
+from cmdcl.core.errors import CmdclError, one_line, shorten
 from .decoders import VideoDecodeError, VideoMeta, VideoOpenError, default_backend, fallback_decoder
 from .sampler import FrameSampler, SampledFrames
 
@@ -102,7 +102,7 @@ def decode_task(task: DecodeTask, settings: DecodeSettings) -> DecodedClip | Dec
                            seconds=time.perf_counter() - start, partial=bool(got.meta.truncated or got.salvaged),
                            notes=_clip_notes(got))
     except (VideoOpenError, VideoDecodeError) as exc:
-        error = one_line(exc, limit=1000, kind=False).replace(f": '{task.path}'", "")[:300]  # the record names the path
+        error = shorten(one_line(exc, limit=1000, kind=False).replace(f": '{task.path}'", ""), 300)  # the record names the path
         return DecodeFailure(task.key, stage, error, time.perf_counter() - start)
     except Exception as exc:  # a bug or an unexpected library error must not end the run
         return DecodeFailure(task.key, stage, one_line(exc), time.perf_counter() - start)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmdcl.core.errors import CheckpointError
+from cmdcl.core.errors import CheckpointError, shorten
 from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
 from .config import HeadConfig
@@ -156,7 +156,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for garbage, truncation and foreign pickles
-        reason = " ".join(str(exc).split())[:120]
+        reason = shorten(str(exc), 120)
         raise CheckpointError(f"{path}: not a readable cmdcl checkpoint (corrupt, truncated or another format: "
                               f"{type(exc).__name__}: {reason}).") from None
     if not isinstance(state, dict) or "model_args" not in state:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cmdcl.core.device import resolve_device
-from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.errors import CheckpointError, CmdclError, shorten
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
 from .checkpoint import Checkpoint, check_compatible, load_checkpoint
@@ -153,7 +153,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module,
         model, cfg = model_from_checkpoint(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{checkpoint}: weights do not fit the head they describe "
-                              f"({' '.join(str(exc).split())[:160]}).") from None
+                              f"({shorten(str(exc), 160)}).") from None
     return model.to(resolve_device(device)).eval(), cfg, state
 
 

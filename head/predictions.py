@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmdcl.core.errors import CmdclError
+from cmdcl.core.errors import CmdclError, shorten
 
 
 def predictions_path(folder: Path, split: str) -> Path:
@@ -78,7 +78,7 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError) as exc:
-        raise CmdclError(f"{path}: not a predictions file ({' '.join(str(exc).split())[:120]}).") from None
+        raise CmdclError(f"{path}: not a predictions file ({shorten(str(exc), 120)}).") from None
     missing = [k for k in ("video_id", "scores", "label", "labels", "multilabel") if k not in arrays]
     if missing:
         raise CmdclError(f"{path}: not a predictions file (no {missing[0]!r} array).")

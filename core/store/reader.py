@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import h5py
 import numpy as np
 
-from ..errors import FeatureFileError
+from ..errors import FeatureFileError, shorten
 from ..provenance import COMPATIBILITY_KEYS, first_mismatch
 
 from .files import _read_block, _read_failures, _read_notes
@@ -77,7 +77,7 @@ def check_feature_file(path: Path) -> dict[str, Any]:
     except FeatureFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise FeatureFileError(f"{path}: corrupt or truncated HDF5 file ({' '.join(str(exc).split())[:160]}).") from None
+        raise FeatureFileError(f"{path}: corrupt or truncated HDF5 file ({shorten(str(exc), 160)}).") from None
     return attrs
 
 

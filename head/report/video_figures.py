@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cmdcl.core.errors import shorten
 from cmdcl.core.store import FeatureSet
 from .figures import Figure, _figure, _no_data, _save, _wrap
 from .scoring import FALLBACK_TOP_K
@@ -160,7 +161,7 @@ def decode_frames(path: str, frame_index: np.ndarray, fs: FeatureSet,
     try:
         frames = read_frames(path, np.asarray(frame_index, np.int64), THUMBNAIL_SHORT_SIDE)
     except Exception as exc:  # any decoder failure only costs the thumbnails
-        return None, f"could not decode {path}: {' '.join(str(exc).split())[:120]}"
+        return None, f"could not decode {path}: {shorten(str(exc), 120)}"
     return np.stack([_as_model_view(f, mode) for f in frames]), ""
 
 
