@@ -22,7 +22,7 @@ import json
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cmdcl.core.errors import CmdclError, shorten
 from cmdcl.head.model.config import LEGACY, HeadConfig
@@ -145,3 +145,15 @@ def apply_config_file(file: ConfigFile, typed: set[str], cfg: HeadConfig,
     """`cfg` and `run` (the command's values) with the file's values for every option not typed."""
     cfg = dataclasses.replace(cfg, **{k: v for k, v in file.head.items() if k not in typed})
     return cfg, {**run, **{k: v for k, v in file.run.items() if k not in typed}}
+
+
+def read_row_configs(items: Sequence[str], run_options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`--row-config NAME=FILE` of the demo and the ablation runner -> {NAME: the file's HeadConfig options}.
+    A row takes only the HeadConfig options: the runner fixes features, seeds and device for every row."""
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, file = (part.strip() for part in item.partition("="))
+        if not sep or not name or not file:
+            raise CmdclError(f"--row-config {item!r}: expected NAME=FILE, e.g. mine=runs/a/config.json.")
+        rows[name] = read_config_file(file, run_options).head
+    return rows
