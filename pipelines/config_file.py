@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,22 +57,21 @@ def read_config_file(path: str | Path, run_options: Mapping[str, Any]) -> Config
         if not isinstance(block, dict):
             raise CmdclError(f"{path}: config: expected a mapping of HeadConfig options, got {type(block).__name__}.")
         head = {_field(path, f"config.{k}", HEAD_FIELDS): v for k, v in block.items()}
-        if "mediator" not in head:  # written before the learned mediator: the head it trained (HeadConfig.from_dict)
-            head = {**LEGACY, **head}
         data = {k: v for k, v in data.items() if _name(k) not in RUN_RECORD}
     for key, value in data.items():
         name = _field(path, key, HEAD_FIELDS | set(run_options))
-        if name in head and block is not None or name in run:
+        if name in head or name in run:
             raise CmdclError(f"{path}: {key} is given twice.", fix="keep one of them.")
         (head if name in HEAD_FIELDS else run)[name] = value
+    if block is not None and "mediator" not in head:  # config.json of a run before the learned mediator: the
+        head = {**LEGACY, **head}                     # head it trained, as HeadConfig.from_dict reads it
     hints = typing.get_type_hints(HeadConfig)
     head = {k: coerce(v, hints[k], f"{path}: {k}") for k, v in head.items()}
     run = {k: coerce(v, run_options[k], f"{path}: {k}") for k, v in run.items()}
     try:
         HeadConfig(**head).check()
     except CmdclError as exc:
-        raise CmdclError(f"{path}: {exc.message}", fix=exc.fix or "correct the file, or override the key with "
-                                                                  "its flag on the command line.") from None
+        raise CmdclError(f"{path}: {exc.message}", fix=exc.fix or "correct the file.") from None
     return ConfigFile(path, head, run)
 
 
@@ -112,7 +112,7 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
     Floats also read strings ("1e-3": PyYAML's YAML 1.1 reads it as a string); comma-separated options
     (seeds, report_to) also read lists."""
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if typing.get_origin(kind) is typing.Union:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # Optional[X] or X | None
         return None if value is None else coerce(value, args[0], where)
     if typing.get_origin(kind) is list:
         if isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value):
