@@ -2,7 +2,11 @@
 over seeds into OUT/<row>/seed-<k>/ and print a plain mean table of test / test_ood top-1.
 
     .venv/bin/python benchmarks/ablation.py --features runs/demo/features/<tag>/shard-00000-of-00001.h5 \\
-        --out runs/ablation [--rows cmdcl,transformer] [--seeds 0,1,2] [--sta-layers 2] [--epochs 0]
+        --out runs/ablation [--rows cmdcl,transformer] [--seeds 0,1,2] [--sta-layers 2] [--epochs 0] \\
+        [--row-config mine=recipes/mine.yaml]
+
+`--row-config NAME=FILE` (repeatable) adds a row (or replaces one) with the HeadConfig options of a YAML or
+JSON file, e.g. a run's config.json (pipelines/config_file.py); such a row is always run.
 
 Each OUT/<row>/ is a multi-seed run (head/training/seed_runs.py: seeds.json + seed-<k>/), each seed folder an
 ordinary run (best.pt, metrics_test.json, metrics_test_ood.json, predictions_*.npz), so `cmdcl compare` reads
@@ -39,27 +43,27 @@ ROWS: dict[str, dict] = {
 SPLITS = ("test", "test_ood")
 
 
-def row_config(row: str, seed: int, sta_layers: int, epochs: int):
-    """The HeadConfig of one row and seed."""
+def row_config(row: str, seed: int, sta_layers: int, epochs: int, table: dict[str, dict] = ROWS):
+    """The HeadConfig of one row and seed (--sta-layers and --epochs under what the row sets)."""
     from cmdcl.head.model.config import LEGACY, HeadConfig
 
-    options = dict(ROWS[row])
+    options = dict(table[row])
     if options.pop("legacy", False):
         options = {**LEGACY, **options}
-    return HeadConfig(**options, sta_layers=sta_layers, epochs=epochs, seed=seed)
+    return HeadConfig(**{"sta_layers": sta_layers, "epochs": epochs, **options, "seed": seed})
 
 
 def run_rows(features: str, out: Path, rows: list[str], seeds: list[int], sta_layers: int, epochs: int,
-             workers: int) -> dict[str, float]:
+             workers: int, table: dict[str, dict] = ROWS) -> dict[str, float]:
     """Train and score every row x seed through `train_jobs` (the code path of `train-head --seeds` and the
     demo; finished runs are reused); returns each row's mean training seconds per seed."""
     from cmdcl.head.training.seed_runs import seed_dir, write_seeds
     from cmdcl.head.training.seeds import train_jobs
 
     for row in rows:
-        write_seeds(out / row, seeds, ROWS[row]["method"])
+        write_seeds(out / row, seeds, row_config(row, 0, sta_layers, epochs, table).method)
     keys = [(row, seed) for row in rows for seed in seeds]
-    jobs = [(row_config(row, seed, sta_layers, epochs), seed_dir(out / row, seed)) for row, seed in keys]
+    jobs = [(row_config(row, seed, sta_layers, epochs, table), seed_dir(out / row, seed)) for row, seed in keys]
     runs = train_jobs(features, jobs, workers=workers, resume="auto", progress=False, log=lambda m: None,
                       evaluate=list(SPLITS))
     seconds: dict[str, list[float]] = {}
@@ -68,6 +72,14 @@ def run_rows(features: str, out: Path, rows: list[str], seeds: list[int], sta_la
         print(f"  {row:<22} seed {seed}: test {run['metrics']['test']['top1']:.3f}  test_ood "
               f"{run['metrics']['test_ood']['top1']:.3f}  ({seconds[row][-1]:.0f} s)", flush=True)
     return {row: sum(v) / len(v) for row, v in seconds.items()}
+
+
+def row_configs(items: list[str]) -> dict[str, dict]:
+    """--row-config NAME=FILE -> {NAME: HeadConfig options} (pipelines/config_file.py)."""
+    from cmdcl.pipelines.cmd_head import TRAIN_RUN_OPTIONS
+    from cmdcl.pipelines.config_file import read_row_configs
+
+    return read_row_configs(items, TRAIN_RUN_OPTIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,11 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sta-layers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=0, help="0 = train-head's schedule")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--row-config", action="append", default=[], metavar="NAME=FILE",
+                        help="a row from a YAML/JSON file of HeadConfig options (repeatable)")
     args = parser.parse_args(argv)
+    from cmdcl.core.errors import CmdclError
+
+    try:
+        extra = row_configs(args.row_config)
+    except CmdclError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 2
+    table = {**ROWS, **extra}
     rows = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in rows if r not in ROWS]
+    rows += [r for r in extra if r not in rows]
+    unknown = [r for r in rows if r not in table]
     if unknown:
-        print(f"--rows: unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}", file=sys.stderr)
+        print(f"--rows: unknown row {unknown[0]!r}; choose from {', '.join(table)}", file=sys.stderr)
         return 2
     import os
 
@@ -95,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # tiny heads: one thread per worker is fastest
     seeds = [int(s) for s in args.seeds.split(",")]
     train_s = run_rows(args.features, args.out, rows, seeds, args.sta_layers, args.epochs,
-                       args.workers or os.cpu_count() or 1)
+                       args.workers or os.cpu_count() or 1, table)
     text = format_demo_table(args.out, rows, compare_splits(args.out, rows), train_s,
                              chance=1.0 / FeatureSet(args.features).dims["C"])
     (args.out / "table.txt").write_text(text + "\n")

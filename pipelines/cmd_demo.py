@@ -6,7 +6,7 @@ imported inside the command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -79,14 +79,21 @@ def demo(
                                   "(cached); --no-pretrain keeps random weights."),
     pretrain_epochs: int = typer.Option(10, help="Epochs of the encoder's CLIP pre-training."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render the HTML report of the cmdcl run."),
+    row_config: List[str] = typer.Option([], "--row-config", help="NAME=FILE (repeatable): a row trained with the "
+                                         "HeadConfig options of a YAML/JSON file (e.g. a run's config.json); "
+                                         "replaces the row NAME or adds one, always trained."),
 ) -> None:
     """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
     from cmdcl.head.training.seeds import parse_seeds
+    from .cmd_head import TRAIN_RUN_OPTIONS
+    from .config_file import read_row_configs
     from .demo import DemoConfig, run_demo
 
+    rows = read_row_configs(row_config, TRAIN_RUN_OPTIONS)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
     run_demo(DemoConfig(
         data_root=root, out_dir=out, seed=seed, confounding=confounding, frames=frames, epochs=epochs,
-        sta_layers=sta_layers, methods=tuple(m.strip() for m in methods.split(",") if m.strip()), workers=workers,
+        sta_layers=sta_layers, methods=tuple(names + [r for r in rows if r not in names]), rows=rows, workers=workers,
         seeds=tuple(parse_seeds(seeds)), train_workers=train_workers,
         model=model, pretrained=pretrained, pretrain=pretrain, pretrain_epochs=pretrain_epochs, report=report,
         synthetic={"train_per_class": videos_per_class, "test_per_class": test_per_class,

@@ -58,6 +58,8 @@ class DemoConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # every row is trained once per seed (OUT/<row>/seed-K); the table shows means
     train_workers: int = 0  # worker processes training the heads; 0: one per CPU core
     synthetic: dict = field(default_factory=dict)  # extra SyntheticConfig fields (sizes)
+    # Rows from config files (--row-config NAME=FILE): {NAME: HeadConfig options}, replacing or adding to DEMO_RUNS
+    rows: dict = field(default_factory=dict)
     report: bool = True
 
 
@@ -80,9 +82,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     """Run every stage and return one result per method (also written to OUT/results.json)."""
     from cmdcl.extract.datasets.synthetic import context_only_accuracy
 
-    unknown = [m for m in cfg.methods if m not in DEMO_METHODS]
+    unknown = [m for m in cfg.methods if m not in demo_runs(cfg)]
     if unknown:
-        raise CmdclError(f"--methods: unknown run {unknown[0]!r}; choose from {', '.join(DEMO_METHODS)}.")
+        raise CmdclError(f"--methods: unknown run {unknown[0]!r}; choose from {', '.join(demo_runs(cfg))}.")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -175,12 +177,13 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     _check_runs_match_features(out, features)
+    runs = demo_runs(cfg)
     for method in cfg.methods:
-        write_seeds(out / method, list(cfg.seeds), DEMO_RUNS[method]["method"])
+        write_seeds(out / method, list(cfg.seeds), runs[method]["method"])
     # Longest first (cmdcl rows, then transformer, linear, zeroshot), so that no worker is left with a
     # long run at the end while the others idle.
     keys = sorted(((m, s) for m in cfg.methods for s in cfg.seeds),
-                  key=lambda key: _COST_RANK[DEMO_RUNS[key[0]]["method"]])
+                  key=lambda key: _COST_RANK.get(runs[key[0]]["method"], 0))
     jobs = [(_head_config(cfg, m, s), seed_dir(out / m, s)) for m, s in keys]
     workers = cfg.train_workers or min(len(jobs), os.cpu_count() or 1)
     schedule = f"{cfg.epochs} epochs" if cfg.epochs else "train-head's default schedule"
@@ -203,10 +206,18 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     return results
 
 
-def _head_config(cfg: DemoConfig, method: str, seed: int):
+def demo_runs(cfg: DemoConfig) -> dict[str, dict]:
+    """The rows the demo can train: DEMO_RUNS and the config files' rows (each with its "method" filled in)."""
     from cmdcl.head.model.config import HeadConfig
 
-    return HeadConfig(**DEMO_RUNS[method], epochs=cfg.epochs, sta_layers=cfg.sta_layers, seed=seed)
+    return {name: {"method": HeadConfig.method, **options} for name, options in {**DEMO_RUNS, **cfg.rows}.items()}
+
+
+def _head_config(cfg: DemoConfig, method: str, seed: int):
+    """One row and seed: the demo's --epochs and --sta-layers, under what the row sets (a file row may set them)."""
+    from cmdcl.head.model.config import HeadConfig
+
+    return HeadConfig(**{"epochs": cfg.epochs, "sta_layers": cfg.sta_layers, **demo_runs(cfg)[method], "seed": seed})
 
 
 def _method_result(method: str, out: Path, seeds: tuple[int, ...], runs: list[dict]) -> MethodResult:

@@ -13,12 +13,14 @@ from cmdcl.core.version import code_version
 from cmdcl.core.json_files import write_json
 
 
-def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> None:
-    """config.json: `config` plus code/torch versions and the command; provenance.json: the features'."""
+def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    """config.json: `config` plus code/torch versions and the command (returned); provenance.json: the
+    features'. `train-head --config config.json` reads it back (pipelines/config_file.py: RUN_RECORD)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", {**config, "code_version": code_version(), "torch": torch.__version__,
-                                         "command": " ".join(sys.argv)})
+    record = {**config, "code_version": code_version(), "torch": torch.__version__, "command": " ".join(sys.argv)}
+    write_json(out_dir / "config.json", record)
     write_json(out_dir / "provenance.json", provenance)
+    return record
 
 
 def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:

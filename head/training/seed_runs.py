@@ -49,3 +49,12 @@ def seed_dirs(run: Path) -> list[Path]:
             raise CmdclError(f"{run}: no such run folder.")
         return [run]
     return [seed_dir(run, s) for s in seeds]
+
+
+def run_label(run: Path) -> tuple[str, str | None]:
+    """(name, group) of a run folder for live loggers (head/training/loggers.py): a seed of a multi-seed run is
+    "RUN/seed-K" in group "RUN" (the folder names); a single run is its folder's name, in no group."""
+    run = Path(run).absolute()
+    if (run.parent / SEEDS_FILE).is_file():
+        return f"{run.parent.name}/{run.name}", run.parent.name
+    return run.name, None

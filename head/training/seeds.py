@@ -132,13 +132,8 @@ def _run_job(index: int) -> dict[str, Any]:
         say = (lambda m, _say=say, _tag=tag: _say(_tag + m))
     started = time.perf_counter()
     summary = train(_SHARED["features"], run_dir, cfg, log=say, data=_SHARED["datasets"][_data_key(cfg)],
-                    **_SHARED["kwargs"])
-    summary["train_seconds"] = time.perf_counter() - started
-    if _SHARED["evaluate"] and not summary["interrupted"]:
-        from ..metrics.evaluate import evaluate_splits
-
-        summary["metrics"] = evaluate_splits(Path(run_dir) / "best.pt", _SHARED["features"], _SHARED["evaluate"],
-                                             out_dir=run_dir, device=_SHARED["kwargs"].get("device", "auto"))
+                    evaluate=_SHARED["evaluate"], **_SHARED["kwargs"])
+    summary["train_seconds"] = time.perf_counter() - started - summary.get("evaluate_seconds", 0.0)
     return summary
 
 

@@ -30,17 +30,19 @@ from torch import nn
 
 from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
-from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.errors import CmdclError
 from cmdcl.core.version import code_version
-from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
+from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, rng_state,
                          save_checkpoint, set_rng_state)
 from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
-from ..metrics.evaluate import collect_outputs, compute_metrics, main_metric_name
+from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
 from .grounding_loss import grounding_loss, grounding_targets
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
+from .loggers import RunLoggers
+from .resume import RESUMABLE_CHANGES, merge_config, resolve_resume
 from .run_files import append_metrics, truncate_metrics, write_run_files
 from .loss import finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
@@ -50,9 +52,6 @@ __all__ = ["INTERRUPTED_EXIT_CODE", "RESUMABLE_CHANGES", "TrainState", "train", 
            "head_loss", "param_groups", "warmup_cosine", "request_stop", "seed_everything"]
 
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run saved last.pt and asks to be resumed
-# Options that may change when resuming (they do not change what the saved state means).
-RESUMABLE_CHANGES = ("epochs", "patience", "eval_batch_size", "data_mode", "converge_patience", "converge_delta")
-
 
 # ---------------------------------------------------------------------------------------------- state
 
@@ -79,6 +78,8 @@ class RunContext:
     progress: bool = True
     num_params: int = 0
     frame_step: torch.Tensor | None = None  # (N, F) step id per frame, for the grounding loss (head/training/grounding_loss.py)
+    loggers: RunLoggers = field(default_factory=RunLoggers)  # TensorBoard / W&B (head/training/loggers.py)
+    run_record: dict[str, Any] = field(default_factory=dict)  # config.json, the loggers' hyper-parameters
 
     @property
     def master(self) -> bool:
@@ -125,7 +126,8 @@ class TrainState:
 def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg: HeadConfig,
           resume: str | Path = "auto", device: str = "auto", deterministic: bool = False, *,
           on_step: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
-          log: Callable[[str], None] | None = None, data: FeatureData | None = None) -> dict[str, Any]:
+          log: Callable[[str], None] | None = None, data: FeatureData | None = None,
+          report_to: str | Sequence[str] = (), evaluate: Sequence[str] = ()) -> dict[str, Any]:
     """Train a head on cached features into `out_dir`; returns the summary of the best validation epoch.
 
     resume: "auto" (continue from out_dir/last.pt when it exists), "never", or a checkpoint path.
@@ -133,9 +135,13 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     data: the features already read (`load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode)`),
     so that several runs on the same features (seeds: head/training/seeds.py) read them once; validation rows are
     still chosen by this run's seed, so the run is the one `train(features, ...)` would make.
+    report_to: live loggers, "tensorboard" and/or "wandb" (head/training/loggers.py), rank 0 only.
+    evaluate: splits to score best.pt on once the run has finished (head/metrics/evaluate.py: evaluate_splits,
+    written to out_dir/metrics_<split>.json), returned as summary["metrics"] and logged to the loggers.
     The summary has "interrupted": True when a signal stopped the run (last.pt holds its position).
     """
     cfg.check()
+    loggers = RunLoggers(report_to)  # a logger that is not installed fails here, before anything is read
     out_dir = Path(out_dir)
     rank, local_rank, world = world_from_env()
     say = (log or (lambda m: print(m, flush=True))) if rank == 0 else (lambda m: None)
@@ -144,9 +150,9 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     dev = resolve_device(device, local_rank)
     dist = init_distributed(world, rank, dev)
 
-    saved, resume_path = _resolve_resume(resume, out_dir, say)
+    saved, resume_path = resolve_resume(resume, out_dir, say)
     if saved is not None:
-        cfg = _merge_config(cfg, saved.config, say)
+        cfg = merge_config(cfg, saved.config, say)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -156,47 +162,24 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     clear_stop()
     handlers = install_signal_handlers()
     try:
-        ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
-                            world, say, deterministic)
-        ctx.on_step, ctx.progress = on_step, progress
-        if ctx.num_params == 0:
-            return _score_only(ctx, model)
-        return _fit(ctx, model, saved, resume_path)
+        try:
+            ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
+                                world, say, deterministic)
+            ctx.on_step, ctx.progress, ctx.loggers = on_step, progress, loggers
+            result = _score_only(ctx, model) if ctx.num_params == 0 else _fit(ctx, model, saved, resume_path)
+        finally:
+            restore_signal_handlers(handlers)
+            torch.use_deterministic_algorithms(previous_determinism)
+            if dist is not None and dist.is_initialized():
+                dist.destroy_process_group()
+        if evaluate and rank == 0 and not result["interrupted"]:
+            started = time.perf_counter()
+            result["metrics"] = evaluate_splits(out_dir / "best.pt", features, evaluate, out_dir, device=device)
+            result["evaluate_seconds"] = time.perf_counter() - started
+            loggers.splits(result["metrics"], result["best_epoch"])
+        return result
     finally:
-        restore_signal_handlers(handlers)
-        torch.use_deterministic_algorithms(previous_determinism)
-        if dist is not None and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _resolve_resume(resume: str | Path, out_dir: Path,
-                    say: Callable[[str], None]) -> tuple[Checkpoint | None, Path | None]:
-    resume = str(resume)
-    if resume == "never":
-        if (out_dir / "last.pt").exists():
-            say(f"--resume never: starting over in {out_dir} (its last.pt will be overwritten).")
-        return None, None
-    path = out_dir / "last.pt" if resume == "auto" else Path(resume)
-    if resume == "auto" and not path.exists():
-        return None, None
-    try:
-        return load_checkpoint(path), path
-    except CheckpointError as exc:
-        if resume != "auto":
-            raise
-        raise CheckpointError(exc.message, fix=f"start over with --resume never, or continue from the best "
-                                              f"epoch with --resume {out_dir / 'best.pt'}.") from None
-
-
-def _merge_config(cfg: HeadConfig, saved: HeadConfig, say: Callable[[str], None]) -> HeadConfig:
-    """The checkpoint's options win, except those in RESUMABLE_CHANGES."""
-    merged = HeadConfig.from_dict(saved.to_dict())
-    for key in RESUMABLE_CHANGES:
-        setattr(merged, key, getattr(cfg, key))
-    for key, value in cfg.to_dict().items():
-        if getattr(merged, key) != value:
-            say(f"resuming: keeping the checkpoint's {key}={getattr(merged, key)!r} (asked for {value!r}).")
-    return merged
+        loggers.close()
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -254,7 +237,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         selection=resolve_selection(cfg, len(val_rows), validates_on_train), num_params=count_parameters(model))
     ctx.frame_step = grounding_targets(cfg, data, dev, say)
     if ctx.master:
-        _write_run_files(ctx, deterministic)
+        ctx.run_record = _write_run_files(ctx, deterministic)
     say(f"{cfg.method}: {ctx.num_params:,} trainable parameters, {'multi' if multilabel else 'single'}-label, "
         f"{dims['C']} classes, {dims['S']} steps, {dims['F']} frames x {dims['D']} dims, device {dev}"
         f"{f', {world} processes' if world > 1 else ''}.")
@@ -265,8 +248,8 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
     return ctx, model
 
 
-def _write_run_files(ctx: RunContext, deterministic: bool) -> None:
-    write_run_files(ctx.out_dir, {
+def _write_run_files(ctx: RunContext, deterministic: bool) -> dict[str, Any]:
+    return write_run_files(ctx.out_dir, {
         "config": ctx.cfg.to_dict(), "method": ctx.cfg.method, "features": ctx.provenance["files"],
         "dims": ctx.model_args.dims, "multilabel": ctx.multilabel, "aux_step_loss_used": ctx.aux_weight,
         "parameters": ctx.num_params, "train_videos": int(len(ctx.train_rows)), "val_videos": int(len(ctx.val_rows)),
@@ -329,7 +312,10 @@ def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
                                    ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
     ts.best_metric, ts.best_val = finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
-        append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
+        record = {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True}
+        append_metrics(ctx.out_dir, record)
+        ctx.loggers.start(ctx.out_dir, ctx.run_record, ctx.metric_name, 0, ctx.say)
+        ctx.loggers.epoch(record)
         save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, True))
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, True))
     ctx.say(f"{ctx.cfg.method} has no trainable parameters: scored validation only, "
@@ -352,6 +338,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
         ctx.say(f"resuming from {resume_path} at epoch {ts.epoch + 1}, step {ts.step_in_epoch}/"
                 f"{ctx.steps_per_epoch}.")
         set_rng_state(saved.rng)
+    if ctx.master:
+        ctx.loggers.start(ctx.out_dir, ctx.run_record, ctx.metric_name, ts.epoch, ctx.say)
     net = model
     if ctx.dist is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -474,6 +462,7 @@ def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, b
         if decision[0]:
             save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, finished))
         append_metrics(ctx.out_dir, record)
+        ctx.loggers.epoch(record)
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, finished))
     return stop_early, finished
 
