@@ -7,7 +7,7 @@ uses); `--no-pretrain` keeps the random initialisation. Re-running the demo reus
 stage resumes; pre-trained weights are reused when their provenance record matches).
 
 Every row is trained once per seed of `DemoConfig.seeds` into OUT/<row>/seed-K (the layout of
-`train-head --seeds`, through the same `head/seeds.train_jobs`), all rows x seeds spread over one worker
+`train-head --seeds`, through the same `head/training/seeds.train_jobs`), all rows x seeds spread over one worker
 process per core; the table shows the mean over seeds and results.json keeps each seed's numbers
 (`per_seed`) for paired comparisons. The report is that of the cmdcl row's first seed.
 """
