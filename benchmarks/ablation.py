@@ -10,7 +10,7 @@ JSON file, e.g. a run's config.json (pipelines/config_file.py); such a row is al
 
 Each OUT/<row>/ is a multi-seed run (head/training/seed_runs.py: seeds.json + seed-<k>/), each seed folder an
 ordinary run (best.pt, metrics_test.json, metrics_test_ood.json, predictions_*.npz), so `cmdcl compare` reads
-them. Runs go through `head/seeds.train_jobs` (one worker per core; a finished run is reused). The recipe is
+them. Runs go through `head/training/seeds.train_jobs` (one worker per core; a finished run is reused). The recipe is
 the demo's (train-head's schedule, --sta-layers 2 by default). The table is the demo's
 (pipelines/demo_table.py): intervals over seeds, the paired test_ood difference against `transformer`
 (when it is a row), grounding and leakage; also in OUT/table.txt, with OUT/compare-<split>/.

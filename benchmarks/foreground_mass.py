@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/foreground_mass.py RUN FEATURES [--split test_ood]
 
 The proxy foreground of a video is its 2 patch positions of highest temporal variance (the moving object;
-the context is static; shared/design/method-audit.md §5) until the feature file stores the renderer's
+the context is static) until the feature file stores the renderer's
 object boxes. Printed: mean over (video, annotated step, valid frame) of sum_{p in FG} a(p | f, step), and
 that mass over the uniform share 2/P (1.0 = no better than uniform attention).
 """

@@ -30,6 +30,7 @@ def _headline(metrics: dict) -> str:
     parts = [f"{k} {_fmt(metrics[k])}" for k in keys if k in metrics and metrics[k] is not None]
     parts += [f"leakage {name} {_fmt(p['accuracy'])} (chance {_fmt(p['chance'])})"
               for name, p in (metrics.get("leakage") or {}).items()]
+    parts += [f"leakage skipped: {metrics['leakage_skipped']}"] if "leakage_skipped" in metrics else []
     return ", ".join(parts)
 
 

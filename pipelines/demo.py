@@ -7,7 +7,7 @@ uses); `--no-pretrain` keeps the random initialisation. Re-running the demo reus
 stage resumes; pre-trained weights are reused when their provenance record matches).
 
 Every row is trained once per seed of `DemoConfig.seeds` into OUT/<row>/seed-K (the layout of
-`train-head --seeds`, through the same `head/seeds.train_jobs`), all rows x seeds spread over one worker
+`train-head --seeds`, through the same `head/training/seeds.train_jobs`), all rows x seeds spread over one worker
 process per core; the table shows the mean over seeds and results.json keeps each seed's numbers
 (`per_seed`) for paired comparisons. The report is that of the cmdcl row's first seed.
 """
@@ -33,8 +33,6 @@ DEMO_RUNS: dict[str, dict] = {
     "cmdcl-no-vci": {"method": "cmdcl", "use_vci": False},
     "cmdcl-no-tci-vci": {"method": "cmdcl", "use_tci": False, "use_vci": False},
 }
-DEMO_METHODS = tuple(DEMO_RUNS)
-_COST_RANK = {"cmdcl": 0, "transformer": 1, "linear": 2, "zeroshot": 3}  # training cost, most first
 # A 4 x 4 grid of pooled patch tokens per frame: the finest cmdcl-tiny allows (32 px / 8 px patches). The
 # patch mediator (docs/METHOD.md) attends over them; the frame-level heads ignore them.
 DEMO_PATCH_GRID = 4
@@ -54,7 +52,7 @@ class DemoConfig:
     workers: int = 1  # decode workers: one keeps the encoder batches (and so the features) the same run to run
     epochs: int = 0  # 0: train-head's default schedule (docs/TRAINING.md)
     sta_layers: int = 2  # the paper's H=6 is the CLI default; 2 keeps the demo under its time budget
-    methods: tuple[str, ...] = DEMO_METHODS
+    methods: tuple[str, ...] = field(default_factory=lambda: tuple(DEMO_RUNS))  # read when made: rows added later count
     seeds: tuple[int, ...] = (0, 1, 2)  # every row is trained once per seed (OUT/<row>/seed-K); the table shows means
     train_workers: int = 0  # worker processes training the heads; 0: one per CPU core
     synthetic: dict = field(default_factory=dict)  # extra SyntheticConfig fields (sizes)
@@ -82,9 +80,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     """Run every stage and return one result per method (also written to OUT/results.json)."""
     from cmdcl.extract.datasets.synthetic import context_only_accuracy
 
-    unknown = [m for m in cfg.methods if m not in demo_runs(cfg)]
-    if unknown:
-        raise CmdclError(f"--methods: unknown run {unknown[0]!r}; choose from {', '.join(demo_runs(cfg))}.")
+    check_rows(cfg.methods, demo_runs(cfg))
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -104,6 +100,19 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
                                    compare=out / "compare-test_ood")
     _summarise(cfg, out, results, features, weights, report_path, table, context, started, say)
     return results
+
+
+def check_rows(rows: tuple[str, ...], runs: dict[str, dict] | None = None) -> None:
+    """Every row is a known row (`DEMO_RUNS`, or `runs`: those plus the config files' rows) whose method is in the
+    method table: a one-line error before any stage runs."""
+    from cmdcl.head.model.registry import method_entry
+
+    runs = DEMO_RUNS if runs is None else runs
+    unknown = [m for m in rows if m not in runs]
+    if unknown:
+        raise CmdclError(f"--methods: unknown run {unknown[0]!r}; choose from {', '.join(runs)}.")
+    for row in rows:
+        method_entry(runs[row]["method"])
 
 
 def _world_stage(cfg: DemoConfig, say: Callable[[str], None]) -> None:
@@ -180,10 +189,7 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     runs = demo_runs(cfg)
     for method in cfg.methods:
         write_seeds(out / method, list(cfg.seeds), runs[method]["method"])
-    # Longest first (cmdcl rows, then transformer, linear, zeroshot), so that no worker is left with a
-    # long run at the end while the others idle.
-    keys = sorted(((m, s) for m in cfg.methods for s in cfg.seeds),
-                  key=lambda key: _COST_RANK.get(runs[key[0]]["method"], 0))
+    keys = costliest_first([(m, s) for m in cfg.methods for s in cfg.seeds], runs)
     jobs = [(_head_config(cfg, m, s), seed_dir(out / m, s)) for m, s in keys]
     workers = cfg.train_workers or min(len(jobs), os.cpu_count() or 1)
     schedule = f"{cfg.epochs} epochs" if cfg.epochs else "train-head's default schedule"
@@ -204,6 +210,15 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
         say(f"      {r.method:<17} IID {r.iid_top1:.3f}  OOD {r.ood_top1:.3f}  (mean of {len(r.per_seed)} seeds, "
             f"{r.train_s:.0f} s per seed)")
     return results
+
+
+def costliest_first(keys: list[tuple[str, int]], runs: dict[str, dict] | None = None) -> list[tuple[str, int]]:
+    """(row, seed) pairs ordered by their method's training cost (`MethodEntry.cost`), most first, so that no
+    worker is left with a long run at the end while the others idle; equal costs keep their order."""
+    from cmdcl.head.model.registry import method_entry
+
+    runs = DEMO_RUNS if runs is None else runs
+    return sorted(keys, key=lambda key: -method_entry(runs[key[0]]["method"]).cost)
 
 
 def demo_runs(cfg: DemoConfig) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """The demo's one table: accuracy with intervals over seeds, the paired OOD difference against a reference
 method, temporal and spatial grounding, and context leakage (no torch: it reads the runs' files).
 
-    OUT/<row>/seed-K/predictions_<split>.npz   -> head/compare.compare_runs (intervals, paired differences)
+    OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences)
     OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test), leakage (test_ood)
 
 The comparisons are also written as OUT/compare-<split>/ (compare.json, compare.txt, forest.png), where

@@ -354,30 +354,45 @@ def test_every_flag_the_adapters_mention_exists():
     assert not unknown, unknown
 
 
-def dataset_errors(tmp_path) -> list[str]:
-    """Trigger the dataset errors that carry a Fix: hint, and return their lines."""
-    empty = tmp_path / "empty"
-    (empty / "BreakfastII_15fps_qvga_sync").mkdir(parents=True)
-    breakfast, coin = write_breakfast(tmp_path / "b"), write_coin(tmp_path / "c")
-    charades = write_charades(tmp_path / "ch", subfolder=True)
-    calls = [("breakfast", empty, {}), ("breakfast", breakfast, {"split": "s9"}),
-             ("breakfast", breakfast, {"splits": "s2"}), ("breakfast", breakfast, {"stereo_channel": "ch3"}), ("breakfast", tmp_path, {}),
-             ("breakfast", write_breakfast(tmp_path / "e", layout="ms-tcn-edited"), {}),
-             ("coin", tmp_path, {}), ("coin", coin, {"video_dir": tmp_path / "none"}),
-             ("coin", coin, {"taxonomy": tmp_path / "none.csv"}), ("charades", coin, {}),
-             ("charades", charades, {"video_dir": tmp_path / "none"}), ("manifest", tmp_path, {}),
-             ("coin", tmp_path / "absent", {})]
+def error_calls(tmp_path: Path) -> list[tuple[str, Path, dict]]:
+    """Calls of `load_dataset` that must fail with a Fix: hint, for every entry of the dataset table: a missing
+    and an empty ROOT (unless the adapter creates it), an unknown split, and each of its options given a path
+    that does not exist (FILE, FOLDER) or a value that is not one of its choices; then the quirks of the
+    published layouts, adapter by adapter."""
+    from cmdcl.extract.datasets.registry import options_of
+    from test_dataset_contract import written
+
+    calls = []
+    for name, entry in DATASETS.items():
+        root, options = written(name, tmp_path / name)
+        if not entry.creates_root:
+            (tmp_path / f"{name}-empty").mkdir()
+            calls += [(name, tmp_path / f"{name}-absent", {}), (name, tmp_path / f"{name}-empty", {})]
+        calls.append((name, root, {**options, "splits": "nosuch"}))
+        for option in options_of(name):
+            if option.metavar in ("FILE", "FOLDER"):
+                calls.append((name, root, {**options, option.keyword: tmp_path / "none" / "x.txt"}))
+            elif "|" in option.metavar:
+                calls.append((name, root, {**options, option.keyword: "bogus"}))
+    calls += [("breakfast", write_breakfast(tmp_path / "e", layout="ms-tcn-edited"), {}),
+              ("breakfast", tmp_path / "breakfast", {"splits": "s2"}), ("charades", tmp_path / "coin", {})]
+    return calls
+
+
+def dataset_errors(tmp_path: Path) -> list[str]:
+    """Trigger the dataset errors that carry a Fix: hint (`error_calls`), and return their lines."""
     lines = []
-    for name, root, options in calls:
+    for name, root, options in error_calls(tmp_path):
         with pytest.raises(CmdclError) as info:
             load_dataset(name, root, **options)
-        lines.append(info.value.one_line())
+        lines.append(f"{name}: {info.value.one_line()}")
     return lines
 
 
 def test_every_fix_hint_of_the_dataset_errors_names_a_real_flag(tmp_path):
     flags = extract_flags()
     lines = dataset_errors(tmp_path)
+    assert {line.split(":")[0] for line in lines} == set(DATASETS)  # every entry of the table is tried
     assert all("Fix:" in line for line in lines), [line for line in lines if "Fix:" not in line]
     for line in lines:
         hint = line.split("Fix:", 1)[1]

@@ -35,6 +35,22 @@ def test_throwaway_entries_show_in_help():
     assert "throwaway" not in help_text("extract") + help_text("train-head")  # this process did not register them
 
 
+def test_throwaway_head_joins_the_demo_with_one_row():
+    """docs/TRAINING.md, "The demo": a DEMO_RUNS row is all a new head needs to join `cmdcl demo` (its cost, the
+    table's default, orders it among the others), and options it does not read are not checked for it."""
+    probe = ("import throwaway_entries; from cmdcl.pipelines import demo; "
+             "from cmdcl.head.model.config import HeadConfig; "
+             "demo.DEMO_RUNS['throwaway'] = {'method': 'throwaway'}; "
+             "rows = ('zeroshot', 'throwaway', 'linear', 'cmdcl', 'transformer'); demo.check_rows(rows); "
+             "assert 'throwaway' in demo.DemoConfig().methods; "
+             "HeadConfig(method='throwaway', width=10, heads=3, mediator='cosine').check(); "
+             "print(' '.join(r for r, _ in demo.costliest_first([(r, s) for r in rows for s in (0, 1)])))")
+    result = run("-c", probe)
+    assert result.returncode == 0, result.stderr[-2000:]
+    order = result.stdout.split()
+    assert order == ["cmdcl"] * 2 + ["transformer"] * 2 + ["throwaway"] * 2 + ["linear"] * 2 + ["zeroshot"] * 2
+
+
 @pytest.mark.slow  # two pytest runs in subprocesses (~30 s)
 def test_throwaway_entries_join_and_pass_the_contract_tests():
     collected = run("-m", "pytest", "-o", "addopts=", "-p", "throwaway_entries", "--collect-only", "-q", *CONTRACTS)

@@ -1,4 +1,5 @@
-"""The learned patch mediator and the switches added with it (head/model/mediator.py, docs/METHOD.md §4b, §6).
+"""The learned patch mediator and the switches added with it (head/model/mediator.py, docs/METHOD.md, "The
+learned patch mediator").
 
 Each test would fail if its switch did nothing."""
 from __future__ import annotations

@@ -15,7 +15,7 @@ from cmdcl.extract.boxes import read_box_file, sampled_boxes, to_input_boxes
 from cmdcl.extract.datasets.registry import load_dataset
 from cmdcl.extract.datasets.synthetic import CONFOUNDERS, SyntheticConfig, generate_synthetic, load_attributes
 from cmdcl.extract.runner import ExtractConfig, run_extraction
-from cmdcl.head.metrics.leakage import context_leakage, probe_factor
+from cmdcl.head.metrics.leakage import LEAKAGE_SKIPPED, context_leakage, probe_factor
 from cmdcl.head.metrics.spatial import SpatialInstances, patch_overlap
 from store_fixtures import write_shard
 from video_fixtures import write_test_video
@@ -200,6 +200,9 @@ def test_probe_reads_a_factor_that_is_encoded_and_not_one_that_is_not():
     assert both["kept"]["accuracy"] > 0.9 and both["shuffled"]["accuracy"] < 0.6
     unknown = np.full(60, -1)
     assert context_leakage(noise, unknown[:, None], ["none"]) == {}
+    assert context_leakage(noise, None, []) == {}  # no factor labels: nothing to say
+    skipped = context_leakage(None, values[:, None], ["kept"])  # factors, but a head without "representation"
+    assert skipped == {"leakage_skipped": LEAKAGE_SKIPPED} and '"representation"' in LEAKAGE_SKIPPED
 
 
 def test_every_head_gives_a_representation():

@@ -97,7 +97,8 @@ def select_splits(splits: SplitSpec, present: set[str], name: str) -> set[str] |
     if unknown:
         # Breakfast's s1..s4 are split *schemes* (which participants are test), not split names.
         schemes = [s for s in unknown if s in SPLIT_SCHEMES.get(name, ())]
-        fix = f"pass --split-scheme {schemes[0]} and --splits train,test" if schemes else None
+        fix = (f"pass --split-scheme {schemes[0]} and --splits train,test" if schemes
+               else f"pass --splits with names of {', '.join(sorted(present))}" if present else "leave out --splits")
         raise DatasetError(f"{name}: unknown split {', '.join(unknown)}; "
                            f"splits present: {', '.join(sorted(present)) or 'none'}", fix=fix)
     return names or None

@@ -31,13 +31,13 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
     manifest_file = find_manifest(Path(root).expanduser().absolute())
     folder = manifest_file.parent
     classes_file = Path(classes) if classes else folder / "classes.txt"
-    class_names = read_names(classes_file)
+    class_names = read_names(classes_file, "--classes")
     rows = read_jsonl(manifest_file) if manifest_file.suffix == ".jsonl" else read_csv(manifest_file)
     factors = list(dict.fromkeys(name for _, row in rows for name in row["confounders"]))
 
     steps_file = Path(steps) if steps else folder / "steps.txt"
     if steps or steps_file.is_file():
-        step_names, steps_source = read_names(steps_file), steps_file
+        step_names, steps_source = read_names(steps_file, "--steps"), steps_file
     else:  # no steps.txt: the vocabulary is the step names the manifest uses
         step_names, steps_source = sorted({str(s) for _, row in rows for s, _, _ in row["steps"]}), "the manifest"
 
@@ -93,10 +93,12 @@ def find_manifest(root: Path) -> Path:
     return found[0]
 
 
-def read_names(path: Path) -> list[str]:
-    """One name per line, line i = index i; trailing blank lines are ignored, inner ones are an error."""
+def read_names(path: Path, flag: str) -> list[str]:
+    """One name per line, line i = index i; trailing blank lines are ignored, inner ones are an error. `flag` is
+    the option that names the file, for the fix of a missing one."""
     if not path.is_file():
-        raise DatasetError(f"vocabulary file {path} not found; expected one name per line (line i = index i)")
+        raise DatasetError(f"vocabulary file {path} not found; expected one name per line (line i = index i)",
+                           fix=f"write it beside the manifest or pass {flag} FILE")
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     while names and not names[-1]:
         names.pop()

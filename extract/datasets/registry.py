@@ -30,6 +30,8 @@ class DatasetEntry:
     options: dict[str, str] = field(default_factory=dict)  # keyword -> what it does here; its flag: DATASET_OPTIONS
     creates_root: bool = False  # the adapter makes ROOT itself (synthetic): no missing-root check
     pretrain: bool = False  # `cmdcl pretrain-clip` reads it (its frames can be captioned with timed steps)
+    about: str = ""  # what it is and its quirks, a markdown phrase for README's "Datasets" ("": its layout)
+
 
     def load_function(self) -> Callable[..., DatasetIndex]:
         module, _, function = self.adapter.partition(":")
@@ -48,27 +50,39 @@ DATASETS: dict[str, DatasetEntry] = {
             "annotations": "folder holding segmentation_coarse/ or groundTruth/ + mapping.txt (default: ROOT, then "
                            "next to the video folder).",
             "video_dir": "the BreakfastII_15fps_qvga_sync folder (default: ROOT or "
-                         "ROOT/BreakfastII_15fps_qvga_sync)."}),
+                         "ROOT/BreakfastII_15fps_qvga_sync)."},
+        about="LTAR split P03–P46 / P47–P54 by default, `--split-scheme s1`–`s4` for the official splits; 10 "
+              "activities; 47 coarse actions as steps, `--background` keeps SIL as the published 48th; an ms-tcn "
+              "`mapping.txt` edited with SOS/EOS is refused with its line numbers"),
     "coin": DatasetEntry(
         "cmdcl.extract.datasets.coin:load", "COIN.json and videos/<recipe_type>/<youtube_id>.mp4", {
             "annotation": "the COIN.json file (default: ROOT/COIN.json).",
             "taxonomy": "COIN's taxonomy.xlsx as published (needs openpyxl: pip install 'cmdcl[coin]') or its "
                         "target_action_mapping sheet as CSV (default: a taxonomy*.xlsx, else taxonomy*.csv, in ROOT).",
-            "video_dir": "the videos folder (default: ROOT/videos)."}),
+            "video_dir": "the videos folder (default: ROOT/videos)."},
+        about="COIN's published ids: tasks 0..179, steps 1..778 at indices 0..777 with the real ids stored as "
+              "`/text/step_ids`, whatever subset of `COIN.json` is present; names from `taxonomy.xlsx` as published "
+              "(`pip install 'cmdcl[coin]'`) or its CSV export, found in ROOT; every step text unique: a text shared "
+              "across tasks gets its task appended, a text repeated within a task gets \"(second time)\""),
     "charades": DatasetEntry(
         "cmdcl.extract.datasets.charades:load",
         "Charades_v1_classes.txt, Charades_v1_train.csv, Charades_v1_test.csv and Charades_v1_480/<id>.mp4", {
             "annotations": "folder holding Charades_v1_classes.txt and the train/test CSVs (default: ROOT, then "
                            "ROOT/Charades, then ROOT/..).",
-            "video_dir": "the videos folder (default: Charades_v1_480/ or Charades_v1/ in ROOT or its parent)."}),
+            "video_dir": "the videos folder (default: Charades_v1_480/ or Charades_v1/ in ROOT or its parent)."},
+        about="157 actions, multi-label; the root may be the folder holding `Charades/` and `Charades_v1_480/`"),
     "manifest": DatasetEntry(
         "cmdcl.extract.datasets.manifest:load",
         "manifest.csv (or manifest.jsonl) and classes.txt, or the manifest file itself", {
             "classes": "the class list (default: classes.txt).",
-            "steps": "the step list (default: steps.txt, else the manifest's step names)."}, pretrain=True),
+            "steps": "the step list (default: steps.txt, else the manifest's step names)."}, pretrain=True,
+        about="your own videos: `manifest.csv|jsonl` with `video_id,path,split,label,labels,steps[,context,boxes,"
+              "confounder:NAME]`, plus `classes.txt` and optional `steps.txt`; object boxes and context factors give "
+              "the spatial-grounding and leakage metrics on your data"),
     "synthetic": DatasetEntry(
         "cmdcl.extract.datasets.synthetic:load", "a folder where the synthetic dataset is (or will be) generated",
-        creates_root=True, pretrain=True),
+        creates_root=True, pretrain=True,
+        about="the built-in confounded world of `cmdcl synth` and `cmdcl demo`, generated into ROOT when absent"),
 }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 PROBE_FOLDS = 5
 PROBE_SEED = 0
+LEAKAGE_SKIPPED = 'the head returns no "representation" (docs/TRAINING.md, "The forward contract")'
 
 
 def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PROBE_FOLDS,
@@ -49,9 +50,14 @@ def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PR
 
 def context_leakage(representation: np.ndarray | None, values: np.ndarray | None,
                     names: Sequence[str]) -> dict[str, Any]:
-    """{"leakage": {factor: probe_factor(...)}} for the factors that can be probed; {} when there is no
-    representation or no factor labels (so the key appears only where it means something)."""
-    if representation is None or values is None or not len(names) or len(representation) < 4:
+    """{"leakage": {factor: probe_factor(...)}} for the factors that can be probed; {} when there are no factor
+    labels (so the key appears only where it means something); {"leakage_skipped": why} when there are, but the
+    head returns no "representation" (the head contract, docs/TRAINING.md): said, not silently dropped."""
+    if values is None or not len(names):
+        return {}
+    if representation is None:
+        return {"leakage_skipped": LEAKAGE_SKIPPED}
+    if len(representation) < 4:
         return {}
     out = {}
     for j, name in enumerate(names):

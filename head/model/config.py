@@ -5,11 +5,11 @@ Defaults follow docs/METHOD.md (our reading of the paper), which marks our own c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from cmdcl.core.errors import CmdclError
 
-from .registry import METHODS, TableNames, methods_help
+from .registry import METHODS, TableNames, method_entry, methods_help, reads
 
 # The allowed values of the string-valued options: the one list, checked by `check_choice` (used by
 # `HeadConfig.check()` and by the head modules' constructors).
@@ -94,39 +94,24 @@ class HeadConfig:
 
     def check(self) -> "HeadConfig":
         """Raise a one-line CmdclError naming the first option with an impossible value (the one place that
-        validates options; checks that need the data, e.g. patches present, are made where it is read)."""
+        validates options; checks that need the data, e.g. patches present, are made where it is read). A
+        method's own options are checked only for the methods that read them (their `METHODS` entry):
+        `--heads 3 --width 100` is no error for a linear probe, which reads neither."""
+        check_choice("method", self.method)
+        read = set(RECIPE) | set(method_entry(self.method).options)
         for name in CHOICES:
-            check_choice(name, getattr(self, name))
-        for name in ("batch_size", "heads", "dictionary_size"):
-            if getattr(self, name) < 1:
-                raise CmdclError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
-                     "warmup_epochs", "eval_batch_size", "converge_patience"):
-            if getattr(self, name) < 0:
-                raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise CmdclError(f"--lr must be > 0, got {self.lr}.")
-        if self.init_temperature <= 0:
-            raise CmdclError(f"init_temperature must be > 0, got {self.init_temperature}.")
-        if self.width and self.sta_layers > 0 and self.width % self.heads:
-            raise CmdclError(f"--width {self.width} is not divisible by --heads {self.heads}.")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
-        if not 0.0 <= self.converge_delta < 1.0:
-            raise CmdclError(f"--converge-delta must be in [0, 1), got {self.converge_delta}.")
-        if self.grounding_loss < 0:
-            raise CmdclError(f"--grounding-loss must be >= 0, got {self.grounding_loss}.")
-        if self.mediator == "cosine" and self.frontdoor_cross == "sample":
-            raise CmdclError("--frontdoor-cross sample needs --mediator learned (the cosine mediator has no "
-                             "sample-queried term).")
-        if not 0.0 <= self.dropout < 1.0:
-            raise CmdclError(f"--dropout must be in [0, 1), got {self.dropout}.")
+            if name in read:
+                check_choice(name, getattr(self, name))
+        for names, broken, message in _RULES:
+            if set(names) <= read and broken(self):
+                raise CmdclError(message.format(**self.to_dict()))
         return self
 
     def patches_wanted(self) -> bool | None:
         """What to read the features with: use_patches, where unset (None) means "the file's patches" for
-        cmdcl, the one head that reads them, and no patches for the others (they would only cost memory)."""
-        return False if self.use_patches is None and self.method != "cmdcl" else self.use_patches
+        the heads that read them (their `METHODS` entry lists use_patches), and no patches for the others (they
+        would only cost memory)."""
+        return False if self.use_patches is None and not reads(self.method, "use_patches") else self.use_patches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,3 +131,34 @@ class HeadConfig:
 LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "static_split": False,
                           "grounding_loss": 0.0, "bias_source": "video", "frontdoor_cross": "dictionary",
                           "use_patches": False}
+
+
+# The training recipe: the fields the loop reads for every method (docs/TRAINING.md, "Which options a baseline
+# reads"); every other field is read only by the methods whose METHODS entry lists it.
+RECIPE: tuple[str, ...] = (
+    "method", "epochs", "min_steps", "batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip", "patience",
+    "min_val_videos", "converge_patience", "converge_delta", "val_fraction", "seed", "frames", "aux_step_loss",
+    "data_mode", "eval_batch_size")
+
+# (the fields a rule reads, is the value impossible?, the message): HeadConfig.check() applies a rule when the
+# method reads all of its fields (the recipe's always).
+_RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = (
+    *(((name,), lambda c, n=name: getattr(c, n) < 1, f"--{name.replace('_', '-')} must be >= 1, got {{{name}}}.")
+      for name in ("batch_size", "heads", "dictionary_size")),
+    *(((name,), lambda c, n=name: getattr(c, n) < 0, f"--{name.replace('_', '-')} must be >= 0, got {{{name}}}.")
+      for name in ("epochs", "min_steps", "min_val_videos", "sta_layers", "frames", "width", "patience",
+                   "warmup_epochs", "eval_batch_size", "converge_patience")),
+    (("lr",), lambda c: c.lr <= 0, "--lr must be > 0, got {lr}."),
+    (("init_temperature",), lambda c: c.init_temperature <= 0,
+     "--init-temperature must be > 0, got {init_temperature}."),
+    (("width", "heads", "sta_layers"), lambda c: bool(c.width) and c.sta_layers > 0 and c.width % c.heads != 0,
+     "--width {width} is not divisible by --heads {heads}."),
+    (("val_fraction",), lambda c: not 0.0 <= c.val_fraction < 1.0,
+     "--val-fraction must be in [0, 1), got {val_fraction}."),
+    (("converge_delta",), lambda c: not 0.0 <= c.converge_delta < 1.0,
+     "--converge-delta must be in [0, 1), got {converge_delta}."),
+    (("grounding_loss",), lambda c: c.grounding_loss < 0, "--grounding-loss must be >= 0, got {grounding_loss}."),
+    (("mediator", "frontdoor_cross"), lambda c: c.mediator == "cosine" and c.frontdoor_cross == "sample",
+     "--frontdoor-cross sample needs --mediator learned (the cosine mediator has no sample-queried term)."),
+    (("dropout",), lambda c: not 0.0 <= c.dropout < 1.0, "--dropout must be in [0, 1), got {dropout}."),
+)

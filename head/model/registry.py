@@ -22,8 +22,12 @@ class MethodEntry:
     """One `--method`: how to build it and what it reads."""
     builder: str  # "module:callable", called as builder(cfg: HeadConfig, inputs: HeadInputs) -> nn.Module
     help: str  # what it is, one phrase, for `--method`'s help
-    # HeadConfig fields it reads besides the training recipe every method shares (docs/TRAINING.md)
+    # HeadConfig fields it reads besides the training recipe every method shares (config.RECIPE); the option
+    # checks of HeadConfig.check() apply to a method only for the fields it reads
     options: tuple[str, ...] = ()
+    # Relative training cost of one run (0 = nothing to train): `cmdcl demo` starts the costliest runs first, so
+    # no worker is left with a long run at the end. A guess is enough; only the order counts.
+    cost: int = 1
 
     def build_function(self) -> Callable[..., Any]:
         module, _, name = self.builder.partition(":")
@@ -35,17 +39,17 @@ METHODS: dict[str, MethodEntry] = {
     "cmdcl": MethodEntry(
         "cmdcl.head.model.factory:build_cmdcl", "the CMDCL head (docs/METHOD.md)",
         ("use_tci", "use_vci", "sta_layers", "bias_estimator", "sinkhorn_iters", "sinkhorn_eps", "bias_source",
-         "frontdoor_cross", "dictionary_size", "use_patches", "tci_residual", "classifier", "refresh_memory",
-         *_SIZES)),
+         "frontdoor_cross", "dictionary_size", "use_patches", "mediator", "patch_frame_context", "static_split",
+         "grounding_loss", "tci_residual", "classifier", "refresh_memory", *_SIZES), cost=3),
     "linear": MethodEntry(
         "cmdcl.head.model.factory:build_linear", "linear probe on the mean of the valid frames (order-blind)",
         ("dropout",)),
     "transformer": MethodEntry(
         "cmdcl.head.model.factory:build_transformer",
-        "Text4Vis-style temporal transformer scored against the frozen class texts", ("sta_layers", *_SIZES)),
+        "Text4Vis-style temporal transformer scored against the frozen class texts", ("sta_layers", *_SIZES), cost=2),
     "zeroshot": MethodEntry(
         "cmdcl.head.model.factory:build_zeroshot", "CLIP class texts vs the mean frame; no parameters: scored, not "
-        "trained"),
+        "trained", cost=0),
 }
 
 
@@ -55,6 +59,11 @@ def method_entry(name: str) -> MethodEntry:
         raise CmdclError(f"--method {name!r} is not one of {', '.join(METHODS)}.",
                          fix="docs/TRAINING.md, \"Adding a head\", adds one")
     return METHODS[name]
+
+
+def reads(method: str, option: str) -> bool:
+    """Whether head `method` reads HeadConfig field `option` (its entry's `options`)."""
+    return option in method_entry(method).options
 
 
 def methods_help() -> str:

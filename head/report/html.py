@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .figures import Figure
+from ..model.registry import METHODS
 
 
 def render_html(summary: dict[str, Any], config: dict[str, Any], figures: list[Figure],
@@ -22,7 +23,7 @@ def render_html(summary: dict[str, Any], config: dict[str, Any], figures: list[F
         "classes": len(class_names), "parameters": config.get("parameters", "?"),
         "options": ", ".join(f"{k}={cfg[k]}" for k in ("use_tci", "use_vci", "sta_layers", "use_patches",
                                                          "bias_estimator", "bias_source", "frontdoor_cross")
-                             if k in cfg and summary["method"] == "cmdcl") or "-",
+                             if k in cfg and _reads(summary["method"], k)) or "-",
         "code version": summary["code_version"],
     }
     fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
@@ -62,3 +63,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.4f}"
     return html.escape(str(value))
+
+
+def _reads(method: str, option: str) -> bool:
+    """Whether the run's head reads `option` (a run of a head no longer in the table shows none)."""
+    return method in METHODS and option in METHODS[method].options

@@ -1,4 +1,5 @@
-"""[ours] Weak grounding loss from step segments (docs/METHOD.md §6, HeadConfig.grounding_loss).
+"""[ours] Weak grounding loss from step segments (HeadConfig.grounding_loss; docs/METHOD.md, "The learned patch
+mediator", its item "Weak grounding loss").
 
     L = - mean over (video b, annotated step s) of log sum_{f in segments of s} A_bsf
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..model.config import HeadConfig
+from ..model.registry import reads
 from ..data import FeatureData
 from ..metrics.grounding import stored_frame_column
 
@@ -51,7 +53,7 @@ def grounding_targets(cfg: HeadConfig, data: FeatureData, device: torch.device,
                       say) -> Tensor | None:
     """The (N, F) frame-step table on `device` when cfg asks for the grounding loss and the features hold
     segments (says so either way), else None."""
-    if cfg.grounding_loss <= 0 or cfg.method != "cmdcl":
+    if cfg.grounding_loss <= 0 or not reads(cfg.method, "grounding_loss"):
         return None
     table = frame_step_table(data)
     if table is None:
