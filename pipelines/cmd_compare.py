@@ -15,19 +15,21 @@ def compare(
     split: str = typer.Option("test", "--split", help="Split whose predictions_<split>.npz are compared."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Run name to compare against "
                                                                       "(default: the first run)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP (default: top1, or mAP "
-                                                                "for multi-label predictions)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP | ece | nll (default: "
+                                                                "top1, or mAP for multi-label predictions; ece and "
+                                                                "nll: lower is better)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.json, compare.txt, forest.png "
                                                            "(default: <first run's parent>/compare-<split>)."),
     resamples: int = typer.Option(9999, "--resamples", help="Bootstrap resamples and permutations."),
     seed: int = typer.Option(0, "--seed", help="Random state of the bootstrap and the permutation test."),
 ) -> None:
     """Is a difference between methods an effect or noise? Paired bootstrap intervals and p-values per run."""
-    if metric is not None and metric not in ("top1", "mAP", "step_mAP"):
-        raise CmdclError(f"--metric {metric}: unknown; choose top1, mAP or step_mAP.")
+    from cmdcl.head.comparison.compare import METRICS, compare_runs, format_table, write_outputs
+
+    if metric is not None and metric not in METRICS:
+        raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)}.")
     if resamples < 100:
         raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
-    from cmdcl.head.comparison.compare import compare_runs, format_table, write_outputs
 
     comparison = compare_runs(runs, split, reference, metric, n_resamples=resamples, seed=seed)
     paths = write_outputs(comparison, out or Path(runs[0]).parent / f"compare-{split}")

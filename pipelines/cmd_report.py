@@ -39,7 +39,9 @@ def report(
                                                               "(default: the first video of the split)."),
     actions: Optional[str] = typer.Option(None, "--actions", help="Comma-separated atomic-action names for the "
                                                                   "similarity heatmap and attention plots."),
-    split: str = typer.Option("test", "--split", help="Split to score and draw from."),
+    split: List[str] = typer.Option(["test"], "--split", help="Split to score and draw from (repeatable: the first "
+                                                          "for every figure, each for the reliability diagram and "
+                                                          "spatial grounding, e.g. --split test --split test_ood)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default RUN/report)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="compare.json (or its folder) of `cmdcl compare` "

@@ -94,9 +94,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
         from cmdcl.head.training.seed_runs import seed_dir
+        from .cmd_report import read_video_frames
 
-        say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]}, with the OOD comparison)")
+        say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]}, IID and OOD, with the OOD comparison)")
+        # Both splits: the reliability diagram and fig. 7 (attention over the frames) show IID beside OOD.
         report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu",
+                                   split=["test", "test_ood"], read_frames=read_video_frames,
                                    compare=out / "compare-test_ood")
     _summarise(cfg, out, results, features, weights, report_path, table, context, started, say)
     return results

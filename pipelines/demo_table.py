@@ -1,11 +1,13 @@
 """The demo's one table: accuracy with intervals over seeds, the paired OOD difference against a reference
-method, temporal and spatial grounding, and context leakage (no torch: it reads the runs' files).
+method, OOD calibration (ECE), temporal and spatial grounding, and context leakage (no torch: it reads the
+runs' files).
 
-    OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences)
+    OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences;
+                                                  top-1 on test and test_ood, ECE on test_ood)
     OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test), leakage (test_ood)
 
-The comparisons are also written as OUT/compare-<split>/ (compare.json, compare.txt, forest.png), where
-`cmdcl report OUT/cmdcl/...` finds them.
+The comparisons are also written as OUT/compare-<split>/ and OUT/compare-test_ood-ece/ (compare.json,
+compare.txt, forest.png); `cmdcl report OUT/cmdcl/...` finds the first.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ IID, OOD = "test", "test_ood"
 # The one place the demo reads grounding from: keys of `evaluate`'s per-split metrics (mass of step / patch
 # attention on the true segment / object over the uniform share; absent for heads without that attention).
 GROUNDING_METRIC, SPATIAL_METRIC = "grounding_mass_ratio", "spatial_mass_ratio"
+OOD_ECE = f"{OOD}-ece"  # key and folder suffix of the OOD calibration comparison
 REFERENCE = "transformer"  # the strongest baseline in every demo so far: the difference that matters for CMDCL
 
 
@@ -62,14 +65,15 @@ def mean_of(values) -> float | None:
 
 
 def compare_splits(out: Path, rows: Sequence[str], reference: str | None = REFERENCE):
-    """{split: Comparison} of the rows on IID and OOD, written to OUT/compare-<split>/."""
+    """{split: Comparison} of the rows' top-1 on IID and OOD, and {OOD_ECE: Comparison} of their OOD ECE,
+    written to OUT/compare-<key>/."""
     from cmdcl.head.comparison.compare import compare_runs, write_outputs
 
     reference = reference if reference in rows else rows[0]
     comparisons = {}
-    for split in (IID, OOD):
-        comparisons[split] = compare_runs([out / r for r in rows], split, reference=reference)
-        write_outputs(comparisons[split], out / f"compare-{split}")
+    for key, split, metric in ((IID, IID, "top1"), (OOD, OOD, "top1"), (OOD_ECE, OOD, "ece")):
+        comparisons[key] = compare_runs([out / r for r in rows], split, reference=reference, metric=metric)
+        write_outputs(comparisons[key], out / f"compare-{key}")
     return comparisons
 
 
@@ -89,14 +93,14 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
     iid = {r.run: r for r in comparisons[IID].rows}
     ood = {r.run: r for r in comparisons[OOD].rows}
     reference = comparisons[OOD].reference
+    ece = {r.run: r.mean for r in comparisons[OOD_ECE].rows} if OOD_ECE in comparisons else {}
     extras = {name: row_extras(out / name) for name in rows}
     factors = sorted({f for e in extras.values() for f in e.leakage})
     width = max(17, *(len(name) for name in rows))
     leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
     head = (f"{'method':<{width}} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
-            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'mAP':>5} {'t-grnd':>6} "
-            f"{'s-grnd':>6} "
-            f"{leak_head:>18} {'train s':>7}")
+            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'OOD ECE':>7} {'mAP':>5} "
+            f"{'t-grnd':>6} {'s-grnd':>6} {leak_head:>18} {'train s':>7}")
     lines = [head, "-" * len(head)]
     for name in rows:
         a, b, e = iid[name], ood[name], extras[name]
@@ -105,8 +109,8 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
         seeds_ci = _ci(*b.diff_seed_ci, signed=True) if b.diff_seed_ci else ""
         leak = "/".join(f"{e.leakage[f]:.2f}"[1:] if e.leakage.get(f) is not None else "-" for f in factors) or "-"
         lines.append(f"{name:<{width}} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
-                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {_num(e.step_map):>5} "
-                     f"{_num(e.grounding):>6} {_num(e.spatial):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
+                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {_num(ece.get(name)):>7} "
+                     f"{_num(e.step_map):>5} {_num(e.grounding):>6} {_num(e.spatial):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
     if context:
         lines.append(f"{'context only':<{width}} {context[IID]:.3f} {'':<14} {context[OOD]:.3f} {'':<14} "
                      "<- logistic regression on the true confounder labels")
@@ -124,6 +128,8 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str],
              " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
              "the same videos and seeds (test-set noise), p: paired permutation test; 'over seeds': t interval of "
              "the per-seed differences (training noise; head/comparison/compare.py);",
+ f" OOD ECE: expected calibration error of the top-1 softmax confidence on OOD (15 bins; lower = better "
+             f"calibrated; paired with {c.reference} in compare-{OOD_ECE}/);",
              " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd: IID "
              "patch-attention mass on the true object's patches / their share (1.0 = uniform, '-' = no such "
              "attention);"]

@@ -1,9 +1,11 @@
 """The main job end to end on a tiny synthetic world (the README's first command at toy size)."""
 import json
+import math
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cmdcl.core.store import FeatureSet
 from cmdcl.extract.models import file_sha256
@@ -79,6 +81,15 @@ def test_demo_table_has_intervals_paired_differences_grounding_and_leakage(tmp_p
     assert "(reference)" in next(line for line in lines if line.startswith("transformer "))
     assert "mean over 2 seeds" in table and "background chance 0.200" in table
     assert (tmp_path / "compare-test_ood" / "compare.json").is_file()
+    # OOD ECE: one-hot scores give every video the confidence c = e / (1 + e) = 0.731 (one bin), so a seed's
+    # ECE is |top-1 - c|: transformer |0.4 - c|, |0.6 - c| (mean 0.231), cmdcl |0.7 - c|, |0.9 - c| (mean 0.100).
+    c = math.e / (1 + math.e)
+    assert "OOD ECE" in lines[0] and " 0.100 " in cmdcl
+    assert " 0.231 " in next(line for line in lines if line.startswith("transformer "))
+    ece = json.loads((tmp_path / "compare-test_ood-ece" / "compare.json").read_text())
+    assert ece["metric"] == "ece" and ece["reference"] == "transformer"
+    assert next(r for r in ece["rows"] if r["run"] == "cmdcl")["diff"] == pytest.approx(
+        (abs(0.7 - c) + abs(0.9 - c)) / 2 - (abs(0.4 - c) + abs(0.6 - c)) / 2)
 
 
 def _features(tmp_path, name, seed):

@@ -73,6 +73,10 @@ def test_zeroshot_evaluation_matches_hand_computed_metrics(tmp_path):
     # over four videos with one positive (AP 1/4).
     assert math.isclose(m["step_mAP"], (1 + 1 + 1 + 0.25) / 4)
     assert json.loads((tmp_path / "m.json").read_text())["top1"] == 0.75
+    # Calibration: logits 100 * cos, so every video's top-1 probability is 1 (bin 15) and 3 of 4 are right:
+    # ECE |3 - 4| / 4; v5 gives its true class e^-100 / (1 + 2 e^-100): NLL = (100 + log(1 + 2e-100)) / 4.
+    assert m["ece"] == pytest.approx(0.25) and m["nll"] == pytest.approx(25.0)
+    assert m["calibration_bins"]["count"][-1] == 4
 
     both = evaluate_splits(tmp_path / "run" / "best.pt", features, ["test", "test_ood"], tmp_path / "out")
     assert both["test_ood"]["top1"] == 0.5 and both["test_ood"]["num_videos"] == 2

@@ -86,7 +86,7 @@ def check_report(page: Path, expected: set[str]) -> tuple[dict, str]:
 def test_cmdcl_report_has_every_figure_but_spatial(runs):
     page = build_report(runs["cmdcl"], device="cpu")
     assert page == runs["cmdcl"] / "report" / "report.html"
-    summary, text = check_report(page, {"curves", "confusion", *PER_VIDEO})
+    summary, text = check_report(page, {"curves", "confusion", "reliability", *PER_VIDEO})
     assert summary["video"] == "test-0-000"  # the first test video
     assert "no patch tokens" in text  # why the spatial figure is missing
     assert summary["steps_annotated"]
@@ -104,14 +104,14 @@ def test_cmdcl_report_has_every_figure_but_spatial(runs):
 def test_chosen_video_and_actions_are_drawn(runs, tmp_path):
     page = build_report(runs["cmdcl"], out=tmp_path / "chosen", video="test-2-001", actions=["step 3", "STEP 1"],
                         device="cpu")
-    summary, _ = check_report(page, {"curves", "confusion", *PER_VIDEO})
+    summary, _ = check_report(page, {"curves", "confusion", "reliability", *PER_VIDEO})
     assert summary["video"] == "test-2-001"
     assert summary["similarity_actions"] == summary["tracked_actions"] == ["step 3", "step 1"]
     assert summary["matching"]["activity_a"] == "script 1-0-3-2"
 
 
 def test_baseline_report_skips_what_it_cannot_draw(runs):
-    summary, text = check_report(build_report(runs["linear"], device="cpu"), {"curves", "confusion"})
+    summary, text = check_report(build_report(runs["linear"], device="cpu"), {"curves", "confusion", "reliability"})
     for key in (*PER_VIDEO, "spatial_attention"):
         assert f'id="{key}"' in text and summary["notes"][key][0].startswith("Skipped")
     assert not any(k.startswith("grounding") for k in summary["metrics"])  # no step attention to score
@@ -119,7 +119,7 @@ def test_baseline_report_skips_what_it_cannot_draw(runs):
 
 def test_patch_run_overlays_spatial_attention_on_decoded_frames(runs):
     summary, text = check_report(build_report(runs["patches"], device="cpu", read_frames=read_video_frames),
-                                 {"curves", "confusion", "spatial_attention", *PER_VIDEO})
+                                 {"curves", "confusion", "reliability", "spatial_attention", *PER_VIDEO})
     assert "spatial_attention" not in summary["notes"]  # frames decoded: no "drawn alone" note
     assert "Frames not shown" not in text
 
@@ -131,7 +131,7 @@ def test_patch_grid_drawn_alone_when_the_video_is_missing(runs, tmp_path):
     try:
         summary, text = check_report(build_report(run, out=tmp_path / "no-video", device="cpu",
                                                   read_frames=read_video_frames),
-                                     {"curves", "confusion", "spatial_attention", *PER_VIDEO})
+                                     {"curves", "confusion", "reliability", "spatial_attention", *PER_VIDEO})
     finally:
         moved.rename(video)
     assert "Frames not shown" in text and "drawn alone" in summary["notes"]["spatial_attention"][0]
@@ -140,7 +140,7 @@ def test_patch_grid_drawn_alone_when_the_video_is_missing(runs, tmp_path):
 
 def test_patch_grid_drawn_alone_without_a_frame_reader(runs, tmp_path):
     summary, _ = check_report(build_report(runs["patches"], out=tmp_path / "no-reader", device="cpu"),
-                              {"curves", "confusion", "spatial_attention", *PER_VIDEO})
+                              {"curves", "confusion", "reliability", "spatial_attention", *PER_VIDEO})
     assert "no frame reader" in summary["notes"]["spatial_attention"][0]
 
 
@@ -160,7 +160,29 @@ def test_head_never_imports_the_extraction_stage():
 
 def test_multilabel_report_draws_per_class_ap(runs):
     summary, _ = check_report(build_report(runs["multilabel"], device="cpu"), {"curves", "per_class_ap", *PER_VIDEO})
-    assert "mAP" in summary["metrics"]
+    assert "mAP" in summary["metrics"] and "nll" in summary["metrics"] and "ece" not in summary["metrics"]
+    assert summary["notes"]["reliability"][0].startswith("Skipped: multi-label")
+
+
+def test_reliability_diagram_draws_evaluates_bins_for_each_split(runs, tmp_path):
+    from cmdcl.head.metrics.evaluate import evaluate_splits
+
+    world = runs["cmdcl"].parent / "order.h5"
+    expected = evaluate_splits(runs["cmdcl"] / "best.pt", world, ["test", "train"], tmp_path / "eval", device="cpu")
+    page = build_report(runs["cmdcl"], out=tmp_path / "two", split=["test", "train"], device="cpu")
+    summary, text = check_report(page, {"curves", "confusion", "reliability", *PER_VIDEO})
+    assert summary["split"] == "test" and summary["splits"] == ["test", "train"] and 'id="reliability"' in text
+    assert list(summary["calibration"]) == ["test", "train"]
+    for split in ("test", "train"):
+        drawn = summary["calibration"][split]
+        assert drawn["bins"] == expected[split]["calibration_bins"]  # the bars are evaluate's bins
+        assert drawn["ece"] == pytest.approx(expected[split]["ece"]) and drawn["nll"] == pytest.approx(
+            expected[split]["nll"])
+        assert drawn["num_videos"] == expected[split]["num_videos"] == sum(drawn["bins"]["count"])
+    assert summary["metrics"]["ece"] == pytest.approx(expected["test"]["ece"])
+    # A different model (the linear head) draws different bars: the figure is not a constant.
+    other = build_report(runs["linear"], out=tmp_path / "linear", device="cpu").parent / "reliability.png"
+    assert other.read_bytes() != (tmp_path / "two" / "reliability.png").read_bytes()
 
 
 def test_bad_inputs_are_one_line_errors(runs, tmp_path):

@@ -263,3 +263,55 @@ def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
     summary = json.loads((tmp_path / "linear" / "report" / "report.json").read_text())
     assert summary["figures"]["spatial_grounding"] is None and "without --use-patches" in \
         summary["notes"]["spatial_grounding"][0]
+
+
+def test_fig7_draws_the_attention_over_the_decoded_frame_with_the_props_boxes(extracted, tmp_path):
+    """Fig. 7 as the paper draws it: IID and OOD rows, the frame decoded from the video under the map, the
+    action's box and the props' boxes (an optional group: absent -> None, present -> drawn and scored)."""
+    import shutil
+
+    from matplotlib.image import imread
+
+    from cmdcl.head.metrics.spatial import PROP_BOXES_DATASET, prop_boxes
+    from cmdcl.head.model.config import HeadConfig
+    from cmdcl.head.report import build_report
+    from cmdcl.head.training.train import train
+    from cmdcl.pipelines.cmd_report import read_video_frames
+
+    _, shard = extracted
+    assert prop_boxes(FeatureSet(shard), np.arange(3)) is None
+    with_props = tmp_path / "props.h5"
+    shutil.copy(shard, with_props)
+    with h5py.File(with_props, "a") as f:
+        n, frames = f["boxes/xyxy"].shape[:2]
+        props = np.full((n, frames, 2, 4), np.nan, np.float32)
+        props[:, :, 0] = [0.0, 0.0, 0.5, 0.5]  # prop 0: the top-left patch of the 2x2 grid; prop 1: never present
+        f.create_dataset(PROP_BOXES_DATASET, data=props)
+    assert prop_boxes(FeatureSet(with_props), np.arange(2)).shape == (2, frames, 2, 4)
+
+    run = tmp_path / "run"
+    train(with_props, run, HeadConfig(use_patches=True, sta_layers=1, heads=2, dictionary_size=2, epochs=1,
+                                      batch_size=4, val_fraction=0.0), device="cpu", progress=False,
+          log=lambda message: None)
+    decoded = []
+
+    def reader(path, frame_index, short_side):
+        decoded.append(path)
+        return read_video_frames(path, frame_index, short_side)
+
+    reports = {}
+    for name, read_frames in (("frames", reader), ("bare", None)):
+        build_report(run, features=str(with_props), split=["test", "test_ood"], device="cpu", out=tmp_path / name,
+                     read_frames=read_frames)
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    panels = reports["frames"]["spatial_grounding"]
+    assert {p["split"] for p in panels} == {"test", "test_ood"} and all(p["frame_drawn"] for p in panels)
+    assert all(p["props_share"] == 0.25 and 0 <= p["props_mass"] <= 1 for p in panels)
+    paths = dict(zip(FeatureSet(with_props).index["video_id"].tolist(), FeatureSet(with_props).index["path"].tolist()))
+    assert {paths[p["video"]] for p in panels} <= set(decoded)  # each panel's frame came from its own video
+    # Same panels, same maps: only the frame under them differs.
+    assert [p["video"] for p in reports["bare"]["spatial_grounding"]] == [p["video"] for p in panels]
+    assert not any(p["frame_drawn"] for p in reports["bare"]["spatial_grounding"])
+    assert "no frame reader" in reports["bare"]["notes"]["spatial_grounding"][0]
+    over, alone = (imread(tmp_path / name / "spatial_grounding.png") for name in ("frames", "bare"))
+    assert over.shape == alone.shape and np.abs(over - alone).mean() > 0.01

@@ -22,12 +22,20 @@ from cmdcl.core.errors import CmdclError
 
 from .compare_output import format_table, write_outputs  # noqa: F401  (re-exported: the entry points)
 from .results import Comparison, Row
+from ..metrics.calibration import binary_nll, top1_terms
 from ..metrics.predictions import Predictions, load_predictions, predictions_path
 from ..training.seed_runs import read_seeds, seed_dirs
-from .stats import (WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
+from .stats import (WeightedECE, WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
                     paired_permutation_p, t_interval)
 
-METRICS = ("top1", "mAP", "step_mAP")
+METRICS = ("top1", "mAP", "step_mAP", "ece", "nll")
+# Means over videos of a per-video value: BCa intervals, and unmatched seeds average that value per video.
+# The others (mAP, step_mAP, ece) are recomputed on every resample (head/comparison/stats.py).
+PER_VIDEO_MEANS = ("top1", "nll")
+# One matrix product per resample: every run gets its video bootstrap, even with several seeds.
+CHEAP_METRICS = ("top1", "ece", "nll")
+# Over labelled videos only (single-label): the other videos are not resampled either.
+LABELLED_ONLY = ("top1", "ece", "nll")
 
 
 @dataclass
@@ -45,8 +53,8 @@ class RunSeeds:
 def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | None = None, metric: str | None = None,
                  n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None) -> Comparison:
     """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
-    top1, or mAP for multi-label predictions). ci_method of the bootstrap intervals (head/comparison/stats.py):
-    default BCa for top1, "recentred" percentile for mAP and step_mAP."""
+    top1, or mAP for multi-label predictions; ece and nll: lower is better). ci_method of the bootstrap intervals
+    (head/comparison/stats.py): default BCa for top1 and nll, "recentred" percentile for mAP, step_mAP and ece."""
     if not runs:
         raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
     loaded = align_videos([load_run(Path(r), split) for r in runs], split)
@@ -59,20 +67,21 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if reference not in names:
         raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
     metric = metric or ("mAP" if loaded[0].seed_predictions[0].multilabel else "top1")
-    if metric == "top1":  # top-1 is over labelled videos: the others are not resampled either
+    if metric in LABELLED_ONLY and not loaded[0].seed_predictions[0].multilabel:
         keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
-    ci_method = ci_method or ("BCa" if metric == "top1" else "recentred")
+    ci_method = ci_method or ("BCa" if metric in PER_VIDEO_MEANS else "recentred")
     metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
-        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric == 'top1' else ''}videos in split {split!r} "
+        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric in LABELLED_ONLY else ''}videos in split {split!r} "
                          f"to compare on.")
     ref = next(r for r in loaded if r.name == reference)
     notes = []
     rows = []
     for run in loaded:
-        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=metric == "top1")
+        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method,
+                       cheap=metric in CHEAP_METRICS)
         if run.name != reference:
             note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
             if note:
@@ -84,7 +93,8 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
              ci_method: str, cheap: bool) -> Row:
     """Mean and interval of one run. The video bootstrap of a multi-seed run is only in compare.json, and
-    only for top-1: for mAP on a large split it would cost seeds x resamples mAP evaluations."""
+    only for the cheap metrics (top-1, ECE, NLL): for mAP on a large split it would cost seeds x resamples mAP
+    evaluations."""
     per_seed = [float(m(np.ones((1, videos)))[0]) for m in metrics]
     many = len(per_seed) > 1
     low = high = math.nan
@@ -121,7 +131,7 @@ def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics
         return None
     return (f"{run.name}: seeds {_seed_text(run.seeds)} differ from {ref.name}'s {_seed_text(ref.seeds)}; "
             f"the p-value pairs videos only, on each run's per-video scores averaged over its seeds"
-            f"{' (mAP: mean logits)' if metric != 'top1' else ''}.")
+            f"{' (' + metric + ': mean logits)' if metric not in PER_VIDEO_MEANS else ''}.")
 
 
 # ============================================================================================ inputs
@@ -197,11 +207,25 @@ def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetri
     return _metric_of(both, metric, where="")
 
 
+def per_video_values(p: Predictions, metric: str, where: str) -> np.ndarray:
+    """top1: 1 when the top class is the label; nll: -log p(label) (multi-label: the mean binary NLL)."""
+    if p.multilabel and metric != "nll":
+        raise CmdclError(f"--metric {metric}: {where} holds multi-label predictions (no single true class).",
+                         fix="use --metric mAP or nll.")
+    if metric == "nll":
+        return binary_nll(p.scores, p.labels) if p.multilabel else top1_terms(p.scores, p.label)[2]
+    return (p.pred == p.label).astype(np.float64)
+
+
 def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
-    if metric == "top1":
+    if metric in PER_VIDEO_MEANS:
+        return WeightedMean(per_video_values(p, metric, where))
+    if metric == "ece":
         if p.multilabel:
-            raise CmdclError(f"--metric top1: {where} holds multi-label predictions.", fix="use --metric mAP.")
-        return WeightedMean((p.pred == p.label).astype(np.float64))
+            raise CmdclError(f"--metric ece: {where} holds multi-label predictions (ECE reads the top-1 "
+                             f"confidence of one true class).", fix="use --metric nll or mAP.")
+        confidence, correct, _ = top1_terms(p.scores, p.label)
+        return WeightedECE(confidence, correct)
     if metric == "mAP":
         return WeightedMAP(p.scores, p.labels)
     if metric == "step_mAP":
@@ -214,11 +238,11 @@ def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
 
 def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetric:
     """Seeds not matched: the stacked metric of each run's per-video score averaged over its seeds. For top-1
-    that is the share of seeds right on the video (its mean is the mean top-1 over seeds); for mAP the mean
-    logits (the mAP of the seed ensemble, used for the p-value only)."""
-    if metric == "top1":
-        right = [np.mean([p.pred == p.label for p in r.seed_predictions], axis=0) for r in (a, b)]
-        return WeightedMean(np.concatenate(right))
+    and NLL that is the per-video value averaged over seeds (its mean is the mean over seeds); for mAP and ECE
+    the mean logits (the metric of the seed ensemble, used for the p-value only)."""
+    if metric in PER_VIDEO_MEANS:
+        values = [np.mean([per_video_values(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
+        return WeightedMean(np.concatenate(values))
     return stacked_metric(_seed_average(a), _seed_average(b), metric)
 
 

@@ -3,8 +3,8 @@
 Every metric here is a function of *weights over videos*: a (B, m) array of how many times each of m videos
 is in each of B resamples. A bootstrap resample of video indices is its counts; a paired permutation
 (which run's prediction each video contributes) is a 0/1 selection over the stacked rows [A; B]. That one
-form serves both mean-over-videos metrics (top-1) and metrics that are not a mean over videos (mAP, which
-must be recomputed on every resample), without re-sorting scores for every resample.
+form serves both mean-over-videos metrics (top-1, NLL) and metrics that are not a mean over videos (mAP and
+ECE, which must be recomputed on every resample), without re-sorting or re-binning for every resample.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import warnings
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
+
+from ..metrics.calibration import ECE_BINS, bin_index
 
 CONFIDENCE = 0.95
 # Elements of one (resamples, videos, classes) block of the weighted AP; bounds its memory (~16 MB a block).
@@ -77,6 +79,22 @@ class WeightedMAP:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a resample with no positive at all: NaN
             return np.nanmean(ap, axis=1)
+
+
+class WeightedECE:
+    """Expected calibration error (head/metrics/calibration.py) for video weights. A video's bin depends on
+    its confidence alone, so a resample only reweights each bin's sum of (correct - confidence):
+    ECE(w) = sum_b |sum_{i in b} w_i (correct_i - confidence_i)| / sum_i w_i, one matrix product per block."""
+
+    def __init__(self, confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS):
+        confidence = np.asarray(confidence, np.float64)
+        self.gap = np.zeros((len(confidence), bins))
+        self.gap[np.arange(len(confidence)), bin_index(confidence, bins)] = np.asarray(correct, np.float64) - confidence
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        weights = np.atleast_2d(np.asarray(weights, np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(weights @ self.gap).sum(axis=1) / weights.sum(axis=1)
 
 
 def counts(index: np.ndarray, m: int) -> np.ndarray:

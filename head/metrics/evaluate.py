@@ -1,4 +1,5 @@
-"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, and
+"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, calibration
+(ECE and NLL, head/metrics/calibration.py), and
 step grounding (head/metrics/grounding.py) where the features store step segments and the head has step attention,
 spatial grounding (head/metrics/spatial.py) where they also store object boxes and the head has patch attention,
 and context leakage (head/metrics/leakage.py) where they store context-factor labels.
@@ -23,6 +24,7 @@ from cmdcl.core.version import code_version
 from ..model.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from ..model.config import HeadConfig
 from ..data import FeatureData
+from .calibration import calibration_metrics
 from .grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
 
@@ -110,13 +112,17 @@ def multi_label_metrics(logits: np.ndarray, labels: np.ndarray, class_names: Seq
 
 def compute_metrics(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray, multilabel: bool,
                     detailed: bool = True) -> dict[str, Any]:
-    """Class metrics of `rows` plus step mAP when the head scores steps and the split annotates them."""
+    """Class metrics of `rows` plus step mAP when the head scores steps and the split annotates them; with
+    `detailed` (evaluate, report; not validation during training) also calibration (ECE, NLL, reliability bins)."""
     text = data.feature_set.text
     rows_t = torch.as_tensor(rows)
+    label, labels = data.label[rows_t].cpu().numpy(), data.labels[rows_t].cpu().numpy()
     if multilabel:
-        metrics = multi_label_metrics(outputs["logits"], data.labels[rows_t].cpu().numpy(), text.class_names, detailed)
+        metrics = multi_label_metrics(outputs["logits"], labels, text.class_names, detailed)
     else:
-        metrics = single_label_metrics(outputs["logits"], data.label[rows_t].cpu().numpy(), text.class_names, detailed)
+        metrics = single_label_metrics(outputs["logits"], label, text.class_names, detailed)
+    if detailed:
+        metrics.update(calibration_metrics(outputs["logits"], label, labels, multilabel))
     steps = data.steps[rows_t].cpu().numpy()
     step_logits = outputs.get("step_logits")
     if step_logits is not None and steps.any() and step_logits.shape[1] == steps.shape[1]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cmdcl.core.store import FeatureSet
 from ..data import FeatureData, frame_subsample_index
 from .grounding import TIE_TOLERANCE
 
@@ -82,15 +83,50 @@ class SpatialInstances:
 
 def frame_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
     """(n, F', 4) boxes of `rows` aligned with the frames the head sees; None when the file has no boxes."""
-    fs = data.feature_set
     positions = data.positions[np.asarray(rows, np.int64)]
-    boxes = fs.read_boxes(positions)
-    if boxes is None:
+    return _head_frames(data, positions, data.feature_set.read_boxes(positions))
+
+
+# The props' boxes (issue 28: moving objects with no part in the activity), written beside the action object's
+# by the synthetic world: (N, F, K, 4) float32 [x0, y0, x1, y1] in [0, 1] of the model's input image, NaN where
+# a prop is absent. Only the report draws them; their reader moves to core/store with the group's writer.
+PROP_BOXES_DATASET = "boxes/props_xyxy"
+
+
+def prop_boxes(fs: FeatureSet, positions: np.ndarray) -> np.ndarray | None:
+    """(n, F, K, 4) prop boxes of the videos at `positions` (NaN: absent, or a file without the group); None
+    when no file stores prop boxes. Files with fewer props are padded with NaN to the largest K."""
+    import h5py
+
+    positions = np.asarray(positions, np.int64)
+    files, rows = fs.index["file"][positions], fs.index["row"][positions]
+    blocks: dict[int, np.ndarray] = {}  # file -> its (N_file, F, K_file, 4) group
+    for i, path in enumerate(fs.paths):
+        with h5py.File(path, "r") as f:
+            if PROP_BOXES_DATASET in f:
+                blocks[i] = f[PROP_BOXES_DATASET][()]
+    if not blocks:
         return None
-    if data.frames < fs.dims["F"]:
-        take, _ = frame_subsample_index(fs.index["frame_mask"][positions], data.frames)
-        boxes = np.take_along_axis(boxes, take[..., None], axis=1)
-    return boxes
+    out = np.full((len(positions), fs.dims["F"], max(b.shape[2] for b in blocks.values()), 4), np.nan, np.float32)
+    for i, block in blocks.items():
+        sel = np.flatnonzero(files == i)
+        out[sel, :, :block.shape[2]] = block[rows[sel]]
+    return out
+
+
+def frame_prop_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
+    """(n, F', K, 4) prop boxes of `rows` aligned with the frames the head sees; None without prop boxes."""
+    positions = data.positions[np.asarray(rows, np.int64)]
+    return _head_frames(data, positions, prop_boxes(data.feature_set, positions))
+
+
+def _head_frames(data: FeatureData, positions: np.ndarray, per_frame: np.ndarray | None) -> np.ndarray | None:
+    """The stored frames' (n, F, ...) values at the frames the head sees (its frame subsample), or None."""
+    fs = data.feature_set
+    if per_frame is None or data.frames >= fs.dims["F"]:
+        return per_frame
+    take, _ = frame_subsample_index(fs.index["frame_mask"][positions], data.frames)
+    return np.take_along_axis(per_frame, take.reshape(*take.shape, *([1] * (per_frame.ndim - 2))), axis=1)
 
 
 class SpatialCollector:

@@ -1,7 +1,8 @@
 """`build_report(RUN)`: score a trained run on one split and write its figures, report.json and report.html.
 
     run folder (config.json, metrics.jsonl, best.pt) + the features it was trained on
-      -> score one split with the checkpoint's head (evaluation helpers of head/metrics/evaluate.py)
+      -> score the report's split(s) with the checkpoint's head (evaluation helpers of head/metrics/evaluate.py):
+         the first split for every figure, the others too for calibration and spatial grounding
       -> PNG figures (matplotlib Agg, fixed sizes) + report.json (the numbers drawn) + report.html
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .scoring import (MAX_TRACKED_ACTIONS, _matching_summary, activity_steps, de
 from .video_figures import (FrameReader, plot_matching, plot_temporal_attention,
                             spatial_attention_figure)
 
+from .calibration_figure import reliability_figure
 from .comparison import comparison_figure, find_comparison
 from .spatial_figure import figure_for_run as spatial_grounding_for_run
 
@@ -66,12 +68,14 @@ class ScoredRun:
 # ============================================================================================ entry point
 
 def build_report(run: Path, features: str | list | None = None, out: Path | None = None, video: str | None = None,
-                 actions: list[str] | None = None, split: str = "test", device: str = "auto",
+                 actions: list[str] | None = None, split: str | Sequence[str] = "test", device: str = "auto",
                  read_frames: FrameReader | None = None, compare: Path | None = None) -> Path:
     """Render the report of run folder `run` into `out` (default RUN/report/); returns the report.html path.
 
     features: the feature files to score (default: those recorded in RUN/config.json).
-    video: the video of the attention and matching figures (default: the first video of `split`).
+    split: one split, or several (e.g. ["test", "test_ood"]): the first is the report's split (metrics, every
+    per-video figure); the reliability diagram and the spatial-grounding figure cover each of them.
+    video: the video of the attention and matching figures (default: the first video of the first split).
     actions: atomic-action names for the similarity heatmap and the attention plots (default: chosen).
     read_frames: reads video frames for the spatial-attention overlay (None: the patch grid is drawn alone).
     compare: a `cmdcl compare` compare.json (or its folder) to show; default: RUN/../compare-<split>/ when it
@@ -81,10 +85,13 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     if not run.is_dir():
         raise CmdclError(f"{run}: run folder does not exist.", fix="pass the --out folder of `cmdcl train-head`.")
     out = Path(out) if out is not None else run / "report"
+    splits = list(dict.fromkeys([split] if isinstance(split, str) else split)) or ["test"]
+    split = splits[0]
     out.mkdir(parents=True, exist_ok=True)
     config = _read_json(run / "config.json")
     history = read_history(run / "metrics.jsonl")
     scored = score_run(run, config, features, split, device)
+    by_split = [(split, scored.data, scored.scores["logits"])] + [score_other_split(scored, s) for s in splits[1:]]
     view = video_view(scored.model, scored.data, pick_video(scored.data, video, split), scored.device)
     chosen = resolve_actions(actions, scored.step_names)
 
@@ -93,14 +100,19 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     figures.append(similarity_figure)
     tracked = _tracked(chosen, view)
     figures += _attention_figures(scored, view, tracked, out, read_frames)
-    figures.append(spatial_grounding_for_run(scored, out, read_frames))
+    grounding_figure, grounding_panels = spatial_grounding_for_run(scored, [(s, d) for s, d, _ in by_split], out,
+                                                                   read_frames)
+    figures.append(grounding_figure)
     matching_figure, matching = _matching_figure(scored, view, out)
     figures.append(matching_figure)
+    calibration_figure, calibration = _reliability(scored, by_split, out)
+    figures.append(calibration_figure)
     compare_figure, compared = comparison_figure(find_comparison(run, split, compare), out)
     figures += [compare_figure] if compare_figure is not None else []
 
     summary = _summary(run, scored, split, view, similarity_actions, tracked, matching, figures)
-    summary["comparison"] = compared
+    summary.update(comparison=compared, splits=splits, calibration=calibration,
+                   spatial_grounding=grounding_panels)
     write_json(out / "report.json", summary)
     page = out / "report.html"
     page.write_text(render_html(summary, config, figures, scored.class_names))
@@ -131,7 +143,20 @@ def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] |
                      scores, metrics, class_names, clip_step_text.numpy(), step_names, activities, annotated)
 
 
+def score_other_split(scored: ScoredRun, split: str) -> tuple[str, FeatureData, np.ndarray]:
+    """(split, its data, the head's logits) for a split beyond the report's first."""
+    data = FeatureData(scored.fs, [split], frames=scored.state.frames, use_patches=scored.cfg.use_patches,
+                       mode=scored.cfg.data_mode, log=lambda message: None)
+    return split, data, score_split(scored.model, data, scored.device)["logits"]
+
+
 # ============================================================================================ figures
+
+def _reliability(scored: ScoredRun, by_split: list[tuple[str, FeatureData, np.ndarray]],
+                 out: Path) -> tuple[Figure, dict[str, Any]]:
+    labelled = [(s, logits, data.label.cpu().numpy(), data.labels.cpu().numpy()) for s, data, logits in by_split]
+    return reliability_figure(labelled, scored.multilabel, out / "reliability.png")
+
 
 def _class_figure(scored: ScoredRun, out: Path) -> Figure:
     if scored.multilabel:

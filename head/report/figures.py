@@ -20,7 +20,8 @@ FIGSIZE = {
     "text_similarity": (14.0, 6.5),
     "temporal_attention": (10.0, 4.5),
     "spatial_attention": (12.0, 6.0),
-    "spatial_grounding": (12.0, 3.8),
+    "spatial_grounding": (12.0, 7.6),
+    "reliability": (12.0, 5.0),
     "matching": (10.0, 6.0),
 }
 MAX_CONFUSION_CLASSES = 30
