@@ -13,12 +13,12 @@ No torch here: `cmdcl compare` reads these files without loading a model.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cmdcl.core.atomic import write_atomic
 from cmdcl.core.errors import CmdclError, shorten
 
 
@@ -58,12 +58,7 @@ def save_predictions(path: Path, predictions: Predictions) -> Path:
     if p.step_scores is not None and p.steps is not None:
         arrays["step_scores"] = np.asarray(p.step_scores, np.float32)
         arrays["steps"] = np.asarray(p.steps, np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_predictions(path: Path, split: str | None = None) -> Predictions:

@@ -22,7 +22,6 @@ is the only code that knows its keys (`to_dict` / `from_dict`):
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmdcl.core.atomic import write_atomic
 from cmdcl.core.errors import CheckpointError, shorten
 from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
@@ -134,15 +134,9 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write under a temporary name, fsync, then rename: a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(checkpoint.to_dict(), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write under a temporary name, fsync, then rename (core/atomic.py): a crash never leaves a half-written
+    checkpoint, a full disk leaves the previous one and a one-line DiskFullError."""
+    write_atomic(path, lambda handle: torch.save(checkpoint.to_dict(), handle))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

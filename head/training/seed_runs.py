@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.json_files import write_json
 
 SEEDS_FILE = "seeds.json"
 
@@ -24,9 +25,7 @@ def seed_dir(run: Path, seed: int) -> Path:
 
 
 def write_seeds(run: Path, seeds: list[int], method: str) -> None:
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / SEEDS_FILE).write_text(json.dumps({"seeds": [int(s) for s in seeds], "method": method}, indent=2) + "\n")
+    write_json(Path(run) / SEEDS_FILE, {"seeds": [int(s) for s in seeds], "method": method})
 
 
 def read_seeds(run: Path) -> list[int] | None:
