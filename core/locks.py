@@ -2,9 +2,9 @@
 
 Used by a shard being extracted (core/store/writer.py) and a run folder being trained (head/training).
 The lock is `flock` on the file, which the kernel releases when its holder dies, even by SIGKILL: a
-refusal always means a live process. The holder's name is written into the file and cleared when it lets
-go, so a name found on taking the lock is a holder that died without letting go: the lock is taken over
-and `take` says so.
+refusal always means a live process. The holder's name is written into the file, which is removed when it
+lets go, so a file found with a name in it on taking the lock was left by a holder that died: the lock is
+taken over and `take` says so.
 
 File systems without locks (Lustre without `-o flock`, some NFS setups): the name in the file is the lock.
 A holder on this host whose pid is gone is stale and taken over; one on another host cannot be checked, so
@@ -49,6 +49,13 @@ def _same_host_pid(name: str) -> int | None:
     return None
 
 
+def _same_file(handle: TextIO, path: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 class FolderLock:
     """An exclusive lock on `path` (a file inside the folder it guards); `busy(holder)` builds the error
     raised when a live process holds it."""
@@ -57,26 +64,32 @@ class FolderLock:
         self.path = Path(path)
         self.busy = busy
         self._handle: TextIO | None = None
+        self._made_folder = False
 
     def take(self) -> str | None:
         """Take the lock or raise `busy(holder)`; returns a note when a stale lock was taken over."""
+        self._made_folder = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKS + _BUSY:
-                handle.close()
-                raise
-            if exc.errno in _BUSY:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                handle.close()
-                raise self.busy(holder) from None
-            locked = False
-            warnings.warn(f"{self.path}: the file system does not support locks ({os.strerror(exc.errno)}); "
-                          "the holder's name in this file is the only guard.", RuntimeWarning, stacklevel=3)
+        while True:
+            handle = open(self.path, "a+")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS + _BUSY:
+                    handle.close()
+                    raise
+                if exc.errno in _BUSY:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    handle.close()
+                    raise self.busy(holder) from None
+                locked = False
+                warnings.warn(f"{self.path}: the file system does not support locks ({os.strerror(exc.errno)}); "
+                              "the holder's name in this file is the only guard.", RuntimeWarning, stacklevel=2)
+            if not locked or _same_file(handle, self.path):
+                break
+            handle.close()  # locked a file its holder removed on release: lock the one now at the path
         handle.seek(0)
         previous = handle.read().strip()
         note = None
@@ -104,14 +117,15 @@ class FolderLock:
         return f"{self.path}: took over the stale lock of {previous} (no such process)."
 
     def release(self) -> None:
-        """Let go: the name is cleared first, so that nobody takes this release for a crash."""
+        """Let go: the file is removed while still locked (a holder that dies leaves it, with its name, for
+        the next one to find), and so is the folder when taking the lock made it and nothing else came."""
         handle, self._handle = self._handle, None
         if handle is None:
             return
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
+            self.path.unlink()
+            if self._made_folder:
+                self.path.parent.rmdir()
         except OSError:
             pass
         finally:

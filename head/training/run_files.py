@@ -16,10 +16,22 @@ import torch
 
 from cmdcl.core.atomic import append_text, write_text_atomic
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
 from cmdcl.core.json_files import write_json
 
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "train.lock"
+
+
+def run_lock(run: Path) -> FolderLock:
+    """The lock of a run folder (core/locks.py), held by the one process training into it (DDP: rank 0;
+    --seeds: the parent on RUN and each run on RUN/seed-K). Not taken yet: call `take()`."""
+    def busy(holder: str) -> CmdclError:
+        return CmdclError(f"{run}: run is being trained by {holder}.",
+                          fix="wait for it to finish, or train into another --out.")
+
+    return FolderLock(Path(run) / LOCK_FILE, busy)
 
 
 def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from cmdcl.core.errors import CmdclError
 
 from ..model.config import HeadConfig
 from ..data import FeatureData, load_train_data
+from .run_files import run_lock
 from .seed_runs import read_seeds, seed_dir, write_seeds
 
 Job = tuple[HeadConfig, Path]
@@ -65,11 +66,23 @@ def train_seeds(features: str | Path | Sequence[str | Path], out_dir: str | Path
     """
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
-    _check_seed_folder(out_dir, seeds, cfg.method)
-    previous = read_seeds(out_dir) or []
-    write_seeds(out_dir, previous + [s for s in seeds if s not in previous], cfg.method)
-    jobs = [(dataclasses.replace(cfg, seed=s), seed_dir(out_dir, s)) for s in seeds]
-    runs = train_jobs(features, jobs, workers=workers, data=data, **train_kwargs)
+    # The whole run folder is locked first (each seed's run locks its own folder too): a second
+    # `--seeds` run into it stops at once. Under DDP each seed's run does the locking (train()), with
+    # every rank agreeing; a refusal here would leave the other ranks waiting for rank 0.
+    lock = run_lock(out_dir) if world_from_env()[2] == 1 else None
+    if lock is not None:
+        note = lock.take()
+        if note:
+            (train_kwargs.get("log") or print)(note)
+    try:
+        _check_seed_folder(out_dir, seeds, cfg.method)
+        previous = read_seeds(out_dir) or []
+        write_seeds(out_dir, previous + [s for s in seeds if s not in previous], cfg.method)
+        jobs = [(dataclasses.replace(cfg, seed=s), seed_dir(out_dir, s)) for s in seeds]
+        runs = train_jobs(features, jobs, workers=workers, data=data, **train_kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
     return {"run_dir": str(out_dir), "seeds": seeds, "runs": runs,
             "interrupted": any(r["interrupted"] for r in runs)}
 

@@ -31,6 +31,7 @@ from torch import nn
 from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
 from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
@@ -41,7 +42,7 @@ from ..model.factory import build_model, count_parameters, text_tensors
 from .grounding_loss import grounding_loss, grounding_targets
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
-from .run_files import append_metrics, truncate_metrics, write_run_files
+from .run_files import append_metrics, run_lock, truncate_metrics, write_run_files
 from .loss import finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
                        warmup_cosine)
@@ -143,19 +144,21 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
         raise CmdclError(f"--batch-size {cfg.batch_size} (global) does not split evenly over {world} processes.")
     dev = resolve_device(device, local_rank)
     dist = init_distributed(world, rank, dev)
-
-    saved, resume_path = _resolve_resume(resume, out_dir, say)
-    if saved is not None:
-        cfg = _merge_config(cfg, saved.config, say)
+    lock = None
     previous_determinism = torch.are_deterministic_algorithms_enabled()
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    seed_everything(cfg.seed)
-    clear_stop()
-    handlers = install_signal_handlers()
+    handlers = {}
     try:
+        lock = _lock_run(out_dir, rank, dist, dev, say)
+        saved, resume_path = _resolve_resume(resume, out_dir, say)
+        if saved is not None:
+            cfg = _merge_config(cfg, saved.config, say)
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        seed_everything(cfg.seed)
+        clear_stop()
+        handlers = install_signal_handlers()
         ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
                             world, say, deterministic)
         ctx.on_step, ctx.progress = on_step, progress
@@ -165,8 +168,27 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     finally:
         restore_signal_handlers(handlers)
         torch.use_deterministic_algorithms(previous_determinism)
+        if lock is not None:
+            lock.release()
         if dist is not None and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _lock_run(out_dir: Path, rank: int, dist, dev: torch.device, say: Callable[[str], None]) -> FolderLock | None:
+    """Rank 0 locks the run folder (run_files.run_lock); under DDP every rank learns whether it could, so
+    that all of them stop together when another process is training into the folder."""
+    lock, refused = None, None
+    if rank == 0:
+        try:
+            lock = run_lock(out_dir)
+            note = lock.take()
+            if note:
+                say(note)
+        except CmdclError as exc:
+            lock, refused = None, exc
+    if agreed(dist, refused is not None, dev):
+        raise refused or CmdclError(f"{out_dir}: rank 0 could not lock the run folder (see its message).")
+    return lock
 
 
 def _resolve_resume(resume: str | Path, out_dir: Path,
