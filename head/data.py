@@ -51,6 +51,10 @@ def frame_subsample_index(frame_mask: np.ndarray, frames: int) -> tuple[np.ndarr
     return index, mask
 
 
+def _names(splits: str | Sequence[str] | None) -> str:
+    return "(all)" if splits is None else ", ".join(repr(str(s)) for s in ([splits] if isinstance(splits, str) else splits))
+
+
 def _available_memory_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -77,7 +81,7 @@ class FeatureData:
         self.positions = selected[np.argsort(fs.index["video_id"][selected], kind="stable")]
         if not len(self.positions):
             available = ", ".join(sorted(set(fs.index["split"].tolist()))) or "none"
-            raise FeatureFileError(f"{fs.paths[0]}: no videos in split {splits!r}; splits in the file: {available}.")
+            raise FeatureFileError(f"{fs.paths[0]}: no videos in split {_names(splits)}; splits in the file: {available}.")
         index = fs.index
         pos = self.positions
         self.video_id = index["video_id"][pos]

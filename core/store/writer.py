@@ -124,7 +124,8 @@ class ShardWriter:
                 notes.update(((x.video_id, x.kind, x.note), x) for x in _read_notes(f))
                 duplicated = seen.intersection(ids)
                 if duplicated:
-                    raise FeatureFileError(f"{part}: videos {sorted(duplicated)[:3]} stored twice in one shard.")
+                    shown = ", ".join(repr(v) for v in sorted(duplicated)[:3])
+                    raise FeatureFileError(f"{part}: video(s) {shown} stored twice in one shard.")
                 seen.update(ids)
         failures = [x for x in failures.values() if x.video_id not in seen]  # failed once, stored on a retry
         notes = [x for x in notes.values() if x.video_id in seen]

@@ -199,6 +199,22 @@ def check_compatible(checkpoint: Checkpoint, features: FeatureSet, path: str | P
                               fix="evaluate with features extracted by the same model.")
 
 
+DIM_NAMES = {"F": "frames per video", "D": "embedding size", "C": "classes", "S": "atomic actions",
+             "P": "patches per frame"}
+
+
+def check_resume_dims(checkpoint: Checkpoint, dims: dict[str, int], features: FeatureSet, path: str | Path) -> None:
+    """A run resumes only on features of the shape it was trained on (F, D, C, S, P as the head reads
+    them); otherwise one line naming both values, not torch's size mismatch."""
+    saved = checkpoint.model_args.dims
+    for key, name in DIM_NAMES.items():
+        if int(saved.get(key, 0)) != int(dims.get(key, 0)):
+            fix = f"resume on features with {key}={saved.get(key, 0)}, or train into a new --out."
+            raise CheckpointError(f"{path}: the run was trained with {key}={saved.get(key, 0)} ({name}) but "
+                                  f"{features.paths[0]} gives {key}={dims.get(key, 0)}; it cannot resume on them.",
+                                  fix=fix)
+
+
 # ---------------------------------------------------------------------------------------------- RNG
 
 def rng_state() -> dict[str, Any]:

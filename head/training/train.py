@@ -33,8 +33,8 @@ from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
-from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
-                         save_checkpoint, set_rng_state)
+from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, check_resume_dims, load_checkpoint,
+                                rng_state, save_checkpoint, set_rng_state)
 from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, main_metric_name
@@ -257,6 +257,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         model.fit_dictionaries(*data.numpy_features(train_rows))
         say(f"fitted dictionaries on {len(train_rows)} training videos in {time.time() - t0:.1f}s.")
     if saved is not None:
+        check_resume_dims(saved, dims, fs, resume_path)
         model.load_state_dict(saved.model)
     model.to(dev)
     if dev.type == "cuda" and data.mode == "memory" and data.nbytes < 0.3 * torch.cuda.mem_get_info(dev)[0]:
