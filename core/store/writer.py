@@ -3,7 +3,6 @@ consolidates them at `finalize`; `reopen_shard` makes a finished shard resumable
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path

@@ -39,6 +39,24 @@ def read_seeds(run: Path) -> list[int] | None:
         raise CmdclError(f"{path}: not a seeds file ({exc}).") from None
 
 
+def run_checkpoints(path: Path) -> list[Path]:
+    """The checkpoints a `--checkpoint` names (evaluate, predict: one resolver): a checkpoint file itself,
+    or a run folder's best.pt (every seed's of a multi-seed run)."""
+    path = Path(path)
+    if not path.exists():
+        raise CmdclError(f"--checkpoint {path}: no such checkpoint or run folder.",
+                         fix="pass best.pt of a run, or its run folder.")
+    if not path.is_dir():
+        return [path]
+    found = []
+    for folder in seed_dirs(path):
+        if not (folder / "best.pt").is_file():
+            raise CmdclError(f"{folder}: no best.pt (training did not finish).",
+                             fix="finish it with train-head --resume auto.")
+        found.append(folder / "best.pt")
+    return found
+
+
 def seed_dirs(run: Path) -> list[Path]:
     """[(seed folder)...] of a multi-seed run, or [run] for a single run; a one-line error when neither."""
     run = Path(run)

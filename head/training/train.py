@@ -352,6 +352,7 @@ def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
                                    ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
     ts.best_metric, ts.best_val = finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
+        truncate_metrics(ctx.out_dir, -1, note=ctx.say)  # scored again: one record, not one per call
         append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
         save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, True))
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, True))
@@ -367,7 +368,7 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
     if saved is not None:
         restore(ctx, ts, saved)
         if ctx.master:
-            truncate_metrics(ctx.out_dir, ts.epoch)
+            truncate_metrics(ctx.out_dir, ts.epoch, note=ctx.say)
         if saved.finished and (ts.epoch >= ctx.schedule.epochs or ts.convergence.stopped_at) or (
                 ctx.selection.patience and ts.patience_left <= 0):
             ctx.say(f"{resume_path}: run already finished (epoch {ts.epoch}); nothing to do.")
