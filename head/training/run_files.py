@@ -81,6 +81,9 @@ def truncate_metrics(out_dir: Path, completed_epochs: int, note: Callable[[str],
     path = out_dir / METRICS_FILE
     if not path.exists():
         return
+    if completed_epochs <= 0:  # starting over (or zeroshot scoring again): nothing of the old file is kept
+        path.unlink()
+        return
     records = read_metrics(path, note)
     kept = [r for r in records if r["epoch"] <= completed_epochs]
     text = "".join(json.dumps(r) + "\n" for r in kept)

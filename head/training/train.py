@@ -352,7 +352,7 @@ def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
                                    ctx.data, ctx.val_rows, ctx.multilabel, detailed=False))
     ts.best_metric, ts.best_val = finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
-        truncate_metrics(ctx.out_dir, -1, note=ctx.say)  # scored again: one record, not one per call
+        truncate_metrics(ctx.out_dir, 0)  # scored again: one record, not one per call
         append_metrics(ctx.out_dir, {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True})
         save_checkpoint(ctx.out_dir / "best.pt", make_checkpoint(ctx, ts, True))
         save_checkpoint(ctx.out_dir / "last.pt", make_checkpoint(ctx, ts, True))
@@ -376,6 +376,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
         ctx.say(f"resuming from {resume_path} at epoch {ts.epoch + 1}, step {ts.step_in_epoch}/"
                 f"{ctx.steps_per_epoch}.")
         set_rng_state(saved.rng)
+    elif ctx.master:
+        truncate_metrics(ctx.out_dir, 0)  # starting over: lines of a run that left no checkpoint go
     net = model
     if ctx.dist is not None:
         from torch.nn.parallel import DistributedDataParallel
