@@ -1,17 +1,19 @@
 """JSON files the tool writes (metrics, configs, comparisons): strict JSON, written atomically.
 
 One home for both rules, so that every JSON file a run leaves is readable by strict parsers (no NaN) and is
-never seen half-written (a temporary file renamed over the old one).
+never seen half-written (a temporary file renamed over the old one, through core/atomic.py, which also turns
+a full disk into one line).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .atomic import write_text_atomic
 
 
 def json_safe(value: Any) -> Any:
@@ -35,8 +37,4 @@ def json_text(value: Any) -> str:
 
 def write_json(path: str | Path, value: Any) -> None:
     """`value` as strict JSON at `path`, through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json_text(value))
-    os.replace(tmp, path)
+    write_text_atomic(path, json_text(value))

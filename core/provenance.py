@@ -27,6 +27,15 @@ SHARD_CONSISTENCY_KEYS = ("num_classes", "num_steps", "multilabel", "splits")
 # (embedding size, vocabulary and patch grid are checked from the checkpoint's own dimensions).
 CHECKPOINT_FORMAT_KEYS = ("format_version",)
 CHECKPOINT_MODEL_KEYS = ("model_name", "pretrained")
+# Runs compared by `cmdcl compare` must have been scored on the same feature files; these attributes
+# identify them. dataset_root too (unlike SHARD_CONSISTENCY_KEYS): two worlds made by one generator can
+# share every video id and label, and only where their videos came from tells them apart.
+FEATURE_IDENTITY_KEYS = (*COMPATIBILITY_KEYS, "dataset_root")
+
+
+def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The FEATURE_IDENTITY_KEYS of `attrs` as `comparable` text (absent keys left out)."""
+    return {key: comparable(attrs[key]) for key in FEATURE_IDENTITY_KEYS if key in attrs}
 
 _MISSING = object()
 

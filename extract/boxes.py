@@ -28,7 +28,7 @@ def read_box_file(path: str | Path) -> dict[int, np.ndarray]:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if tuple(c.strip() for c in reader.fieldnames or ()) != BOX_COLUMNS:
-                raise DatasetError(f"{path}:1: box file header {reader.fieldnames}; expected {','.join(BOX_COLUMNS)}")
+                raise DatasetError(f"{path}:1: box file header {','.join(reader.fieldnames or [])}; expected {','.join(BOX_COLUMNS)}")
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 try:

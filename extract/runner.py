@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cmdcl.core.distributed import ShardSpec
+from cmdcl.core.atomic import DiskFullError
 from cmdcl.core.errors import CmdclError, one_line
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, reopen_shard, shard_is_done, shard_name
 from .batch_encoder import BatchEncoder
@@ -194,6 +195,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     backend = _backend(cfg, mine, log)
     attrs = _provenance(cfg, encoder, index, mine, backend)
     writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
+    if writer.lock_note:
+        log(writer.lock_note)
     sink = ShardSink(writer, summary, log, len(index.class_names), len(index.step_names),
                      input_image=(int(encoder.image_size), str(encoder.resize_mode)))
     finalized = False
@@ -218,8 +221,11 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
         summary.encode_s = batcher.seconds
         sink.finalize()
         finalized = True
+    except DiskFullError:
+        writer.close()  # its buffered videos cannot be written: the resumed run redoes them
+        raise
     finally:
-        if not finalized:
+        if not finalized and writer.held:
             try:
                 writer.flush()  # keep every finished video for the resume
             finally:

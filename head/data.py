@@ -11,6 +11,9 @@ decide what stays resident. `auto` picks memmap when the features would take mor
 available memory. Files written with chunked storage cannot be mapped; then each batch is read through
 h5py (correct, slower): `cmdcl merge` rewrites them contiguously.
 
+Features holding NaN/inf are refused as they are read (memmap mode: one checking pass at the start),
+naming the file and the first videos, before anything trains or scores on them.
+
 Data order is a pure function of (seed, epoch), so a run resumed mid-epoch replays the rest of the
 same order, and DDP ranks take interleaved slices of the same permutation (as DistributedSampler
 does), padded by wrap-around to equal sizes. With a per-rank batch of B/world, the union of the rank
@@ -21,13 +24,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from cmdcl.core.errors import CmdclError, FeatureFileError
-from cmdcl.core.store import VIDEO_FIELDS, FeatureSet
+from cmdcl.core.store import VIDEO_FIELDS, FeatureSet, non_finite_rows
 
 
 def frame_subsample_index(frame_mask: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +49,10 @@ def frame_subsample_index(frame_mask: np.ndarray, frames: int) -> tuple[np.ndarr
     index = np.take_along_axis(valid_first, take, axis=1)
     mask = np.broadcast_to(slot < count, index.shape).copy()
     return index, mask
+
+
+def _names(splits: str | Sequence[str] | None) -> str:
+    return "(all)" if splits is None else ", ".join(repr(str(s)) for s in ([splits] if isinstance(splits, str) else splits))
 
 
 def _available_memory_bytes() -> int:
@@ -74,7 +81,7 @@ class FeatureData:
         self.positions = selected[np.argsort(fs.index["video_id"][selected], kind="stable")]
         if not len(self.positions):
             available = ", ".join(sorted(set(fs.index["split"].tolist()))) or "none"
-            raise FeatureFileError(f"{fs.paths[0]}: no videos in split {splits!r}; splits in the file: {available}.")
+            raise FeatureFileError(f"{fs.paths[0]}: no videos in split {_names(splits)}; splits in the file: {available}.")
         index = fs.index
         pos = self.positions
         self.video_id = index["video_id"][pos]
@@ -119,6 +126,8 @@ class FeatureData:
             self.features = self._load("features", chunk)
             self.patches = self._load("patches", chunk) if use_patches else None
         else:
+            for name in names:
+                self._scan_non_finite(name, chunk)
             self._maps = {n: fs.memmap(n) for n in names}
             if any(m is None for m in self._maps.values()):
                 log(f"{fs.paths[0]}: chunked storage cannot be memory-mapped; reading each batch through h5py "
@@ -137,10 +146,8 @@ class FeatureData:
         index = index.reshape(index.shape + (1,) * (block.ndim - 2))
         return np.take_along_axis(block, index, axis=1)
 
-    def _load(self, name: str, chunk: int) -> torch.Tensor:
-        """All selected rows of `name`, read in contiguous chunks straight into one preallocated tensor."""
-        dims = {**self.feature_set.dims, "F": self.frames}
-        out = torch.empty((len(self.positions), *[dims[t] for t in VIDEO_FIELDS[name][1]]), dtype=torch.float16)
+    def _blocks(self, name: str, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, their values of `name` after frame subsampling) over every selected row, in file order."""
         # Contiguous files (every finished shard) are read with plain file reads: no h5py call per chunk,
         # about 2x faster than read_array on a COIN-sized file, and no page cache mapped into our RSS.
         layout = self.feature_set.contiguous_layout(name)
@@ -152,8 +159,38 @@ class FeatureData:
                 block = self.feature_set.read_rows_direct(name, self.positions[rows], layout)
             if block is None:
                 block = self.feature_set.read_array(name, self.positions[rows], chunk=chunk)
-            out[torch.from_numpy(rows)] = torch.from_numpy(self._subsample(block, rows))
+            yield rows, self._subsample(block, rows)
+
+    def _load(self, name: str, chunk: int) -> torch.Tensor:
+        """All selected rows of `name`, read in contiguous chunks straight into one preallocated tensor;
+        NaN/inf refused (`_refuse_non_finite`) before anything trains or scores on them."""
+        dims = {**self.feature_set.dims, "F": self.frames}
+        out = torch.empty((len(self.positions), *[dims[t] for t in VIDEO_FIELDS[name][1]]), dtype=torch.float16)
+        bad = []
+        for rows, block in self._blocks(name, chunk):
+            bad.append(rows[non_finite_rows(block)])
+            out[torch.from_numpy(rows)] = torch.from_numpy(block)
+        self._refuse_non_finite(name, np.concatenate(bad) if bad else np.zeros(0, np.int64))
         return out
+
+    def _scan_non_finite(self, name: str, chunk: int) -> None:
+        """Memory-map mode: one read of the selected rows, checking them as `_load` does."""
+        bad = [rows[non_finite_rows(block)] for rows, block in self._blocks(name, chunk)]
+        self._refuse_non_finite(name, np.concatenate(bad) if bad else np.zeros(0, np.int64))
+
+    def _refuse_non_finite(self, name: str, rows: np.ndarray) -> None:
+        """A one-line error naming the file, the dataset and the first videos whose `name` holds NaN/inf (the
+        rule of `cmdcl verify`, core/store/scan.py); a model would turn them into a traceback or NaN scores."""
+        if not len(rows):
+            return
+        rows = np.sort(rows)
+        fs = self.feature_set
+        path = fs.paths[int(fs.index["file"][self.positions[rows[0]]])]
+        first = ", ".join(repr(str(v)) for v in self.video_id[rows[:3]])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        dataset = fs.attrs.get("dataset") or "?"
+        raise FeatureFileError(f"{path}: NaN/inf in /videos/{name} of video(s) {first}{more} (dataset {dataset}); "
+                               "nothing was trained or scored.", fix=f"`cmdcl verify {path}` lists them; re-extract those videos.")
 
     def _gather_from(self, maps: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """Rows (positions into this selection) from per-file memory maps, in `rows` order."""

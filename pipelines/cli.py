@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
+    except KeyboardInterrupt:
+        if os.environ.get("CMDCL_DEBUG"):
+            raise
+        typer.echo("cmdcl: interrupted (SIGINT).", err=True)
+        sys.exit(130)
     except _click_errors() as exc:
         _show_click_error(exc, args)
 

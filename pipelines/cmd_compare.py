@@ -22,6 +22,8 @@ def compare(
                                                            "(default: <first run's parent>/compare-<split>)."),
     resamples: int = typer.Option(9999, "--resamples", help="Bootstrap resamples and permutations."),
     seed: int = typer.Option(0, "--seed", help="Random state of the bootstrap and the permutation test."),
+    force: bool = typer.Option(False, "--force", help="Compare runs scored on other feature files or splits "
+                                                      "(refused otherwise); the output says it was forced."),
 ) -> None:
     """Is a difference between methods an effect or noise? Paired bootstrap intervals and p-values per run."""
     from cmdcl.head.comparison.compare import METRICS, compare_runs, format_table, write_outputs
@@ -31,7 +33,7 @@ def compare(
     if resamples < 100:
         raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
 
-    comparison = compare_runs(runs, split, reference, metric, n_resamples=resamples, seed=seed)
+    comparison = compare_runs(runs, split, reference, metric, n_resamples=resamples, seed=seed, force=force)
     paths = write_outputs(comparison, out or Path(runs[0]).parent / f"compare-{split}")
     typer.echo(format_table(comparison))
     typer.echo(f"wrote {paths['json']}, {paths['table']}, {paths['forest']}")

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 
+from cmdcl.core.atomic import write_text_atomic
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.relocate import find_file, find_weights
 from cmdcl.head.model.config import HeadConfig  # no torch: the options below are generated from it
@@ -149,18 +150,16 @@ def _evaluate_run(run: Path, features: List[str], split: Optional[List[str]], de
                   out: Optional[Path]) -> None:
     """Score best.pt of every seed of a run folder (multi-seed or single), each into its own folder."""
     from cmdcl.head.metrics.evaluate import evaluate_splits
-    from cmdcl.head.training.seed_runs import seed_dirs
+    from cmdcl.head.training.seed_runs import run_checkpoints
 
     splits = split or _test_splits(features)
     if not splits:
         return
     scored = []
-    for folder in seed_dirs(run):
-        if not (folder / "best.pt").is_file():
-            raise CmdclError(f"{folder}: no best.pt (training did not finish).",
-                             fix="finish it with train-head --resume auto.")
+    for checkpoint in run_checkpoints(run):
+        folder = checkpoint.parent
         target = out / folder.name if out is not None and folder != run else (out or folder)
-        scored.append((folder, target, evaluate_splits(folder / "best.pt", features, splits, target, device=device,
+        scored.append((folder, target, evaluate_splits(checkpoint, features, splits, target, device=device,
                                                        batch_size=batch_size)))
     _show_scores(scored)
 
@@ -273,7 +272,8 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
 
 def predict(
     videos: List[Path] = typer.Argument(..., help="Video files."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="best.pt of a run."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="best.pt of a run, or a run folder (every "
+                                    "seed's best.pt of a --seeds run), as for evaluate."),
     top_k: int = typer.Option(5, "--top-k", help="Classes to show per video."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="open_clip / Hugging Face weights cache."),
@@ -289,24 +289,31 @@ def predict(
         raise CmdclError(f"{missing[0]}: no such video file.")
     if top_k < 1:
         raise CmdclError(f"--top-k must be >= 1, got {top_k}.")
-    if not checkpoint.is_file():
-        raise CmdclError(f"--checkpoint {checkpoint}: no such file.", fix="pass best.pt of a run folder.")
-    # Before torch is imported: the weights the run's features were made with, from its provenance.json.
-    recorded = run_provenance(checkpoint)
-    if recorded:
-        pretrained = find_weights(recorded, run_anchors(checkpoint, recorded), pretrained, str(checkpoint)) \
-            or pretrained
-    results = predict_videos(checkpoint, videos, top_k, device, cache_dir, pretrained)
+    from cmdcl.head.training.seed_runs import run_checkpoints
+
+    results = []
+    checkpoints = run_checkpoints(checkpoint)  # a run folder as `evaluate` takes it: every seed's best.pt
+    for path in checkpoints:
+        # Before torch is imported: the weights the run's features were made with, from its provenance.json.
+        recorded, weights = run_provenance(path), pretrained
+        if recorded:
+            weights = find_weights(recorded, run_anchors(path, recorded), pretrained, str(path)) or pretrained
+        found = predict_videos(path, videos, top_k, device, cache_dir, weights)
+        _print_predictions(found, f"{path.parent.name}: " if len(checkpoints) > 1 else "")
+        results += [{**r, "checkpoint": str(path)} for r in found] if len(checkpoints) > 1 else found
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(results, indent=2) + "\n")
+    if all("error" in r for r in results):
+        raise CmdclError(f"none of the {len(videos)} videos could be decoded.")
+
+
+def _print_predictions(results: list[dict], prefix: str) -> None:
     for result in results:
         if "error" in result:
-            typer.echo(f"{result['video']}: FAILED {result['error']}")
+            typer.echo(f"{prefix}{result['video']}: FAILED {result['error']}")
             continue
         ranked = "  ".join(f"{k + 1}. {t['class']} ({t['probability']:.3f})" for k, t in enumerate(result["top"]))
-        typer.echo(f"{result['video']}: {ranked}")
-    if json_out is not None:
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
-    if all("error" in r for r in results):
-        raise CmdclError(f"none of the {len(results)} videos could be decoded.")
+        typer.echo(f"{prefix}{result['video']}: {ranked}")
 
 
 # train-head's options besides HeadConfig's, {name: type}: the keys a --config file may set (pipelines/config_file.py).

@@ -18,13 +18,13 @@ from .layout import (FAILURE_FIELDS, FORMAT_VERSION, NOTE_FIELDS, SEGMENT_COLUMN
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, segment_table)
 from .merge import merge_feature_files
 from .reader import HDF5_SIGNATURE, FeatureSet, check_feature_file, resolve_feature_paths
-from .scan import scan_file
+from .scan import non_finite_rows, scan_file
 from .verify import VerifyReport, verify_paths
 from .writer import ShardLockedError, ShardWriter, reopen_shard, shard_is_done, shard_name
 
 __all__ = [
     "COMPATIBILITY_KEYS", "FAILURE_FIELDS", "FORMAT_VERSION", "HDF5_SIGNATURE", "NOTE_FIELDS", "SEGMENT_COLUMNS",
     "STR", "VIDEO_FIELDS", "FailureRecord", "FeatureSet", "NoteRecord", "ShardLockedError", "ShardWriter",
-    "TextBank", "VerifyReport", "VideoRecord", "check_feature_file", "merge_feature_files", "reopen_shard",
+    "TextBank", "VerifyReport", "VideoRecord", "check_feature_file", "merge_feature_files", "non_finite_rows", "reopen_shard",
     "resolve_feature_paths", "scan_file", "segment_table", "shard_is_done", "shard_name", "verify_paths",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
+from ..atomic import raising_disk_full
 from ..errors import FeatureFileError
 
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS, STR,
@@ -29,42 +30,65 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
     """
     dims = _dims(attrs)
     names = _video_fields(attrs)
-    with h5py.File(path, "w") as f:
-        for key, value in attrs.items():
-            f.attrs[key] = _attr_value(value)
-        f.attrs["complete"] = False
-        text.write(f.create_group("text"))
-        videos = f.create_group("videos")
+    image = b""
+    if not contiguous:
+        # Part files are small (--flush-every videos): built in memory, then written by plain file writes.
+        # HDF5 writing in place and hitting a full disk corrupts its own state (a segfault at exit), so
+        # the common case never lets it see one.
+        f = h5py.File(path.name, "w", driver="core", backing_store=False)
+        try:
+            _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names)
+            image = f.id.get_file_image()
+        finally:
+            f.close()
+    with raising_disk_full(path, cleanup=path):
+        if contiguous:
+            with h5py.File(path, "w") as f:
+                _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names)
+        with open(path, "rb+" if contiguous else "wb") as handle:  # durable before the rename publishes it
+            if not contiguous:
+                handle.write(image)
+                handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _fill(f: h5py.File, path: Path, attrs: dict[str, Any], text: TextBank,
+          video_sources: Iterable[dict[str, np.ndarray]], failures: Sequence[FailureRecord], total: int,
+          contiguous: bool, notes: Sequence[NoteRecord], dims: dict[str, int], names: list[str]) -> None:
+    """The content of a store file, into the open file `f`."""
+    for key, value in attrs.items():
+        f.attrs[key] = _attr_value(value)
+    f.attrs["complete"] = False
+    text.write(f.create_group("text"))
+    videos = f.create_group("videos")
+    for name in names:
+        dtype, trailing = VIDEO_FIELDS[name]
+        shape = (total, *[dims[t] for t in trailing])
+        if contiguous:
+            videos.create_dataset(name, shape=shape, dtype=dtype)
+        else:
+            # HDF5 chunks need positive sizes: no chunking when a vocabulary is empty (S or C = 0).
+            chunk = (max(1, min(total, 16)), *shape[1:]) if total and all(shape[1:]) else None
+            videos.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
+    row, segments = 0, []
+    for block in video_sources:
+        n = len(block["video_id"])
         for name in names:
-            dtype, trailing = VIDEO_FIELDS[name]
-            shape = (total, *[dims[t] for t in trailing])
-            if contiguous:
-                videos.create_dataset(name, shape=shape, dtype=dtype)
-            else:
-                # HDF5 chunks need positive sizes: no chunking when a vocabulary is empty (S or C = 0).
-                chunk = (max(1, min(total, 16)), *shape[1:]) if total and all(shape[1:]) else None
-                videos.create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
-        row, segments = 0, []
-        for block in video_sources:
-            n = len(block["video_id"])
-            for name in names:
-                videos[name][row:row + n] = block[name]
-            segments.extend(block.get("segments") or [segment_table(None)] * n)
-            _write_optional(f, path, block, row, total, dims["F"])
-            row += n
-        if row != total:
-            raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
-        _write_segments(f, segments)
-        for name, fields, rows in (("failures", FAILURE_FIELDS, failures), ("notes", NOTE_FIELDS, notes)):
-            group = f.create_group(name)
-            for key in fields:
-                group.create_dataset(key, data=np.array([getattr(x, key) for x in rows], dtype=object), dtype=STR)
-        f.attrs["num_videos"] = total
-        f.attrs["num_failures"] = len(failures)
-        f.attrs["complete"] = True
-        f.flush()
-    with open(path, "rb+") as handle:  # make the bytes durable before the rename publishes them
-        os.fsync(handle.fileno())
+            videos[name][row:row + n] = block[name]
+        segments.extend(block.get("segments") or [segment_table(None)] * n)
+        _write_optional(f, path, block, row, total, dims["F"])
+        row += n
+    if row != total:
+        raise RuntimeError(f"internal error: wrote {row} videos, expected {total}")
+    _write_segments(f, segments)
+    for name, fields, rows in (("failures", FAILURE_FIELDS, failures), ("notes", NOTE_FIELDS, notes)):
+        group = f.create_group(name)
+        for key in fields:
+            group.create_dataset(key, data=np.array([getattr(x, key) for x in rows], dtype=object), dtype=STR)
+    f.attrs["num_videos"] = total
+    f.attrs["num_failures"] = len(failures)
+    f.attrs["complete"] = True
+    f.flush()
 
 
 def _write_optional(f: h5py.File, path: Path, block: dict[str, Any], row: int, total: int, frames: int) -> None:

@@ -39,7 +39,20 @@ def resolve_feature_paths(spec: str | Path | Sequence[str | Path]) -> list[Path]
             paths.extend(found)
         else:
             paths.append(p)
-    return paths
+    return _once(paths)
+
+
+def _once(paths: list[Path]) -> list[Path]:
+    """Each file once, in first-given order: `-f DIR -f DIR/shard.h5` names one shard twice (resolved paths
+    compared, so relative, absolute and symlinked spellings count as the same file)."""
+    seen: set[Path] = set()
+    kept = []
+    for path in paths:
+        key = path.resolve() if path.exists() else path.absolute()
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
 
 
 def check_feature_file(path: Path) -> dict[str, Any]:
@@ -140,7 +153,15 @@ class FeatureSet:
         self.index = self._read_index()
         duplicates = _duplicates(self.index["video_id"])
         if duplicates:
-            raise FeatureFileError(f"{self.paths}: video ids stored more than once: {duplicates[:3]}.")
+            raise FeatureFileError(self._duplicates_message(duplicates),
+                                   fix="pass each shard once, and no shards of two extractions of one dataset.")
+
+    def _duplicates_message(self, duplicates: list[str]) -> str:
+        """Where the first duplicated video id is stored, in plain paths: two files, or twice in one."""
+        where = sorted(set(self.index["file"][self.index["video_id"] == duplicates[0]].tolist()))
+        files = " and ".join(str(self.paths[i]) for i in where)
+        ids = ", ".join(repr(v) for v in duplicates[:3]) + (f" and {len(duplicates) - 3} more" if len(duplicates) > 3 else "")
+        return f"{files}: video id(s) {ids} stored more than once."
 
     @property
     def has_patches(self) -> bool:
@@ -160,7 +181,8 @@ class FeatureSet:
         found = [(p, n) for p, n in zip(self.paths, per_file) if n is not None]
         for path, names in found[1:]:
             if names != found[0][1]:
-                raise FeatureFileError(f"{path}: confounder names {names} differ from {found[0][0]} ({found[0][1]}).")
+                raise FeatureFileError(f"{path}: confounder names {', '.join(names)} differ from {found[0][0]} "
+                                       f"({', '.join(found[0][1])}).")
         return found[0][1] if found else []
 
     @property

@@ -53,12 +53,18 @@ def _optional_group_problems(f: h5py.File, path: Path, ids: list[str]) -> list[s
     return problems
 
 
+def non_finite_rows(block: np.ndarray) -> np.ndarray:
+    """Which rows (videos) of a per-video array hold a NaN or an infinity anywhere: the one rule that
+    `verify` reports and the head's data path (head/data.py) refuses."""
+    block = np.asarray(block)
+    return ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+
+
 def _non_finite(path: Path, videos: h5py.Group, ids: list[str], chunk: int) -> list[str]:
     problems = []
     for start in range(0, videos["features"].shape[0], chunk):
         for name in ("features", "patches") if "patches" in videos else ("features",):
-            block = videos[name][start:start + chunk].astype(np.float32)
-            bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
+            bad = non_finite_rows(videos[name][start:start + chunk])
             for j in np.flatnonzero(bad):
                 problems.append(f"{path}: video {ids[start + j]!r} has NaN/inf in /videos/{name}.")
     return problems

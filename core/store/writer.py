@@ -2,21 +2,18 @@
 consolidates them at `finalize`; `reopen_shard` makes a finished shard resumable again."""
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
-import os
 import shutil
-import socket
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import h5py
 import numpy as np
 
+from ..atomic import DiskFullError, write_text_atomic
 from ..errors import FeatureFileError
+from ..locks import FolderLock
 
 from . import files
 from .files import _read_failures, _read_notes, _read_rows, _records_to_block
@@ -57,42 +54,18 @@ class ShardWriter:
         self._buffer: list[VideoRecord] = []
         self._failures: list[FailureRecord] = []
         self._notes: list[NoteRecord] = []
-        self._lock_handle = None
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self._claim()
         self._next_part = 1 + max((int(p.stem.split("-")[1]) for p in self.parts_dir.glob("part-*.h5")), default=-1)
 
     # Two processes handed the same shard by mistake must not interleave parts: the second one stops.
     def _claim(self) -> None:
-        lock_path = self.parts_dir / "lock"
-        handle = open(lock_path, "a+")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
-                # Lustre without -o flock, some NFS setups: no locks at all. Go on unguarded rather than fail:
-                # with one shard per process (SLURM arrays, torchrun) there is a single writer anyway.
-                warnings.warn(f"{lock_path}: the file system does not support locks ({os.strerror(exc.errno)}); "
-                              "make sure no other process writes this shard.", RuntimeWarning, stacklevel=3)
-                handle.close()
-                return
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                handle.close()
-                raise
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise ShardLockedError(
-                f"{self.path}: shard is being written by {owner}.",
-                # flock is released by the kernel when its holder dies (even by SIGKILL): a refusal
-                # always means a live process, never a stale file to delete.
-                fix="give each process its own --shard k/N (or wait for that process to finish).",
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        self._lock_handle = handle
+        def busy(holder: str) -> ShardLockedError:
+            return ShardLockedError(f"{self.path}: shard is being written by {holder}.",
+                                    fix="give each process its own --shard k/N (or wait for that process to finish).")
+
+        self._lock = FolderLock(self.parts_dir / "lock", busy)
+        self.lock_note = self._lock.take()  # a stale lock taken over: the runner says so
 
     def _parts(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.h5"))
@@ -150,7 +123,8 @@ class ShardWriter:
                 notes.update(((x.video_id, x.kind, x.note), x) for x in _read_notes(f))
                 duplicated = seen.intersection(ids)
                 if duplicated:
-                    raise FeatureFileError(f"{part}: videos {sorted(duplicated)[:3]} stored twice in one shard.")
+                    shown = ", ".join(repr(v) for v in sorted(duplicated)[:3])
+                    raise FeatureFileError(f"{part}: video(s) {shown} stored twice in one shard.")
                 seen.update(ids)
         failures = [x for x in failures.values() if x.video_id not in seen]  # failed once, stored on a retry
         notes = [x for x in notes.values() if x.video_id in seen]
@@ -162,19 +136,34 @@ class ShardWriter:
 
         attrs = {**self.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         tmp = self.path.with_name(self.path.name + ".tmp")
+        _check_room(tmp, sum(part.stat().st_size for part in parts))
         files._write_file(tmp, attrs, self.text, blocks(), failures, total, contiguous=True, notes=notes)
         tmp.rename(self.path)
         summary = {"videos": total, "failures": len(failures)}
-        self.path.with_name(self.path.name + ".done").write_text(json.dumps(summary) + "\n")
+        write_text_atomic(self.path.with_name(self.path.name + ".done"), json.dumps(summary) + "\n")
         self.close()
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return summary
 
+    @property
+    def held(self) -> bool:
+        """This writer still holds the shard's lock (not closed)."""
+        return self._lock.held
+
     def close(self) -> None:
-        if self._lock_handle is not None:
-            fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock_handle = None
+        self._lock.release()
+
+
+def _check_room(path: Path, needed: int) -> None:
+    """Refuse to consolidate a shard that cannot fit: the final file is written in place by HDF5, which does
+    not survive a full disk cleanly (part files are built in memory instead: core/store/files.py). The parts
+    stay; the same command finalizes them once there is room."""
+    needed += 1 << 20  # the parts' total over-estimates the shard (each part holds the text bank too)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise DiskFullError(f"{path}: no space left on device for the final shard (needs about "
+                            f"{needed / 2**20:.1f} MB, {free / 2**20:.1f} MB free); its finished parts are kept.",
+                            fix="free some space and run the same command again: it resumes.")
 
 
 def reopen_shard(path: str | Path) -> bool:

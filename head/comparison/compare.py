@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.provenance import FEATURE_IDENTITY_KEYS, first_mismatch, identity
 
 from .compare_output import format_table, write_outputs  # noqa: F401  (re-exported: the entry points)
 from .results import Comparison, Row
@@ -51,13 +52,18 @@ class RunSeeds:
 # ============================================================================================ entry point
 
 def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | None = None, metric: str | None = None,
-                 n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None) -> Comparison:
+                 n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None,
+                 force: bool = False) -> Comparison:
     """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
     top1, or mAP for multi-label predictions; ece and nll: lower is better). ci_method of the bootstrap intervals
-    (head/comparison/stats.py): default BCa for top1 and nll, "recentred" percentile for mAP, step_mAP and ece."""
+    (head/comparison/stats.py): default BCa for top1 and nll, "recentred" percentile for mAP, step_mAP and ece.
+    Runs scored on other feature files (or another split) are refused (`check_comparable`) unless `force`,
+    which the output then states."""
     if not runs:
         raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
-    loaded = align_videos([load_run(Path(r), split) for r in runs], split)
+    loaded = [load_run(Path(r), split) for r in runs]
+    forced = check_comparable(loaded, split, force)
+    loaded = align_videos(loaded, split)
     names = [r.name for r in loaded]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
@@ -87,7 +93,8 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
             if note:
                 notes.append(note)
         rows.append(row)
-    return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=notes)
+    return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=forced + notes,
+                      forced=bool(forced))
 
 
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
@@ -161,6 +168,43 @@ def load_run(run: Path, split: str) -> RunSeeds:
                                  f"{split}` on that run.")
         predictions.append(load_predictions(path, split))
     return RunSeeds(run.name, run, run_seed_labels(run), predictions)
+
+
+def check_comparable(runs: list[RunSeeds], split: str, force: bool) -> list[str]:
+    """Every seed of every run scored on the first run's feature files (their recorded identity:
+    core/provenance.py FEATURE_IDENTITY_KEYS) and split. A difference is a one-line error, or with `force`
+    a note saying the comparison was forced. Same videos and labels are checked by `align_videos`."""
+    first = runs[0]
+    ref = _features_of(seed_dirs(first.path)[0], first.seed_predictions[0])
+    for run in runs:
+        for folder, p in zip(seed_dirs(run.path), run.seed_predictions):
+            where = predictions_path(folder, split)
+            problem = None
+            if p.split not in (None, split):
+                problem = f"{where}: holds split {p.split!r}, not {split!r}"
+            theirs = _features_of(folder, p)
+            differs = first_mismatch(theirs, ref, FEATURE_IDENTITY_KEYS, skip_missing=True) if theirs and ref else None
+            if problem is None and differs is not None:
+                problem = f"{where}: scored on other features than {first.name} ({differs})"
+            if problem is None:
+                continue
+            if not force:
+                raise CmdclError(f"compare: {problem}; the runs are not comparable.",
+                                 fix="evaluate every run on the same feature files, or pass --force to compare "
+                                     "them anyway.")
+            return [f"FORCED (--force): {problem}."]
+    return []
+
+
+def _features_of(folder: Path, p: Predictions) -> dict[str, str] | None:
+    """The identity of the features `p` was scored on: recorded in the predictions file, else (older files)
+    the run's training features (provenance.json), else None (unknown: not checked)."""
+    if p.features is not None:
+        return p.features
+    try:
+        return identity(json.loads((Path(folder) / "provenance.json").read_text())) or None
+    except (OSError, ValueError):
+        return None
 
 
 def align_videos(runs: list[RunSeeds], split: str) -> list[RunSeeds]:

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cmdcl.core.atomic import write_atomic, write_text_atomic
 from cmdcl.core.json_files import write_json
 from .results import LOWER_IS_BETTER
 
@@ -93,7 +94,7 @@ def plot_forest(comparison: Comparison, path: Path) -> Path:
     ax.set_title(f"{c.metric} on {c.split!r}, {c.num_videos} videos: paired difference, "
                  f"{c.confidence:.0%} bootstrap interval over videos", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.savefig(path, dpi=DPI)
+    write_atomic(path, lambda handle: fig.savefig(handle, dpi=DPI, format="png"))
     return Path(path)
 
 
@@ -104,6 +105,6 @@ def write_outputs(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     paths = {"json": out_dir / JSON_FILE, "table": out_dir / TABLE_FILE, "forest": out_dir / FOREST_FILE}
     table = format_table(comparison)
     write_json(paths["json"], {**comparison.to_dict(), "table": table, "forest": FOREST_FILE})
-    paths["table"].write_text(table + "\n")
+    write_text_atomic(paths["table"], table + "\n")
     plot_forest(comparison, paths["forest"])
     return paths

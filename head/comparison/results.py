@@ -44,6 +44,7 @@ class Comparison:
     ci_method: str
     confidence: float = CONFIDENCE
     notes: list[str] = field(default_factory=list)
+    forced: bool = False  # --force: runs compared although their features or split differ (said in notes)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))

@@ -19,6 +19,7 @@ from torch import nn
 from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CheckpointError, CmdclError, shorten
 from cmdcl.core.json_files import write_json
+from cmdcl.core.provenance import identity
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
 from ..model.checkpoint import Checkpoint, check_compatible, load_checkpoint
@@ -219,7 +220,8 @@ def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, 
     return Predictions(video_id=np.asarray(data.video_id[rows], dtype=str), scores=outputs["logits"],
                        label=data.label[rows_t].cpu().numpy(), labels=data.labels[rows_t].cpu().numpy(),
                        multilabel=multilabel, step_scores=step_logits if scored_steps else None,
-                       steps=steps if scored_steps else None)
+                       steps=steps if scored_steps else None, split=str(data.split[rows[0]]) if len(rows) else None,
+                       features=identity(data.feature_set.attrs))
 
 
 def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device, batch_size: int,

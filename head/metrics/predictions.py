@@ -8,17 +8,21 @@
     multilabel   ()      bool     which of label / labels the metric reads
     step_scores  (N, S)  float32  atomic-action logits   } only when the head scores steps and the split
     steps        (N, S)  uint8    annotated steps        } annotates them (the step_mAP condition of evaluate)
+    split        ()      str      the split scored                           } absent in files written
+    features     ()      str      JSON: the scored features' identity        } before compare checked them
+                                  (core/provenance.py FEATURE_IDENTITY_KEYS)
 
 No torch here: `cmdcl compare` reads these files without loading a model.
 """
 from __future__ import annotations
 
-import os
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cmdcl.core.atomic import write_atomic
 from cmdcl.core.errors import CmdclError, shorten
 
 
@@ -37,6 +41,8 @@ class Predictions:
     multilabel: bool
     step_scores: np.ndarray | None = None
     steps: np.ndarray | None = None
+    split: str | None = None
+    features: dict[str, str] | None = None  # the scored feature files' identity (compare checks it)
 
     @property
     def pred(self) -> np.ndarray:
@@ -46,7 +52,7 @@ class Predictions:
         """The videos `rows`, in that order."""
         pick = (lambda a: None if a is None else a[rows])
         return Predictions(self.video_id[rows], self.scores[rows], self.label[rows], self.labels[rows],
-                           self.multilabel, pick(self.step_scores), pick(self.steps))
+                           self.multilabel, pick(self.step_scores), pick(self.steps), self.split, self.features)
 
 
 def save_predictions(path: Path, predictions: Predictions) -> Path:
@@ -58,12 +64,11 @@ def save_predictions(path: Path, predictions: Predictions) -> Path:
     if p.step_scores is not None and p.steps is not None:
         arrays["step_scores"] = np.asarray(p.step_scores, np.float32)
         arrays["steps"] = np.asarray(p.steps, np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    if p.split is not None:
+        arrays["split"] = np.asarray(str(p.split))
+    if p.features is not None:
+        arrays["features"] = np.asarray(json.dumps(p.features, sort_keys=True))
+    return write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
 def load_predictions(path: Path, split: str | None = None) -> Predictions:
@@ -85,6 +90,15 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
     scores = arrays["scores"]
     if scores.ndim != 2 or len(arrays["video_id"]) != len(scores):
         raise CmdclError(f"{path}: scores {scores.shape} do not match {len(arrays['video_id'])} video ids.")
+    if not np.isfinite(scores).all():
+        bad = arrays["video_id"][~np.isfinite(scores).all(axis=1)][:3]
+        raise CmdclError(f"{path}: NaN/inf scores for video(s) {', '.join(repr(str(v)) for v in bad)}.",
+                         fix="check the features with `cmdcl verify`, then evaluate the run again.")
+    try:
+        recorded = json.loads(str(arrays["features"])) if "features" in arrays else None
+    except ValueError:
+        raise CmdclError(f"{path}: its 'features' record is not JSON.") from None
     return Predictions(arrays["video_id"].astype(str), scores.astype(np.float32), arrays["label"].astype(np.int64),
                        arrays["labels"].astype(np.uint8), bool(arrays["multilabel"]),
-                       arrays.get("step_scores"), arrays.get("steps"))
+                       arrays.get("step_scores"), arrays.get("steps"),
+                       str(arrays["split"]) if "split" in arrays else None, recorded)

@@ -22,7 +22,6 @@ is the only code that knows its keys (`to_dict` / `from_dict`):
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmdcl.core.atomic import write_atomic
 from cmdcl.core.errors import CheckpointError, shorten
 from cmdcl.core.provenance import CHECKPOINT_FORMAT_KEYS, CHECKPOINT_MODEL_KEYS, first_mismatch
 from cmdcl.core.store import FeatureSet
@@ -134,15 +134,9 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write under a temporary name, fsync, then rename: a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(checkpoint.to_dict(), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write under a temporary name, fsync, then rename (core/atomic.py): a crash never leaves a half-written
+    checkpoint, a full disk leaves the previous one and a one-line DiskFullError."""
+    write_atomic(path, lambda handle: torch.save(checkpoint.to_dict(), handle))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -203,6 +197,22 @@ def check_compatible(checkpoint: Checkpoint, features: FeatureSet, path: str | P
         raise CheckpointError(f"{where} was trained on features of {key}={prov.get(key)!r} but {feat} has "
                               f"{key}={features.attrs.get(key)!r}.",
                               fix="evaluate with features extracted by the same model.")
+
+
+DIM_NAMES = {"F": "frames per video", "D": "embedding size", "C": "classes", "S": "atomic actions",
+             "P": "patches per frame"}
+
+
+def check_resume_dims(checkpoint: Checkpoint, dims: dict[str, int], features: FeatureSet, path: str | Path) -> None:
+    """A run resumes only on features of the shape it was trained on (F, D, C, S, P as the head reads
+    them); otherwise one line naming both values, not torch's size mismatch."""
+    saved = checkpoint.model_args.dims
+    for key, name in DIM_NAMES.items():
+        if int(saved.get(key, 0)) != int(dims.get(key, 0)):
+            fix = f"resume on features with {key}={saved.get(key, 0)}, or train into a new --out."
+            raise CheckpointError(f"{path}: the run was trained with {key}={saved.get(key, 0)} ({name}) but "
+                                  f"{features.paths[0]} gives {key}={dims.get(key, 0)}; it cannot resume on them.",
+                                  fix=fix)
 
 
 # ---------------------------------------------------------------------------------------------- RNG

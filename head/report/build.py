@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from cmdcl.core.atomic import write_text_atomic
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.json_files import write_json
 from cmdcl.core.relocate import find_file
@@ -25,6 +27,7 @@ from ..model.config import HeadConfig
 from ..data import FeatureData
 from ..metrics.evaluate import compute_metrics, load_model
 from ..model.factory import text_tensors
+from ..training.run_files import METRICS_FILE, read_metrics as read_history  # the one reader (resume uses it)
 from ..metrics.grounding import GroundingCollector
 from .figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
                       plot_text_similarity)
@@ -89,7 +92,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
     split = splits[0]
     out.mkdir(parents=True, exist_ok=True)
     config = _read_json(run / "config.json")
-    history = read_history(run / "metrics.jsonl")
+    history = read_history(run / METRICS_FILE, note=lambda message: print(message, file=sys.stderr))
     scored = score_run(run, config, features, split, device)
     by_split = [(split, scored.data, scored.scores["logits"])] + [score_other_split(scored, s) for s in splits[1:]]
     view = video_view(scored.model, scored.data, pick_video(scored.data, video, split), scored.device)
@@ -115,7 +118,7 @@ def build_report(run: Path, features: str | list | None = None, out: Path | None
                    spatial_grounding=grounding_panels)
     write_json(out / "report.json", summary)
     page = out / "report.html"
-    page.write_text(render_html(summary, config, figures, scored.class_names))
+    write_text_atomic(page, render_html(summary, config, figures, scored.class_names))
     return page
 
 
@@ -227,21 +230,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CmdclError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of metrics.jsonl ([] when the file is missing); a torn last line is ignored."""
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise CmdclError(f"{path}: line {number} is not JSON.") from None
-    return records
 
 
 def _checkpoint_of(run: Path) -> Path:

@@ -1,16 +1,37 @@
 """The run folder's text files: config.json and provenance.json (written once), metrics.jsonl (a line per
-epoch, truncated back to the checkpoint's epoch when a run resumes)."""
+epoch, truncated back to the checkpoint's epoch when a run resumes).
+
+`read_metrics` is the one reader of metrics.jsonl (resume and `cmdcl report`): a torn last line (a crash or
+a full disk during the append of an older version) is dropped with a note, anything else malformed is a
+one-line error.
+"""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from cmdcl.core.atomic import append_text, write_text_atomic
+from cmdcl.core.errors import CmdclError
+from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
 from cmdcl.core.json_files import write_json
+
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "train.lock"
+
+
+def run_lock(run: Path) -> FolderLock:
+    """The lock of a run folder (core/locks.py), held by the one process training into it (DDP: rank 0;
+    --seeds: the parent on RUN and each run on RUN/seed-K). Not taken yet: call `take()`."""
+    def busy(holder: str) -> CmdclError:
+        return CmdclError(f"{run}: run is being trained by {holder}.",
+                          fix="wait for it to finish, or train into another --out.")
+
+    return FolderLock(Path(run) / LOCK_FILE, busy)
 
 
 def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
@@ -24,16 +45,49 @@ def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str,
 
 
 def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
-    with open(out_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_text(out_dir / METRICS_FILE, json.dumps(record) + "\n")
 
 
-def truncate_metrics(out_dir: Path, completed_epochs: int) -> None:
-    """Drop lines of epochs after the checkpoint (written before a crash, about to be redone)."""
-    path = out_dir / "metrics.jsonl"
+def read_metrics(path: Path, note: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
+    """The per-epoch records of a metrics.jsonl ([] when missing). A torn last line is dropped and `note`
+    told so; a malformed line elsewhere, or an epoch recorded twice (two runs wrote the folder), is a
+    one-line CmdclError."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("no epoch")
+        except ValueError:
+            if number == len(lines):
+                note(f"{path}: dropped its last line, cut short ({len(line)} characters, not JSON).")
+                break
+            raise CmdclError(f"{path}: line {number} is not an epoch record (JSON with an integer epoch).") from None
+        if records and record["epoch"] <= records[-1]["epoch"]:
+            raise CmdclError(f"{path}: line {number} records epoch {record['epoch']} after epoch "
+                             f"{records[-1]['epoch']} (two runs wrote into this folder?).",
+                             fix="train again into a new --out.")
+        records.append(record)
+    return records
+
+
+def truncate_metrics(out_dir: Path, completed_epochs: int, note: Callable[[str], None] = lambda m: None) -> None:
+    """Drop lines of epochs after the checkpoint (written before a crash, about to be redone) and a torn
+    last line; the file is rewritten atomically."""
+    path = out_dir / METRICS_FILE
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= completed_epochs]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+    if completed_epochs <= 0:  # starting over (or zeroshot scoring again): nothing of the old file is kept
+        path.unlink()
+        return
+    records = read_metrics(path, note)
+    kept = [r for r in records if r["epoch"] <= completed_epochs]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    if text != path.read_text(errors="replace"):
+        write_text_atomic(path, text)

@@ -1,7 +1,8 @@
 """Process-level plumbing of the training loop: stop signals, seeding, and the few DDP collectives.
 
-Pre-emption: SIGTERM or SIGUSR1 only set a flag (`stop_reason()`); the loop checks it at every step
-boundary, so a signal never interrupts a half-done optimiser step or checkpoint write.
+Pre-emption: SIGTERM or SIGUSR1 (and SIGINT in --seeds workers) only set a flag (`stop_reason()`, the
+signal's name); the loop checks it at every step boundary, so a signal never interrupts a half-done
+optimiser step or checkpoint write.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ import torch
 from cmdcl.core.errors import CmdclError
 
 _stop_reason: str | None = None
+# Signals that ask train() to save last.pt and return. SIGINT joins them in --seeds worker processes
+# (`stop_on_sigint`), where Ctrl-C reaches every process of the terminal's group: each stops as for
+# SIGTERM, and says SIGINT.
+_STOP_SIGNALS = [signal.SIGTERM, signal.SIGUSR1]
 
 
 def request_stop(reason: str = "stop requested") -> None:
@@ -35,13 +40,20 @@ def stop_reason() -> str | None:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    request_stop(signal.Signals(signum).name)
+    if _stop_reason is None:  # the first signal names the stop (Ctrl-C, then a forwarded SIGTERM: SIGINT)
+        request_stop(signal.Signals(signum).name)
 
 
 def install_signal_handlers() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    return {sig: signal.signal(sig, _on_signal) for sig in _STOP_SIGNALS}
+
+
+def stop_on_sigint() -> None:
+    """Make SIGINT a stop request in this process (a --seeds worker: head/training/seeds.py)."""
+    if signal.SIGINT not in _STOP_SIGNALS:
+        _STOP_SIGNALS.append(signal.SIGINT)
 
 
 def restore_signal_handlers(handlers: dict[int, Any]) -> None:

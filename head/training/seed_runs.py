@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.json_files import write_json
 
 SEEDS_FILE = "seeds.json"
 
@@ -24,9 +25,7 @@ def seed_dir(run: Path, seed: int) -> Path:
 
 
 def write_seeds(run: Path, seeds: list[int], method: str) -> None:
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / SEEDS_FILE).write_text(json.dumps({"seeds": [int(s) for s in seeds], "method": method}, indent=2) + "\n")
+    write_json(Path(run) / SEEDS_FILE, {"seeds": [int(s) for s in seeds], "method": method})
 
 
 def read_seeds(run: Path) -> list[int] | None:
@@ -38,6 +37,24 @@ def read_seeds(run: Path) -> list[int] | None:
         return [int(s) for s in json.loads(path.read_text())["seeds"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise CmdclError(f"{path}: not a seeds file ({exc}).") from None
+
+
+def run_checkpoints(path: Path) -> list[Path]:
+    """The checkpoints a `--checkpoint` names (evaluate, predict: one resolver): a checkpoint file itself,
+    or a run folder's best.pt (every seed's of a multi-seed run)."""
+    path = Path(path)
+    if not path.exists():
+        raise CmdclError(f"--checkpoint {path}: no such checkpoint or run folder.",
+                         fix="pass best.pt of a run, or its run folder.")
+    if not path.is_dir():
+        return [path]
+    found = []
+    for folder in seed_dirs(path):
+        if not (folder / "best.pt").is_file():
+            raise CmdclError(f"{folder}: no best.pt (training did not finish).",
+                             fix="finish it with train-head --resume auto.")
+        found.append(folder / "best.pt")
+    return found
 
 
 def seed_dirs(run: Path) -> list[Path]:

@@ -11,7 +11,8 @@ Workers: with `workers` > 1, jobs run in that many forked worker processes (one 
 reading the parent's FeatureData (fork shares it copy-on-write: nothing is read or copied again). Tiny
 heads on a CPU spend their time in per-op overhead on one thread, so two workers on two cores do twice
 the work in the same time. SIGTERM/SIGUSR1 to the parent reach every worker: each saves last.pt at its
-next step boundary and no new job starts.
+next step boundary and no new job starts. So does Ctrl-C (SIGINT), which the workers report as SIGINT;
+a second Ctrl-C stops without waiting for them.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from cmdcl.core.errors import CmdclError
 
 from ..model.config import HeadConfig
 from ..data import FeatureData, load_train_data
+from .run_files import run_lock
+from .runtime import stop_on_sigint
 from .seed_runs import read_seeds, seed_dir, write_seeds
 
 Job = tuple[HeadConfig, Path]
@@ -65,11 +68,23 @@ def train_seeds(features: str | Path | Sequence[str | Path], out_dir: str | Path
     """
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
-    _check_seed_folder(out_dir, seeds, cfg.method)
-    previous = read_seeds(out_dir) or []
-    write_seeds(out_dir, previous + [s for s in seeds if s not in previous], cfg.method)
-    jobs = [(dataclasses.replace(cfg, seed=s), seed_dir(out_dir, s)) for s in seeds]
-    runs = train_jobs(features, jobs, workers=workers, data=data, **train_kwargs)
+    # The whole run folder is locked first (each seed's run locks its own folder too): a second
+    # `--seeds` run into it stops at once. Under DDP each seed's run does the locking (train()), with
+    # every rank agreeing; a refusal here would leave the other ranks waiting for rank 0.
+    lock = run_lock(out_dir) if world_from_env()[2] == 1 else None
+    if lock is not None:
+        note = lock.take()
+        if note:
+            (train_kwargs.get("log") or print)(note)
+    try:
+        _check_seed_folder(out_dir, seeds, cfg.method)
+        previous = read_seeds(out_dir) or []
+        write_seeds(out_dir, previous + [s for s in seeds if s not in previous], cfg.method)
+        jobs = [(dataclasses.replace(cfg, seed=s), seed_dir(out_dir, s)) for s in seeds]
+        runs = train_jobs(features, jobs, workers=workers, data=data, **train_kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
     return {"run_dir": str(out_dir), "seeds": seeds, "runs": runs,
             "interrupted": any(r["interrupted"] for r in runs)}
 
@@ -156,8 +171,8 @@ def _worker(tasks, results, stop) -> None:
     import torch
 
     torch.set_num_threads(1)  # tiny heads: one thread per worker, one worker per core
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
-    for sig in (signal.SIGTERM, signal.SIGUSR1):  # between runs (train() has its own handlers): take no new run
+    stop_on_sigint()  # Ctrl-C: save last.pt and say SIGINT, as SIGTERM does (the parent forwards it too)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):  # between runs (train() has its own handlers)
         signal.signal(sig, lambda signum, frame: stop.set())
     while not stop.is_set():
         index = tasks.get()  # blocking: a multiprocessing queue may look empty before its feeder flushes
@@ -185,13 +200,15 @@ def _run_forked(count: int, workers: int) -> list[dict[str, Any]]:
     for proc in procs:
         proc.start()
 
-    def forward(signum, frame):  # pre-emption: every worker saves at its next step boundary
+    def forward(signum, frame):  # pre-emption or Ctrl-C: every worker saves at its next step boundary
         stop.set()
+        if signum == signal.SIGINT:  # a second Ctrl-C does not wait for them
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         for proc in procs:
             if proc.is_alive():
                 os.kill(proc.pid, signum)
 
-    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     try:
         done = _collect(results, procs, count)
     except BaseException:  # a failed run or Ctrl-C: the others save last.pt at their next step and leave

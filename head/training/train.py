@@ -31,9 +31,10 @@ from torch import nn
 from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
+from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
-from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, rng_state,
-                         save_checkpoint, set_rng_state)
+from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, check_resume_dims, rng_state,
+                                save_checkpoint, set_rng_state)
 from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
@@ -43,7 +44,7 @@ from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .loggers import RunLoggers
 from .resume import RESUMABLE_CHANGES, merge_config, resolve_resume
-from .run_files import append_metrics, truncate_metrics, write_run_files
+from .run_files import append_metrics, run_lock, truncate_metrics, write_run_files
 from .loss import finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
                        warmup_cosine)
@@ -149,20 +150,22 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
         raise CmdclError(f"--batch-size {cfg.batch_size} (global) does not split evenly over {world} processes.")
     dev = resolve_device(device, local_rank)
     dist = init_distributed(world, rank, dev)
-
-    saved, resume_path = resolve_resume(resume, out_dir, say)
-    if saved is not None:
-        cfg = merge_config(cfg, saved.config, say)
+    lock = None
     previous_determinism = torch.are_deterministic_algorithms_enabled()
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    seed_everything(cfg.seed)
-    clear_stop()
-    handlers = install_signal_handlers()
+    handlers = {}
     try:
         try:
+            lock = _lock_run(out_dir, rank, dist, dev, say)
+            saved, resume_path = resolve_resume(resume, out_dir, say)
+            if saved is not None:
+                cfg = merge_config(cfg, saved.config, say)
+            if deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.use_deterministic_algorithms(True)
+                torch.backends.cudnn.benchmark = False
+            seed_everything(cfg.seed)
+            clear_stop()
+            handlers = install_signal_handlers()
             ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
                                 world, say, deterministic)
             ctx.on_step, ctx.progress, ctx.loggers = on_step, progress, loggers
@@ -179,7 +182,26 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
             loggers.splits(result["metrics"], result["best_epoch"])
         return result
     finally:
+        if lock is not None:
+            lock.release()
         loggers.close()
+
+
+def _lock_run(out_dir: Path, rank: int, dist, dev: torch.device, say: Callable[[str], None]) -> FolderLock | None:
+    """Rank 0 locks the run folder (run_files.run_lock); under DDP every rank learns whether it could, so
+    that all of them stop together when another process is training into the folder."""
+    lock, refused = None, None
+    if rank == 0:
+        try:
+            lock = run_lock(out_dir)
+            note = lock.take()
+            if note:
+                say(note)
+        except CmdclError as exc:
+            lock, refused = None, exc
+    if agreed(dist, refused is not None, dev):
+        raise refused or CmdclError(f"{out_dir}: rank 0 could not lock the run folder (see its message).")
+    return lock
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -218,6 +240,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         model.fit_dictionaries(*data.numpy_features(train_rows))
         say(f"fitted dictionaries on {len(train_rows)} training videos in {time.time() - t0:.1f}s.")
     if saved is not None:
+        check_resume_dims(saved, dims, fs, resume_path)
         model.load_state_dict(saved.model)
     model.to(dev)
     if dev.type == "cuda" and data.mode == "memory" and data.nbytes < 0.3 * torch.cuda.mem_get_info(dev)[0]:
@@ -313,6 +336,7 @@ def _score_only(ctx: RunContext, model: nn.Module) -> dict[str, Any]:
     ts.best_metric, ts.best_val = finite_or(val.get(ctx.metric_name)), val
     if ctx.master:
         record = {"epoch": 0, **{f"val_{k}": v for k, v in val.items()}, "best": True}
+        truncate_metrics(ctx.out_dir, 0)  # scored again: one record, not one per call
         append_metrics(ctx.out_dir, record)
         ctx.loggers.start(ctx.out_dir, ctx.run_record, ctx.metric_name, 0, ctx.say)
         ctx.loggers.epoch(record)
@@ -330,7 +354,7 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
     if saved is not None:
         restore(ctx, ts, saved)
         if ctx.master:
-            truncate_metrics(ctx.out_dir, ts.epoch)
+            truncate_metrics(ctx.out_dir, ts.epoch, note=ctx.say)
         if saved.finished and (ts.epoch >= ctx.schedule.epochs or ts.convergence.stopped_at) or (
                 ctx.selection.patience and ts.patience_left <= 0):
             ctx.say(f"{resume_path}: run already finished (epoch {ts.epoch}); nothing to do.")
@@ -338,6 +362,8 @@ def _fit(ctx: RunContext, model: nn.Module, saved: Checkpoint | None, resume_pat
         ctx.say(f"resuming from {resume_path} at epoch {ts.epoch + 1}, step {ts.step_in_epoch}/"
                 f"{ctx.steps_per_epoch}.")
         set_rng_state(saved.rng)
+    elif ctx.master:
+        truncate_metrics(ctx.out_dir, 0)  # starting over: lines of a run that left no checkpoint go
     if ctx.master:
         ctx.loggers.start(ctx.out_dir, ctx.run_record, ctx.metric_name, ts.epoch, ctx.say)
     net = model
