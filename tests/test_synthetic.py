@@ -318,3 +318,20 @@ def test_rendered_boxes_hold_the_object_and_follow_it(tmp_path):
     table = read_box_file(tmp_path / "b.csv")
     assert sorted(table) == list(range(spec.num_frames))
     assert np.array_equal(np.stack([table[f] for f in range(spec.num_frames)]), boxes)
+
+
+def test_world_modules_do_not_import_each_other_back():
+    """Issue 24: the renderer and the sampling share synthetic_spec; neither imports the other back (not even
+    under TYPE_CHECKING), and the spec imports neither."""
+    import ast
+
+    folder = Path(synthetic.__file__).parent
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        return {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+
+    assert "synthetic" not in imported("synthetic_render") and "synthetic" not in imported("synthetic_spec")
+    assert "synthetic_render" not in imported("synthetic_spec")
+    assert {"synthetic_spec", "synthetic_render"} <= imported("synthetic")

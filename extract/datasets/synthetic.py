@@ -29,13 +29,15 @@ import csv
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from cmdcl.core.errors import CmdclError
 from .base import DatasetIndex, SplitSpec
+from .synthetic_spec import (  # noqa: F401  (re-exported: the world's public names)
+    ACTIVITY_NAMES, CONFOUNDERS, HEAD_SPLITS, SPLITS, STEP_NAMES, SyntheticConfig, VideoSpec, World)
 from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
     SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
     attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
@@ -45,124 +47,7 @@ GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context colu
 # manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
 # default size 50 per class; bump when the rendering or sampling changes, so stale datasets are not reused
 
-# The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
-# older splits stay byte-identical for a seed.
-SPLITS = ("train", "test", "test_ood", "pretrain")
-HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
-CONFOUNDERS = ("background", "attire", "lighting")
 OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes", "DONE"}
-
-ACTIVITY_NAMES = (
-    "make soup", "make pancake", "make scrambled egg", "make tea", "make sandwich", "make salad",
-    "make coffee", "make cereal", "make juice", "make omelette", "bake bread", "make porridge",
-    "make pasta", "make smoothie", "fry potatoes", "make pizza",
-)
-STEP_NAMES = (
-    "crack egg", "stir pot", "pour milk", "cut bread", "spread butter", "boil water", "add salt",
-    "flip pan", "chop onion", "pour cereal", "take cup", "whisk batter", "squeeze orange", "add sugar",
-    "pour coffee", "wash lettuce", "slice tomato", "add tea bag", "grate cheese", "peel potato",
-    "season dish", "knead dough", "drain pasta", "serve plate",
-)
-
-
-
-@dataclass
-class SyntheticConfig:
-    seed: int = 0
-    num_activities: int = 6
-    num_steps: int = 12  # size of the atomic-action vocabulary
-    min_script_steps: int = 3
-    max_script_steps: int = 5
-    train_per_class: int = 40
-    test_per_class: int = 10  # split "test": IID, same confounding as train
-    # split "test_ood": confounders at chance (or reversed); 50 per class so that one video moves the
-    # demo's OOD top-1 by <= 0.005 (6 classes -> 300 videos)
-    ood_per_class: int = 50
-    pretrain_per_class: int = 40  # split "pretrain": encoder pre-training only, confounded like train
-    width: int = 80
-    height: int = 60
-    fps: int = 8
-    min_seconds: float = 6.0
-    max_seconds: float = 15.0
-    confounding: float = 0.9  # P(context agrees with the activity) in train and test
-    ood_mode: str = "chance"  # "chance" | "reversed"
-    order_noise: float = 0.25  # P(a video swaps two adjacent steps of its activity's script)
-    noise: float = 4.0  # pixel noise std (0-255 scale)
-
-    def validate(self) -> None:
-        """Raise CmdclError naming the first option that cannot produce a valid world."""
-        def bad(option: str, why: str) -> CmdclError:
-            return CmdclError(f"synthetic option {option}={getattr(self, option)!r}: {why}")
-
-        if self.seed < 0:
-            raise bad("seed", "must be >= 0")
-        if not 2 <= self.num_activities <= len(ACTIVITY_NAMES):
-            raise bad("num_activities", f"must be between 2 and {len(ACTIVITY_NAMES)}")
-        if not 2 <= self.min_script_steps <= self.max_script_steps:
-            raise bad("min_script_steps", "must be >= 2 and <= max_script_steps")
-        if self.max_script_steps < 3:
-            raise bad("max_script_steps", "must be >= 3 (one pair of activities differs only in order)")
-        needed = self.num_activities - 2 + self.max_script_steps
-        if not needed <= self.num_steps <= len(STEP_NAMES):
-            raise bad("num_steps", f"must be between num_activities - 2 + max_script_steps = {needed} "
-                                   f"and {len(STEP_NAMES)}")
-        for option in ("train_per_class", "test_per_class", "ood_per_class", "pretrain_per_class"):
-            if getattr(self, option) < 0:
-                raise bad(option, "must be >= 0")
-        for option in ("width", "height"):
-            value = getattr(self, option)
-            if value < 32 or value % 2:
-                raise bad(option, "must be an even number >= 32 (yuv420p video)")
-        if self.fps < 1:
-            raise bad("fps", "must be >= 1")
-        if not 0 < self.min_seconds <= self.max_seconds:
-            raise bad("min_seconds", "must be > 0 and <= max_seconds")
-        if self.min_seconds * self.fps < 2 * self.max_script_steps:
-            raise bad("min_seconds", "too short: each step needs at least 2 frames (raise it or the fps)")
-        if not 0.0 <= self.confounding <= 1.0:
-            raise bad("confounding", "must be a probability in [0, 1]")
-        if self.ood_mode not in ("chance", "reversed"):
-            raise bad("ood_mode", "must be 'chance' or 'reversed'")
-        if not 0.0 <= self.order_noise <= 1.0:
-            raise bad("order_noise", "must be a probability in [0, 1]")
-        if self.noise < 0:
-            raise bad("noise", "must be >= 0")
-
-    def videos_per_class(self, split: str) -> int:
-        return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class,
-                "pretrain": self.pretrain_per_class}[split]
-
-
-@dataclass
-class World:
-    """What the seed fixes once for all videos: activity scripts and each activity's own context."""
-    activity_names: list[str]
-    step_names: list[str]
-    scripts: list[list[int]]  # activity -> ordered step indices
-    preferred: dict[str, list[int]]  # confounder -> activity -> the context value that agrees with it
-    same_bag_pairs: list[tuple[int, int]]
-
-
-@dataclass
-class VideoSpec:
-    """Everything that defines one video except its pixels' random details (those come from render_seed)."""
-    video_id: str
-    split: str
-    label: int
-    num_frames: int
-    segments: list[tuple[int, int, int]]  # (step, first frame, end frame exclusive), contiguous
-    context: dict[str, int]  # confounder -> value index
-    agrees: dict[str, bool]  # confounder -> value is the label's preferred value
-    render_seed: list[int] = field(default_factory=list)
-
-    @property
-    def path(self) -> str:
-        return f"videos/{self.split}/{self.video_id}.mp4"
-
-    @property
-    def boxes_path(self) -> str:
-        """The video's box file: its foreground object's box in every frame (manifest `boxes` column)."""
-        return f"boxes/{self.split}/{self.video_id}.csv"
 
 
 # ---------------------------------------------------------------------------------------------- sampling

@@ -10,12 +10,10 @@ import contextlib
 import multiprocessing
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .synthetic import SyntheticConfig, VideoSpec
+from .synthetic_spec import SyntheticConfig, VideoSpec
 
 # Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
 # (shape, colour) pair alone is unique for i < 56, so every step in STEP_NAMES looks different.
@@ -273,7 +271,7 @@ def write_boxes(path: Path, boxes: np.ndarray) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def render_all(folder: Path, specs: list, config: "SyntheticConfig", progress: bool = True) -> None:
+def render_all(folder: Path, specs: list[VideoSpec], config: SyntheticConfig, progress: bool = True) -> None:
     """Render and write every video (and its box file) of `specs` under `folder`, over one forked process per
     core. Each video is drawn from its own seeded spec, so the files are the same however many processes
     draw them."""
