@@ -6,22 +6,32 @@ actions appear in several activities, some in one only, and one pair of activiti
 actions in a different order, so order matters. Order (one adjacent swap now and then) and durations vary
 between videos of an activity.
 
-The scene context (background colour/texture, the actor's attire colour, the lighting) does not cause the
-label but agrees with it with probability `confounding` in the "train" and "test" splits; in "test_ood" it is
-drawn at chance (or reversed: it points to another activity). A model that reads the context instead of the
-actions therefore scores well on "test" and badly on "test_ood".
+The scene context (background colour/texture, the actor's attire colour, the lighting and, in the moving
+world, the props' kind) does not cause the label but agrees with it with probability `confounding` in the
+"train" and "test" splits; in "test_ood" it is drawn at chance (or reversed: it points to another
+activity). A model that reads the context instead of the actions therefore scores well on "test" and badly
+on "test_ood".
+
+Two worlds (`--world`, synthetic_spec.WORLDS). The "moving" world (the default) makes the context change
+from frame to frame, as real scenes do, so that subtracting a video's mean does not remove it: a handheld
+camera pans and shakes across a larger cluttered scene, the light drifts and flickers, and `props` moving
+objects with no part in the activity (as large and salient as the action's objects, crossing over them)
+show the "prop" factor (synthetic_motion.py). The "static" world (generator version 3) keeps every
+confounder constant over time; each of `camera_motion`, `light_change` and `props` also turns on and off
+alone.
 
 The "pretrain" split (confounded like "train") is for pre-training the encoder (`cmdcl pretrain-clip`), the
 way CLIP is trained on web images: no head trains or tests on it, and extraction skips it unless asked. The
 manifest's `context` column describes each video's scene in words ("in a blue kitchen with stripes, red
-apron, dim warm light"), like the alt-text around a web image.
+apron, dim warm light, two teal stars moving about"), like the alt-text around a web image.
 
 The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
 same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
 (config, scripts, provenance). The manifest's `boxes` column names each video's box file
-(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth)
-and its `confounder:background|attire|lighting` columns repeat the context ids, so extraction stores both in
-the feature file. Same seed -> byte-identical manifest, box and video files.
+(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth),
+its `prop_boxes` column (moving world) each video's prop box file (`prop_boxes/<split>/<video_id>.csv`, every
+prop's box in every frame) and its `confounder:background|attire|lighting[|prop]` columns repeat the context
+ids, so extraction stores all three in the feature file. Same seed -> byte-identical manifest, box and video files.
 """
 from __future__ import annotations
 
@@ -37,17 +47,22 @@ import numpy as np
 from cmdcl.core.errors import CmdclError
 from .base import DatasetIndex, SplitSpec
 from .synthetic_spec import (  # noqa: F401  (re-exported: the world's public names)
-    ACTIVITY_NAMES, CONFOUNDERS, HEAD_SPLITS, SPLITS, STEP_NAMES, SyntheticConfig, VideoSpec, World)
+    ACTIVITY_NAMES, CONFOUNDERS, DEFAULT_WORLD, HEAD_SPLITS, PROP_FACTOR, SPLITS, STEP_NAMES, WORLDS,
+    SyntheticConfig, VideoSpec, World, world_options)
+from .synthetic_motion import PROP_SHAPES, prop_colour, prop_shape  # noqa: F401
 from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
-    SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
-    attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
-    render_all, render_video_with_boxes, write_boxes)
+    SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, RenderedVideo, background_colour,
+    attire_colour, lighting_params, colour_name, context_text, step_signature, render, render_video, write_video,
+    render_all, render_video_with_boxes, write_boxes, write_prop_boxes)
 
-GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
+GENERATOR_VERSION = 4  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
 # manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
-# default size 50 per class; bump when the rendering or sampling changes, so stale datasets are not reused
+# default size 50 per class; 4: the moving world (camera motion, light change, props, the prop factor and
+# prop boxes) as the default; the static world's files are version 3's. Bump when the rendering or sampling
+# changes, so stale datasets are not reused
 
-OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes", "DONE"}
+OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes",
+                "prop_boxes", "DONE"}
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -79,7 +94,8 @@ def build_world(config: SyntheticConfig) -> World:
     for c in range(2, num_classes):  # the exclusive step makes every later bag unique
         bag = [exclusive[c - 2]] + take_from_pool(script_length(2) - 1)
         scripts.append([int(s) for s in rng.permutation(bag)])
-    preferred = {name: [int(v) for v in rng.permutation(num_classes)] for name in CONFOUNDERS}
+    # the prop factor's preference is drawn last, so the static factors' are those of the static world
+    preferred = {name: [int(v) for v in rng.permutation(num_classes)] for name in (*CONFOUNDERS, PROP_FACTOR)}
     return World(
         activity_names=list(ACTIVITY_NAMES[:num_classes]), step_names=list(STEP_NAMES[:num_steps]),
         scripts=scripts, preferred=preferred, same_bag_pairs=[(0, 1)],
@@ -91,13 +107,13 @@ def _draw_context(rng: np.random.Generator, label: int, split: str, world: World
     """Jointly agreeing context with P = rho; otherwise each confounder takes another value at random."""
     num_values = config.num_activities
     if split == "test_ood" and config.ood_mode == "chance":
-        return {name: int(rng.integers(num_values)) for name in CONFOUNDERS}
+        return {name: int(rng.integers(num_values)) for name in config.factors}
     # "reversed" points the context to the next activity instead of the true one, with the same strength
     target = (label + 1) % config.num_activities if split == "test_ood" else label
     if rng.random() < config.confounding:
-        return {name: world.preferred[name][target] for name in CONFOUNDERS}
+        return {name: world.preferred[name][target] for name in config.factors}
     context = {}
-    for name in CONFOUNDERS:
+    for name in config.factors:
         others = [v for v in range(num_values) if v != world.preferred[name][target]]
         context[name] = int(others[rng.integers(len(others))])
     return context
@@ -140,7 +156,7 @@ def sample_videos(config: SyntheticConfig, world: World | None = None,
                 rng = np.random.default_rng(key)
                 num_frames, segments = _draw_segments(rng, world.scripts[label], config)
                 context = _draw_context(rng, label, split, world, config)
-                agrees = {name: context[name] == world.preferred[name][label] for name in CONFOUNDERS}
+                agrees = {name: context[name] == world.preferred[name][label] for name in config.factors}
                 specs.append(VideoSpec(
                     video_id=f"{split}_{label:02d}_{i:04d}", split=split, label=label, num_frames=num_frames,
                     segments=segments, context=context, agrees=agrees,
@@ -158,32 +174,34 @@ def _steps_field(spec: VideoSpec, world: World, fps: int) -> str:
 def _write_tables(folder: Path, specs: list[VideoSpec], world: World, config: SyntheticConfig) -> None:
     (folder / "classes.txt").write_text("".join(f"{n}\n" for n in world.activity_names))
     (folder / "steps.txt").write_text("".join(f"{n}\n" for n in world.step_names))
+    factors = config.factors
+    props = ["prop_boxes"] if config.props else []  # absent from the static world's manifest (version 3's)
     with open(folder / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
-                         *(f"confounder:{n}" for n in CONFOUNDERS)])
+        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context", "boxes", *props,
+                         *(f"confounder:{n}" for n in factors)])
         for spec in specs:
             writer.writerow([spec.video_id, spec.path, spec.split, world.activity_names[spec.label], "",
                              _steps_field(spec, world, config.fps),
-                             context_text(spec.context, config.num_activities), spec.boxes_path,
-                             *(spec.context[n] for n in CONFOUNDERS)])
+                             context_text(spec.context, config.num_activities, config.props), spec.boxes_path,
+                             *([spec.prop_boxes_path] if props else []), *(spec.context[n] for n in factors)])
     with open(folder / "attributes.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "split", "label", "label_index", *CONFOUNDERS,
-                         *(f"{n}_agrees" for n in CONFOUNDERS), "num_frames", "seconds", "order"])
+        writer.writerow(["video_id", "split", "label", "label_index", *factors,
+                         *(f"{n}_agrees" for n in factors), "num_frames", "seconds", "order"])
         for spec in specs:
             writer.writerow([spec.video_id, spec.split, world.activity_names[spec.label], spec.label,
-                             *(spec.context[n] for n in CONFOUNDERS), *(int(spec.agrees[n]) for n in CONFOUNDERS),
+                             *(spec.context[n] for n in factors), *(int(spec.agrees[n]) for n in factors),
                              spec.num_frames, f"{spec.num_frames / config.fps:.3f}",
                              " ".join(str(s) for s, _, _ in spec.segments)])
 
 
-def _agreement(specs: list[VideoSpec]) -> dict[str, dict[str, float]]:
+def _agreement(specs: list[VideoSpec], factors: tuple[str, ...]) -> dict[str, dict[str, float]]:
     out = {}
     for split in SPLITS:
         chosen = [s for s in specs if s.split == split]
         if chosen:
-            out[split] = {n: round(float(np.mean([s.agrees[n] for s in chosen])), 4) for n in CONFOUNDERS}
+            out[split] = {n: round(float(np.mean([s.agrees[n] for s in chosen])), 4) for n in factors}
     return out
 
 
@@ -198,10 +216,11 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
         "generator_version": GENERATOR_VERSION,
         "code_version": code_version(),
         "seed": config.seed,
+        "world": config.world,
         "config": asdict(config),
         "activities": [
             {"index": c, "name": world.activity_names[c], "script": [world.step_names[s] for s in script],
-             "script_index": script, "context": {n: world.preferred[n][c] for n in CONFOUNDERS}}
+             "script_index": script, "context": {n: world.preferred[n][c] for n in config.factors}}
             for c, script in enumerate(world.scripts)
         ],
         "steps": [{"index": s, "name": world.step_names[s], **step_signature(s),
@@ -214,6 +233,8 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
                             "texture": TEXTURES[v % len(TEXTURES)]} for v in range(k)],
             "attire": [{"colour": attire_colour(v, k).round(3).tolist()} for v in range(k)],
             "lighting": [dict(zip(("gain", "tint", "slope"), lighting_params(v, k))) for v in range(k)],
+            **({PROP_FACTOR: [{"shape": prop_shape(v), "colour": prop_colour(v, k).round(3).tolist()}
+                              for v in range(k)]} if config.props else {}),
         },
         "splits": {
             split: {"videos": sum(s.split == split for s in specs),
@@ -221,7 +242,7 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
                                            chance if config.ood_mode == "chance" else
                                            (1 - config.confounding) / (k - 1)),
                     "measured_agreement": agreement}
-            for split, agreement in _agreement(specs).items()
+            for split, agreement in _agreement(specs, config.factors).items()
         },
     }
 
@@ -249,8 +270,8 @@ def _build(folder: Path, config: SyntheticConfig, progress: bool) -> None:
     world = build_world(config)
     specs = sample_videos(config, world)
     for split in SPLITS:
-        (folder / "videos" / split).mkdir(parents=True, exist_ok=True)
-        (folder / "boxes" / split).mkdir(parents=True, exist_ok=True)
+        for kind in ("videos", "boxes", *(("prop_boxes",) if config.props else ())):
+            (folder / kind / split).mkdir(parents=True, exist_ok=True)
     render_all(folder, specs, config, progress)
     _write_tables(folder, specs, world, config)
     (folder / "world.json").write_text(json.dumps(_world_json(world, specs, config), indent=2) + "\n")
@@ -347,13 +368,19 @@ def load_attributes(root: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def attribute_factors(rows: list[dict[str, str]]) -> list[str]:
+    """The context factors of attributes.csv rows: its columns NAME that have a NAME_agrees column."""
+    return [name for name in (rows[0] if rows else {}) if f"{name}_agrees" in rows[0]]
+
+
 def measured_agreement(root: str | Path) -> dict[str, dict[str, float]]:
     """split -> confounder -> fraction of videos whose context value agrees with their activity."""
     rows = load_attributes(root)
+    factors = attribute_factors(rows)
     out = {}
     for split in dict.fromkeys(r["split"] for r in rows):
         chosen = [r for r in rows if r["split"] == split]
-        out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in CONFOUNDERS}
+        out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in factors}
     return out
 
 
@@ -365,13 +392,14 @@ def context_only_accuracy(root: str | Path, seed: int = 0) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
 
     rows = load_attributes(root)
-    num_values = 1 + max(int(r[n]) for r in rows for n in CONFOUNDERS)
+    factors = attribute_factors(rows)
+    num_values = 1 + max(int(r[n]) for r in rows for n in factors)
 
     def table(split: str) -> tuple[np.ndarray, np.ndarray]:
         chosen = [r for r in rows if r["split"] == split]
-        x = np.zeros((len(chosen), len(CONFOUNDERS) * num_values))
+        x = np.zeros((len(chosen), len(factors) * num_values))
         for i, row in enumerate(chosen):
-            for j, name in enumerate(CONFOUNDERS):
+            for j, name in enumerate(factors):
                 x[i, j * num_values + int(row[name])] = 1
         return x, np.array([int(r["label_index"]) for r in chosen])
 

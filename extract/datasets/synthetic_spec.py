@@ -1,6 +1,7 @@
 """What defines the synthetic world, shared by its sampling (synthetic.py) and its rendering
 (synthetic_render.py): the options (`SyntheticConfig`), the world a seed fixes (`World`), one video's spec
-(`VideoSpec`) and the names. Imports neither module (nor numpy), so that neither imports the other back.
+(`VideoSpec`), the names and the world presets. Imports neither module (nor numpy), so that neither
+imports the other back.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from cmdcl.core.errors import CmdclError
 # older splits stay byte-identical for a seed.
 SPLITS = ("train", "test", "test_ood", "pretrain")
 HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
-CONFOUNDERS = ("background", "attire", "lighting")
+CONFOUNDERS = ("background", "attire", "lighting")  # the static world's context factors
+PROP_FACTOR = "prop"  # the moving props' kind and colour: a context factor when the world has props
 
 ACTIVITY_NAMES = (
     "make soup", "make pancake", "make scrambled egg", "make tea", "make sandwich", "make salad",
@@ -25,6 +27,17 @@ STEP_NAMES = (
     "pour coffee", "wash lettuce", "slice tomato", "add tea bag", "grate cheese", "peel potato",
     "season dish", "knead dough", "drain pasta", "serve plate",
 )
+
+# `cmdcl synth/demo --world NAME`: the time-varying confounders' settings of each world (SyntheticConfig
+# fields). "moving" is SyntheticConfig's defaults; "static" is the world of generator version 3, whose
+# confounders are constant over time (its videos are byte-identical to version 3's for a seed).
+MOVING_OPTIONS = ("camera_motion", "light_change", "props")
+WORLDS: dict[str, dict[str, float | int]] = {
+    "moving": {"camera_motion": 0.1, "light_change": 0.15, "props": 2},
+    "static": {"camera_motion": 0.0, "light_change": 0.0, "props": 0},
+}
+DEFAULT_WORLD = "moving"
+MAX_PROPS = 4
 
 
 @dataclass
@@ -49,6 +62,21 @@ class SyntheticConfig:
     ood_mode: str = "chance"  # "chance" | "reversed"
     order_noise: float = 0.25  # P(a video swaps two adjacent steps of its activity's script)
     noise: float = 4.0  # pixel noise std (0-255 scale)
+    # Time-varying confounders (WORLDS["moving"]; 0 turns each off, all three 0 is the static world):
+    camera_motion: float = 0.1  # a handheld camera's pan across a larger scene, in frame widths (plus shake)
+    light_change: float = 0.15  # within-video light drift and flicker, relative to the video's lighting
+    props: int = 2  # moving objects with no part in the activity, whose kind agrees with it like the context
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The context factors of this world: the static three, plus the props' kind when there are props."""
+        return CONFOUNDERS + ((PROP_FACTOR,) if self.props else ())
+
+    @property
+    def world(self) -> str:
+        """The name of the WORLDS preset these options are, or "custom"."""
+        mine = {name: getattr(self, name) for name in MOVING_OPTIONS}
+        return next((name for name, preset in WORLDS.items() if preset == mine), "custom")
 
     def validate(self) -> None:
         """Raise CmdclError naming the first option that cannot produce a valid world."""
@@ -88,10 +116,26 @@ class SyntheticConfig:
             raise bad("order_noise", "must be a probability in [0, 1]")
         if self.noise < 0:
             raise bad("noise", "must be >= 0")
+        self._validate_moving(bad)
+
+    def _validate_moving(self, bad) -> None:
+        if not 0.0 <= self.camera_motion <= 0.25:
+            raise bad("camera_motion", "must be in [0, 0.25] frame widths (0: a fixed camera)")
+        if not 0.0 <= self.light_change <= 0.5:
+            raise bad("light_change", "must be in [0, 0.5] (0: constant light within a video)")
+        if not 0 <= self.props <= MAX_PROPS:
+            raise bad("props", f"must be between 0 and {MAX_PROPS}")
 
     def videos_per_class(self, split: str) -> int:
         return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class,
                 "pretrain": self.pretrain_per_class}[split]
+
+
+def world_options(world: str) -> dict[str, float | int]:
+    """The SyntheticConfig fields of a WORLDS preset; a CmdclError for an unknown name."""
+    if world not in WORLDS:
+        raise CmdclError(f"--world {world!r} is not a synthetic world.", fix=f"use one of: {', '.join(WORLDS)}.")
+    return dict(WORLDS[world])
 
 
 @dataclass
@@ -124,3 +168,8 @@ class VideoSpec:
     def boxes_path(self) -> str:
         """The video's box file: its foreground object's box in every frame (manifest `boxes` column)."""
         return f"boxes/{self.split}/{self.video_id}.csv"
+
+    @property
+    def prop_boxes_path(self) -> str:
+        """The video's prop box file: every prop's box in every frame (manifest `prop_boxes` column)."""
+        return f"prop_boxes/{self.split}/{self.video_id}.csv"
