@@ -4,7 +4,7 @@ over seeds into OUT/<row>/seed-<k>/ and print a plain mean table of test / test_
     .venv/bin/python benchmarks/ablation.py --features runs/demo/features/<tag>/shard-00000-of-00001.h5 \\
         --out runs/ablation [--rows cmdcl,transformer] [--seeds 0,1,2] [--sta-layers 2] [--epochs 0]
 
-Each OUT/<row>/ is a multi-seed run (head/seed_runs.py: seeds.json + seed-<k>/), each seed folder an
+Each OUT/<row>/ is a multi-seed run (head/training/seed_runs.py: seeds.json + seed-<k>/), each seed folder an
 ordinary run (best.pt, metrics_test.json, metrics_test_ood.json, predictions_*.npz), so `cmdcl compare` reads
 them. Runs go through `head/seeds.train_jobs` (one worker per core; a finished run is reused). The recipe is
 the demo's (train-head's schedule, --sta-layers 2 by default). The table is the demo's
@@ -41,7 +41,7 @@ SPLITS = ("test", "test_ood")
 
 def row_config(row: str, seed: int, sta_layers: int, epochs: int):
     """The HeadConfig of one row and seed."""
-    from cmdcl.head.config import LEGACY, HeadConfig
+    from cmdcl.head.model.config import LEGACY, HeadConfig
 
     options = dict(ROWS[row])
     if options.pop("legacy", False):
@@ -53,8 +53,8 @@ def run_rows(features: str, out: Path, rows: list[str], seeds: list[int], sta_la
              workers: int) -> dict[str, float]:
     """Train and score every row x seed through `train_jobs` (the code path of `train-head --seeds` and the
     demo; finished runs are reused); returns each row's mean training seconds per seed."""
-    from cmdcl.head.seed_runs import seed_dir, write_seeds
-    from cmdcl.head.seeds import train_jobs
+    from cmdcl.head.training.seed_runs import seed_dir, write_seeds
+    from cmdcl.head.training.seeds import train_jobs
 
     for row in rows:
         write_seeds(out / row, seeds, ROWS[row]["method"])

@@ -20,7 +20,7 @@ def foreground_mass(run: str, features: str, split: str, top: int = 2) -> tuple[
 
     from cmdcl.core.store import FeatureSet
     from cmdcl.head.data import FeatureData
-    from cmdcl.head.evaluate import load_model
+    from cmdcl.head.metrics.evaluate import load_model
 
     model, cfg, _ = load_model(f"{run}/best.pt", "cpu")
     data = FeatureData(FeatureSet(features), [split], frames=cfg.frames, use_patches=True, mode="memory",

@@ -27,7 +27,7 @@ COIN = {"train": 8909, "videos": 11827, "F": 64, "P": 16, "D": 768, "S": 778, "C
 
 
 def variants() -> dict[str, dict]:
-    from cmdcl.head.config import LEGACY
+    from cmdcl.head.model.config import LEGACY
 
     return {"patch (learned)": {"use_patches": True}, "frames only": {"use_patches": False},
             "old frames only": {**LEGACY, "use_patches": False}, "old patch head": {**LEGACY, "use_patches": True}}
@@ -69,9 +69,9 @@ def step_seconds(features: str, options: dict, batch: int, layers: int, steps: i
     """Seconds per training step of each variant on `features`' train split, measured interleaved."""
     import torch
 
-    from cmdcl.head.config import HeadConfig
+    from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.data import FeatureData
-    from cmdcl.head.factory import build_model
+    from cmdcl.head.model.factory import build_model
 
     data = FeatureData(features, "train", use_patches=True, mode="memory", log=lambda m: None)
     fs = data.feature_set
@@ -101,8 +101,8 @@ def step_seconds(features: str, options: dict, batch: int, layers: int, steps: i
 
 def memmap_epoch(features: Path, out: Path) -> dict:
     """One epoch of train-head with data_mode memmap and auto patches: it must run, in bounded memory."""
-    from cmdcl.head.config import HeadConfig
-    from cmdcl.head.train import train
+    from cmdcl.head.model.config import HeadConfig
+    from cmdcl.head.training.train import train
 
     lines = []
     t0 = time.perf_counter()

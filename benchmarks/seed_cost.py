@@ -6,7 +6,7 @@
 1. breakdown: one seed per method (torch threads 1, as the demo trains): seconds reading the features,
    fitting dictionaries (CMDCL's KMeans), in optimiser steps (metrics.jsonl epoch_seconds), and the rest
    (per-epoch validation, memory refresh, checkpoints), plus the epoch at which the training-loss
-   convergence rule (head/schedule.py) would have stopped.
+   convergence rule (head/training/schedule.py) would have stopped.
 2. seeds: every method x seed trained through `train_jobs` (features read once), per --configs entry
    (worker processes; full schedule or the convergence stop): wall seconds, and seconds per run.
 Nothing here asserts a speed; it prints numbers (and writes them to OUT/seed_cost.json).
@@ -23,9 +23,9 @@ from pathlib import Path
 
 
 def breakdown(features: str, methods: list[str], out: Path, sta_layers: int) -> list[dict]:
-    from cmdcl.head.config import HeadConfig
+    from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.data import load_train_data
-    from cmdcl.head.train import train
+    from cmdcl.head.training.train import train
 
     t0 = time.perf_counter()
     data = load_train_data(features, log=lambda m: None)
@@ -59,7 +59,7 @@ CANDIDATES = ((3, 0.05), (3, 0.1), (5, 0.05), (5, 0.1), (8, 0.1))  # (--converge
 
 def _would_converge(lines: list[dict]) -> dict[str, int | None]:
     """Per candidate rule, the epoch at which it would have stopped this run (None: never)."""
-    from cmdcl.head.schedule import Convergence
+    from cmdcl.head.training.schedule import Convergence
 
     stops: dict[str, int | None] = {}
     for patience, delta in CANDIDATES:
@@ -73,8 +73,8 @@ def seeds_cost(features: str, methods: list[str], seeds: list[int], workers: int
                sta_layers: int, converge: bool) -> dict:
     import dataclasses
 
-    from cmdcl.head.config import HeadConfig
-    from cmdcl.head.seeds import train_jobs
+    from cmdcl.head.model.config import HeadConfig
+    from cmdcl.head.training.seeds import train_jobs
 
     root = out / f"seeds-w{workers}-{'conv' if converge else 'full'}"
     shutil.rmtree(root, ignore_errors=True)

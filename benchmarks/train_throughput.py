@@ -157,10 +157,10 @@ def measure_naive(path: Path, batch_size: int, workers: int) -> dict:
 def measure_cmdcl(path: Path, batch_size: int, subset: int, layers: int) -> dict:
     import torch
 
-    from cmdcl.head.config import HeadConfig
+    from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.data import FeatureData, epoch_batches
-    from cmdcl.head.factory import build_model
-    from cmdcl.head.train import head_loss, param_groups
+    from cmdcl.head.model.factory import build_model
+    from cmdcl.head.training.train import head_loss, param_groups
 
     data = FeatureData(path, "train", mode="memory", log=lambda m: None)
     rows = np.arange(min(subset, len(data)))

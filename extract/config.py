@@ -50,12 +50,14 @@ class ExtractConfig:
         "Comma-separated splits, e.g. train,test (default all).", parse=comma_list, option_type=str))
     out_dir: str = field(default="feats", metadata=_help(
         "Output folder for shard-kkkkk-of-nnnnn.h5 files.", flag="--out"))
-    model: str = field(default="ViT-B-16", metadata=_help("open_clip model name (cmdcl-tiny: tiny random model)."))
+    model: str = field(default="ViT-B-16", metadata=_help(
+        "open_clip model name (cmdcl-tiny: tiny random model); the activation follows the weights' tag "
+        "(ViT-B-16 with openai builds ViT-B-16-quickgelu)."))
     pretrained: Optional[str] = field(default=None, metadata=_help(
         "open_clip tag, weights file, hf-hub:ORG/REPO or local-dir:PATH (models.load_encoder)."))
     cache_dir: Optional[str] = field(default=None, metadata=_help("Weights cache (pre-filled for offline use)."))
     preprocess_tag: Optional[str] = field(default=None, metadata=_help(
-        "With a bare weights file: the pretrained tag whose preprocessing (mean/std, resize) it needs."))
+        "With a bare weights file: the pretrained tag whose preprocessing (mean/std, resize) and activation it needs."))
     frames: int = field(default=64, metadata=_help("Frames per video (padded + masked when a video is shorter)."))
     sample_fps: Optional[float] = field(default=None, metadata=_help(
         "Sample at this rate (strided down to --frames) instead of uniformly.", flag="--fps"))

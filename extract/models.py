@@ -16,19 +16,18 @@ Preprocessing follows open_clip's own config for that model and weights (open_cl
 weights file used to silently get the default OpenAI preprocessing). For a bare file it is taken from
 an `open_clip_config.json` next to the file, else from the model's registered tags when they all
 agree, else from `preprocess_tag`; when none of those decides it, loading stops and says so.
+
+The activation follows the weights too (architecture.py): `ViT-B-16` with `openai` builds QuickGELU,
+as OpenAI trained it, says so in one log line, and records `ViT-B-16-quickgelu` and `quick_gelu`.
 """
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
-import importlib.resources
-import json
 import logging
 import os
 import socket
 import threading
-import warnings
 from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
@@ -40,19 +39,16 @@ import torch.nn.functional as F
 from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CmdclError, WeightsError, one_line
 from cmdcl.core.relocate import WEIGHT_SUFFIXES, file_sha256
+from .architecture import Architecture, open_clip_registry, resolve_architecture
 
-# Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on import.
-MODEL_CONFIG_DIR = Path(str(importlib.resources.files("cmdcl.extract") / "model_configs"))
-open_clip.add_model_config(MODEL_CONFIG_DIR)
+open_clip_registry()  # our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry
+log = logging.getLogger(__name__)
 
-RANDOM_TAGS = ("", "random")
 # fp16 / bf16: the weights themselves are cast (fastest; +38-46 % over autocast on an H200, issue 14).
 # amp-fp16 / amp-bf16: fp32 weights under torch.autocast (the behaviour before half weights existed).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp-fp16", "amp-bf16")
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 HUB_PROBE_TIMEOUT_S = 3.0
-HF_HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"
-PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 CROP_OF_RESIZE_MODE = {"shortest": "center", "longest": "center_pad", "squash": "none"}
 
 
@@ -110,6 +106,7 @@ class FrozenEncoder:
                 "crop": CROP_OF_RESIZE_MODE.get(self.resize_mode, self.resize_mode),
             },
             "embed_dim": self.embed_dim,
+            "quick_gelu": uses_quick_gelu(self.model),  # the activation built (issue 30)
         }
 
     # ------------------------------------------------------------------------------------- encoding
@@ -185,30 +182,33 @@ def _l2(x: torch.Tensor) -> torch.Tensor:
 
 def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str | None = None,
                  device: str = "auto", precision: str = "auto", seed: int = 0, *,
-                 preprocess_tag: str | None = None) -> FrozenEncoder:
+                 preprocess_tag: str | None = None, quick_gelu: bool | None = None) -> FrozenEncoder:
     """Build a frozen encoder; see the module docstring for what `pretrained` may be.
 
-    `preprocess_tag` names the pretrained tag whose preprocessing a bare weights file should use when
-    the model's tags disagree (e.g. ViT-L-14); it is ignored for every other source.
+    `preprocess_tag` names the pretrained tag whose preprocessing (and activation) a bare weights file
+    should use when the model's tags disagree (e.g. ViT-L-14); it is ignored for every other source.
+    `quick_gelu` forces the activation (None: the one the weights were trained with, architecture.py).
     """
     torch_device = resolve_device(device)
     precision = _resolve_precision(precision, torch_device)
     pretrained = "" if pretrained is None else str(pretrained)
-    source = _resolve_source(model_name, pretrained, cache_dir, preprocess_tag)
+    arch = resolve_architecture(model_name, pretrained, preprocess_tag, quick_gelu)
+    if arch.note:
+        log.warning("cmdcl: %s", arch.note)  # once per load, one line, no file:line prefix
 
-    if source["kind"] == "random":
+    if arch.kind == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = _create(source["config_name"], cache_dir, {})
+            model = _create(arch.config_name, cache_dir, {}, arch.model_kwargs())
         weights_file, weights_sha256 = "", state_dict_sha256(model.state_dict())
         recorded = f"random:seed={seed}"
     else:
-        model = _create(source["config_name"], cache_dir, source["preprocess"])
-        weights_file = source["weights_file"]
+        weights_file = _weights_file(arch, cache_dir)
+        model = _create(arch.config_name, cache_dir, arch.preprocess, arch.model_kwargs())
         try:
             open_clip.load_checkpoint(model, weights_file, strict=True)
         except Exception as exc:  # wrong architecture, corrupt or truncated file
-            raise WeightsError(f"{weights_file}: cannot be loaded into {source['config_name']} "
+            raise WeightsError(f"{weights_file}: cannot be loaded into {arch.config_name} "
                                f"({one_line(exc, limit=200)}).",
                                fix="check that --model matches the weights (see its open_clip_config.json).") from None
         weights_sha256 = file_sha256(weights_file)
@@ -217,16 +217,18 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
     model.eval().requires_grad_(False)
     model.to(torch_device, dtype=HALF_DTYPES.get(precision, torch.float32))  # hashed above, in fp32
     try:
-        tokenizer = open_clip.get_tokenizer(source["config_name"], cache_dir=cache_dir)
+        tokenizer = open_clip.get_tokenizer(arch.config_name, cache_dir=cache_dir)
     except Exception as exc:
         raise WeightsError(f"tokenizer of {model_name} is not available offline ({one_line(exc, limit=200)}).",
                            fix="fill the Hugging Face cache on a machine with internet and pass --cache-dir.") from None
-    # Built-in names are recorded in open_clip's spelling ("ViT-B/16" -> "ViT-B-16") so shards agree.
-    recorded_name = model_name if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) \
-        else _check_model_name(model_name)
-    return FrozenEncoder(model, tokenizer, model_name=recorded_name, pretrained=recorded,
+    return FrozenEncoder(model, tokenizer, model_name=arch.recorded_name, pretrained=recorded,
                          weights_file=weights_file, weights_sha256=weights_sha256, device=torch_device,
                          precision=precision, preprocess_cfg=open_clip.get_model_preprocess_cfg(model))
+
+
+def uses_quick_gelu(model: torch.nn.Module) -> bool:
+    """Whether the built model's layers use QuickGELU (what provenance records as `quick_gelu`)."""
+    return any(isinstance(m, open_clip.transformer.QuickGELU) for m in model.modules())
 
 
 class _DropRandomInitNotice(logging.Filter):
@@ -236,14 +238,17 @@ class _DropRandomInitNotice(logging.Filter):
         return not str(record.msg).startswith("No pretrained weights loaded")
 
 
-def _create(config_name: str, cache_dir: str | None, preprocess: dict[str, Any]) -> torch.nn.Module:
-    """The architecture with open_clip's default init, fp32 on CPU; weights are loaded by the caller."""
+def _create(config_name: str, cache_dir: str | None, preprocess: dict[str, Any],
+            model_kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The architecture with open_clip's default init, fp32 on CPU; weights are loaded by the caller.
+    `model_kwargs` override the config (the activation resolved in architecture.py)."""
     notice_filter = _DropRandomInitNotice()
     logging.getLogger().addFilter(notice_filter)  # open_clip logs through the root logger
     try:
         return open_clip.create_model(config_name, pretrained=None, load_weights=False, precision="fp32",
                                       device="cpu", pretrained_image=False, pretrained_text=False,
-                                      force_preprocess_cfg=preprocess or None, cache_dir=cache_dir)
+                                      force_preprocess_cfg=preprocess or None, cache_dir=cache_dir,
+                                      **(model_kwargs or {}))
     except Exception as exc:  # hf-hub / local-dir configs that cannot be read
         raise WeightsError(f"model config of {config_name} is not available ({one_line(exc, limit=200)}).",
                            fix=_fetch_fix(config_name, None, cache_dir)) from None
@@ -251,64 +256,20 @@ def _create(config_name: str, cache_dir: str | None, preprocess: dict[str, Any])
         logging.getLogger().removeFilter(notice_filter)
 
 
-def _resolve_source(model_name: str, pretrained: str, cache_dir: str | None,
-                    preprocess_tag: str | None) -> dict[str, Any]:
-    """Decide where config, preprocessing and weights come from; fetch tag weights (cache first)."""
-    if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
-        if pretrained.lower() == "random":
-            return {"kind": "random", "config_name": model_name}
-        if pretrained:
-            raise CmdclError(f"--pretrained {pretrained!r} cannot be combined with model {model_name}, which "
-                             f"names its own weights.", fix="leave --pretrained empty.")
-        if model_name.startswith(LOCAL_DIR_PREFIX):
-            folder = model_name[len(LOCAL_DIR_PREFIX):]
-            return {"kind": "folder", "config_name": model_name, "preprocess": {},
-                    "weights_file": _weights_in_folder(Path(folder))}
-        repo = model_name[len(HF_HUB_PREFIX):]
-        return {"kind": "hf-hub", "config_name": model_name, "preprocess": {},
-                "weights_file": _fetch(_offline_unless_reachable(
-                    lambda: open_clip.pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir), ""),
-                    model_name, None, cache_dir)}
-
-    config_name = _check_model_name(model_name)
-    if pretrained.lower() in RANDOM_TAGS:
-        return {"kind": "random", "config_name": config_name}
-    path = Path(pretrained).expanduser()
-    if path.is_dir():
-        _check_folder_matches(config_name, path)
-        return {"kind": "folder", "config_name": LOCAL_DIR_PREFIX + str(path), "preprocess": {},
-                "weights_file": _weights_in_folder(path)}
-    if path.is_file():
-        return {"kind": "file", "config_name": config_name, "weights_file": os.path.abspath(path),
-                "preprocess": _preprocess_for_file(config_name, path, preprocess_tag)}
-    if open_clip.is_pretrained_cfg(config_name, pretrained):
-        tag_cfg = open_clip.get_pretrained_cfg(config_name, pretrained)
-        if tag_cfg.get("quick_gelu", False) and not open_clip.get_model_config(config_name).get("quick_gelu", False):
-            warnings.warn(f"{config_name}:{pretrained} was trained with QuickGELU; use model "
-                          f"{config_name}-quickgelu to match it.", stacklevel=3)
-        download = _offline_unless_reachable(lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
-                                             "" if tag_cfg.get("hf_hub") else tag_cfg.get("url", ""), cache_dir)
-        weights = _fetch(download, config_name, pretrained, cache_dir)
-        return {"kind": "tag", "config_name": config_name, "weights_file": os.path.abspath(weights),
-                "preprocess": {k: tag_cfg[k] for k in PREPROCESS_KEYS if k in tag_cfg}}
-    if path.suffix in WEIGHT_SUFFIXES or os.sep in pretrained:
-        raise WeightsError(f"{pretrained}: weights file not found.", fix="pass an existing file or folder to --pretrained.")
-    tags = open_clip.list_pretrained_tags_by_model(config_name)
-    close = difflib.get_close_matches(pretrained.lower().replace("-", "_"), tags, n=4, cutoff=0.3) or tags[:6]
-    raise CmdclError(f"unknown pretrained tag {pretrained!r} for {config_name}; known tags include: "
-                     f"{', '.join(close) if close else '(none)'}.",
-                     fix="pass a known tag, a weights file or folder, or 'random'.")
-
-
-def _check_model_name(model_name: str) -> str:
-    name = model_name.replace("/", "-")  # open_clip accepts "ViT-B/16" for "ViT-B-16"
-    models = open_clip.list_models()
-    if name in models:
-        return name
-    close = difflib.get_close_matches(name, models, n=5, cutoff=0.5)
-    raise CmdclError(f"unknown open_clip model {model_name!r}; close names: {', '.join(close) or '(none)'}.",
-                     fix="see `python -c \"import open_clip; print(open_clip.list_models())\"`, "
-                         "or use hf-hub:org/repo / local-dir:/path.")
+def _weights_file(arch: Architecture, cache_dir: str | None) -> str:
+    """The one weights file `arch` loads: found locally, or fetched for a tag / hf-hub repo (cache first)."""
+    if arch.kind in ("folder", "local-dir"):
+        return _weights_in_folder(Path(arch.source))
+    if arch.kind == "file":
+        return arch.source
+    if arch.kind == "hf-hub":
+        return _fetch(_offline_unless_reachable(
+            lambda: open_clip.pretrained.download_pretrained_from_hf(arch.source, cache_dir=cache_dir), ""),
+            arch.config_name, None, cache_dir)
+    tag_cfg = arch.tag_cfg
+    download = _offline_unless_reachable(lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
+                                         "" if tag_cfg.get("hf_hub") else tag_cfg.get("url", ""), cache_dir)
+    return os.path.abspath(_fetch(download, arch.recorded_name, arch.source, cache_dir))  # the name to fetch it with
 
 
 def _fetch(download, model_name: str, tag: str | None, cache_dir: str | None) -> str:
@@ -402,53 +363,6 @@ def _weights_in_folder(folder: Path) -> str:
         raise WeightsError(f"{folder}: expected one weights file ({'/'.join(WEIGHT_SUFFIXES)}), found "
                            f"{[p.name for p in found] or 'none'}.", fix="pass the weights file itself with --pretrained.")
     return os.path.abspath(found[0])
-
-
-def _read_folder_config(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "open_clip_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{folder / 'open_clip_config.json'}: unreadable ({one_line(exc, limit=200)}).") from None
-
-
-def _check_folder_matches(config_name: str, folder: Path) -> None:
-    """A folder brings its own architecture; refuse one that contradicts --model."""
-    if not (folder / "open_clip_config.json").is_file():
-        return  # _weights_in_folder explains what is missing
-    theirs = _read_folder_config(folder).get("model_cfg", {})
-    ours = open_clip.get_model_config(config_name) or {}
-    for key in ("embed_dim",):
-        if key in theirs and theirs[key] != ours.get(key):
-            raise CmdclError(f"{folder}: its open_clip_config.json has {key}={theirs[key]} but model {config_name} "
-                             f"has {ours.get(key)}.", fix=f"pass the model the folder was saved from, or local-dir:{folder}.")
-
-
-def _preprocess_for_file(config_name: str, path: Path, preprocess_tag: str | None) -> dict[str, Any]:
-    """Preprocessing for a bare weights file, never open_clip's silent default (open_clip #1068)."""
-    sidecar = path.parent / "open_clip_config.json"
-    if sidecar.is_file():  # an HF snapshot or an open_clip export: the file's own preprocessing
-        cfg = _read_folder_config(path.parent).get("preprocess_cfg", {})
-        if cfg:
-            return {k: cfg[k] for k in PREPROCESS_KEYS if k in cfg}
-    tags = open_clip.list_pretrained_tags_by_model(config_name)
-    if preprocess_tag:
-        if preprocess_tag not in tags:
-            raise CmdclError(f"preprocess tag {preprocess_tag!r} is not a pretrained tag of {config_name}; "
-                             f"known: {', '.join(tags) or '(none)'}.")
-        cfg = open_clip.get_pretrained_cfg(config_name, preprocess_tag)
-        return {k: cfg[k] for k in PREPROCESS_KEYS if k in cfg}
-    variants = {}
-    for tag in tags:
-        cfg = open_clip.get_pretrained_cfg(config_name, tag)
-        variants.setdefault(json.dumps({k: cfg.get(k) for k in PREPROCESS_KEYS}, sort_keys=True), []).append(tag)
-    if len(variants) > 1:
-        groups = "; ".join(f"{', '.join(v[:3])} -> {k}" for k, v in variants.items())
-        raise CmdclError(f"{path}: the pretrained tags of {config_name} use different preprocessing ({groups}), "
-                         f"so a bare weights file does not say which applies.",
-                         fix="put the file next to its open_clip_config.json, or name its tag with preprocess_tag.")
-    if variants:
-        return {k: v for k, v in json.loads(next(iter(variants))).items() if v is not None}
-    return {}  # an architecture without registered weights (e.g. cmdcl-tiny): its config's defaults
 
 
 def _resolve_precision(precision: str, device: torch.device) -> str:

@@ -149,11 +149,12 @@ def load_frames(index: DatasetIndex, image_size: int, preprocess_cfg: dict[str, 
 
 def build_model(model_name: str, seed: int) -> torch.nn.Module:
     """open_clip's architecture with its default initialisation drawn under `seed`, fp32 on CPU."""
-    from .models import _check_model_name, _create
+    from .architecture import check_model_name
+    from .models import _create
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _create(_check_model_name(model_name), None, {})
+        return _create(check_model_name(model_name), None, {})
 
 
 class _TokenCache:

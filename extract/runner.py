@@ -243,9 +243,16 @@ def _encoder(cfg: ExtractConfig, encoder):
     if encoder is None:
         return load_encoder(cfg.model, cfg.pretrained, cache_dir=cfg.cache_dir, device=cfg.device,
                             precision=cfg.precision, seed=cfg.seed, preprocess_tag=cfg.preprocess_tag)
-    if encoder.model_name.replace("/", "-") != cfg.model.replace("/", "-"):  # open_clip spells ViT-B/16 ViT-B-16
+    # open_clip spells ViT-B/16 ViT-B-16; ViT-B-16 with QuickGELU weights is recorded as ViT-B-16-quickgelu.
+    if _base_name(encoder.model_name) != _base_name(cfg.model):
         raise ValueError(f"encoder {encoder.model_name!r} passed for model {cfg.model!r}")
     return encoder
+
+
+def _base_name(model_name: str) -> str:
+    from .architecture import QUICKGELU_SUFFIX
+
+    return model_name.replace("/", "-").removesuffix(QUICKGELU_SUFFIX)
 
 
 def _backend(cfg: ExtractConfig, items: Sequence[VideoItem], log: Callable[[str], None]) -> str | None:

@@ -1,5 +1,5 @@
 """`cmdcl compare RUN... --split S`: mean +- 95% interval per run and paired differences to a reference
-(head/compare.py, docs/REPORT.md "Comparing methods"). numpy/scipy/matplotlib are imported inside the body."""
+(head/comparison/compare.py, docs/REPORT.md "Comparing methods"). numpy/scipy/matplotlib are imported inside the body."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,11 +27,11 @@ def compare(
         raise CmdclError(f"--metric {metric}: unknown; choose top1, mAP or step_mAP.")
     if resamples < 100:
         raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
-    from cmdcl.head.compare import compare_runs, write_outputs
+    from cmdcl.head.comparison.compare import compare_runs, format_table, write_outputs
 
     comparison = compare_runs(runs, split, reference, metric, n_resamples=resamples, seed=seed)
     paths = write_outputs(comparison, out or Path(runs[0]).parent / f"compare-{split}")
-    typer.echo(comparison.table())
+    typer.echo(format_table(comparison))
     typer.echo(f"wrote {paths['json']}, {paths['table']}, {paths['forest']}")
 
 

@@ -127,7 +127,7 @@ def demo(
     report: bool = typer.Option(True, "--report/--no-report", help="Render the HTML report of the cmdcl run."),
 ) -> None:
     """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
-    from cmdcl.head.seeds import parse_seeds
+    from cmdcl.head.training.seeds import parse_seeds
     from .demo import DemoConfig, run_demo
 
     moving = world_settings(world, camera_motion, light_change, props)

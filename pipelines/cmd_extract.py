@@ -138,9 +138,14 @@ def inspect(
 ) -> None:
     """Summarise feature files: counts per split, padding, failures, provenance."""
     from cmdcl.core.store import FeatureSet
+    from cmdcl.extract.architecture import activation_mismatch
 
-    summary = FeatureSet(files).summary()
+    features = FeatureSet(files)
+    summary = features.summary()
     typer.echo(json.dumps(summary, indent=1, default=str) if as_json else _describe(summary))
+    note = activation_mismatch(features.attrs)
+    if note:
+        typer.echo(f"cmdcl: warning: {note}", err=True)
 
 
 def merge(
@@ -160,10 +165,14 @@ def verify(
     paths: List[str] = typer.Argument(..., help="Feature files, folders of shards or globs."),
 ) -> None:
     """Check feature files fully (structure, counts, NaN/inf, masks, labels, duplicates, provenance across
-    shards, missing shards); exit 1 on any problem."""
+    shards, missing shards); exit 1 on any problem. Features of a model built with another activation than
+    its weights were trained with (files from before cmdcl resolved it) get a warning, not a problem."""
     from cmdcl.core.store import verify_paths
+    from cmdcl.extract.architecture import activation_mismatch
 
-    report = verify_paths(paths)
+    report = verify_paths(paths, provenance_check=activation_mismatch)
+    for warning in report.warnings:  # e.g. features of a mismatched activation: sound files, exit 0
+        typer.echo(f"cmdcl: warning: {warning}", err=True)
     for problem in report.problems:
         typer.echo(problem)
     if report.problems:

@@ -95,7 +95,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     report_path = None
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
-        from cmdcl.head.seed_runs import seed_dir
+        from cmdcl.head.training.seed_runs import seed_dir
 
         say(f"[5/5] report of the cmdcl run (seed {cfg.seeds[0]}, with the OOD comparison)")
         report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu",
@@ -165,8 +165,8 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
 
     import torch
 
-    from cmdcl.head.seed_runs import seed_dir, write_seeds
-    from cmdcl.head.seeds import train_jobs
+    from cmdcl.head.training.seed_runs import seed_dir, write_seeds
+    from cmdcl.head.training.seeds import train_jobs
 
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise CmdclError(f"--seeds {','.join(map(str, cfg.seeds))}: expected distinct seeds, e.g. 0,1,2.")
@@ -204,7 +204,7 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
 
 
 def _head_config(cfg: DemoConfig, method: str, seed: int):
-    from cmdcl.head.config import HeadConfig
+    from cmdcl.head.model.config import HeadConfig
 
     return HeadConfig(**DEMO_RUNS[method], epochs=cfg.epochs, sta_layers=cfg.sta_layers, seed=seed)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cmdcl.head.seed_runs import seed_dirs
+from cmdcl.head.training.seed_runs import seed_dirs
 
 IID, OOD = "test", "test_ood"
 # The one place the demo reads grounding from: keys of `evaluate`'s per-split metrics (mass of step / patch
@@ -63,7 +63,7 @@ def mean_of(values) -> float | None:
 
 def compare_splits(out: Path, rows: Sequence[str], reference: str | None = REFERENCE):
     """{split: Comparison} of the rows on IID and OOD, written to OUT/compare-<split>/."""
-    from cmdcl.head.compare import compare_runs, write_outputs
+    from cmdcl.head.comparison.compare import compare_runs, write_outputs
 
     reference = reference if reference in rows else rows[0]
     comparisons = {}
@@ -123,7 +123,7 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str],
              "seeds;",
              " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
              "the same videos and seeds (test-set noise), p: paired permutation test; 'over seeds': t interval of "
-             "the per-seed differences (training noise; head/compare.py);",
+             "the per-seed differences (training noise; head/comparison/compare.py);",
              " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd: IID "
              "patch-attention mass on the true object's patches / their share (1.0 = uniform, '-' = no such "
              "attention);"]

@@ -9,12 +9,12 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import TextBank
 from torch import nn
 
-from cmdcl.head.baselines import LinearProbeHead, TemporalTransformerHead, TextScoredHead, ZeroShotHead
-from cmdcl.head.visual import mean_over_valid_frames
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.factory import build_model
-from cmdcl.head.registry import METHODS, MethodEntry
-from cmdcl.head.train import param_groups, warmup_cosine
+from cmdcl.head.model.baselines import LinearProbeHead, TemporalTransformerHead, TextScoredHead, ZeroShotHead
+from cmdcl.head.model.visual import mean_over_valid_frames
+from cmdcl.head.model.config import HeadConfig
+from cmdcl.head.model.factory import build_model
+from cmdcl.head.model.registry import METHODS, MethodEntry
+from cmdcl.head.training.train import param_groups, warmup_cosine
 
 D, C, S, FR = 16, 3, 5, 6
 

@@ -141,7 +141,7 @@ def test_gpu_sampler_parses_nvidia_smi(tmp_path, monkeypatch):
 def test_ablation_writes_seed_runs_and_the_demo_table(tmp_path, capsys):
     from head_fixtures import order_world
 
-    from cmdcl.head.seed_runs import seed_dirs
+    from cmdcl.head.training.seed_runs import seed_dirs
 
     world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=2, grid=2, extra_splits=("test_ood",))
     ablation = load_script("ablation")

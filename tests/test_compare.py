@@ -11,10 +11,10 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.compare import compare_runs, write_outputs
-from cmdcl.head.predictions import Predictions, load_predictions, predictions_path, save_predictions
-from cmdcl.head.seed_runs import seed_dir, write_seeds
-from cmdcl.head.stats import WeightedMAP, counts, t_interval
+from cmdcl.head.comparison.compare import compare_runs, format_table, write_outputs
+from cmdcl.head.metrics.predictions import Predictions, load_predictions, predictions_path, save_predictions
+from cmdcl.head.training.seed_runs import seed_dir, write_seeds
+from cmdcl.head.comparison.stats import WeightedMAP, counts, t_interval
 from cmdcl.pipelines.cli import main
 
 NUM_CLASSES = 3
@@ -160,7 +160,7 @@ def test_multi_seed_mean_and_t_interval_by_hand(tmp_path):
     one = rows["one"]
     assert one.ci_kind == "bootstrap over videos" and one.ci_low < 0.5 < one.ci_high
     assert one.pairing.startswith("video (per-video scores averaged") and any("one: seeds" in n for n in c.notes)
-    assert "n=1" in c.table() and "* n=1: one seed" in c.table()
+    assert "n=1" in format_table(c) and "* n=1: one seed" in format_table(c)
 
 
 def test_mismatched_video_sets_are_a_one_line_error(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cmdcl.head.config import HeadConfig
+from cmdcl.head.model.config import HeadConfig
 from cmdcl.pipelines.config_options import config_options
 
 

@@ -8,8 +8,8 @@ import sys
 import torch
 
 from cmdcl.core.store import FeatureSet
-from cmdcl.head.checkpoint import load_checkpoint
-from cmdcl.head.factory import build_model
+from cmdcl.head.model.checkpoint import load_checkpoint
+from cmdcl.head.model.factory import build_model
 from cmdcl.pipelines.cli import main
 from head_fixtures import order_world
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cmdcl.head.checkpoint import load_checkpoint
-from cmdcl.head.config import HeadConfig
+from cmdcl.head.model.checkpoint import load_checkpoint
+from cmdcl.head.model.config import HeadConfig
 from cmdcl.head.data import epoch_batches, load_train_val
-from cmdcl.head.schedule import AUTO_EPOCHS, resolve_schedule, resolve_selection
+from cmdcl.head.training.schedule import AUTO_EPOCHS, resolve_schedule, resolve_selection
 from cmdcl.pipelines.cli import main
 from head_fixtures import order_world
 

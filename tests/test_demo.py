@@ -8,8 +8,8 @@ import numpy as np
 from cmdcl.core.store import FeatureSet
 from cmdcl.extract.models import file_sha256
 from cmdcl.pipelines.cli import main
-from cmdcl.head.predictions import Predictions, predictions_path, save_predictions
-from cmdcl.head.seed_runs import seed_dir, write_seeds
+from cmdcl.head.metrics.predictions import Predictions, predictions_path, save_predictions
+from cmdcl.head.training.seed_runs import seed_dir, write_seeds
 from cmdcl.pipelines.demo import DEMO_RUNS
 from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
 

@@ -7,10 +7,10 @@ import torch
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet, TextBank, VideoRecord
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.evaluate import (evaluate, evaluate_splits, load_model, mean_average_precision,
+from cmdcl.head.model.config import HeadConfig
+from cmdcl.head.metrics.evaluate import (evaluate, evaluate_splits, load_model, mean_average_precision,
                                  single_label_metrics, topk_accuracy)
-from cmdcl.head.train import train
+from cmdcl.head.training.train import train
 from cmdcl.pipelines.cli import main
 from head_fixtures import multilabel_world, world_attrs, write_records
 
@@ -82,7 +82,7 @@ def test_zeroshot_evaluation_matches_hand_computed_metrics(tmp_path):
 
 
 def test_evaluate_writes_per_video_predictions(tmp_path):
-    from cmdcl.head.predictions import load_predictions
+    from cmdcl.head.metrics.predictions import load_predictions
 
     features = _axis_world(tmp_path / "axis.h5")
     train(features, tmp_path / "run", HeadConfig(method="zeroshot", val_fraction=0.0), progress=False,
@@ -175,7 +175,7 @@ def test_predict_extracts_like_training_and_agrees_with_cached_features(tmp_path
 
 # ------------------------------------------------------------------ step grounding
 
-from cmdcl.head.grounding import InstanceGrounding, grounding_summary, segment_grounding  # noqa: E402
+from cmdcl.head.metrics.grounding import InstanceGrounding, grounding_summary, segment_grounding  # noqa: E402
 
 
 def test_attention_inside_the_segments_scores_full_mass_and_pointing():
@@ -257,7 +257,7 @@ def test_evaluation_reports_grounding_for_heads_with_step_attention(tmp_path, ca
 def test_frame_times_follow_the_heads_frame_subsample(tmp_path):
     """With fewer head frames than stored, each head frame's time is the time of the stored frame it shows."""
     from cmdcl.head.data import FeatureData
-    from cmdcl.head.grounding import stored_frame_column
+    from cmdcl.head.metrics.grounding import stored_frame_column
     from head_fixtures import order_world
 
     fs = FeatureSet(order_world(tmp_path / "order.h5", train_per_class=1, test_per_class=5, frames=8, dim=16))

@@ -1,4 +1,4 @@
-"""The contract every entry of the method table (head/registry.py: METHODS) meets.
+"""The contract every entry of the method table (head/model/registry.py: METHODS) meets.
 
 Parametrized over the table itself, so a head is tested the moment it is registered: it builds from
 `build_model`, its forward returns "logits" (B, C) (and "step_logits" (B, S) only when it scores atomic
@@ -15,9 +15,9 @@ import torch
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import TextBank
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.factory import build_model
-from cmdcl.head.registry import METHODS
+from cmdcl.head.model.config import HeadConfig
+from cmdcl.head.model.factory import build_model
+from cmdcl.head.model.registry import METHODS
 from head_fixtures import order_world
 from help_text import help_text
 
@@ -85,8 +85,8 @@ def world(tmp_path_factory):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_trains_saves_loads_and_evaluates(method, world, tmp_path):
-    from cmdcl.head.evaluate import evaluate
-    from cmdcl.head.train import train
+    from cmdcl.head.metrics.evaluate import evaluate
+    from cmdcl.head.training.train import train
 
     steps = []
     cfg = HeadConfig(method=method, epochs=2, batch_size=8, **SMALL)

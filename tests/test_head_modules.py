@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.cmdcl_model import CMDCLHead
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.textual import TextualBackdoor, build_frame_dictionary, sinkhorn_plan
-from cmdcl.head.visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder
+from cmdcl.head.model.cmdcl_model import CMDCLHead
+from cmdcl.head.model.config import HeadConfig
+from cmdcl.head.model.textual import TextualBackdoor, build_frame_dictionary, sinkhorn_plan
+from cmdcl.head.model.visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder
 
 D, S, C, FRAMES, P = 32, 6, 3, 8, 4
 

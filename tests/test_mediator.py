@@ -1,4 +1,4 @@
-"""The learned patch mediator and the switches added with it (head/mediator.py, docs/METHOD.md §4b, §6).
+"""The learned patch mediator and the switches added with it (head/model/mediator.py, docs/METHOD.md §4b, §6).
 
 Each test would fail if its switch did nothing."""
 from __future__ import annotations
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from cmdcl.head.cmdcl_model import CMDCLHead
-from cmdcl.head.config import LEGACY, HeadConfig
-from cmdcl.head.grounding_loss import grounding_loss
-from cmdcl.head.mediator import LearnedMediator, static_split
-from cmdcl.head.visual import VideoEncoder
+from cmdcl.head.model.cmdcl_model import CMDCLHead
+from cmdcl.head.model.config import LEGACY, HeadConfig
+from cmdcl.head.training.grounding_loss import grounding_loss
+from cmdcl.head.model.mediator import LearnedMediator, static_split
+from cmdcl.head.model.visual import VideoEncoder
 
 from test_head_modules import C, FRAMES, P, D, S, batch, unit
 
@@ -144,7 +144,7 @@ def test_old_configs_rebuild_the_old_head():
 
 
 def test_folded_patch_scores_equal_the_explicit_token_attention():
-    # The mediator never builds patch tokens or keys (head/mediator.py); check it against building them.
+    # The mediator never builds patch tokens or keys (head/model/mediator.py); check it against building them.
     features, mask, patches = batch()
     model = head(use_tci=False, static_split=False, frontdoor_cross="none")
     out = model(features, mask, patches)
@@ -165,8 +165,8 @@ def test_folded_patch_scores_equal_the_explicit_token_attention():
 def test_grounding_loss_is_used_in_training_when_segments_exist(tmp_path):
     from head_fixtures import order_world
 
-    from cmdcl.head.checkpoint import load_checkpoint
-    from cmdcl.head.train import train
+    from cmdcl.head.model.checkpoint import load_checkpoint
+    from cmdcl.head.training.train import train
 
     world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=1, grid=2)
     weights, logs = {}, {}

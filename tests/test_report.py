@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.baselines import CLIP_LOGIT_SCALE
-from cmdcl.head.config import HeadConfig
+from cmdcl.head.model.baselines import CLIP_LOGIT_SCALE
+from cmdcl.head.model.config import HeadConfig
 from cmdcl.head.report import (DPI, FIGSIZE, activity_steps, build_report, matching_probabilities,
                                normalised_similarity)
-from cmdcl.head.train import train
+from cmdcl.head.training.train import train
 from cmdcl.pipelines.cmd_report import read_video_frames
 
 from head_fixtures import multilabel_world, order_world, write_records
@@ -271,8 +271,8 @@ def test_segment_lanes_sit_below_zero_in_the_actions_colours():
 
 
 def test_report_shows_a_comparison_given_or_found(runs, tmp_path):
-    from cmdcl.head.compare import compare_runs, write_outputs
-    from cmdcl.head.evaluate import evaluate_splits
+    from cmdcl.head.comparison.compare import compare_runs, write_outputs
+    from cmdcl.head.metrics.evaluate import evaluate_splits
     from cmdcl.head.report.comparison import find_comparison
 
     world = runs["cmdcl"].parent / "order.h5"

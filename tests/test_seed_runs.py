@@ -1,7 +1,7 @@
 import pytest
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.seed_runs import read_seeds, seed_dirs, write_seeds
+from cmdcl.head.training.seed_runs import read_seeds, seed_dirs, write_seeds
 
 
 def test_single_run_is_its_own_seed_dir(tmp_path):

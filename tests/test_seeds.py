@@ -1,5 +1,5 @@
-"""Several seeds in one command (head/seeds.py): the layout, resume per seed, workers, evaluation of a
-multi-seed folder; and the training-loss convergence rule (head/schedule.py: Convergence)."""
+"""Several seeds in one command (head/training/seeds.py): the layout, resume per seed, workers, evaluation of a
+multi-seed folder; and the training-loss convergence rule (head/training/schedule.py: Convergence)."""
 import json
 import os
 import signal
@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.head.checkpoint import load_checkpoint
-from cmdcl.head.config import HeadConfig
-from cmdcl.head.schedule import Convergence
-from cmdcl.head.seed_runs import read_seeds
-from cmdcl.head.seeds import parse_seeds, train_seeds
-from cmdcl.head.train import train
+from cmdcl.head.model.checkpoint import load_checkpoint
+from cmdcl.head.model.config import HeadConfig
+from cmdcl.head.training.schedule import Convergence
+from cmdcl.head.training.seed_runs import read_seeds
+from cmdcl.head.training.seeds import parse_seeds, train_seeds
+from cmdcl.head.training.train import train
 from cmdcl.pipelines.cli import main
 from head_fixtures import order_world
 

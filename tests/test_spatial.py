@@ -15,8 +15,8 @@ from cmdcl.extract.boxes import read_box_file, read_object_box_file, sampled_box
 from cmdcl.extract.datasets.registry import load_dataset
 from cmdcl.extract.datasets.synthetic import CONFOUNDERS, SyntheticConfig, generate_synthetic, load_attributes
 from cmdcl.extract.runner import ExtractConfig, run_extraction
-from cmdcl.head.leakage import context_leakage, probe_factor
-from cmdcl.head.spatial import SpatialInstances, patch_overlap
+from cmdcl.head.metrics.leakage import context_leakage, probe_factor
+from cmdcl.head.metrics.spatial import SpatialInstances, patch_overlap
 from store_fixtures import write_shard
 from video_fixtures import write_test_video
 
@@ -266,8 +266,8 @@ def test_probe_reads_a_factor_that_is_encoded_and_not_one_that_is_not():
 def test_every_head_gives_a_representation():
     import torch
 
-    from cmdcl.head.config import HeadConfig
-    from cmdcl.head.factory import build_model
+    from cmdcl.head.model.config import HeadConfig
+    from cmdcl.head.model.factory import build_model
     from store_fixtures import make_text
 
     text = make_text(num_classes=3, num_steps=4, dim=8)
@@ -287,9 +287,9 @@ def test_every_head_gives_a_representation():
 def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
     """The world's boxes and factors reach evaluate: cmdcl --use-patches gets the spatial keys (uniform
     attention without the mediator: exactly 1.0), every head gets the leakage probe."""
-    from cmdcl.head.config import HeadConfig
-    from cmdcl.head.evaluate import evaluate_splits
-    from cmdcl.head.train import train
+    from cmdcl.head.model.config import HeadConfig
+    from cmdcl.head.metrics.evaluate import evaluate_splits
+    from cmdcl.head.training.train import train
 
     _, shard = extracted
     small = dict(sta_layers=1, heads=2, dictionary_size=2, epochs=1, batch_size=4, val_fraction=0.0)

@@ -8,10 +8,10 @@ import torch
 
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.store import FeatureSet
-from cmdcl.head.checkpoint import load_checkpoint
-from cmdcl.head.config import HeadConfig
+from cmdcl.head.model.checkpoint import load_checkpoint
+from cmdcl.head.model.config import HeadConfig
 from cmdcl.head.data import FeatureData, carve_validation, epoch_batches, frame_subsample_index, load_train_val
-from cmdcl.head.train import train
+from cmdcl.head.training.train import train
 from cmdcl.pipelines.cli import main
 from head_fixtures import ORDER_SCRIPTS, order_world
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataset_fixtures
 from cmdcl.extract.datasets.registry import DATASETS, DatasetEntry
-from cmdcl.head.registry import METHODS, MethodEntry
+from cmdcl.head.model.registry import METHODS, MethodEntry
 
-# Registered before anything imports the configs (head/config.py, extract/config.py), whose --help texts are
+# Registered before anything imports the configs (head/model/config.py, extract/config.py), whose --help texts are
 # built from the tables when they are imported: as an entry written in the tables themselves would be.
 
 # The dataset: an existing adapter under a new name, with one of the shared flags (--classes).

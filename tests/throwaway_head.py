@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cmdcl.head.baselines import TextScoredHead
-from cmdcl.head.visual import mean_over_valid_frames
+from cmdcl.head.model.baselines import TextScoredHead
+from cmdcl.head.model.visual import mean_over_valid_frames
 
 
 class ThrowawayGRUHead(TextScoredHead):

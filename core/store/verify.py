@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,10 +27,16 @@ class VerifyReport:
     files: int = 0
     videos: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth knowing, but the files are sound (exit 0)
 
 
-def verify_paths(specs: Sequence[str | Path]) -> VerifyReport:
-    """Check files (or folders/globs of shards) fully; one broken file does not hide the others' problems."""
+def verify_paths(specs: Sequence[str | Path],
+                 provenance_check: Callable[[Mapping[str, Any]], str | None] | None = None) -> VerifyReport:
+    """Check files (or folders/globs of shards) fully; one broken file does not hide the others' problems.
+
+    `provenance_check` (attributes -> a line or None) adds warnings about how readable files were made:
+    the CLI passes the activation check of Stage 1 (extract/architecture.py), which core does not import.
+    """
     report = VerifyReport()
     paths: list[Path] = []
     for spec in specs:
@@ -50,6 +56,9 @@ def verify_paths(specs: Sequence[str | Path]) -> VerifyReport:
         report.problems.extend(_check_counts(path, single))
         readable.append(single)
         report.videos += len(single)
+        note = provenance_check(single.attrs) if provenance_check else None
+        if note and f"{path}: {note}" not in report.warnings:
+            report.warnings.append(f"{path}: {note}")
     if len(readable) > 1:
         try:
             FeatureSet([x.paths[0] for x in readable])  # together: same provenance, no video twice

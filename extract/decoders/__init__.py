@@ -4,7 +4,7 @@ One module per backend behind one interface (`base.VideoDecoder`): `decord` (fas
 Linux x86_64 and Windows wheels only, unmaintained) and `pyav` (everywhere). `fallback` holds the
 policy for a video a backend cannot serve; `probe` what every backend learns before decoding.
 
-Adding a backend: a module with a `VideoDecoder` subclass, plus its line in `BACKENDS` below.
+Adding a backend: a module with a `VideoDecoder` subclass, plus its line in `BACKENDS` (backends.py).
 """
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from pathlib import Path
 from cmdcl.core.errors import one_line
 from .base import (FrameCountChanged, SizeSpec, VideoDecodeError, VideoDecoder, VideoMeta,
                    VideoOpenError)
+from .backends import BACKENDS, backend_available, backend_version, make_decoder
 from .decord import DecordDecoder, decord_available
 from .fallback import FALLBACK_ORDER, FallbackDecoder, SampledRead, fallback_order
 from .nvdec import NvdecDecoder
 from .pyav import PyAVDecoder
 
-# The registry: `--decoder` name -> backend class.
-BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder, "nvdec": NvdecDecoder}
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_BY_CONTAINER", "FALLBACK_ORDER", "DecordDecoder", "FallbackDecoder", "FrameCountChanged", "PyAVDecoder",
            "SampledRead", "SizeSpec", "VideoDecodeError", "VideoDecoder", "VideoMeta", "VideoOpenError",
@@ -44,24 +43,6 @@ def default_backend(path: str | Path | None = None) -> str:
     suffix = Path(path).suffix.lower().lstrip(".") if path is not None else ""
     backend = DEFAULT_BY_CONTAINER.get(suffix, DEFAULT_BACKEND)
     return backend if backend_available(backend) else "pyav"
-
-
-def backend_available(name: str) -> bool:
-    return BACKENDS[name].available()
-
-
-def backend_version(name: str) -> str:
-    try:
-        return BACKENDS[name].version()
-    except ImportError:
-        return "unavailable"
-
-
-def make_decoder(name: str, threads: int = 1) -> VideoDecoder:
-    """A fresh, unopened decoder of backend `name`."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown decoder {name!r}; choose from {sorted(BACKENDS)}")
-    return BACKENDS[name](threads)
 
 
 def fallback_decoder(backend: str | None, fallback: bool = True, threads: int = 1,

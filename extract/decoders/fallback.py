@@ -58,7 +58,7 @@ class FallbackDecoder(VideoDecoder):
 
     @staticmethod
     def version() -> str:
-        from . import BACKENDS, backend_version
+        from .backends import BACKENDS, backend_version
 
         return " / ".join(f"{name} {backend_version(name)}" for name in BACKENDS)
 
@@ -68,7 +68,7 @@ class FallbackDecoder(VideoDecoder):
 
     def _open_from(self, position: int) -> VideoMeta:
         """Open with the backends from `order[position]` on; the last one's error propagates."""
-        from . import backend_available, make_decoder
+        from .backends import backend_available, make_decoder
 
         for name in self.order[position:-1]:
             if not backend_available(name):

@@ -1,7 +1,7 @@
 """`build_report(RUN)`: score a trained run on one split and write its figures, report.json and report.html.
 
     run folder (config.json, metrics.jsonl, best.pt) + the features it was trained on
-      -> score one split with the checkpoint's head (evaluation helpers of head/evaluate.py)
+      -> score one split with the checkpoint's head (evaluation helpers of head/metrics/evaluate.py)
       -> PNG figures (matplotlib Agg, fixed sizes) + report.json (the numbers drawn) + report.html
 """
 from __future__ import annotations
@@ -15,15 +15,16 @@ import numpy as np
 import torch
 
 from cmdcl.core.errors import CheckpointError, CmdclError
+from cmdcl.core.json_files import write_json
 from cmdcl.core.relocate import find_file
 from cmdcl.core.store import FeatureSet
 from cmdcl.core.version import code_version
-from ..checkpoint import check_compatible
-from ..config import HeadConfig
+from ..model.checkpoint import check_compatible
+from ..model.config import HeadConfig
 from ..data import FeatureData
-from ..evaluate import compute_metrics, load_model, write_json
-from ..factory import text_tensors
-from ..grounding import GroundingCollector
+from ..metrics.evaluate import compute_metrics, load_model
+from ..model.factory import text_tensors
+from ..metrics.grounding import GroundingCollector
 from .figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
                       plot_text_similarity)
 from .html import render_html

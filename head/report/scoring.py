@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet
-from ..baselines import CLIP_LOGIT_SCALE
+from ..model.baselines import CLIP_LOGIT_SCALE
 from ..data import FeatureData
-from ..grounding import stored_frame_column
+from ..metrics.grounding import stored_frame_column
 
 MAX_SIMILARITY_ACTIONS = 12  # the paper's figure 5 shows 10
 MAX_TRACKED_ACTIONS = 6  # lines in the temporal-attention plot

@@ -15,7 +15,7 @@ import torch
 from cmdcl.core.store import FeatureSet
 
 from ..data import FeatureData
-from ..spatial import frame_boxes, patch_overlap
+from ..metrics.spatial import frame_boxes, patch_overlap
 from .figures import Figure, _figure, _save, _wrap
 from .scoring import video_view
 from .video_figures import FrameReader, decode_frames

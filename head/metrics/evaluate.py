@@ -1,15 +1,13 @@
 """Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, and
-step grounding (head/grounding.py) where the features store step segments and the head has step attention,
-spatial grounding (head/spatial.py) where they also store object boxes and the head has patch attention,
-and context leakage (head/leakage.py) where they store context-factor labels.
+step grounding (head/metrics/grounding.py) where the features store step segments and the head has step attention,
+spatial grounding (head/metrics/spatial.py) where they also store object boxes and the head has patch attention,
+and context leakage (head/metrics/leakage.py) where they store context-factor labels.
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,11 +17,12 @@ from torch import nn
 
 from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CheckpointError, CmdclError, shorten
+from cmdcl.core.json_files import write_json
 from cmdcl.core.store import FeatureSet, TextBank
 from cmdcl.core.version import code_version
-from .checkpoint import Checkpoint, check_compatible, load_checkpoint
-from .config import HeadConfig
-from .data import FeatureData
+from ..model.checkpoint import Checkpoint, check_compatible, load_checkpoint
+from ..model.config import HeadConfig
+from ..data import FeatureData
 from .grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
 
@@ -136,7 +135,7 @@ def main_metric_name(multilabel: bool) -> str:
 
 def model_from_checkpoint(state: Checkpoint) -> tuple[nn.Module, HeadConfig]:
     """Rebuild the head from a loaded checkpoint (no features needed) and load its weights."""
-    from .factory import build_model
+    from ..model.factory import build_model
 
     args = state.model_args
     text = TextBank(class_names=list(args.class_names), class_embeddings=args.class_text.numpy(),
@@ -170,7 +169,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
                     out_dir: str | Path | None = None, device: str = "auto",
                     batch_size: int = 256) -> dict[str, dict[str, Any]]:
     """Metrics per split (e.g. test and test_ood), loading the features once; writes metrics_<split>.json
-    and the per-video predictions_<split>.npz (head/predictions.py) into `out_dir`."""
+    and the per-video predictions_<split>.npz (head/metrics/predictions.py) into `out_dir`."""
     results, predictions = _score_splits(checkpoint, features, splits, device, batch_size)
     if out_dir is not None:
         for split in splits:
@@ -248,29 +247,3 @@ def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path]
     write_json(out, metrics)
     save_predictions(predictions_path(out.parent, split), predictions[split])
     return metrics
-
-
-def write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
-def _finite(value: Any) -> Any:
-    """NaN (e.g. top-1 of an empty split) becomes null: strict JSON readers reject NaN."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

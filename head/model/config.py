@@ -14,7 +14,7 @@ from .registry import METHODS, TableNames, methods_help
 # The allowed values of the string-valued options: the one list, checked by `check_choice` (used by
 # `HeadConfig.check()` and by the head modules' constructors).
 CHOICES: dict[str, Sequence[str]] = {
-    "method": TableNames(METHODS),  # the heads of head/registry.py, read when checked
+    "method": TableNames(METHODS),  # the heads of head/model/registry.py, read when checked
     "bias_estimator": ("attention", "sinkhorn"),
     "bias_source": ("prior", "video", "dictionary"),
     "frontdoor_cross": ("sample", "dictionary", "none"),
@@ -71,7 +71,7 @@ class HeadConfig:
     dropout: float = option(0.1, "Dropout.")
     init_temperature: float = option(0.07, "Initial temperature of the learnable logit scales.")
     aux_step_loss: float = option(0.5, "Weight of the step-presence BCE (when steps are annotated).")
-    # --- optimisation. Schedule and selection: head/schedule.py, docs/TRAINING.md; one recipe for every method.
+    # --- optimisation. Schedule and selection: head/training/schedule.py, docs/TRAINING.md; one recipe for every method.
     epochs: int = option(0, "0 = auto: 30 epochs with >= --min-steps steps in all (small sets: several passes "
                             "per epoch); N = exactly N one-pass epochs.")
     min_steps: int = option(1000, "Fewest optimiser steps of the automatic schedule.")

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import HeadConfig
-from .data import FeatureData
-from .grounding import stored_frame_column
+from ..model.config import HeadConfig
+from ..data import FeatureData
+from ..metrics.grounding import stored_frame_column
 
 MIN_MASS = 1e-6  # log floor: a step with no attention inside its segment costs log(1e6) ~ 14, not inf
 

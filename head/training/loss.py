@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import FeatureData
+from ..data import FeatureData
 
 
 def head_loss(out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], multilabel: bool,

@@ -1,5 +1,5 @@
 """One place that turns (HeadConfig, label texts, feature dims) into a head module: `build_model` looks the
-method up in head/registry.py (`METHODS`) and calls its builder with a `HeadInputs`.
+method up in head/model/registry.py (`METHODS`) and calls its builder with a `HeadInputs`.
 
 The builders of the built-in heads are here; a new head's builder may be its class itself, when its
 constructor takes (cfg, inputs) (docs/TRAINING.md, "Adding a head").
@@ -43,7 +43,7 @@ def text_tensors(text: TextBank) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_model(cfg: HeadConfig, text: TextBank, dims: dict, multilabel: bool) -> nn.Module:
-    """The head named by `cfg.method` (an entry of head/registry.py's METHODS).
+    """The head named by `cfg.method` (an entry of head/model/registry.py's METHODS).
 
     dims: {"F": frames the model sees (after --frames), "D": embedding size, "C": classes, "S": steps,
     "P": patches per frame (0 unless --use-patches)}.
@@ -60,7 +60,7 @@ def build_model(cfg: HeadConfig, text: TextBank, dims: dict, multilabel: bool) -
 def build_cmdcl(cfg: HeadConfig, inputs: HeadInputs) -> nn.Module:
     from .cmdcl_model import CMDCLHead  # imported lazily: the heaviest head
 
-    # use_patches None (auto) takes the file's patches; train-head resolves it and says so (head/train.py)
+    # use_patches None (auto) takes the file's patches; train-head resolves it and says so (head/training/train.py)
     patches = inputs.dims.get("P", 0) if cfg.use_patches is not False else 0
     return CMDCLHead(cfg, inputs.step_text, inputs.class_text, frames=inputs.dims["F"], patches_per_frame=patches,
                      multilabel=inputs.multilabel)

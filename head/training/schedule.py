@@ -10,8 +10,8 @@ from typing import Any
 from torch import nn
 
 from cmdcl.core.lr import warmup_cosine  # noqa: F401  (re-exported: the head's schedule)
-from .config import HeadConfig
-from .data import steps_per_epoch
+from ..model.config import HeadConfig
+from ..data import steps_per_epoch
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 seeds, `cmdcl train-head --seeds 0,1,2`) and `train_jobs` (any list of (config, run folder), e.g. the
 demo's methods x seeds).
 
-Each job is an ordinary `train()` run in its own folder (head/seed_runs.py fixes the layout of a
+Each job is an ordinary `train()` run in its own folder (head/training/seed_runs.py fixes the layout of a
 multi-seed run), so it resumes on its own: a killed multi-seed run continues each seed from its last.pt
 and skips the finished ones. Validation is carved per seed with that seed (as `train-head --seed K`
 does), so RUN/seed-K is exactly the run `train-head --seed K` would make.
@@ -29,8 +29,8 @@ from typing import Any, Callable, Sequence
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
 
-from .config import HeadConfig
-from .data import FeatureData, load_train_data
+from ..model.config import HeadConfig
+from ..data import FeatureData, load_train_data
 from .seed_runs import read_seeds, seed_dir, write_seeds
 
 Job = tuple[HeadConfig, Path]
@@ -135,7 +135,7 @@ def _run_job(index: int) -> dict[str, Any]:
                     **_SHARED["kwargs"])
     summary["train_seconds"] = time.perf_counter() - started
     if _SHARED["evaluate"] and not summary["interrupted"]:
-        from .evaluate import evaluate_splits
+        from ..metrics.evaluate import evaluate_splits
 
         summary["metrics"] = evaluate_splits(Path(run_dir) / "best.pt", _SHARED["features"], _SHARED["evaluate"],
                                              out_dir=run_dir, device=_SHARED["kwargs"].get("device", "auto"))

@@ -15,7 +15,7 @@ is the only code that knows its keys (`to_dict` / `from_dict`):
   patience_left
   partial_epoch                          running train-loss sums of an interrupted epoch
   finished                               the run ended (all epochs or early stop)
-  schedule                               the resolved schedule (head/schedule.py), None in older files
+  schedule                               the resolved schedule (head/training/schedule.py), None in older files
   rng                                    torch / cuda / numpy / python RNG states
   code_version                           core.version.code_version()
 """

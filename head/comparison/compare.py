@@ -1,10 +1,10 @@
 """`cmdcl compare RUN... --split S`: is a difference between methods an effect or noise? (docs/REPORT.md)
 
-    runs (single or multi-seed, head/seed_runs.py) -> predictions_<split>.npz of every seed (head/predictions.py)
+    runs (single or multi-seed, head/training/seed_runs.py) -> predictions_<split>.npz of every seed (head/metrics/predictions.py)
       -> per run: mean over seeds +- 95% interval (t over seeds; one seed: bootstrap over videos)
       -> per run vs the reference: paired difference on the same videos, paired bootstrap 95% interval over
-         videos and a paired permutation p-value (head/stats.py)
-      -> Comparison (.rows, .table(), .to_dict()); write_outputs: compare.json, compare.txt, forest.png
+         videos and a paired permutation p-value (head/comparison/stats.py)
+      -> Comparison (results.py: .rows, .to_dict()); format_table, write_outputs (compare_output.py): compare.json, compare.txt, forest.png
 
 No torch: only the prediction files are read.
 """
@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from cmdcl.core.errors import CmdclError
 
-from .compare_output import format_table, write_outputs
-from .predictions import Predictions, load_predictions, predictions_path
-from .seed_runs import read_seeds, seed_dirs
-from .stats import (CONFIDENCE, WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
+from .compare_output import format_table, write_outputs  # noqa: F401  (re-exported: the entry points)
+from .results import Comparison, Row
+from ..metrics.predictions import Predictions, load_predictions, predictions_path
+from ..training.seed_runs import read_seeds, seed_dirs
+from .stats import (WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
                     paired_permutation_p, t_interval)
 
 METRICS = ("top1", "mAP", "step_mAP")
@@ -39,53 +40,12 @@ class RunSeeds:
     seed_predictions: list[Predictions]
 
 
-@dataclass
-class Row:
-    """One run of a comparison. diff_* and p are None for the reference."""
-
-    run: str
-    path: str
-    seeds: list[int | None]
-    per_seed: list[float]
-    mean: float
-    ci_low: float
-    ci_high: float
-    ci_kind: str  # "t over seeds" or "bootstrap over videos"
-    video_ci: tuple[float, float]  # bootstrap over videos of the seed mean (test-set noise alone)
-    diff: float | None = None
-    diff_low: float | None = None
-    diff_high: float | None = None
-    p: float | None = None
-    pairing: str | None = None
-    diff_seed_ci: tuple[float, float] | None = None  # t interval of per-seed differences (matched seeds, n >= 2)
-    diff_method: str | None = None  # the bootstrap method the difference's interval used (BCa may fall back)
-
-
-@dataclass
-class Comparison:
-    split: str
-    metric: str
-    reference: str
-    num_videos: int
-    rows: list[Row]
-    n_resamples: int
-    ci_method: str
-    confidence: float = CONFIDENCE
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
-
-    def table(self) -> str:
-        return format_table(self)
-
-
 # ============================================================================================ entry point
 
 def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | None = None, metric: str | None = None,
                  n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None) -> Comparison:
     """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
-    top1, or mAP for multi-label predictions). ci_method of the bootstrap intervals (head/stats.py):
+    top1, or mAP for multi-label predictions). ci_method of the bootstrap intervals (head/comparison/stats.py):
     default BCa for top1, "recentred" percentile for mAP and step_mAP."""
     if not runs:
         raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
@@ -275,17 +235,3 @@ def _cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 def _seed_text(seeds: list[int | None]) -> str:
     return "[" + ", ".join("?" if s is None else str(s) for s in seeds) + "]"
-
-
-def _finite(value: Any) -> Any:
-    """NaN -> None and tuples -> lists, for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
-

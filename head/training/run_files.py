@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from cmdcl.core.version import code_version
-from .evaluate import write_json
+from cmdcl.core.json_files import write_json
 
 
 def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> None:

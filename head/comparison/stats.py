@@ -1,4 +1,4 @@
-"""Intervals and tests for comparing runs (`cmdcl compare`, head/compare.py); numpy and scipy only.
+"""Intervals and tests for comparing runs (`cmdcl compare`, head/comparison/compare.py); numpy and scipy only.
 
 Every metric here is a function of *weights over videos*: a (B, m) array of how many times each of m videos
 is in each of B resamples. A bootstrap resample of video indices is its counts; a paired permutation

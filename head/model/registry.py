@@ -1,11 +1,11 @@
 """`METHODS`: the one table of heads (`--method` name -> builder, help, the options it reads).
 
 Everything else is derived from it: `HeadConfig.method`'s help and allowed values (`CHOICES["method"]`),
-`build_model` (head/factory.py), the error for an unknown method, and the contract tests
+`build_model` (head/model/factory.py), the error for an unknown method, and the contract tests
 (tests/test_head_contract.py), which build, train, save, load and evaluate every entry. Adding a head:
 docs/TRAINING.md, "Adding a head".
 
-Light on purpose (standard library only): `cmdcl --help` reads it through head/config.py, so builders are
+Light on purpose (standard library only): `cmdcl --help` reads it through head/model/config.py, so builders are
 named by module path and imported only when a head is built.
 """
 from __future__ import annotations
@@ -33,18 +33,18 @@ class MethodEntry:
 _SIZES = ("width", "heads", "dropout", "init_temperature")
 METHODS: dict[str, MethodEntry] = {
     "cmdcl": MethodEntry(
-        "cmdcl.head.factory:build_cmdcl", "the CMDCL head (docs/METHOD.md)",
+        "cmdcl.head.model.factory:build_cmdcl", "the CMDCL head (docs/METHOD.md)",
         ("use_tci", "use_vci", "sta_layers", "bias_estimator", "sinkhorn_iters", "sinkhorn_eps", "bias_source",
          "frontdoor_cross", "dictionary_size", "use_patches", "tci_residual", "classifier", "refresh_memory",
          *_SIZES)),
     "linear": MethodEntry(
-        "cmdcl.head.factory:build_linear", "linear probe on the mean of the valid frames (order-blind)",
+        "cmdcl.head.model.factory:build_linear", "linear probe on the mean of the valid frames (order-blind)",
         ("dropout",)),
     "transformer": MethodEntry(
-        "cmdcl.head.factory:build_transformer",
+        "cmdcl.head.model.factory:build_transformer",
         "Text4Vis-style temporal transformer scored against the frozen class texts", ("sta_layers", *_SIZES)),
     "zeroshot": MethodEntry(
-        "cmdcl.head.factory:build_zeroshot", "CLIP class texts vs the mean frame; no parameters: scored, not "
+        "cmdcl.head.model.factory:build_zeroshot", "CLIP class texts vs the mean frame; no parameters: scored, not "
         "trained"),
 }
 

@@ -1,11 +1,11 @@
 """The training loop, nanoGPT / open_clip style: a `TrainState`, `train_one_epoch`, `evaluate`, save and
 restore.
 
-    data (head/data.py) -> head (head/factory.py) -> AdamW + warm-up/cosine per step (head/schedule.py)
+    data (head/data.py) -> head (head/model/factory.py) -> AdamW + warm-up/cosine per step (head/training/schedule.py)
     -> epochs of steps (train_one_epoch) -> validation (evaluate) -> best.pt / last.pt / metrics.jsonl
     -> early stopping
 
-Pre-emption: SIGTERM or SIGUSR1 only set a flag (head/runtime.py); at the next step boundary the loop
+Pre-emption: SIGTERM or SIGUSR1 only set a flag (head/training/runtime.py); at the next step boundary the loop
 writes last.pt with its position inside the epoch and returns. `resume="auto"` continues from last.pt
 exactly: the data order is a function of (seed, epoch) and every RNG state is restored, so on CPU in
 deterministic mode the resumed run ends with the same weights and metrics as an uninterrupted one.
@@ -32,12 +32,12 @@ from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CheckpointError, CmdclError
 from cmdcl.core.version import code_version
-from .checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
+from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
-from .config import HeadConfig
-from .data import FeatureData, epoch_batches, load_train_data, train_val_rows
-from .evaluate import collect_outputs, compute_metrics, main_metric_name
-from .factory import build_model, count_parameters, text_tensors
+from ..model.config import HeadConfig
+from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
+from ..metrics.evaluate import collect_outputs, compute_metrics, main_metric_name
+from ..model.factory import build_model, count_parameters, text_tensors
 from .grounding_loss import grounding_loss, grounding_targets
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
@@ -78,7 +78,7 @@ class RunContext:
     on_step: Callable[[dict[str, Any]], None] | None = None
     progress: bool = True
     num_params: int = 0
-    frame_step: torch.Tensor | None = None  # (N, F) step id per frame, for the grounding loss (head/grounding_loss.py)
+    frame_step: torch.Tensor | None = None  # (N, F) step id per frame, for the grounding loss (head/training/grounding_loss.py)
 
     @property
     def master(self) -> bool:
@@ -117,7 +117,7 @@ class TrainState:
     # correct top-1 and labelled videos (single-label training accuracy, in train mode).
     sums: torch.Tensor | None = None
     seconds_before: float = 0.0  # time already spent in this epoch before a resume
-    convergence: Convergence | None = None  # the training-loss stop rule and its state (head/schedule.py)
+    convergence: Convergence | None = None  # the training-loss stop rule and its state (head/training/schedule.py)
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -131,7 +131,7 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     resume: "auto" (continue from out_dir/last.pt when it exists), "never", or a checkpoint path.
     on_step: called after every optimiser step with {"epoch", "step", "global_step", "loss"} (tests use it).
     data: the features already read (`load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode)`),
-    so that several runs on the same features (seeds: head/seeds.py) read them once; validation rows are
+    so that several runs on the same features (seeds: head/training/seeds.py) read them once; validation rows are
     still chosen by this run's seed, so the run is the one `train(features, ...)` would make.
     The summary has "interrupted": True when a signal stopped the run (last.pt holds its position).
     """
@@ -479,7 +479,7 @@ def _end_epoch(ctx: RunContext, ts: TrainState, seconds: float) -> tuple[bool, b
 
 
 def _select(ctx: RunContext, ts: TrainState, val: dict[str, Any], converged: bool) -> tuple[bool, bool]:
-    """The selection rule (head/schedule.py): (save this epoch as best.pt, stop early); `converged`: the
+    """The selection rule (head/training/schedule.py): (save this epoch as best.pt, stop early); `converged`: the
     training-loss rule stops the run after this epoch."""
     metric = finite_or(val.get(ctx.metric_name))
     if ctx.selection.keep == "last":  # too little validation to choose: the final epoch is kept

@@ -1,9 +1,9 @@
 """The CMDCL head: textual back-door (T'), visual front-door (V'), cross-modal classifier (docs/METHOD.md).
 
-    T' = TCI(T, V_P)                        head/textual.py   (T' = frozen CLIP T0 with --no-tci)
-    V_s = STA^H(VideoEncoder(V_P - mean))   head/visual.py    (static_split: minus the video's mean frame)
-    V' = Mediator(T', V_s, patches)         head/mediator.py  (learned; patches mediated beside the stack)
-                                            head/visual.py    (cosine, the old one; V' = mean_F V_s with --no-vci)
+    T' = TCI(T, V_P)                        head/model/textual.py   (T' = frozen CLIP T0 with --no-tci)
+    V_s = STA^H(VideoEncoder(V_P - mean))   head/model/visual.py    (static_split: minus the video's mean frame)
+    V' = Mediator(T', V_s, patches)         head/model/mediator.py  (learned; patches mediated beside the stack)
+                                            head/model/visual.py    (cosine, the old one; V' = mean_F V_s with --no-vci)
     s_i = <norm V'_i, norm T'_i> * scale    per-atomic-action evidence (B, S)
     logits = s W_cls + b                    (B, C); logits = s when the classes are the atomic actions
 """

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import FeatureData, frame_subsample_index
+from ..data import FeatureData, frame_subsample_index
 from .grounding import TIE_TOLERANCE
 
 

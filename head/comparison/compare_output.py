@@ -1,14 +1,14 @@
 """What `cmdcl compare` writes: the text table, compare.json and the forest plot of the differences."""
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cmdcl.core.json_files import write_json
+
 if TYPE_CHECKING:
-    from .compare import Comparison
+    from .results import Comparison
 
 DPI = 100
 FOREST_FILE = "forest.png"
@@ -99,10 +99,8 @@ def write_outputs(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / JSON_FILE, "table": out_dir / TABLE_FILE, "forest": out_dir / FOREST_FILE}
-    record = {**comparison.to_dict(), "table": comparison.table(), "forest": FOREST_FILE}
-    tmp = paths["json"].with_name(JSON_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, paths["json"])
-    paths["table"].write_text(comparison.table() + "\n")
+    table = format_table(comparison)
+    write_json(paths["json"], {**comparison.to_dict(), "table": table, "forest": FOREST_FILE})
+    paths["table"].write_text(table + "\n")
     plot_forest(comparison, paths["forest"])
     return paths

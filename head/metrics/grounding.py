@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import FeatureData, frame_subsample_index
+from ..data import FeatureData, frame_subsample_index
 
 # Attention values this close (relative) to the maximum count as tied for the pointing game.
 TIE_TOLERANCE = 1e-6
