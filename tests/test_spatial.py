@@ -246,6 +246,36 @@ def test_mass_ratio_and_pointing_on_hand_built_maps():
     assert spatial_of(focused, np.full((frames, 4), np.nan)) == {}
 
 
+def test_prop_mass_ratio_counts_the_union_of_props_in_view():
+    grid, frames = 4, 3
+    boxes = np.tile([0.0, 0.0, 0.5, 0.5], (frames, 1))  # the action's object: top-left 4 cells
+    props = np.full((frames, 2, 4), np.nan)
+    props[:, 0] = [0.5, 0.5, 1.0, 1.0]  # prop 0: bottom-right 4 cells, in view in every frame
+    props[1, 1] = [0.5, 0.0, 1.0, 0.5]  # prop 1: top-right 4 cells, in view in frame 1 only
+    on_object = np.where(patch_overlap(boxes[0], grid), 1.0, 0.0)[None].repeat(frames, 0)
+    instances = SpatialInstances()
+    instances.add_video(on_object[None], np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                        np.array([[0, 0, frames]]), props)
+    result = instances.summary()
+    assert result["spatial_mass_ratio"] == pytest.approx(4.0) and result["spatial_prop_mass_ratio"] == 0.0
+    assert result["spatial_prop_share"] == pytest.approx((0.25 + 0.5 + 0.25) / 3)  # union: 8 cells in frame 1
+    on_props = np.zeros((frames, 16))
+    on_props[:, 15] = 1.0  # bottom-right: inside prop 0
+    instances = SpatialInstances()
+    instances.add_video(on_props[None], np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                        np.array([[0, 0, frames]]), props)
+    result = instances.summary()
+    assert result["spatial_prop_mass"] == 1.0 and result["spatial_mass_ratio"] == 0.0
+    assert result["spatial_prop_mass_ratio"] == pytest.approx(1.0 / ((0.25 + 0.5 + 0.25) / 3))
+    uniform = SpatialInstances()
+    props[:, 0] = np.nan  # no prop in view in frames 0 and 2: only frame 1 counts
+    uniform.add_video(np.ones((1, frames, 16)), np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                      np.array([[0, 0, frames]]), props)
+    assert uniform.summary()["spatial_prop_mass_ratio"] == pytest.approx(1.0)
+    assert uniform.summary()["spatial_prop_share"] == pytest.approx(0.25)
+    assert "spatial_prop_mass" not in spatial_of(on_object, boxes)  # no prop boxes: no prop keys
+
+
 # ------------------------------------------------------------------------------------- leakage
 
 def test_probe_reads_a_factor_that_is_encoded_and_not_one_that_is_not():
@@ -305,6 +335,8 @@ def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
         assert m["spatial_instances"] > 0 and 0 < m["spatial_pointing_chance"] < 1
         assert 0 <= m["spatial_pointing"] <= 1 and m["spatial_mass_ratio"] >= 0
     assert metrics["no_vci"]["spatial_mass_ratio"] == pytest.approx(1.0)
+    assert metrics["no_vci"]["spatial_prop_mass_ratio"] == pytest.approx(1.0)  # the world's props reach evaluate
+    assert metrics["cmdcl"]["spatial_prop_instances"] > 0 and metrics["cmdcl"]["spatial_prop_mass_ratio"] >= 0
     assert metrics["no_vci"]["spatial_pointing"] == pytest.approx(metrics["no_vci"]["spatial_pointing_chance"])
     for m in metrics.values():
         assert set(m["leakage"]) <= {*CONFOUNDERS, "prop"} and m["leakage"]
