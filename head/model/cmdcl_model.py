@@ -19,7 +19,7 @@ from .config import HeadConfig, check_choice
 from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
-from .mediator import LearnedMediator, frame_deviations, static_split
+from .mediator import LearnedMediator, PatchStepProbe, frame_deviations, static_split
 
 MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) given to KMeans
 
@@ -114,6 +114,9 @@ class CMDCLHead(nn.Module):
             else:
                 self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size, cfg.init_temperature)
             self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)
+            # the patch-level grounding loss's reader (training only): needs the learned mediator's patch maps
+            grounded = cfg.patch_grounding > 0 and learned and cfg.use_vci and self.use_patches
+            self.patch_probe = PatchStepProbe(steps, cfg.init_temperature) if grounded else None
             if self.steps_are_classes:
                 self.class_map = None
             else:
@@ -194,6 +197,19 @@ class CMDCLHead(nn.Module):
         epochs. No-op without a front-door memory."""
         if self.mediator is not None:
             self.mediator.update_memory(summaries, momentum=momentum, seed=self.cfg.seed)
+
+    def patch_step_logits(self, spatial: Tensor, patches: Tensor, frame_mask: Tensor, video: Tensor,
+                          step: Tensor) -> Tensor:
+        """(n, F, S) step logits, frame by frame, of the patch token pooled under step `step[i]`'s spatial
+        attention in video `video[i]` (spatial (B, S, F, P) from forward; patches as given to forward, read
+        as the mediator reads them: minus the video's mean with static_split). The patch grounding loss."""
+        if self.patch_probe is None:
+            raise CmdclError("patch_step_logits needs patch_grounding > 0 (with the learned mediator and patches).")
+        patches = patches.to(spatial.dtype)
+        if self.cfg.static_split:
+            patches = static_split(patches, safe_frame_mask(frame_mask.bool()))
+        pooled = torch.einsum("nfp,nfpd->nfd", spatial[video, step], patches[video])
+        return self.patch_probe(pooled)
 
     # ---------------------------------------------------------------- forward
     @property

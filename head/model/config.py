@@ -63,6 +63,9 @@ class HeadConfig:
     # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
     grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
                                         "segments); used when the features hold step segments, 0 = off.")
+    patch_grounding: float = option(0.0, "[ours] Weight of the patch-level grounding loss from step segments: on a "
+                                          "step's frames, the patch token pooled under the step's spatial attention "
+                                          "must predict that step among the video's steps; 0 = off.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -114,8 +117,9 @@ class HeadConfig:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.converge_delta < 1.0:
             raise CmdclError(f"--converge-delta must be in [0, 1), got {self.converge_delta}.")
-        if self.grounding_loss < 0:
-            raise CmdclError(f"--grounding-loss must be >= 0, got {self.grounding_loss}.")
+        for name in ("grounding_loss", "patch_grounding"):
+            if getattr(self, name) < 0:
+                raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.mediator == "cosine" and self.frontdoor_cross == "sample":
             raise CmdclError("--frontdoor-cross sample needs --mediator learned (the cosine mediator has no "
                              "sample-queried term).")
@@ -138,7 +142,7 @@ class HeadConfig:
         values = {k: v for k, v in data.items() if k in known}
         if "mediator" not in values:  # saved before the learned mediator: the old defaults throughout
             values = {**LEGACY, **values}
-        return cls(**values)
+        return cls(**{**ADDED_LATER, **values})
 
 
 # What a config saved before the learned mediator meant for the options added with it (and for the
@@ -146,3 +150,6 @@ class HeadConfig:
 LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "static_split": False,
                           "grounding_loss": 0.0, "bias_source": "video", "frontdoor_cross": "dictionary",
                           "use_patches": False}
+# Options added after the learned mediator, with the value a config saved before them meant (the head they
+# built has no parameters for them), so that their checkpoints still load whatever the new default is.
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0}

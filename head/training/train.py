@@ -38,7 +38,7 @@ from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
-from .grounding_loss import grounding_loss, grounding_targets
+from .grounding_loss import grounding_targets, segment_losses
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .run_files import append_metrics, truncate_metrics, write_run_files
@@ -400,7 +400,7 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
             loss = head_loss(out, batch, ctx.multilabel, ctx.aux_weight)
             if ctx.frame_step is not None:
                 rows = torch.as_tensor(batches[step], dtype=torch.long).to(ctx.frame_step.device)
-                loss = loss + cfg.grounding_loss * grounding_loss(out["step_attention"], ctx.frame_step[rows])
+                loss = loss + segment_losses(cfg, ts.model, out, batch, ctx.frame_step[rows])
         ts.optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
