@@ -179,6 +179,33 @@ def test_patch_grounding_changes_training_and_old_configs_leave_it_off(tmp_path)
                                  if k != "patch_grounding"}).patch_grounding == 0.0  # saved before the option
 
 
+def test_tci_debias_measures_and_lowers_the_texts_preference_for_a_context(tmp_path):
+    from head_fixtures import order_world
+
+    from cmdcl.head.model.checkpoint import load_checkpoint
+    from cmdcl.head.metrics.evaluate import model_from_checkpoint
+    from cmdcl.head.training.train import train
+
+    model = head()
+    prototypes = model.tci.prototypes
+    centre = prototypes.mean(0)
+    # a text orthogonal to every prototype prefers none of them; one equal to a prototype prefers it
+    neutral = torch.linalg.svd(prototypes, full_matrices=True)[2][-1:]
+    assert float(model.tci.context_spread(neutral)) < 1e-10
+    assert float(model.tci.context_spread(prototypes[:1])) > 0.01
+    assert float(head(bias_source="video").tci.context_spread(centre[None])) == 0.0  # no prototypes
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=1, grid=2)
+    spread = {}
+    for weight in (0.0, 50.0):
+        cfg = HeadConfig(epochs=1, sta_layers=1, tci_debias=weight, batch_size=8)
+        train(world, tmp_path / f"d{weight}", cfg, resume="never", progress=False, log=lambda m: None)
+        trained, _ = model_from_checkpoint(load_checkpoint(tmp_path / f"d{weight}" / "last.pt"))
+        with torch.no_grad():
+            text = trained.tci(torch.zeros(1, 1, trained.embed_dim), torch.ones(1, 1, dtype=torch.bool))
+            spread[weight] = float(trained.tci.context_spread(text))
+    assert spread[50.0] < spread[0.0]
+
+
 def test_old_configs_rebuild_the_old_head():
     old = HeadConfig.from_dict({"method": "cmdcl", "use_patches": True})  # saved before these options
     assert old.mediator == "cosine" and old.patch_frame_context and not old.static_split

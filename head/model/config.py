@@ -66,6 +66,9 @@ class HeadConfig:
     patch_grounding: float = option(0.0, "[ours] Weight of the patch-level grounding loss from step segments: on a "
                                           "step's frames, the patch token pooled under the step's spatial attention "
                                           "must predict that step among the video's steps; 0 = off.")
+    tci_debias: float = option(0.0, "[ours] Weight of a loss that makes each T'_i equally similar to every confounder "
+                                     "prototype of the back door (the prior-weighted variance of cos(T'_i, z_k) "
+                                     "over k): text that prefers no scene; needs bias source prior or dictionary.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -117,7 +120,7 @@ class HeadConfig:
             raise CmdclError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if not 0.0 <= self.converge_delta < 1.0:
             raise CmdclError(f"--converge-delta must be in [0, 1), got {self.converge_delta}.")
-        for name in ("grounding_loss", "patch_grounding"):
+        for name in ("grounding_loss", "patch_grounding", "tci_debias"):
             if getattr(self, name) < 0:
                 raise CmdclError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.mediator == "cosine" and self.frontdoor_cross == "sample":
@@ -152,4 +155,4 @@ LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "st
                           "use_patches": False}
 # Options added after the learned mediator, with the value a config saved before them meant (the head they
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
-ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0}
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "tci_debias": 0.0}
