@@ -151,7 +151,9 @@ def test_patch_grounding_loss_rewards_attention_on_the_steps_object_not_on_a_pro
         spatial[..., patch] = 1.0
         return float(patch_grounding_loss(model, spatial, patches, mask, frame_step).detach())
 
-    assert loss_of(0) < 0.1 < loss_of(1)
+    assert loss_of(0) < 0.1 and loss_of(1) > 0.6  # the prop's patch: about log 2 (two steps)
+    assert loss_of(0) < float(patch_grounding_loss(model, torch.full((1, S, FRAMES, P), 1 / P), patches, mask,
+                                                   frame_step).detach())  # focus beats uniform
     assert float(patch_grounding_loss(model, torch.full((1, S, FRAMES, P), 1 / P), patches, mask,
                                       torch.full((1, FRAMES), -1))) == 0.0  # no segment: no loss
     assert head().patch_probe is None  # off: no probe parameters

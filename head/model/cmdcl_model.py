@@ -198,18 +198,16 @@ class CMDCLHead(nn.Module):
         if self.mediator is not None:
             self.mediator.update_memory(summaries, momentum=momentum, seed=self.cfg.seed)
 
-    def patch_step_logits(self, spatial: Tensor, patches: Tensor, frame_mask: Tensor, video: Tensor,
-                          step: Tensor) -> Tensor:
-        """(n, F, S) step logits, frame by frame, of the patch token pooled under step `step[i]`'s spatial
-        attention in video `video[i]` (spatial (B, S, F, P) from forward; patches as given to forward, read
-        as the mediator reads them: minus the video's mean with static_split). The patch grounding loss."""
+    def patch_step_logits(self, patches: Tensor, frame_mask: Tensor, video: Tensor) -> Tensor:
+        """(n, F, P, S) step logits of every patch of video `video[i]` as the mediator reads it (minus the
+        video's mean with static_split), from the patches and frame_mask given to forward: the patch
+        grounding loss's per-patch evidence (head/training/grounding_loss.py)."""
         if self.patch_probe is None:
             raise CmdclError("patch_step_logits needs patch_grounding > 0 (with the learned mediator and patches).")
-        patches = patches.to(spatial.dtype)
+        patches = patches[video].to(self.encoder.in_proj.weight.dtype)
         if self.cfg.static_split:
-            patches = static_split(patches, safe_frame_mask(frame_mask.bool()))
-        pooled = torch.einsum("nfp,nfpd->nfd", spatial[video, step], patches[video])
-        return self.patch_probe(pooled)
+            patches = static_split(patches, safe_frame_mask(frame_mask[video].bool()))
+        return self.patch_probe(patches)
 
     # ---------------------------------------------------------------- forward
     @property

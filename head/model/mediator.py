@@ -153,9 +153,9 @@ class LearnedMediator(FrontdoorMediator):
 
 
 class PatchStepProbe(nn.Module):
-    """[ours] The patch-level grounding loss's reader (HeadConfig.patch_grounding): step logits of a patch token
-    pooled under a step's spatial attention, <norm pooled, norm w_k> * scale, (..., D) -> (..., S). The rows
-    w_k start as the steps' CLIP texts, so it starts as CLIP's patch-to-text similarity. Used by the loss only.
+    """[ours] The patch-level grounding loss's reader (HeadConfig.patch_grounding): step logits of a patch
+    token, <norm x, norm w_k> * scale, (..., D) -> (..., S). The rows w_k start as the steps' CLIP texts, so
+    it starts as CLIP's patch-to-text similarity. Used by the loss only.
     """
 
     def __init__(self, step_text: Tensor, init_temperature: float):
@@ -163,8 +163,8 @@ class PatchStepProbe(nn.Module):
         self.weight = nn.Parameter(F.normalize(step_text.detach().float(), dim=-1).clone())
         self.log_scale = logit_scale_parameter(init_temperature)
 
-    def forward(self, pooled: Tensor) -> Tensor:
-        return F.normalize(pooled, dim=-1) @ F.normalize(self.weight, dim=-1).T * clamped_scale(self.log_scale)
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.normalize(tokens, dim=-1) @ F.normalize(self.weight, dim=-1).T * clamped_scale(self.log_scale)
 
 
 def static_split(x: Tensor, frame_mask: Tensor) -> Tensor:

@@ -8,14 +8,16 @@ A_bsf is the head's temporal step attention ("step_attention", (B, S, F)). The c
 attire, lighting) is the same in every frame, so it cannot move attention mass into one segment: only
 the action can lower this loss.
 
-Spatial (HeadConfig.patch_grounding): on each frame f of step s's segments, the patch token pooled under
-s's spatial attention, z_bsf = sum_p a(p|f,s) x_bfp (x as the mediator reads it), must predict s among the
-steps annotated in the same video:
+Spatial (HeadConfig.patch_grounding): on each frame f of step s's segments, the patches under s's spatial
+attention must predict s among the steps annotated in the same video (a multiple-instance likelihood: the
+attention picks the patches, a probe reads each patch x_bfp as the mediator reads it):
 
-    L_s = mean over (b, s, f in segments of s) of CE(probe(z_bsf) restricted to the steps of video b, s)
+    L_s = - mean over (b, s, f in segments of s) of log sum_p a(p|f,s) softmax_{k in steps of b}(probe(x_bfp))_s
 
-Props, scene and camera are the same whatever the step of the video, so pooling them cannot tell its steps
-apart: only the action's object can lower this loss. Frames are mapped once to the step whose segment holds
+Props, scene and camera are the same whatever the step of the video, so their patches predict each of its
+steps at about 1/(its steps): only attention on the action's object can lower this loss. (A first version
+pooled the patches under the attention before the probe; the probe then read the object out of a uniform
+pool and the attention barely moved: docs/METHOD.md.) Frames are mapped once to the step whose segment holds
 them (the last one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F)
 table.
 """
@@ -74,11 +76,14 @@ def patch_grounding_loss(model: nn.Module, spatial: Tensor, patches: Tensor, fra
     video, step = present.nonzero(as_tuple=True)
     if not len(video):
         return spatial.sum() * 0.0
-    logits = model.patch_step_logits(spatial, patches, frame_mask, video, step).float()  # (n, F, S)
-    logits = logits.masked_fill(~present[video][:, None, :], MASKED_LOGIT)  # only the video's own steps compete
-    ce = F.cross_entropy(logits.transpose(1, 2), step[:, None].expand(-1, logits.shape[1]), reduction="none")
-    weight = inside[video, step].to(ce.dtype)  # (n, F): the frames of the step's segments
-    return (ce * weight).sum() / weight.sum().clamp_min(1.0)
+    logits = model.patch_step_logits(patches, frame_mask, video).float()  # (n, F, P, S)
+    logits = logits.masked_fill(~present[video][:, None, None, :], MASKED_LOGIT)  # only the video's own steps
+    index = step[:, None, None, None].expand(*logits.shape[:3], 1)
+    log_p = logits.log_softmax(-1).gather(-1, index).squeeze(-1)  # (n, F, P): log P(s | patch)
+    attention = spatial[video, step].float()  # (n, F, P)
+    log_mass = torch.logsumexp(log_p + torch.log(attention.clamp_min(MIN_MASS)), dim=-1)  # (n, F)
+    weight = inside[video, step].to(log_mass.dtype)  # the frames of the step's segments
+    return -(log_mass * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], batch: dict[str, Tensor],
