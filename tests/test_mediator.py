@@ -208,6 +208,15 @@ def test_tci_debias_measures_and_lowers_the_texts_preference_for_a_context(tmp_p
     assert spread[50.0] < spread[0.0]
 
 
+def test_without_mediator_frames_the_mediator_reads_only_the_patches():
+    features, mask, patches = batch()
+    other = unit(3, FRAMES, D, seed=98)
+    alone = head(mediator_frames=False, use_tci=False)
+    assert torch.allclose(alone(features, mask, patches)["logits"], alone(other, mask, patches)["logits"], atol=1e-5)
+    both = head(use_tci=False)
+    assert not torch.allclose(both(features, mask, patches)["logits"], both(other, mask, patches)["logits"], atol=1e-5)
+
+
 def test_old_configs_rebuild_the_old_head():
     old = HeadConfig.from_dict({"method": "cmdcl", "use_patches": True})  # saved before these options
     assert old.mediator == "cosine" and old.patch_frame_context and not old.static_split

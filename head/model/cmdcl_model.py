@@ -256,6 +256,8 @@ class CMDCLHead(nn.Module):
             if self.mediator is not None:
                 if patches is not None and self.cfg.patch_frame_context:  # old: the frame embedding in every patch
                     tokens = tokens + frames @ self.encoder.in_proj.weight.T
+                if patches is not None and not self.cfg.mediator_frames:  # [ours] the attended patches alone
+                    tokens = torch.zeros_like(tokens)
                 return (*self.mediator(text, tokens, patches, mask, self.encoder), summary)
         else:
             tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patches), mask))  # V_s

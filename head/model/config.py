@@ -63,6 +63,10 @@ class HeadConfig:
     # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
     grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
                                         "segments); used when the features hold step segments, 0 = off.")
+    mediator_frames: bool = option(True, "[ours] The learned mediator adds each frame's token (the deep stack's, the "
+                                         "whole frame) to its attended patches; off: it reads the attended patches "
+                                         "alone (no frame-level context, props or scene enter V').",
+                                   flag="--mediator-frames/--no-mediator-frames")
     patch_grounding: float = option(0.0, "[ours] Weight of the patch-level grounding loss from step segments: on a "
                                           "step's frames, the patch token pooled under the step's spatial attention "
                                           "must predict that step among the video's steps; 0 = off.")
@@ -155,4 +159,4 @@ LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "st
                           "use_patches": False}
 # Options added after the learned mediator, with the value a config saved before them meant (the head they
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
-ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "tci_debias": 0.0}
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "tci_debias": 0.0, "mediator_frames": True}
