@@ -157,6 +157,11 @@ def test_patch_grounding_loss_rewards_attention_on_the_steps_object_not_on_a_pro
     assert float(patch_grounding_loss(model, torch.full((1, S, FRAMES, P), 1 / P), patches, mask,
                                       torch.full((1, FRAMES), -1))) == 0.0  # no segment: no loss
     assert head().patch_probe is None  # off: no probe parameters
+    every = head(patch_grounding=1.0, patch_contrast="all")
+    every.patch_probe.load_state_dict(model.patch_probe.state_dict())
+    spatial = torch.zeros(1, S, FRAMES, P)
+    spatial[..., 1] = 1.0
+    assert float(patch_grounding_loss(every, spatial, patches, mask, frame_step).detach()) > loss_of(1)  # S steps
 
 
 def test_patch_grounding_changes_training_and_old_configs_leave_it_off(tmp_path):

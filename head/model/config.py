@@ -21,6 +21,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "mediator": ("learned", "cosine"),
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
+    "patch_contrast": ("video", "all"),
 }
 
 
@@ -63,6 +64,8 @@ class HeadConfig:
     # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
     grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
                                         "segments); used when the features hold step segments, 0 = off.")
+    patch_contrast: str = option("video", "Which steps compete in the patch grounding loss: video (the steps of the "
+                                          "same video) | all (every step).")
     mediator_frames: bool = option(True, "[ours] The learned mediator adds each frame's token (the deep stack's, the "
                                          "whole frame) to its attended patches; off: it reads the attended patches "
                                          "alone (no frame-level context, props or scene enter V').",
@@ -159,4 +162,4 @@ LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "st
                           "use_patches": False}
 # Options added after the learned mediator, with the value a config saved before them meant (the head they
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
-ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "tci_debias": 0.0, "mediator_frames": True}
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True}

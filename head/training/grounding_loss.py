@@ -15,7 +15,8 @@ attention picks the patches, a probe reads each patch x_bfp as the mediator read
     L_s = - mean over (b, s, f in segments of s) of log sum_p a(p|f,s) softmax_{k in steps of b}(probe(x_bfp))_s
 
 Props, scene and camera are the same whatever the step of the video, so their patches predict each of its
-steps at about 1/(its steps): only attention on the action's object can lower this loss. (A first version
+steps at about 1/(its steps): only attention on the action's object can lower this loss. With
+patch_contrast "all", every step competes (props then also tell the activity's steps from the others). (A first version
 pooled the patches under the attention before the probe; the probe then read the object out of a uniform
 pool and the attention barely moved: docs/METHOD.md.) Frames are mapped once to the step whose segment holds
 them (the last one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F)
@@ -77,7 +78,8 @@ def patch_grounding_loss(model: nn.Module, spatial: Tensor, patches: Tensor, fra
     if not len(video):
         return spatial.sum() * 0.0
     logits = model.patch_step_logits(patches, frame_mask, video).float()  # (n, F, P, S)
-    logits = logits.masked_fill(~present[video][:, None, None, :], MASKED_LOGIT)  # only the video's own steps
+    if model.cfg.patch_contrast == "video":  # only the video's own steps compete
+        logits = logits.masked_fill(~present[video][:, None, None, :], MASKED_LOGIT)
     index = step[:, None, None, None].expand(*logits.shape[:3], 1)
     log_p = logits.log_softmax(-1).gather(-1, index).squeeze(-1)  # (n, F, P): log P(s | patch)
     attention = spatial[video, step].float()  # (n, F, P)
