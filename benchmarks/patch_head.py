@@ -8,8 +8,8 @@ Prints, per head variant, seconds per training step (forward + backward + AdamW,
 the trainer adds where the file has step segments; steps interleaved in one process so contention hits every
 variant alike) and the projection to a COIN epoch (8,909 training videos,
 F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default),
-the same head without the patch grounding loss (issue 28's before: `before issue 28`), the same head without
-patches (frame tokens only), and the old head (cosine mediator after divided
+the same head with issue 28's patch grounding loss (`--patch-grounding 1`, off by default), the same head
+without patches (frame tokens only), and the old head (cosine mediator after divided
 space/time attention over all F x P tokens). Also the COIN feature volume with patches and a one-epoch
 train-head run with data_mode memmap on a patch file (the bounded-memory path), with its peak RSS.
 """
@@ -31,7 +31,7 @@ COIN = {"train": 8909, "videos": 11827, "F": 64, "P": 16, "D": 768, "S": 778, "C
 def variants() -> dict[str, dict]:
     from cmdcl.head.model.config import LEGACY
 
-    return {"patch (learned)": {"use_patches": True}, "before issue 28": {"use_patches": True, "patch_grounding": 0.0},
+    return {"patch (learned)": {"use_patches": True}, "+ patch grounding": {"use_patches": True, "patch_grounding": 1.0},
             "frames only": {"use_patches": False},
             "old frames only": {**LEGACY, "use_patches": False}, "old patch head": {**LEGACY, "use_patches": True}}
 
