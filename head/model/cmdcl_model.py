@@ -204,10 +204,10 @@ class CMDCLHead(nn.Module):
         grounding loss's per-patch evidence (head/training/grounding_loss.py)."""
         if self.patch_probe is None:
             raise CmdclError("patch_step_logits needs patch_grounding > 0 (with the learned mediator and patches).")
-        patches = patches[video].to(self.encoder.in_proj.weight.dtype)
+        patches = patches.to(self.encoder.in_proj.weight.dtype)
         if self.cfg.static_split:
-            patches = static_split(patches, safe_frame_mask(frame_mask[video].bool()))
-        return self.patch_probe(patches)
+            patches = static_split(patches, safe_frame_mask(frame_mask.bool()))
+        return self.patch_probe(patches)[video]  # once per video, then one copy per (video, step) pair
 
     # ---------------------------------------------------------------- forward
     @property
