@@ -127,10 +127,10 @@ def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[n
 def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int,
                   frame: tuple[int, int], origin: int, clutter: np.random.Generator | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scene, attire colour, shoulder point): the textured background (plus cupboards and tiles from `clutter`,
-    the camera stream, when the camera moves) and the actor's body, with per-video jitter (the first draws of
-    the video's random stream). The scene is the (h, w) frame, or a canvas `origin` pixels larger on each
-    side for a moving camera."""
+    """(scene, attire colour, shoulder point): the textured background (plus cupboards and tiles drawn from
+    `clutter`, the scene's own stream, when the camera moves) and the actor's body, with per-video jitter (the
+    first draws of the video's random stream). The scene is the (h, w) frame, or a canvas `origin` pixels
+    larger on each side for a moving camera."""
     h, w = frame
     unit = min(w, h)
     bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
