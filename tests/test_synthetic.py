@@ -353,3 +353,12 @@ def test_world_modules_do_not_import_each_other_back():
     assert "synthetic" not in imported("synthetic_render") and "synthetic" not in imported("synthetic_spec")
     assert "synthetic_render" not in imported("synthetic_spec")
     assert {"synthetic_spec", "synthetic_render"} <= imported("synthetic")
+
+
+def test_each_world_has_its_own_default_folders():
+    from cmdcl.pipelines.cmd_demo import world_folder, world_settings
+
+    assert world_folder("data/synthetic", world_settings("moving", None, None, None)) == Path("data/synthetic")
+    assert world_folder("runs/demo", world_settings("static", None, None, None)) == Path("runs/demo-static")
+    assert world_folder("runs/demo", world_settings("moving", None, None, 1)) == Path("runs/demo-custom")
+    assert world_settings("moving", 0.0, None, None) == {"camera_motion": 0.0, "light_change": 0.15, "props": 2}
