@@ -326,7 +326,8 @@ def _check_config(root: Path, config: SyntheticConfig) -> None:
         diff.append(f"generator_version={stored.get('generator_version')!r} (current {GENERATOR_VERSION})")
     if diff:
         raise CmdclError(f"{root} already holds a synthetic dataset made with different settings: "
-                         f"{', '.join(diff)}.", fix=f"pass another --root, or delete {root} to regenerate it.")
+                         f"{', '.join(diff)}.", fix=f"pass another --root, delete {root} to regenerate it, or "
+                         "read it as it is with --dataset manifest.")
 
 
 def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> Path:
