@@ -41,13 +41,14 @@ def test_camera_motion_shows_another_background_in_every_frame_and_moves_the_box
     for a in range(16):
         for b in range(a + 1, 16):
             assert np.abs(wall[a] - wall[b]).mean() > 0.5, (a, b)  # no two frames show the same wall
-    # the action's object moves with the scene: its box is shifted by the frame's offset (x0 and x1 alike)
+    # the action's object moves with the scene: its box is shifted by the frame's offset (x0 and x1 alike, to
+    # the pixel: boxes are whole painted pixels, the offsets sub-pixel)
     shift = still.boxes - moving.boxes
     whole = (moving.boxes[:, 0] > 0) & (moving.boxes[:, 2] < 80) & (moving.boxes[:, 1] > 0) & (moving.boxes[:, 3] < 60)
     assert whole.sum() > 10
-    np.testing.assert_allclose(shift[whole, 0], shift[whole, 2], atol=0.13)
-    np.testing.assert_allclose(shift[whole, 1], shift[whole, 3], atol=0.13)
-    assert np.ptp(shift[whole, 0]) > 1.0 and np.abs(shift[whole]).max() <= 0.1 * 80 * 1.3 + 1
+    np.testing.assert_allclose(shift[whole, 0], shift[whole, 2], atol=1.0)
+    np.testing.assert_allclose(shift[whole, 1], shift[whole, 3], atol=1.0)
+    assert np.ptp(shift[whole, 0]) > 2.0 and np.abs(shift[whole]).max() <= 0.1 * 80 * 1.3 + 2
 
 
 def test_light_change_varies_the_brightness_within_a_video():

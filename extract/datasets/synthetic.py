@@ -12,13 +12,13 @@ world, the props' kind) does not cause the label but agrees with it with probabi
 activity). A model that reads the context instead of the actions therefore scores well on "test" and badly
 on "test_ood".
 
-Two worlds (`--world`, synthetic_spec.WORLDS). The "moving" world (the default) makes the context change
-from frame to frame, as real scenes do, so that subtracting a video's mean does not remove it: a handheld
-camera pans and shakes across a larger cluttered scene, the light drifts and flickers, and `props` moving
-objects with no part in the activity (as large and salient as the action's objects, crossing over them)
-show the "prop" factor (synthetic_motion.py). The "static" world (generator version 3) keeps every
-confounder constant over time; each of `camera_motion`, `light_change` and `props` also turns on and off
-alone.
+Two worlds (synthetic_spec.WORLDS, the `world` option of `cmdcl synth` and `cmdcl demo`). The "moving" world
+(the default) makes the context change from frame to frame, as real scenes do, so that subtracting a video's
+mean does not remove it: a handheld camera pans and shakes across a larger cluttered scene, the light
+drifts and flickers, and `props` moving objects with no part in the activity (as large and salient as the
+action's objects, passing near or over them) show the "prop" factor (synthetic_motion.py). The "static"
+world (generator version 3) keeps every confounder constant over time; each of `camera_motion`,
+`light_change` and `props` also turns on and off alone.
 
 The "pretrain" split (confounded like "train") is for pre-training the encoder (`cmdcl pretrain-clip`), the
 way CLIP is trained on web images: no head trains or tests on it, and extraction skips it unless asked. The
@@ -326,7 +326,8 @@ def _check_config(root: Path, config: SyntheticConfig) -> None:
         diff.append(f"generator_version={stored.get('generator_version')!r} (current {GENERATOR_VERSION})")
     if diff:
         raise CmdclError(f"{root} already holds a synthetic dataset made with different settings: "
-                         f"{', '.join(diff)}.", fix=f"pass another --root, or delete {root} to regenerate it.")
+                         f"{', '.join(diff)}.", fix=f"pass another --root, delete {root} to regenerate it, or "
+                         "read it as it is with --dataset manifest.")
 
 
 def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> Path:

@@ -17,8 +17,7 @@ import numpy as np
 
 from .synthetic_draw import SHAPE_REACH, hsv, paint, pixel_boxes, shape_distance, window
 from .synthetic_motion import (CAMERA, LIGHT, PROPS, SCENE, camera_margin, camera_path, crop, light_path,
-                               motion_rng, paint_props, prop_colour, prop_paths, prop_shape, prop_text, scene_clutter,
-                               to_frame)
+                               motion_rng, paint_props, prop_colour, prop_paths, prop_shape, prop_text, scene_clutter)
 from .synthetic_spec import PROP_FACTOR, SyntheticConfig, VideoSpec
 
 # Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
@@ -127,10 +126,10 @@ def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[n
 def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int,
                   frame: tuple[int, int], origin: int, clutter: np.random.Generator | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scene, attire colour, shoulder point): the textured background (plus cupboards and tiles from `clutter`,
-    the camera stream, when the camera moves) and the actor's body, with per-video jitter (the first draws of
-    the video's random stream). The scene is the (h, w) frame, or a canvas `origin` pixels larger on each
-    side for a moving camera."""
+    """(scene, attire colour, shoulder point): the textured background (plus cupboards and tiles drawn from
+    `clutter`, the scene's own stream, when the camera moves) and the actor's body, with per-video jitter (the
+    first draws of the video's random stream). The scene is the (h, w) frame, or a canvas `origin` pixels
+    larger on each side for a moving camera."""
     h, w = frame
     unit = min(w, h)
     bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
@@ -191,7 +190,12 @@ def _moving(spec: VideoSpec, config: SyntheticConfig, margin: int) -> _Moving:
 
 
 def render(spec: VideoSpec, config: SyntheticConfig) -> RenderedVideo:
-    """The frames of one video and the boxes of its action's object and of its props (`RenderedVideo`)."""
+    """The frames of one video and the boxes of its action's object and of its props (`RenderedVideo`).
+
+    With a moving camera the scene (background and actor) is drawn once on a canvas `margin` pixels larger
+    than the frame on each side, each frame is its window at that frame's offset, and the arm, the object and
+    the props are painted on the frame where they are in it (scene position minus the window's corner).
+    """
     rng = np.random.default_rng(spec.render_seed)
     w, h, k = config.width, config.height, config.num_activities
     margin = camera_margin(config)  # the scene canvas is the frame plus `margin` on each side
@@ -200,9 +204,11 @@ def render(spec: VideoSpec, config: SyntheticConfig) -> RenderedVideo:
     clutter = motion_rng(spec, SCENE) if margin else None  # its own stream: the static draws stay as they are
     scene, attire, shoulder = _static_scene(spec, rng, xx, yy, k, (h, w), margin, clutter)
     moving = _moving(spec, config, margin)
+    if margin:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)  # the frame's pixels, where the foreground is painted
 
     gain, tint, slope = lighting_params(spec.context["lighting"], k)
-    ramp = xx[margin:margin + h, margin:margin + w] / w - 0.5
+    ramp = xx / w - 0.5
     light = gain * np.asarray(tint, np.float32) * (1.0 + slope * ramp)[..., None]
 
     anchor = np.array([margin + w * (0.64 + rng.uniform(-0.05, 0.05)), margin + h * (0.50 + rng.uniform(-0.06, 0.06))])
@@ -220,17 +226,18 @@ def render(spec: VideoSpec, config: SyntheticConfig) -> RenderedVideo:
         # All frames of a step at once: (n, 1, 1) per-frame values broadcast over (h, w).
         dx, dy, scale = _motion(sig["motion"], np.arange(end - start) / config.fps, amplitude, speed, phase)
         cx, cy = (anchor[0] + dx)[:, None, None], (anchor[1] + dy)[:, None, None]
-        canvas = np.repeat(scene[None], end - start, axis=0)
-        boxes[start:end] = _paint_action(canvas, xx, yy, cx, cy, shoulder, attire, sig["shape"], colour,
+        if margin:  # scene -> frame coordinates: minus each frame's window corner
+            corner = moving.starts[start:end, :, None, None]
+            canvas = crop(scene, moving.starts[start:end], h, w)
+            cx, cy = cx - corner[:, 0], cy - corner[:, 1]
+            arm_from = (shoulder[0] - corner[:, 0], shoulder[1] - corner[:, 1])
+        else:
+            canvas, arm_from = np.repeat(scene[None], end - start, axis=0), shoulder
+        boxes[start:end] = _paint_action(canvas, xx, yy, cx, cy, arm_from, attire, sig["shape"], colour,
                                          size * scale[:, None, None], unit)
         if config.props:
-            prop_boxes[start:end] = paint_props(canvas, moving.centres[:, start:end], moving.radii, moving.shape,
-                                                moving.colour)
-        if margin:
-            starts = moving.starts[start:end]
-            canvas = crop(canvas, starts, h, w)
-            boxes[start:end] = to_frame(boxes[start:end], starts, h, w)
-            prop_boxes[start:end] = to_frame(prop_boxes[start:end], starts, h, w)
+            centres = moving.centres[:, start:end] - (moving.starts[None, start:end] if margin else 0.0)
+            prop_boxes[start:end] = paint_props(canvas, centres, moving.radii, moving.shape, moving.colour)
         canvas *= light
         if moving.gain is not None:  # (n, 1, w, 3): a full last axis keeps the broadcast fast (4x)
             change = moving.gain[start:end, None] * (1.0 + moving.slope[start:end, None] * ramp[0])
@@ -246,19 +253,20 @@ def render(spec: VideoSpec, config: SyntheticConfig) -> RenderedVideo:
 
 
 def _paint_action(canvas: np.ndarray, xx: np.ndarray, yy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-                  shoulder: np.ndarray, attire: np.ndarray, shape_name: str, colour: np.ndarray,
+                  shoulder: tuple, attire: np.ndarray, shape_name: str, colour: np.ndarray,
                   radius: np.ndarray, unit: int) -> np.ndarray:
     """Paint the arm (a thick segment from the shoulder to the object, tying it to the actor) and the
-    action's object at (cx, cy) (n, 1, 1) in every frame of `canvas`; returns the object's (n, 4) boxes."""
+    action's object at (cx, cy) (n, 1, 1) in every frame of `canvas`; returns the object's (n, 4) boxes.
+    The shoulder's x and y are numbers, or (n, 1, 1) when the camera moves the actor."""
     h, w = xx.shape
     sx, sy = cx - shoulder[0], cy - shoulder[1]
     norm = np.array([np.array([a, b]) @ np.array([a, b]) for a, b in zip(sx.ravel(), sy.ravel())])[:, None, None]
     thickness = 0.035 * unit
-    ys, xs = window([cx.min(), shoulder[0]], [cx.max(), shoulder[0]], [cy.min(), shoulder[1]],
-                    [cy.max(), shoulder[1]], thickness, h, w)
-    x, y = xx[ys, xs], yy[ys, xs]
-    along = np.clip(((x - shoulder[0]) * sx + (y - shoulder[1]) * sy) / norm, 0, 1)
-    arm = np.hypot(x - shoulder[0] - along * sx, y - shoulder[1] - along * sy) - thickness
+    ys, xs = window([cx.min(), np.min(shoulder[0])], [cx.max(), np.max(shoulder[0])],
+                    [cy.min(), np.min(shoulder[1])], [cy.max(), np.max(shoulder[1])], thickness, h, w)
+    x, y = xx[ys, xs] - shoulder[0], yy[ys, xs] - shoulder[1]  # from the shoulder
+    along = np.clip((x * sx + y * sy) / norm, 0, 1)
+    arm = np.hypot(x - along * sx, y - along * sy) - thickness
     paint(canvas[:, ys, xs], arm, attire)
     ys, xs = window([cx.min()], [cx.max()], [cy.min()], [cy.max()], SHAPE_REACH * radius.max(), h, w)
     shape = shape_distance(shape_name, xx[ys, xs] - cx, yy[ys, xs] - cy, radius)

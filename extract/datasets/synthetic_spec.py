@@ -134,7 +134,7 @@ class SyntheticConfig:
 def world_options(world: str) -> dict[str, float | int]:
     """The SyntheticConfig fields of a WORLDS preset; a CmdclError for an unknown name."""
     if world not in WORLDS:
-        raise CmdclError(f"--world {world!r} is not a synthetic world.", fix=f"use one of: {', '.join(WORLDS)}.")
+        raise CmdclError(f"world {world!r} is not a synthetic world.", fix=f"use one of: {', '.join(WORLDS)}.")
     return dict(WORLDS[world])
 
 
