@@ -4,10 +4,12 @@
     python benchmarks/patch_head.py --demo-features runs/demo/features/<tag>/shard-00000-of-00001.h5
     python benchmarks/patch_head.py --small              # seconds (sizes for a smoke run)
 
-Prints, per head variant, seconds per training step (forward + backward + AdamW; steps interleaved in one
-process so contention hits every variant alike) and the projection to a COIN epoch (8,909 training videos,
+Prints, per head variant, seconds per training step (forward + backward + AdamW, with the grounding losses
+the trainer adds where the file has step segments; steps interleaved in one process so contention hits every
+variant alike) and the projection to a COIN epoch (8,909 training videos,
 F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default),
-the same head without patches (frame tokens only), and the old head (cosine mediator after divided
+the same head with issue 28's patch grounding loss (`--patch-grounding 1`, off by default), the same head
+without patches (frame tokens only), and the old head (cosine mediator after divided
 space/time attention over all F x P tokens). Also the COIN feature volume with patches and a one-epoch
 train-head run with data_mode memmap on a patch file (the bounded-memory path), with its peak RSS.
 """
@@ -29,7 +31,8 @@ COIN = {"train": 8909, "videos": 11827, "F": 64, "P": 16, "D": 768, "S": 778, "C
 def variants() -> dict[str, dict]:
     from cmdcl.head.model.config import LEGACY
 
-    return {"patch (learned)": {"use_patches": True}, "frames only": {"use_patches": False},
+    return {"patch (learned)": {"use_patches": True}, "+ patch grounding": {"use_patches": True, "patch_grounding": 1.0},
+            "frames only": {"use_patches": False},
             "old frames only": {**LEGACY, "use_patches": False}, "old patch head": {**LEGACY, "use_patches": True}}
 
 
@@ -72,6 +75,8 @@ def step_seconds(features: str, options: dict, batch: int, layers: int, steps: i
     from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.data import FeatureData
     from cmdcl.head.model.factory import build_model
+    from cmdcl.head.training.grounding_loss import frame_step_table
+    from cmdcl.head.training.loss import auxiliary_losses
 
     data = FeatureData(features, "train", use_patches=True, mode="memory", log=lambda m: None)
     fs = data.feature_set
@@ -82,15 +87,18 @@ def step_seconds(features: str, options: dict, batch: int, layers: int, steps: i
             continue
         cfg = HeadConfig(**{**extra, **options}, sta_layers=layers)
         model = build_model(cfg, fs.text, {**dims, "P": dims["P"] if cfg.use_patches else 0}, False)
-        models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), cfg.use_patches)
+        models[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), cfg)
     rows = np.arange(min(batch, len(data)))
     b = data.batch(rows)
+    table = frame_step_table(data)  # the trainer's grounding targets (None: no segments in the file)
+    frame_step = torch.from_numpy(table[rows]) if table is not None else None
     times = {name: [] for name in models}
     for i in range(steps + 1):  # the first round warms up
-        for name, (model, opt, patched) in models.items():
+        for name, (model, opt, cfg) in models.items():
             t0 = time.perf_counter()
-            out = model(b["features"], b["frame_mask"], b["patches"] if patched else None)
+            out = model(b["features"], b["frame_mask"], b["patches"] if cfg.use_patches else None)
             loss = torch.nn.functional.cross_entropy(out["logits"], b["label"])
+            loss = loss + auxiliary_losses(cfg, model, out, b, frame_step)  # what the trainer adds
             opt.zero_grad()
             loss.backward()
             opt.step()

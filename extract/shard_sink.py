@@ -18,7 +18,7 @@ from cmdcl.core.provenance import RESUME_KEYS, first_mismatch
 from cmdcl.core.store import FailureRecord, NoteRecord, ShardWriter, VideoRecord
 from cmdcl.core.errors import DatasetError
 from .batch_encoder import PendingVideo
-from .boxes import sampled_boxes
+from .boxes import sampled_boxes, sampled_object_boxes
 from .datasets.base import VideoItem
 
 
@@ -48,13 +48,14 @@ def stored_rows(valid: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def build_record(pending: PendingVideo, num_classes: int, num_steps: int,
                  input_image: tuple[int, str] | None = None) -> VideoRecord:
     """The stored record of an encoded video. `input_image` (image size, resize mode) of the model places the
-    item's box file (if any) on its input image; without it boxes are not carried."""
+    item's box files (if any) on its input image; without it boxes are not carried."""
     item, clip = pending.item, pending.clip
     mask = clip.sampled.mask
-    boxes = None
-    if item.boxes and input_image is not None:
-        boxes = sampled_boxes(item.boxes, clip.sampled.indices, mask, int(clip.meta.height), int(clip.meta.width),
-                              *input_image)
+    boxes = prop_boxes = None
+    if input_image is not None:
+        geometry = (clip.sampled.indices, mask, int(clip.meta.height), int(clip.meta.width), *input_image)
+        boxes = sampled_boxes(item.boxes, *geometry) if item.boxes else None
+        prop_boxes = sampled_object_boxes(item.prop_boxes, *geometry) if item.prop_boxes else None
     return VideoRecord(
         video_id=item.video_id, split=item.split, path=item.path, label=int(item.label),
         labels=_multi_hot(item.labels, num_classes, "class", item.video_id),
@@ -67,7 +68,7 @@ def build_record(pending: PendingVideo, num_classes: int, num_steps: int,
         patches=stored_rows(pending.patches, mask) if pending.patches is not None else None,
         partial=bool(clip.partial),
         segments=np.asarray(item.segments, np.float32).reshape(-1, 3),
-        boxes=boxes, confounders=dict(item.confounders),
+        boxes=boxes, prop_boxes=prop_boxes, confounders=dict(item.confounders),
     )
 
 

@@ -1,7 +1,8 @@
-"""`cmdcl synth`: generate (or reuse) the synthetic confounded long-term-activity dataset.
+"""`cmdcl synth`: generate (or reuse) the synthetic confounded long-term-activity dataset; `cmdcl demo`: the main
+job on it.
 
-Only typer and the standard library are imported at module level; the generator (numpy, PyAV) is
-imported inside the command.
+Only typer, the standard library and the world's option table (synthetic_spec: no numpy) are imported at
+module level; the generator (numpy, PyAV) and the demo are imported inside the commands.
 """
 from __future__ import annotations
 
@@ -10,43 +11,83 @@ from typing import List, Optional
 
 import typer
 
+from cmdcl.extract.datasets.synthetic_spec import DEFAULT_WORLD, WORLDS, SyntheticConfig, world_options
 from .demo import DEMO_RUNS  # the demo's table rows (light: standard library only)
 
-# Defaults mirror SyntheticConfig's (tests check they agree); literal here so `cmdcl --help` stays light.
+_DEFAULTS = SyntheticConfig()  # the options' defaults are the config's
+_WORLD_HELP = (f"Which world: {' or '.join(WORLDS)} (confounders that change from frame to frame: camera motion, "
+               f"light change, props; or constant over time, the world of generator version 3).")
+
+
+def world_settings(world: str, camera_motion: float | None, light_change: float | None, props: int | None
+                   ) -> dict[str, float | int]:
+    """The SyntheticConfig fields of `--world`, with each of its options that was given overriding it."""
+    options = world_options(world)
+    for name, value in (("camera_motion", camera_motion), ("light_change", light_change), ("props", props)):
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def world_folder(base: str, options: dict[str, float | int]) -> Path:
+    """`base` for the default world, `base-static` (`-custom`) for another: each world its own folder."""
+    name = SyntheticConfig(**options).world
+    return Path(base if name == DEFAULT_WORLD else f"{base}-{name}")
+
+
+_ROOT_HELP = "Folder of the dataset (default: data/synthetic; data/synthetic-static with --world static)."
+_WORLD_DEFAULT = WORLDS[DEFAULT_WORLD]
+_CAMERA_HELP = ("Handheld camera: pan amplitude in frame widths, plus a shake of a tenth of it (0: fixed; "
+                f"default: the world's, {DEFAULT_WORLD} {_WORLD_DEFAULT['camera_motion']}).")
+_LIGHT_HELP = ("Light drift and flicker within a video, relative (0: constant; default: the world's, "
+               f"{DEFAULT_WORLD} {_WORLD_DEFAULT['light_change']}).")
+_PROPS_HELP = ("Moving props whose kind agrees with the activity like the context (0: none; default: the "
+               f"world's, {DEFAULT_WORLD} {_WORLD_DEFAULT['props']}).")
 
 
 def synth(
-    root: Path = typer.Option(Path("data/synthetic"), help="Folder to write the dataset into (or reuse)."),
-    seed: int = typer.Option(0, help="World and video seed; the same seed gives byte-identical files."),
-    confounding: float = typer.Option(0.9, help="P(context agrees with the activity) in train and test."),
-    ood_mode: str = typer.Option("chance", help="Context in test_ood: 'chance' or 'reversed'."),
-    videos_per_class: int = typer.Option(40, help="Training videos per activity."),
-    test_per_class: int = typer.Option(10, help="IID test videos per activity (split 'test')."),
-    ood_per_class: int = typer.Option(50, help="Out-of-distribution test videos per activity ('test_ood'); 50 "
-                                               "keeps one video's weight in OOD top-1 at <= 0.005 with 6 activities."),
-    pretrain_per_class: int = typer.Option(40, help="Videos per activity in split 'pretrain' (for pretrain-clip "
-                                                    "only; no head uses them)."),
-    activities: int = typer.Option(6, help="Number of activities (classes)."),
-    steps: int = typer.Option(12, help="Size of the atomic-action vocabulary."),
-    width: int = typer.Option(80, help="Frame width in pixels (even)."),
-    height: int = typer.Option(60, help="Frame height in pixels (even)."),
-    fps: int = typer.Option(8, help="Frames per second."),
+    root: Optional[Path] = typer.Option(None, help=_ROOT_HELP),
+    world: str = typer.Option(DEFAULT_WORLD, help=_WORLD_HELP),
+    camera_motion: Optional[float] = typer.Option(None, help=_CAMERA_HELP),
+    light_change: Optional[float] = typer.Option(None, help=_LIGHT_HELP),
+    props: Optional[int] = typer.Option(None, help=_PROPS_HELP),
+    seed: int = typer.Option(_DEFAULTS.seed, help="World and video seed; the same seed gives byte-identical files."),
+    confounding: float = typer.Option(_DEFAULTS.confounding,
+                                      help="P(context agrees with the activity) in train and test."),
+    ood_mode: str = typer.Option(_DEFAULTS.ood_mode, help="Context in test_ood: 'chance' or 'reversed'."),
+    videos_per_class: int = typer.Option(_DEFAULTS.train_per_class, help="Training videos per activity."),
+    test_per_class: int = typer.Option(_DEFAULTS.test_per_class, help="IID test videos per activity (split 'test')."),
+    ood_per_class: int = typer.Option(_DEFAULTS.ood_per_class,
+                                      help="Out-of-distribution test videos per activity ('test_ood'); 50 keeps one "
+                                           "video's weight in OOD top-1 at <= 0.005 with 6 activities."),
+    pretrain_per_class: int = typer.Option(_DEFAULTS.pretrain_per_class,
+                                           help="Videos per activity in split 'pretrain' (for pretrain-clip only; "
+                                                "no head uses them)."),
+    activities: int = typer.Option(_DEFAULTS.num_activities, help="Number of activities (classes)."),
+    steps: int = typer.Option(_DEFAULTS.num_steps, help="Size of the atomic-action vocabulary."),
+    width: int = typer.Option(_DEFAULTS.width, help="Frame width in pixels (even)."),
+    height: int = typer.Option(_DEFAULTS.height, help="Frame height in pixels (even)."),
+    fps: int = typer.Option(_DEFAULTS.fps, help="Frames per second."),
     progress: bool = typer.Option(True, help="Show a progress bar while rendering."),
 ) -> None:
     """Generate the synthetic dataset (or reuse a complete one with the same settings) and summarise it."""
     from cmdcl.extract.datasets.synthetic import is_complete, ensure_synthetic, load_attributes, measured_agreement
 
+    moving = world_settings(world, camera_motion, light_change, props)
+    root = root or world_folder("data/synthetic", moving)
     existed = is_complete(root)
     ensure_synthetic(
         root, progress=progress, seed=seed, confounding=confounding, ood_mode=ood_mode,
         train_per_class=videos_per_class, test_per_class=test_per_class, ood_per_class=ood_per_class,
-        pretrain_per_class=pretrain_per_class, num_activities=activities, num_steps=steps, width=width, height=height, fps=fps,
+        pretrain_per_class=pretrain_per_class, num_activities=activities, num_steps=steps, width=width, height=height,
+        fps=fps, **moving,
     )
     rows = load_attributes(root)
     sizes = {}
     for row in rows:
         sizes[row["split"]] = sizes.get(row["split"], 0) + 1
-    typer.echo(f"synthetic dataset {'reused' if existed else 'written'}: {root}")
+    typer.echo(f"synthetic dataset ({SyntheticConfig(**moving).world} world: "
+               + ", ".join(f"{k} {v}" for k, v in moving.items()) + f") {'reused' if existed else 'written'}: {root}")
     typer.echo("videos: " + ", ".join(f"{split}={n}" for split, n in sizes.items()))
     typer.echo(f"confounder agreement with the activity (chance = {1 / activities:.2f}):")
     for split, agreement in measured_agreement(root).items():
@@ -54,8 +95,13 @@ def synth(
 
 
 def demo(
-    root: Path = typer.Option(Path("data/synthetic"), help="Synthetic dataset folder (generated when absent)."),
-    out: Path = typer.Option(Path("runs/demo"), help="Run folder: features, one sub-folder per method, report."),
+    root: Optional[Path] = typer.Option(None, help=_ROOT_HELP + " Generated when absent."),
+    out: Optional[Path] = typer.Option(None, help="Run folder: features, one sub-folder per method, report "
+                                                  "(default: runs/demo; runs/demo-static with --world static)."),
+    world: str = typer.Option(DEFAULT_WORLD, help=_WORLD_HELP),
+    camera_motion: Optional[float] = typer.Option(None, help=_CAMERA_HELP),
+    light_change: Optional[float] = typer.Option(None, help=_LIGHT_HELP),
+    props: Optional[int] = typer.Option(None, help=_PROPS_HELP),
     seed: int = typer.Option(0, help="Seed of the world, the random encoder and training."),
     confounding: float = typer.Option(0.9, help="P(context agrees with the activity) in train and IID test."),
     frames: int = typer.Option(16, help="Frames sampled per video."),
@@ -91,13 +137,15 @@ def demo(
 
     rows = read_row_configs(row_config, TRAIN_RUN_OPTIONS)
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    moving = world_settings(world, camera_motion, light_change, props)
     run_demo(DemoConfig(
-        data_root=root, out_dir=out, seed=seed, confounding=confounding, frames=frames, epochs=epochs,
-        sta_layers=sta_layers, methods=tuple(names + [r for r in rows if r not in names]), rows=rows, workers=workers,
+        data_root=root or world_folder("data/synthetic", moving), out_dir=out or world_folder("runs/demo", moving),
+        seed=seed, confounding=confounding, frames=frames, epochs=epochs, sta_layers=sta_layers,
+        methods=tuple(names + [r for r in rows if r not in names]), rows=rows, workers=workers,
         seeds=tuple(parse_seeds(seeds)), train_workers=train_workers,
         model=model, pretrained=pretrained, pretrain=pretrain, pretrain_epochs=pretrain_epochs, report=report,
         synthetic={"train_per_class": videos_per_class, "test_per_class": test_per_class,
-                   "ood_per_class": ood_per_class, "pretrain_per_class": pretrain_per_class},
+                   "ood_per_class": ood_per_class, "pretrain_per_class": pretrain_per_class, **moving},
     ), say=typer.echo)
 
 

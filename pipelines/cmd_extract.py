@@ -111,7 +111,8 @@ def _describe(summary: dict) -> str:
         f"notes {len(summary.get('notes', []))}",
         f"frames {summary['frames']} x dim {summary['embed_dim']}, patch grid {summary['patch_grid']}; "
         f"{summary['num_classes']} classes, {summary['num_steps']} steps, {summary.get('segments', 0)} step segments; "
-        f"object boxes {'yes' if summary.get('boxes') else 'no'}; "
+        f"object boxes {'yes' if summary.get('boxes') else 'no'}, "
+        f"prop boxes {'yes' if summary.get('prop_boxes') else 'no'}; "
         f"confounders {', '.join(summary.get('confounders') or []) or 'none'}",
         f"model {prov.get('model_name')} ({prov.get('pretrained')}), precision {prov.get('precision')}, "
         f"image size {prov.get('image_size')}; dataset {prov.get('dataset')}; decoder {prov.get('decoder')} "

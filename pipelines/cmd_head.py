@@ -27,7 +27,8 @@ def _fmt(value) -> str:
 
 def _headline(metrics: dict) -> str:
     keys = ("top1", "top5", "mean_class_accuracy", "mAP", "step_mAP", "ece", "nll", "grounding_mass", "grounding_uniform",
-            "grounding_pointing", "spatial_mass_ratio", "spatial_pointing", "spatial_pointing_chance", "num_videos")
+            "grounding_pointing", "spatial_mass_ratio", "spatial_pointing", "spatial_pointing_chance",
+            "spatial_prop_mass_ratio", "num_videos")
     parts = [f"{k} {_fmt(metrics[k])}" for k in keys if k in metrics and metrics[k] is not None]
     parts += [f"leakage {name} {_fmt(p['accuracy'])} (chance {_fmt(p['chance'])})"
               for name, p in (metrics.get("leakage") or {}).items()]

@@ -55,7 +55,7 @@ class DemoConfig:
     methods: tuple[str, ...] = field(default_factory=lambda: tuple(DEMO_RUNS))  # read when made: rows added later count
     seeds: tuple[int, ...] = (0, 1, 2)  # every row is trained once per seed (OUT/<row>/seed-K); the table shows means
     train_workers: int = 0  # worker processes training the heads; 0: one per CPU core
-    synthetic: dict = field(default_factory=dict)  # extra SyntheticConfig fields (sizes)
+    synthetic: dict = field(default_factory=dict)  # extra SyntheticConfig fields (sizes, the world's moving options)
     # Rows from config files (--row-config NAME=FILE): {NAME: HeadConfig options}, replacing or adding to DEMO_RUNS
     rows: dict = field(default_factory=dict)
     report: bool = True
@@ -119,9 +119,9 @@ def check_rows(rows: tuple[str, ...], runs: dict[str, dict] | None = None) -> No
 
 
 def _world_stage(cfg: DemoConfig, say: Callable[[str], None]) -> None:
-    from cmdcl.extract.datasets.synthetic import ensure_synthetic, measured_agreement
+    from cmdcl.extract.datasets.synthetic import SyntheticConfig, ensure_synthetic, measured_agreement
 
-    say(f"[1/5] synthetic dataset -> {cfg.data_root}")
+    say(f"[1/5] synthetic dataset ({SyntheticConfig(**cfg.synthetic).world} world) -> {cfg.data_root}")
     ensure_synthetic(cfg.data_root, seed=cfg.seed, confounding=cfg.confounding, **cfg.synthetic)
     for split, agreement in measured_agreement(cfg.data_root).items():
         say(f"      context agrees with the activity in {split}: "
@@ -291,7 +291,8 @@ def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features
             "CMDCL's published results (see README).")
     elif not cfg.pretrained:
         say("note: the encoder is a tiny CLIP pre-trained here on the world's 'pretrain' split (captions name the "
-            "action, the activity and sometimes the scene); these are not CMDCL's published results (see README).")
+            "action, the activity and sometimes the scene and its props); these are not CMDCL's published results "
+            "(see README).")
 
 
 def demo_table(out: Path, results: list[MethodResult], features: str, context: dict[str, float] | None) -> str:

@@ -4,7 +4,8 @@ runs' files).
 
     OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences;
                                                   top-1 on test and test_ood, ECE on test_ood)
-    OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test), leakage (test_ood)
+    OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test, test_ood), the
+                                                  attention mass on the props (test), leakage (test_ood)
 
 The comparisons are also written as OUT/compare-<split>/ and OUT/compare-test_ood-ece/ (compare.json,
 compare.txt, forest.png); `cmdcl report OUT/cmdcl/...` finds the first.
@@ -24,6 +25,7 @@ IID, OOD = "test", "test_ood"
 # attention on the true segment / object over the uniform share; absent for heads without that attention).
 GROUNDING_METRIC, SPATIAL_METRIC = "grounding_mass_ratio", "spatial_mass_ratio"
 OOD_ECE = f"{OOD}-ece"  # key and folder suffix of the OOD calibration comparison
+PROP_METRIC = "spatial_prop_mass_ratio"  # patch-attention mass on the props' boxes / their share (<= 1: ignored)
 REFERENCE = "transformer"  # the strongest baseline in every demo so far: the difference that matters for CMDCL
 
 
@@ -33,6 +35,8 @@ class RowExtras:
     step_map: float | None
     grounding: float | None  # temporal: step-attention mass in the true segment / uniform share (IID)
     spatial: float | None  # patch-attention mass on the true object's patches / their share (IID)
+    spatial_ood: float | None  # the same on OOD
+    props: float | None  # patch-attention mass on the props' patches / their share (IID)
     leakage: dict[str, float]  # factor -> probe accuracy from the head's representation (OOD)
     leakage_chance: dict[str, float]
 
@@ -49,6 +53,8 @@ def row_extras(run: Path) -> RowExtras:
         step_map=mean_of(m.get("step_mAP") for m in iid),
         grounding=mean_of(m.get(GROUNDING_METRIC) for m in iid),
         spatial=mean_of(m.get(SPATIAL_METRIC) for m in iid),
+        spatial_ood=mean_of(m.get(SPATIAL_METRIC) for m in ood),
+        props=mean_of(m.get(PROP_METRIC) for m in iid),
         leakage={f: _leakage_mean(ood, f, "accuracy") for f in factors},
         leakage_chance={f: _leakage_mean(ood, f, "chance") for f in factors})
 
@@ -100,7 +106,7 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
     leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
     head = (f"{'method':<{width}} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
             f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'OOD ECE':>7} {'mAP':>5} "
-            f"{'t-grnd':>6} {'s-grnd':>6} {leak_head:>18} {'train s':>7}")
+            f"{'t-grnd':>6} {'s-grnd':>6} {'s-ood':>6} {'p-mass':>6} {leak_head:>18} {'train s':>7}")
     lines = [head, "-" * len(head)]
     for name in rows:
         a, b, e = iid[name], ood[name], extras[name]
@@ -110,7 +116,8 @@ def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s
         leak = "/".join(f"{e.leakage[f]:.2f}"[1:] if e.leakage.get(f) is not None else "-" for f in factors) or "-"
         lines.append(f"{name:<{width}} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
                      f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {_num(ece.get(name)):>7} "
-                     f"{_num(e.step_map):>5} {_num(e.grounding):>6} {_num(e.spatial):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
+                     f"{_num(e.step_map):>5} {_num(e.grounding):>6} {_num(e.spatial):>6} {_num(e.spatial_ood):>6} "
+                     f"{_num(e.props):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
     if context:
         lines.append(f"{'context only':<{width}} {context[IID]:.3f} {'':<14} {context[OOD]:.3f} {'':<14} "
                      "<- logistic regression on the true confounder labels")
@@ -128,11 +135,12 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str],
              " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
              "the same videos and seeds (test-set noise), p: paired permutation test; 'over seeds': t interval of "
              "the per-seed differences (training noise; head/comparison/compare.py);",
- f" OOD ECE: expected calibration error of the top-1 softmax confidence on OOD (15 bins; lower = better "
+             f" OOD ECE: expected calibration error of the top-1 softmax confidence on OOD (15 bins; lower = better "
              f"calibrated; paired with {c.reference} in compare-{OOD_ECE}/);",
-             " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd: IID "
-             "patch-attention mass on the true object's patches / their share (1.0 = uniform, '-' = no such "
-             "attention);"]
+             " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd, s-ood: IID, "
+             "OOD patch-attention mass on the true object's patches / their share; p-mass: IID patch-attention mass "
+             "on the props' patches / their share (<= 1: the props get no more than uniform attention) (1.0 = "
+             "uniform, '-' = no such attention or boxes);"]
     if factors:
         lines.append(" leak: OOD accuracy of a 5-fold linear probe from the head's representation to each context "
                      "factor (" + ", ".join(f"{f} chance {_num(chances[f])}" for f in factors) + "); lower = less "

@@ -69,7 +69,8 @@ def test_demo_table_has_intervals_paired_differences_grounding_and_leakage(tmp_p
     leak = {"leakage": {"background": {"accuracy": 0.5, "chance": 0.2}, "lighting": {"accuracy": 0.3, "chance": 0.25}}}
     _fake_run(tmp_path, "transformer", {"test": [8, 8], "test_ood": [4, 6]}, {"test_ood": leak})
     _fake_run(tmp_path, "cmdcl", {"test": [9, 9], "test_ood": [7, 9]},
-              {"test": {"grounding_mass_ratio": 2.0, "spatial_mass_ratio": 3.5}, "test_ood": leak})
+              {"test": {"grounding_mass_ratio": 2.0, "spatial_mass_ratio": 3.5, "spatial_prop_mass_ratio": 0.25},
+               "test_ood": {**leak, "spatial_mass_ratio": 2.5}})
     rows = ["transformer", "cmdcl"]
     table = format_demo_table(tmp_path, rows, compare_splits(tmp_path, rows), {"cmdcl": 1.0}, chance=0.5)
     lines = table.splitlines()
@@ -77,6 +78,7 @@ def test_demo_table_has_intervals_paired_differences_grounding_and_leakage(tmp_p
     cmdcl = next(line for line in lines if line.startswith("cmdcl "))
     # OOD means 0.5 and 0.8: a +0.300 paired difference; t interval over two seeds 0.7 and 0.9 for cmdcl
     assert "0.800 [" in cmdcl and "+0.300 [" in cmdcl and " 2.000 " in cmdcl and " 3.500 " in cmdcl
+    assert " 3.500  2.500  0.250 " in cmdcl and "p-mass" in lines[0]  # s-grnd, s-ood, p-mass side by side
     assert ".50/.30" in cmdcl and "over seeds" in lines[0]
     assert "(reference)" in next(line for line in lines if line.startswith("transformer "))
     assert "mean over 2 seeds" in table and "background chance 0.200" in table

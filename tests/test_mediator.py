@@ -10,7 +10,7 @@ import torch
 
 from cmdcl.head.model.cmdcl_model import CMDCLHead
 from cmdcl.head.model.config import LEGACY, HeadConfig
-from cmdcl.head.training.grounding_loss import grounding_loss
+from cmdcl.head.training.grounding_loss import grounding_loss, patch_grounding_loss
 from cmdcl.head.model.mediator import LearnedMediator, static_split
 from cmdcl.head.model.visual import VideoEncoder
 
@@ -134,6 +134,95 @@ def test_grounding_loss_rewards_attention_inside_the_segment():
     assert float(grounding_loss(uniform, torch.full((1, FRAMES), -1))) == 0.0
 
 
+def test_patch_grounding_loss_rewards_attention_on_the_steps_object_not_on_a_prop():
+    """Frames 0-3 show step 1's object in patch 0, frames 4-7 step 2's; patch 1 holds a prop that moves
+    (a different vector each frame) but is the same whatever the step: attending to it cannot tell the steps
+    apart, attending to the object can."""
+    model = head(patch_grounding=1.0)
+    text = model.patch_probe.weight.detach()
+    patches = torch.zeros(1, FRAMES, P, D)
+    frame_step = torch.full((1, FRAMES), -1)
+    frame_step[0, :4], frame_step[0, 4:8] = 1, 2
+    patches[0, :4, 0], patches[0, 4:8, 0] = text[1], text[2]
+    patches[0, :, 1] = unit(FRAMES, D, seed=3)  # the prop
+    mask = torch.ones(1, FRAMES, dtype=torch.bool)
+
+    def loss_of(patch: int) -> float:
+        spatial = torch.zeros(1, S, FRAMES, P)
+        spatial[..., patch] = 1.0
+        return float(patch_grounding_loss(model, spatial, patches, mask, frame_step).detach())
+
+    assert loss_of(0) < 0.1 and loss_of(1) > 0.6  # the prop's patch: about log 2 (two steps)
+    assert loss_of(0) < float(patch_grounding_loss(model, torch.full((1, S, FRAMES, P), 1 / P), patches, mask,
+                                                   frame_step).detach())  # focus beats uniform
+    assert float(patch_grounding_loss(model, torch.full((1, S, FRAMES, P), 1 / P), patches, mask,
+                                      torch.full((1, FRAMES), -1))) == 0.0  # no segment: no loss
+    assert head().patch_probe is None  # off: no probe parameters
+    every = head(patch_grounding=1.0, patch_contrast="all")
+    every.patch_probe.load_state_dict(model.patch_probe.state_dict())
+    spatial = torch.zeros(1, S, FRAMES, P)
+    spatial[..., 1] = 1.0
+    assert float(patch_grounding_loss(every, spatial, patches, mask, frame_step).detach()) > loss_of(1)  # S steps
+
+
+def test_patch_grounding_changes_training_and_old_configs_leave_it_off(tmp_path):
+    from head_fixtures import order_world
+
+    from cmdcl.head.model.checkpoint import load_checkpoint
+    from cmdcl.head.training.train import train
+
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=1, grid=2)
+    weights, logs = {}, {}
+    for weight in (0.0, 5.0):
+        lines: list[str] = []
+        cfg = HeadConfig(epochs=1, sta_layers=1, patch_grounding=weight, batch_size=8)
+        train(world, tmp_path / f"p{weight}", cfg, resume="never", progress=False, log=lines.append)
+        logs[weight] = "\n".join(lines)
+        weights[weight] = load_checkpoint(tmp_path / f"p{weight}" / "last.pt").model
+    assert "patch grounding 5.0" in logs[5.0] and "patch_probe.weight" in weights[5.0]
+    assert "patch_probe.weight" not in weights[0.0]
+    key = "mediator.spatial_query.weight"
+    assert not torch.allclose(weights[0.0][key], weights[5.0][key])
+    assert HeadConfig.from_dict({k: v for k, v in HeadConfig(patch_grounding=2.0).to_dict().items()
+                                 if k != "patch_grounding"}).patch_grounding == 0.0  # saved before the option
+
+
+def test_tci_debias_measures_and_lowers_the_texts_preference_for_a_context(tmp_path):
+    from head_fixtures import order_world
+
+    from cmdcl.head.model.checkpoint import load_checkpoint
+    from cmdcl.head.metrics.evaluate import model_from_checkpoint
+    from cmdcl.head.training.train import train
+
+    model = head()
+    prototypes = model.tci.prototypes
+    centre = prototypes.mean(0)
+    # a text orthogonal to every prototype prefers none of them; one equal to a prototype prefers it
+    neutral = torch.linalg.svd(prototypes, full_matrices=True)[2][-1:]
+    assert float(model.tci.context_spread(neutral)) < 1e-10
+    assert float(model.tci.context_spread(prototypes[:1])) > 0.01
+    assert float(head(bias_source="video").tci.context_spread(centre[None])) == 0.0  # no prototypes
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=1, grid=2)
+    spread = {}
+    for weight in (0.0, 50.0):
+        cfg = HeadConfig(epochs=1, sta_layers=1, tci_debias=weight, batch_size=8)
+        train(world, tmp_path / f"d{weight}", cfg, resume="never", progress=False, log=lambda m: None)
+        trained, _ = model_from_checkpoint(load_checkpoint(tmp_path / f"d{weight}" / "last.pt"))
+        with torch.no_grad():
+            text = trained.tci(torch.zeros(1, 1, trained.embed_dim), torch.ones(1, 1, dtype=torch.bool))
+            spread[weight] = float(trained.tci.context_spread(text))
+    assert spread[50.0] < spread[0.0]
+
+
+def test_without_mediator_frames_the_mediator_reads_only_the_patches():
+    features, mask, patches = batch()
+    other = unit(3, FRAMES, D, seed=98)
+    alone = head(mediator_frames=False, use_tci=False)
+    assert torch.allclose(alone(features, mask, patches)["logits"], alone(other, mask, patches)["logits"], atol=1e-5)
+    both = head(use_tci=False)
+    assert not torch.allclose(both(features, mask, patches)["logits"], both(other, mask, patches)["logits"], atol=1e-5)
+
+
 def test_old_configs_rebuild_the_old_head():
     old = HeadConfig.from_dict({"method": "cmdcl", "use_patches": True})  # saved before these options
     assert old.mediator == "cosine" and old.patch_frame_context and not old.static_split
@@ -177,7 +266,7 @@ def test_grounding_loss_is_used_in_training_when_segments_exist(tmp_path):
         train(world, tmp_path / f"g{weight}", cfg, resume="never", progress=False, log=lines.append)
         logs[weight] = "\n".join(lines)
         weights[weight] = load_checkpoint(tmp_path / f"g{weight}" / "last.pt").model
-    assert "grounding loss on (weight 5.0)" in logs[5.0] and "grounding loss on" not in logs[0.0]
+    assert "grounding loss on (weight 5.0," in logs[5.0] and "grounding loss on" not in logs[0.0]
     assert "--use-patches unset (auto): patches on, P=4" in logs[5.0]  # auto: the file holds a 2x2 grid
     key = "mediator.temporal_query.weight"
     assert not torch.allclose(weights[0.0][key], weights[5.0][key])

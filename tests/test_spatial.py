@@ -11,7 +11,7 @@ import pytest
 
 from cmdcl.core.errors import DatasetError
 from cmdcl.core.store import FeatureSet, merge_feature_files, shard_name, verify_paths
-from cmdcl.extract.boxes import read_box_file, sampled_boxes, to_input_boxes
+from cmdcl.extract.boxes import read_box_file, read_object_box_file, sampled_boxes, sampled_object_boxes, to_input_boxes
 from cmdcl.extract.datasets.registry import load_dataset
 from cmdcl.extract.datasets.synthetic import CONFOUNDERS, SyntheticConfig, generate_synthetic, load_attributes
 from cmdcl.extract.runner import ExtractConfig, run_extraction
@@ -65,28 +65,52 @@ def test_box_files_are_checked(tmp_path):
         read_box_file(bad)
 
 
+def test_box_files_of_several_objects_are_checked(tmp_path):
+    good = tmp_path / "props.csv"
+    good.write_text("frame,object,x0,y0,x1,y1\n0,1,1,2,5,6\n2,0,0,0,8,8\n")
+    assert set(read_object_box_file(good)) == {(0, 1), (2, 0)}
+    boxes = sampled_object_boxes(good, np.array([0, 1, 2]), np.array([True, True, True]), 32, 32, 32, "shortest")
+    assert boxes.shape == (3, 2, 4)  # two objects: one more than the highest object index
+    np.testing.assert_allclose(boxes[0, 1], np.array([1, 2, 5, 6]) / 32)
+    assert np.isnan(boxes[0, 0]).all() and np.isnan(boxes[1]).all()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("frame,object,x0,y0,x1,y1\n0,-1,1,2,5,6\n")
+    with pytest.raises(DatasetError, match="bad.csv:2"):
+        read_object_box_file(bad)
+    with pytest.raises(DatasetError, match="expected frame,x0,y0,x1,y1"):
+        read_box_file(good)  # the one-object reader refuses the other header
+
+
 def test_boxes_and_factors_go_from_the_world_into_the_feature_file(extracted, encoder, capsys):
     root, shard = extracted
     fs = FeatureSet(shard)
-    assert fs.has_boxes and fs.confounder_names == list(CONFOUNDERS)
+    assert fs.has_boxes and fs.has_prop_boxes and fs.confounder_names == [*CONFOUNDERS, "prop"]
     positions = np.arange(len(fs))
     boxes, factors = fs.read_boxes(positions), fs.read_confounders(positions)
-    assert boxes.shape == (len(fs), 8, 4) and factors.shape == (len(fs), 3)
+    props = fs.read_prop_boxes(positions)
+    assert boxes.shape == (len(fs), 8, 4) and factors.shape == (len(fs), 4) and props.shape == (len(fs), 8, 2, 4)
     attributes = {r["video_id"]: r for r in load_attributes(root)}
     for i, video_id in enumerate(fs.index["video_id"].tolist()):
-        assert factors[i].tolist() == [int(attributes[video_id][n]) for n in CONFOUNDERS]
+        assert factors[i].tolist() == [int(attributes[video_id][n]) for n in fs.confounder_names]
         split = fs.index["split"][i]
-        expected = sampled_boxes(root / "boxes" / split / f"{video_id}.csv", fs.index["frame_index"][i],
-                                 fs.index["frame_mask"][i], 32, 48, encoder.image_size, encoder.resize_mode)
-        np.testing.assert_array_equal(boxes[i], expected)
+        geometry = (fs.index["frame_index"][i], fs.index["frame_mask"][i], 32, 48, encoder.image_size,
+                    encoder.resize_mode)
+        np.testing.assert_array_equal(boxes[i], sampled_boxes(root / "boxes" / split / f"{video_id}.csv", *geometry))
+        np.testing.assert_array_equal(props[i], sampled_object_boxes(root / "prop_boxes" / split / f"{video_id}.csv",
+                                                                     *geometry))
         valid = fs.index["frame_mask"][i]
         assert not np.isnan(boxes[i][valid]).any()  # the object is on screen in every frame
         assert ((boxes[i][valid] >= 0) & (boxes[i][valid] <= 1)).all()
+        assert np.isnan(props[i][~valid]).all()  # padded frames have no boxes
+        seen = props[i][valid][~np.isnan(props[i][valid]).any(-1)]
+        assert len(seen) and ((seen >= 0) & (seen <= 1)).all()
+    moving = props[:, :, 0, 0][fs.index["frame_mask"]]
+    assert len(np.unique(moving[~np.isnan(moving)])) > len(fs)  # the props move from frame to frame
     assert verify_paths([shard]).problems == []
     from cmdcl.pipelines.cli import main
 
     main(["inspect", str(shard)])
-    assert "object boxes yes; confounders background, attire, lighting" in capsys.readouterr().out
+    assert "object boxes yes, prop boxes yes; confounders background, attire, lighting, prop" in capsys.readouterr().out
 
 
 def test_merge_keeps_the_groups_and_old_files_still_load(extracted, tmp_path):
@@ -96,6 +120,7 @@ def test_merge_keeps_the_groups_and_old_files_still_load(extracted, tmp_path):
     a, b = FeatureSet(shard), FeatureSet(merged)
     positions = np.arange(len(a))
     np.testing.assert_array_equal(a.read_boxes(positions), b.read_boxes(positions))
+    np.testing.assert_array_equal(a.read_prop_boxes(positions), b.read_prop_boxes(positions))
     np.testing.assert_array_equal(a.read_confounders(positions), b.read_confounders(positions))
     assert verify_paths([merged]).problems == []
     old = write_shard(tmp_path / shard_name(0, 1), [("a", "train", 0), ("b", "test", 1)])
@@ -103,8 +128,41 @@ def test_merge_keeps_the_groups_and_old_files_still_load(extracted, tmp_path):
         assert "boxes" not in f and "confounders" not in f
     fs = FeatureSet(old)
     assert not fs.has_boxes and fs.read_boxes(np.arange(2)) is None
+    assert not fs.has_prop_boxes and fs.read_prop_boxes(np.arange(2)) is None
     assert fs.confounder_names == [] and fs.read_confounders(np.arange(2)) is None
     assert verify_paths([old]).problems == []
+
+
+def test_prop_boxes_of_videos_with_different_numbers_of_props(tmp_path):
+    """/boxes/props_xyxy grows to the most props any video has (the others' missing props are NaN), across part
+    files, shards and a merge with a file that has none."""
+    from cmdcl.core.store import ShardWriter
+    from store_fixtures import base_attrs, make_record, make_text
+
+    def props(count: int, value: float) -> np.ndarray:
+        return np.tile(np.array([value, value, value + 0.1, value + 0.1], np.float32), (6, count, 1))
+
+    path = tmp_path / shard_name(0, 1)
+    writer = ShardWriter(path, base_attrs(), make_text(), flush_every=1)  # one part file per video
+    for i, count in enumerate((1, 0, 3)):
+        record = make_record(f"v{i}", "train", 0, seed=i)
+        record.prop_boxes = props(count, 0.1 * (i + 1)) if count else None
+        writer.add(record)
+    writer.finalize()
+    fs = FeatureSet(path)
+    order = [fs.index["video_id"].tolist().index(f"v{i}") for i in range(3)]
+    boxes = fs.read_prop_boxes(np.array(order))
+    assert boxes.shape == (3, 6, 3, 4)
+    np.testing.assert_allclose(boxes[0, :, 0], props(1, 0.1)[:, 0])
+    assert np.isnan(boxes[0, :, 1:]).all() and np.isnan(boxes[1]).all()
+    np.testing.assert_allclose(boxes[2], props(3, 0.3))
+    other = write_shard(tmp_path / "other" / shard_name(0, 1), [("w0", "test", 1)])
+    merged = tmp_path / "merged.h5"
+    merge_feature_files([path, other], merged)
+    both = FeatureSet(merged)
+    every = both.read_prop_boxes(np.arange(len(both)))
+    assert every.shape == (4, 6, 3, 4) and np.isnan(every[both.index["video_id"] == "w0"]).all()
+    assert verify_paths([merged]).problems == []
 
 
 def test_verify_reports_a_bad_box(extracted, tmp_path):
@@ -113,7 +171,10 @@ def test_verify_reports_a_bad_box(extracted, tmp_path):
     broken.write_bytes(shard.read_bytes())
     with h5py.File(broken, "r+") as f:
         f["boxes/xyxy"][0, 0] = [0.5, 0.5, 0.2, 0.9]
-    assert any("box outside" in p for p in verify_paths([broken]).problems)
+        f["boxes/props_xyxy"][1, 0, 1] = [0.5, np.nan, 0.6, 0.9]
+    problems = verify_paths([broken]).problems
+    assert any("box outside" in p and "/boxes/xyxy" in p for p in problems)
+    assert any("box outside" in p and "/boxes/props_xyxy" in p for p in problems)
 
 
 def test_a_manifest_carries_boxes_and_factors(tmp_path, encoder):
@@ -185,6 +246,36 @@ def test_mass_ratio_and_pointing_on_hand_built_maps():
     assert spatial_of(focused, np.full((frames, 4), np.nan)) == {}
 
 
+def test_prop_mass_ratio_counts_the_union_of_props_in_view():
+    grid, frames = 4, 3
+    boxes = np.tile([0.0, 0.0, 0.5, 0.5], (frames, 1))  # the action's object: top-left 4 cells
+    props = np.full((frames, 2, 4), np.nan)
+    props[:, 0] = [0.5, 0.5, 1.0, 1.0]  # prop 0: bottom-right 4 cells, in view in every frame
+    props[1, 1] = [0.5, 0.0, 1.0, 0.5]  # prop 1: top-right 4 cells, in view in frame 1 only
+    on_object = np.where(patch_overlap(boxes[0], grid), 1.0, 0.0)[None].repeat(frames, 0)
+    instances = SpatialInstances()
+    instances.add_video(on_object[None], np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                        np.array([[0, 0, frames]]), props)
+    result = instances.summary()
+    assert result["spatial_mass_ratio"] == pytest.approx(4.0) and result["spatial_prop_mass_ratio"] == 0.0
+    assert result["spatial_prop_share"] == pytest.approx((0.25 + 0.5 + 0.25) / 3)  # union: 8 cells in frame 1
+    on_props = np.zeros((frames, 16))
+    on_props[:, 15] = 1.0  # bottom-right: inside prop 0
+    instances = SpatialInstances()
+    instances.add_video(on_props[None], np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                        np.array([[0, 0, frames]]), props)
+    result = instances.summary()
+    assert result["spatial_prop_mass"] == 1.0 and result["spatial_mass_ratio"] == 0.0
+    assert result["spatial_prop_mass_ratio"] == pytest.approx(1.0 / ((0.25 + 0.5 + 0.25) / 3))
+    uniform = SpatialInstances()
+    props[:, 0] = np.nan  # no prop in view in frames 0 and 2: only frame 1 counts
+    uniform.add_video(np.ones((1, frames, 16)), np.arange(frames, dtype=float), np.ones(frames, bool), boxes,
+                      np.array([[0, 0, frames]]), props)
+    assert uniform.summary()["spatial_prop_mass_ratio"] == pytest.approx(1.0)
+    assert uniform.summary()["spatial_prop_share"] == pytest.approx(0.25)
+    assert "spatial_prop_mass" not in spatial_of(on_object, boxes)  # no prop boxes: no prop keys
+
+
 # ------------------------------------------------------------------------------------- leakage
 
 def test_probe_reads_a_factor_that_is_encoded_and_not_one_that_is_not():
@@ -247,9 +338,11 @@ def test_evaluation_reports_spatial_grounding_and_leakage(extracted, tmp_path):
         assert m["spatial_instances"] > 0 and 0 < m["spatial_pointing_chance"] < 1
         assert 0 <= m["spatial_pointing"] <= 1 and m["spatial_mass_ratio"] >= 0
     assert metrics["no_vci"]["spatial_mass_ratio"] == pytest.approx(1.0)
+    assert metrics["no_vci"]["spatial_prop_mass_ratio"] == pytest.approx(1.0)  # the world's props reach evaluate
+    assert metrics["cmdcl"]["spatial_prop_instances"] > 0 and metrics["cmdcl"]["spatial_prop_mass_ratio"] >= 0
     assert metrics["no_vci"]["spatial_pointing"] == pytest.approx(metrics["no_vci"]["spatial_pointing_chance"])
     for m in metrics.values():
-        assert set(m["leakage"]) <= set(CONFOUNDERS) and m["leakage"]
+        assert set(m["leakage"]) <= {*CONFOUNDERS, "prop"} and m["leakage"]
         for probe in m["leakage"].values():
             assert 0 <= probe["accuracy"] <= 1 and 0 < probe["chance"] <= 1 and probe["videos"] >= 4
     json.dumps(metrics)  # the nested leakage block stays JSON

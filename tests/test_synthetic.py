@@ -19,12 +19,15 @@ from cmdcl.extract.datasets import synthetic
 from cmdcl.extract.datasets.registry import load_dataset
 from cmdcl.extract.datasets.synthetic import (
     CONFOUNDERS, SyntheticConfig, VideoSpec, build_world, ensure_synthetic, generate_synthetic,
-    measured_agreement, render_video, sample_videos,
+    measured_agreement, render_video, sample_videos, world_options,
 )
 from cmdcl.pipelines.cmd_demo import COMMANDS
 
 TINY = dict(num_activities=3, num_steps=6, min_script_steps=3, max_script_steps=4, train_per_class=2,
             test_per_class=1, ood_per_class=1, pretrain_per_class=1, width=48, height=32, fps=4, min_seconds=3.0, max_seconds=4.0)
+
+
+STATIC = world_options("static")
 
 
 def tiny(**overrides) -> SyntheticConfig:
@@ -76,12 +79,15 @@ def test_layout_and_manifest_rows(dataset):
     with open(dataset / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
-                             "confounder:background", "confounder:attire", "confounder:lighting"]
+                             "prop_boxes", "confounder:background", "confounder:attire", "confounder:lighting",
+                             "confounder:prop"]
     assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain"}
     attributes = {r["video_id"]: r for r in synthetic.load_attributes(dataset)}
-    for row in rows:  # the context column describes the video's own confounders in words
-        values = {name: int(attributes[row["video_id"]][name]) for name in CONFOUNDERS}
-        assert row["context"] == synthetic.context_text(values, 3) and "kitchen" in row["context"]
+    for row in rows:  # the context column describes the video's own confounders in words, props included
+        values = {name: int(attributes[row["video_id"]][name]) for name in tiny().factors}
+        assert row["context"] == synthetic.context_text(values, 3, 2) and "kitchen" in row["context"]
+        assert f"two {synthetic.colour_name(synthetic.prop_colour(values['prop'], 3))} " in row["context"]
+        assert (dataset / row["prop_boxes"]).is_file()
     for row in rows:
         entries = [e.rpartition("@") for e in row["steps"].split(";")]
         times = [tuple(map(float, t.split("-"))) for _, _, t in entries]
@@ -97,16 +103,17 @@ def test_videos_decode_with_expected_frames_and_size(dataset):
         for row in csv.DictReader(f):
             frames = decode(dataset / row["path"])
             assert frames.shape == (int(attributes[row["video_id"]]["num_frames"]), 32, 48, 3)
-            # the decoded video is the rendered one up to compression (yuv420 chroma caps PSNR near 30 dB;
-            # an unrelated video scores about 10 dB)
+            # the decoded video is the rendered one up to compression (yuv420 chroma caps PSNR near 30 dB, and
+            # the moving world's clutter and props take about 3 dB more at 48 x 32; an unrelated video scores
+            # about 10 dB)
             spec = next(s for s in sample_videos(tiny()) if s.video_id == row["video_id"])
             rendered = render_video(spec, tiny()).astype(np.float64)
             mse = np.mean((frames.astype(np.float64) - rendered) ** 2)
-            assert 10 * np.log10(255 ** 2 / mse) > 24
+            assert 10 * np.log10(255 ** 2 / mse) > 22
 
 
 def test_foreground_of_each_step_differs():
-    config = tiny(noise=0.0, width=80, height=60)
+    config = tiny(noise=0.0, width=80, height=60, **STATIC)
     context = {name: 0 for name in CONFOUNDERS}
 
     def frames(step: int) -> np.ndarray:
@@ -149,9 +156,10 @@ def test_every_step_is_caught_by_16_uniform_samples():
 
 
 def one_hot(specs: list[VideoSpec], num_values: int) -> tuple[np.ndarray, np.ndarray]:
-    x = np.zeros((len(specs), len(CONFOUNDERS) * num_values))
+    factors = list(specs[0].context)
+    x = np.zeros((len(specs), len(factors) * num_values))
     for i, spec in enumerate(specs):
-        for j, name in enumerate(CONFOUNDERS):
+        for j, name in enumerate(factors):
             x[i, j * num_values + spec.context[name]] = 1
     return x, np.array([s.label for s in specs])
 
@@ -162,7 +170,8 @@ def test_confounder_agreement_and_shortcut_classifier(rho):
     specs = sample_videos(config)
     by_split = {split: [s for s in specs if s.split == split] for split in synthetic.SPLITS}
     chance = 1 / config.num_activities
-    for name in CONFOUNDERS:
+    assert config.factors == (*CONFOUNDERS, "prop")  # the moving world's props agree like the static factors
+    for name in config.factors:
         for split in ("train", "test"):
             assert abs(np.mean([s.agrees[name] for s in by_split[split]]) - rho) < 0.04
         assert abs(np.mean([s.agrees[name] for s in by_split["test_ood"]]) - chance) < 0.05
@@ -178,7 +187,7 @@ def test_reversed_ood_points_the_context_to_another_activity():
     specs = sample_videos(config, world)
     ood = [s for s in specs if s.split == "test_ood"]
     train = [s for s in specs if s.split == "train"]
-    for name in CONFOUNDERS:
+    for name in config.factors:
         assert np.mean([s.agrees[name] for s in ood]) < 0.05
         nxt = np.mean([s.context[name] == world.preferred[name][(s.label + 1) % config.num_activities] for s in ood])
         assert abs(nxt - config.confounding) < 0.04
@@ -204,10 +213,11 @@ def test_manifest_loads_through_the_dataset_adapter(dataset):
         spec = specs[item.video_id]
         assert item.label == spec.label and Path(item.path).is_file()
         assert [(s, a, b) for s, a, b in item.segments] == [(s, a / 4, b / 4) for s, a, b in spec.segments]
-        assert item.context == synthetic.context_text(spec.context, 3)
+        assert item.context == synthetic.context_text(spec.context, 3, 2)
         assert item.confounders == spec.context  # the confounder:* columns
         assert Path(item.boxes) == dataset / spec.boxes_path
-    assert index.confounder_names == list(CONFOUNDERS)
+        assert Path(item.prop_boxes) == dataset / spec.prop_boxes_path
+    assert index.confounder_names == [*CONFOUNDERS, "prop"]
     # the synthetic adapter leaves the pretrain split out unless it is asked for by name
     assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
     assert load_dataset("synthetic", dataset, "pretrain", **TINY).split_sizes() == {"pretrain": 3}
@@ -258,6 +268,15 @@ def test_synth_command(tmp_path):
     assert "reused" in again.output
     refused = CliRunner().invoke(app, args + ["--seed", "2"])
     assert isinstance(refused.exception, CmdclError)
+    assert "moving world: camera_motion 0.1, light_change 0.15, props 2" in result.output and "prop 0." in result.output
+    static = CliRunner().invoke(app, [*args, "--world", "static", "--root", str(tmp_path / "static")])
+    assert static.exit_code == 0, static.output
+    assert "static world" in static.output and "prop" not in static.output.split("agreement")[1]
+    assert not (tmp_path / "static" / "prop_boxes").exists()
+    custom = CliRunner().invoke(app, [*args, "--world", "static", "--props", "1", "--root", str(tmp_path / "c")])
+    assert "custom world: camera_motion 0.0, light_change 0.0, props 1" in custom.output
+    unknown = CliRunner().invoke(app, [*args, "--world", "wobbly"])
+    assert isinstance(unknown.exception, CmdclError) and "moving, static" in str(unknown.exception.fix)
 
 
 def test_synth_defaults_mirror_the_config():
@@ -318,3 +337,29 @@ def test_rendered_boxes_hold_the_object_and_follow_it(tmp_path):
     table = read_box_file(tmp_path / "b.csv")
     assert sorted(table) == list(range(spec.num_frames))
     assert np.array_equal(np.stack([table[f] for f in range(spec.num_frames)]), boxes)
+
+
+def test_world_modules_do_not_import_each_other_back():
+    """Issue 24: the renderer and the sampling share synthetic_spec; neither imports the other back (not even
+    under TYPE_CHECKING), and the spec imports neither."""
+    import ast
+
+    folder = Path(synthetic.__file__).parent
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        return {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}
+
+    assert "synthetic" not in imported("synthetic_render") and "synthetic" not in imported("synthetic_spec")
+    assert "synthetic_render" not in imported("synthetic_spec")
+    assert {"synthetic_spec", "synthetic_render"} <= imported("synthetic")
+
+
+def test_each_world_has_its_own_default_folders():
+    from cmdcl.pipelines.cmd_demo import world_folder, world_settings
+
+    assert world_folder("data/synthetic", world_settings("moving", None, None, None)) == Path("data/synthetic")
+    assert world_folder("runs/demo", world_settings("static", None, None, None)) == Path("runs/demo-static")
+    assert world_folder("runs/demo", world_settings("moving", None, None, 1)) == Path("runs/demo-custom")
+    assert world_settings("moving", 0.0, None, None) == {"camera_motion": 0.0, "light_change": 0.15, "props": 2}

@@ -15,9 +15,9 @@ import numpy as np
 from ..atomic import raising_disk_full
 from ..errors import FeatureFileError
 
-from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS, STR,
-                     VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, _attr_value, _dims, _strings,
-                     _video_fields, segment_table)
+from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS,
+                     PROP_BOXES_DATASET, STR, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord,
+                     _attr_value, _dims, _strings, _video_fields, segment_table)
 
 
 def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
@@ -92,13 +92,14 @@ def _fill(f: h5py.File, path: Path, attrs: dict[str, Any], text: TextBank,
 
 
 def _write_optional(f: h5py.File, path: Path, block: dict[str, Any], row: int, total: int, frames: int) -> None:
-    """The block's rows of the optional /boxes and /confounders groups, each created with its first block
-    that has data: rows of blocks without it keep the fill value (NaN box, -1 factor value)."""
+    """The block's rows of the optional /boxes (xyxy, props_xyxy) and /confounders groups, each created with its
+    first block that has data: rows of blocks without it keep the fill value (NaN box, -1 factor value)."""
     boxes = block.get("boxes")
     if boxes is not None:
         if BOXES_DATASET not in f:
             f.create_dataset(BOXES_DATASET, shape=(total, frames, 4), dtype=np.float32, fillvalue=np.nan)
         f[BOXES_DATASET][row:row + len(boxes)] = boxes
+    _write_prop_boxes(f, block.get("prop_boxes"), row, total, frames)
     names = list(block.get("confounder_names") or [])
     if not names:
         return
@@ -110,6 +111,22 @@ def _write_optional(f: h5py.File, path: Path, block: dict[str, Any], row: int, t
                                f"({_strings(f[CONFOUNDER_NAMES])} and {names}) cannot share a file.")
     values = block["confounders"]
     f[CONFOUNDER_VALUES][row:row + len(values)] = values
+
+
+def _write_prop_boxes(f: h5py.File, boxes: np.ndarray | None, row: int, total: int, frames: int) -> None:
+    """The block's rows (n, F, M, 4) of /boxes/props_xyxy. M may differ between blocks (videos with more
+    props): the dataset grows along M to the largest, and the smaller blocks' missing props stay NaN."""
+    if boxes is None or boxes.shape[2] == 0:
+        return
+    objects = boxes.shape[2]
+    if PROP_BOXES_DATASET not in f:
+        f.create_dataset(PROP_BOXES_DATASET, shape=(total, frames, objects, 4), dtype=np.float32,
+                         fillvalue=np.nan, maxshape=(total, frames, None, 4),
+                         chunks=(max(1, min(total, 16)), frames, objects, 4))
+    dataset = f[PROP_BOXES_DATASET]
+    if dataset.shape[2] < objects:
+        dataset.resize(objects, axis=2)
+    dataset[row:row + len(boxes), :, :objects] = boxes
 
 
 def _write_segments(f: h5py.File, tables: Sequence[np.ndarray]) -> None:
@@ -142,6 +159,13 @@ def _records_to_block(records: Sequence[VideoRecord], attrs: dict[str, Any]) -> 
         frames = next(len(r.boxes) for r in records if r.boxes is not None)
         block["boxes"] = np.stack([np.full((frames, 4), np.nan, np.float32) if r.boxes is None
                                    else np.asarray(r.boxes, np.float32) for r in records])
+    objects = max((r.prop_boxes.shape[1] for r in records if r.prop_boxes is not None), default=0)
+    if objects:
+        frames = next(len(r.prop_boxes) for r in records if r.prop_boxes is not None)
+        block["prop_boxes"] = np.full((len(records), frames, objects, 4), np.nan, np.float32)
+        for i, r in enumerate(records):
+            if r.prop_boxes is not None:
+                block["prop_boxes"][i, :, :r.prop_boxes.shape[1]] = r.prop_boxes
     names = next((list(r.confounders) for r in records if r.confounders), [])
     if names:
         block["confounder_names"] = names
@@ -164,6 +188,8 @@ def _read_rows(f: h5py.File, names: Sequence[str], start: int = 0, stop: int | N
     block["segments"] = _read_segment_rows(f, start, stop)
     if BOXES_DATASET in f:
         block["boxes"] = f[BOXES_DATASET][start:stop]
+    if PROP_BOXES_DATASET in f:
+        block["prop_boxes"] = f[PROP_BOXES_DATASET][start:stop]
     if CONFOUNDER_NAMES in f:
         block["confounder_names"] = _strings(f[CONFOUNDER_NAMES])
         block["confounders"] = f[CONFOUNDER_VALUES][start:stop]

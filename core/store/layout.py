@@ -38,6 +38,7 @@ NOTE_FIELDS = ("video_id", "path", "kind", "note")
 SEGMENT_COLUMNS = ("step", "start_s", "end_s")
 # Optional groups (docs/FORMAT.md), absent from files whose dataset has no such annotation:
 BOXES_DATASET = "boxes/xyxy"  # (N, F, 4) float32 [x0, y0, x1, y1] in [0, 1] of the model's input image, NaN: no box
+PROP_BOXES_DATASET = "boxes/props_xyxy"  # (N, F, M, 4) float32: the same for M objects with no part in the action
 CONFOUNDER_NAMES = "confounders/names"  # (K,) str: the context factors
 CONFOUNDER_VALUES = "confounders/values"  # (N, K) int32: each video's value of each factor, -1 unknown
 
@@ -75,6 +76,8 @@ class VideoRecord:
     segments: np.ndarray = field(default_factory=lambda: segment_table(None))
     # (F, 4) float32 box of the annotated object in each sampled frame (BOXES_DATASET), None: no box annotation
     boxes: np.ndarray | None = None
+    # (F, M, 4) float32 boxes of M props (objects with no part in the action; PROP_BOXES_DATASET), None: none
+    prop_boxes: np.ndarray | None = None
     confounders: dict[str, int] = field(default_factory=dict)  # context factor -> value id (-1 unknown)
 
 

@@ -12,8 +12,8 @@ from ..errors import FeatureFileError, shorten
 from ..provenance import COMPATIBILITY_KEYS, first_mismatch
 
 from .files import _read_block, _read_failures, _read_notes
-from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FORMAT_VERSION, SEGMENT_COLUMNS,
-                     VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, _decode_attr, _dims, _strings,
+from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FORMAT_VERSION, PROP_BOXES_DATASET,
+                     SEGMENT_COLUMNS, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, _decode_attr, _dims, _strings,
                      _video_fields, segment_table)
 from .scan import scan_file
 
@@ -112,10 +112,16 @@ def _check_segments(f: h5py.File, path: Path, num_videos: int) -> None:
 
 def _check_optional_groups(f: h5py.File, path: Path, num_videos: int, frames: int) -> None:
     """The optional /boxes and /confounders groups, when present, must have one row per video."""
-    if "boxes" in f:
-        if BOXES_DATASET not in f or f[BOXES_DATASET].shape != (num_videos, frames, 4):
-            shape = f[BOXES_DATASET].shape if BOXES_DATASET in f else "no dataset"
-            raise FeatureFileError(f"{path}: /{BOXES_DATASET} has shape {shape}, expected ({num_videos}, {frames}, 4).")
+    if "boxes" in f and BOXES_DATASET not in f and PROP_BOXES_DATASET not in f:
+        raise FeatureFileError(f"{path}: /boxes holds neither xyxy nor props_xyxy.")
+    if BOXES_DATASET in f and f[BOXES_DATASET].shape != (num_videos, frames, 4):
+        raise FeatureFileError(f"{path}: /{BOXES_DATASET} has shape {f[BOXES_DATASET].shape}, "
+                               f"expected ({num_videos}, {frames}, 4).")
+    if PROP_BOXES_DATASET in f:
+        shape = f[PROP_BOXES_DATASET].shape
+        if len(shape) != 4 or shape[:2] != (num_videos, frames) or shape[3] != 4:
+            raise FeatureFileError(f"{path}: /{PROP_BOXES_DATASET} has shape {shape}, "
+                                   f"expected ({num_videos}, {frames}, M, 4).")
     if "confounders" in f:
         if CONFOUNDER_NAMES not in f or CONFOUNDER_VALUES not in f:
             raise FeatureFileError(f"{path}: /confounders needs both datasets names and values.")
@@ -195,6 +201,20 @@ class FeatureSet:
         `positions` (NaN: no box in that frame, or a file without /boxes); None when no file has boxes."""
         return self._read_optional(positions, BOXES_DATASET, (self.dims["F"], 4), np.float32, np.nan)
 
+    @property
+    def has_prop_boxes(self) -> bool:
+        """True when some file stores the boxes of props (/boxes/props_xyxy)."""
+        return any(self._per_file(lambda f: PROP_BOXES_DATASET in f))
+
+    def read_prop_boxes(self, positions: np.ndarray) -> np.ndarray | None:
+        """(n, F, M, 4) float32 boxes of the props (objects with no part in the action) of the videos at
+        `positions`, as `read_boxes`; M is the most props any file stores (NaN: that prop is not in view, the
+        video has fewer, or a file without them); None when no file has them."""
+        objects = max(self._per_file(lambda f: f[PROP_BOXES_DATASET].shape[2] if PROP_BOXES_DATASET in f else 0))
+        if not objects:
+            return None
+        return self._read_optional(positions, PROP_BOXES_DATASET, (self.dims["F"], objects, 4), np.float32, np.nan)
+
     def read_confounders(self, positions: np.ndarray) -> np.ndarray | None:
         """(n, K) int32 context-factor values (-1 unknown), columns as `confounder_names`; None when no file
         has /confounders."""
@@ -215,7 +235,8 @@ class FeatureSet:
                 found = True
                 sel = np.flatnonzero(files == i)
                 if len(sel):
-                    out[sel] = f[name][()][rows[sel]]
+                    data = f[name][()][rows[sel]]
+                    out[(sel, *(slice(0, n) for n in data.shape[1:]))] = data  # a file may store fewer props
         return out if found else None
 
     def _read_index(self) -> dict[str, np.ndarray]:
@@ -381,6 +402,7 @@ class FeatureSet:
             "embed_dim": self.dims["D"],
             "patch_grid": int(self.attrs.get("patch_grid", 0)),
             "boxes": self.has_boxes,
+            "prop_boxes": self.has_prop_boxes,
             "confounders": list(self.confounder_names),
             "provenance": self.provenance(),
             "shards": [{"file": str(p), "shard_index": a.get("shard_index"), "num_shards": a.get("num_shards"),

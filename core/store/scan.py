@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from .files import _read_segment_rows
-from .layout import BOXES_DATASET, CONFOUNDER_VALUES, _strings
+from .layout import BOXES_DATASET, CONFOUNDER_VALUES, PROP_BOXES_DATASET, _strings
 
 
 def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
@@ -35,18 +35,21 @@ def scan_file(path: Path, dims: dict[str, int], chunk: int = 256) -> list[str]:
 
 
 def _optional_group_problems(f: h5py.File, path: Path, ids: list[str]) -> list[str]:
-    """Boxes that are partly NaN, outside [0, 1] or empty; factor values below -1."""
+    """Boxes (the action's object's and the props') that are partly NaN, outside [0, 1] or empty; factor values
+    below -1."""
     problems = []
-    if BOXES_DATASET in f:
-        boxes = f[BOXES_DATASET][()]
+    for name in (BOXES_DATASET, PROP_BOXES_DATASET):
+        if name not in f:
+            continue
+        boxes = f[name][()]
         missing = np.isnan(boxes)
         with np.errstate(invalid="ignore"):
             bad = (missing.any(-1) & ~missing.all(-1)) | (~missing.all(-1) & (
                 (boxes < 0).any(-1) | (boxes > 1).any(-1) | (boxes[..., 2] <= boxes[..., 0])
                 | (boxes[..., 3] <= boxes[..., 1])))
-        for j in np.flatnonzero(bad.any(axis=1))[:10]:
+        for j in np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[:10]:
             problems.append(f"{path}: video {ids[j]!r} has a box outside 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1 "
-                            f"(or partly NaN) in /{BOXES_DATASET}.")
+                            f"(or partly NaN) in /{name}.")
     if CONFOUNDER_VALUES in f:
         for j in np.flatnonzero((f[CONFOUNDER_VALUES][()] < -1).any(axis=1))[:10]:
             problems.append(f"{path}: video {ids[j]!r} has a confounder value below -1 (-1 means unknown).")

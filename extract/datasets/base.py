@@ -34,6 +34,7 @@ class VideoItem:
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (step, start_s, end_s)
     context: str = ""  # free text about the scene (manifest `context` column), for caption-style pre-training
     boxes: str = ""  # absolute path of the video's box file (manifest `boxes` column; extract/boxes.py), or ""
+    prop_boxes: str = ""  # the same for its props' box file (manifest `prop_boxes` column), or ""
     confounders: dict[str, int] = field(default_factory=dict)  # context factor -> value id, -1 unknown
 
 

@@ -6,7 +6,8 @@ the manifest file itself. CSV columns: `video_id,path,split,label,labels,steps[,
 the same keys with `labels` a list and `steps` a list of `{"step", "start", "end"}` objects or plain names.
 The optional `context` is free text about the scene, used only to caption frames for `cmdcl pretrain-clip`.
 The optional `boxes` names a box file (relative to ROOT): the annotated object's box per frame, `frame,x0,y0,x1,y1`
-in pixels (extract/boxes.py). Optional `confounder:NAME` columns (JSONL: a `confounders` object) give each
+in pixels (extract/boxes.py); the optional `prop_boxes` one of objects with no part in the action (props),
+`frame,object,x0,y0,x1,y1`. Optional `confounder:NAME` columns (JSONL: a `confounders` object) give each
 video's value id (an integer >= 0; empty: unknown) of a context factor NAME, for `evaluate`'s leakage probe.
 Labels and steps may be given by name or by index. Without `steps.txt` the step vocabulary is the sorted set
 of step names used in the manifest. Video files under ROOT that no row names are reported as unannotated.
@@ -61,15 +62,12 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
                 if not 0 <= start <= end:
                     raise DatasetError(f"{where}: step '{step}' has times {start}-{end}; expected 0 <= start <= end")
                 segments.append((index, start, end))
-        boxes = absolute(row["boxes"], folder) if row["boxes"] else ""
-        if boxes and not os.path.isfile(boxes):
-            raise DatasetError(f"{where}: box file {boxes} not found; the boxes column names a CSV file "
-                               f"(frame,x0,y0,x1,y1) relative to {folder}")
+        boxes = box_file(row, "boxes", folder, where)
         items.append(VideoItem(
             video_id=video_id, path=absolute(row["path"], folder), split=row["split"], label=label,
             labels=labels or ([label] if label >= 0 else []), steps=sorted(steps_present),
             segments=sorted(segments, key=lambda s: (s[1], s[2], s[0])), context=row["context"],
-            boxes=boxes,
+            boxes=boxes, prop_boxes=box_file(row, "prop_boxes", folder, where),
             confounders={name: row["confounders"].get(name, -1) for name in factors},
         ))
 
@@ -77,6 +75,20 @@ def load(root: Path, splits: SplitSpec = None, *, classes: str | Path | None = N
     unannotated = [str(p.relative_to(folder)) for p in find_videos(folder) if os.path.abspath(p) not in listed]
     return make_index("manifest", folder, items, unannotated, class_names, step_names, splits, multilabel,
                       confounder_names=factors)
+
+
+BOX_COLUMNS = {"boxes": "frame,x0,y0,x1,y1", "prop_boxes": "frame,object,x0,y0,x1,y1"}  # column -> file header
+
+
+def box_file(row: dict, column: str, folder: Path, where: str) -> str:
+    """The absolute path of the box file a row's `column` names, "" when empty; a DatasetError when missing."""
+    if not row[column]:
+        return ""
+    path = absolute(row[column], folder)
+    if not os.path.isfile(path):
+        raise DatasetError(f"{where}: box file {path} not found; the {column} column names a CSV file "
+                           f"({BOX_COLUMNS[column]}) relative to {folder}")
+    return path
 
 
 def find_manifest(root: Path) -> Path:
@@ -184,7 +196,8 @@ def normalise(row: dict, labels: list, steps: list[Step], where: str, factors: d
     label = row.get("label")
     label = None if label is None or (isinstance(label, str) and not label.strip()) else label
     return {**values, "label": label, "labels": labels, "steps": steps,
-            "context": str(row.get("context") or "").strip(), "boxes": str(row.get("boxes") or "").strip(),
+            "context": str(row.get("context") or "").strip(),
+            **{column: str(row.get(column) or "").strip() for column in BOX_COLUMNS},
             "confounders": {str(name): factor_value(value, name, where) for name, value in (factors or {}).items()}}
 
 

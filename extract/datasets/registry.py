@@ -77,12 +77,13 @@ DATASETS: dict[str, DatasetEntry] = {
             "classes": "the class list (default: classes.txt).",
             "steps": "the step list (default: steps.txt, else the manifest's step names)."}, pretrain=True,
         about="your own videos: `manifest.csv|jsonl` with `video_id,path,split,label,labels,steps[,context,boxes,"
-              "confounder:NAME]`, plus `classes.txt` and optional `steps.txt`; object boxes and context factors give "
+              "prop_boxes,confounder:NAME]`, plus `classes.txt` and optional `steps.txt`; object boxes and context factors give "
               "the spatial-grounding and leakage metrics on your data"),
     "synthetic": DatasetEntry(
         "cmdcl.extract.datasets.synthetic:load", "a folder where the synthetic dataset is (or will be) generated",
         creates_root=True, pretrain=True,
-        about="the built-in confounded world of `cmdcl synth` and `cmdcl demo`, generated into ROOT when absent"),
+        about="the built-in confounded world of `cmdcl synth` and `cmdcl demo` (moving by default, `--world static`), "
+              "generated into ROOT when absent"),
 }
 
 

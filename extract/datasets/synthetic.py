@@ -6,22 +6,32 @@ actions appear in several activities, some in one only, and one pair of activiti
 actions in a different order, so order matters. Order (one adjacent swap now and then) and durations vary
 between videos of an activity.
 
-The scene context (background colour/texture, the actor's attire colour, the lighting) does not cause the
-label but agrees with it with probability `confounding` in the "train" and "test" splits; in "test_ood" it is
-drawn at chance (or reversed: it points to another activity). A model that reads the context instead of the
-actions therefore scores well on "test" and badly on "test_ood".
+The scene context (background colour/texture, the actor's attire colour, the lighting and, in the moving
+world, the props' kind) does not cause the label but agrees with it with probability `confounding` in the
+"train" and "test" splits; in "test_ood" it is drawn at chance (or reversed: it points to another
+activity). A model that reads the context instead of the actions therefore scores well on "test" and badly
+on "test_ood".
+
+Two worlds (synthetic_spec.WORLDS, the `world` option of `cmdcl synth` and `cmdcl demo`). The "moving" world
+(the default) makes the context change from frame to frame, as real scenes do, so that subtracting a video's
+mean does not remove it: a handheld camera pans and shakes across a larger cluttered scene, the light
+drifts and flickers, and `props` moving objects with no part in the activity (as large and salient as the
+action's objects, passing near or over them) show the "prop" factor (synthetic_motion.py). The "static"
+world (generator version 3) keeps every confounder constant over time; each of `camera_motion`,
+`light_change` and `props` also turns on and off alone.
 
 The "pretrain" split (confounded like "train") is for pre-training the encoder (`cmdcl pretrain-clip`), the
 way CLIP is trained on web images: no head trains or tests on it, and extraction skips it unless asked. The
 manifest's `context` column describes each video's scene in words ("in a blue kitchen with stripes, red
-apron, dim warm light"), like the alt-text around a web image.
+apron, dim warm light, two teal stars moving about"), like the alt-text around a web image.
 
 The dataset is written in the manifest format (classes.txt, steps.txt, manifest.csv) so it goes through the
 same adapter as users' own videos, plus `attributes.csv` (the confounders of every video) and `world.json`
 (config, scripts, provenance). The manifest's `boxes` column names each video's box file
-(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth)
-and its `confounder:background|attire|lighting` columns repeat the context ids, so extraction stores both in
-the feature file. Same seed -> byte-identical manifest, box and video files.
+(`boxes/<split>/<video_id>.csv`: the foreground object's pixel box in every frame, the spatial ground truth),
+its `prop_boxes` column (moving world) each video's prop box file (`prop_boxes/<split>/<video_id>.csv`, every
+prop's box in every frame) and its `confounder:background|attire|lighting[|prop]` columns repeat the context
+ids, so extraction stores all three in the feature file. Same seed -> byte-identical manifest, box and video files.
 """
 from __future__ import annotations
 
@@ -29,140 +39,30 @@ import csv
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
 from cmdcl.core.errors import CmdclError
 from .base import DatasetIndex, SplitSpec
+from .synthetic_spec import (  # noqa: F401  (re-exported: the world's public names)
+    ACTIVITY_NAMES, CONFOUNDERS, DEFAULT_WORLD, HEAD_SPLITS, PROP_FACTOR, SPLITS, STEP_NAMES, WORLDS,
+    SyntheticConfig, VideoSpec, World, world_options)
+from .synthetic_motion import PROP_SHAPES, prop_colour, prop_shape  # noqa: F401
 from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
-    SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, background_colour,
-    attire_colour, lighting_params, colour_name, context_text, step_signature, render_video, write_video,
-    render_all, render_video_with_boxes, write_boxes)
+    SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, RenderedVideo, background_colour,
+    attire_colour, lighting_params, colour_name, context_text, step_signature, render, render_video, write_video,
+    render_all, render_video_with_boxes, write_boxes, write_prop_boxes)
 
-GENERATOR_VERSION = 3  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
+GENERATOR_VERSION = 4  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
 # manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
-# default size 50 per class; bump when the rendering or sampling changes, so stale datasets are not reused
+# default size 50 per class; 4: the moving world (camera motion, light change, props, the prop factor and
+# prop boxes) as the default; the static world's files are version 3's. Bump when the rendering or sampling
+# changes, so stale datasets are not reused
 
-# The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
-# older splits stay byte-identical for a seed.
-SPLITS = ("train", "test", "test_ood", "pretrain")
-HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
-CONFOUNDERS = ("background", "attire", "lighting")
-OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes", "DONE"}
-
-ACTIVITY_NAMES = (
-    "make soup", "make pancake", "make scrambled egg", "make tea", "make sandwich", "make salad",
-    "make coffee", "make cereal", "make juice", "make omelette", "bake bread", "make porridge",
-    "make pasta", "make smoothie", "fry potatoes", "make pizza",
-)
-STEP_NAMES = (
-    "crack egg", "stir pot", "pour milk", "cut bread", "spread butter", "boil water", "add salt",
-    "flip pan", "chop onion", "pour cereal", "take cup", "whisk batter", "squeeze orange", "add sugar",
-    "pour coffee", "wash lettuce", "slice tomato", "add tea bag", "grate cheese", "peel potato",
-    "season dish", "knead dough", "drain pasta", "serve plate",
-)
-
-
-
-@dataclass
-class SyntheticConfig:
-    seed: int = 0
-    num_activities: int = 6
-    num_steps: int = 12  # size of the atomic-action vocabulary
-    min_script_steps: int = 3
-    max_script_steps: int = 5
-    train_per_class: int = 40
-    test_per_class: int = 10  # split "test": IID, same confounding as train
-    # split "test_ood": confounders at chance (or reversed); 50 per class so that one video moves the
-    # demo's OOD top-1 by <= 0.005 (6 classes -> 300 videos)
-    ood_per_class: int = 50
-    pretrain_per_class: int = 40  # split "pretrain": encoder pre-training only, confounded like train
-    width: int = 80
-    height: int = 60
-    fps: int = 8
-    min_seconds: float = 6.0
-    max_seconds: float = 15.0
-    confounding: float = 0.9  # P(context agrees with the activity) in train and test
-    ood_mode: str = "chance"  # "chance" | "reversed"
-    order_noise: float = 0.25  # P(a video swaps two adjacent steps of its activity's script)
-    noise: float = 4.0  # pixel noise std (0-255 scale)
-
-    def validate(self) -> None:
-        """Raise CmdclError naming the first option that cannot produce a valid world."""
-        def bad(option: str, why: str) -> CmdclError:
-            return CmdclError(f"synthetic option {option}={getattr(self, option)!r}: {why}")
-
-        if self.seed < 0:
-            raise bad("seed", "must be >= 0")
-        if not 2 <= self.num_activities <= len(ACTIVITY_NAMES):
-            raise bad("num_activities", f"must be between 2 and {len(ACTIVITY_NAMES)}")
-        if not 2 <= self.min_script_steps <= self.max_script_steps:
-            raise bad("min_script_steps", "must be >= 2 and <= max_script_steps")
-        if self.max_script_steps < 3:
-            raise bad("max_script_steps", "must be >= 3 (one pair of activities differs only in order)")
-        needed = self.num_activities - 2 + self.max_script_steps
-        if not needed <= self.num_steps <= len(STEP_NAMES):
-            raise bad("num_steps", f"must be between num_activities - 2 + max_script_steps = {needed} "
-                                   f"and {len(STEP_NAMES)}")
-        for option in ("train_per_class", "test_per_class", "ood_per_class", "pretrain_per_class"):
-            if getattr(self, option) < 0:
-                raise bad(option, "must be >= 0")
-        for option in ("width", "height"):
-            value = getattr(self, option)
-            if value < 32 or value % 2:
-                raise bad(option, "must be an even number >= 32 (yuv420p video)")
-        if self.fps < 1:
-            raise bad("fps", "must be >= 1")
-        if not 0 < self.min_seconds <= self.max_seconds:
-            raise bad("min_seconds", "must be > 0 and <= max_seconds")
-        if self.min_seconds * self.fps < 2 * self.max_script_steps:
-            raise bad("min_seconds", "too short: each step needs at least 2 frames (raise it or the fps)")
-        if not 0.0 <= self.confounding <= 1.0:
-            raise bad("confounding", "must be a probability in [0, 1]")
-        if self.ood_mode not in ("chance", "reversed"):
-            raise bad("ood_mode", "must be 'chance' or 'reversed'")
-        if not 0.0 <= self.order_noise <= 1.0:
-            raise bad("order_noise", "must be a probability in [0, 1]")
-        if self.noise < 0:
-            raise bad("noise", "must be >= 0")
-
-    def videos_per_class(self, split: str) -> int:
-        return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class,
-                "pretrain": self.pretrain_per_class}[split]
-
-
-@dataclass
-class World:
-    """What the seed fixes once for all videos: activity scripts and each activity's own context."""
-    activity_names: list[str]
-    step_names: list[str]
-    scripts: list[list[int]]  # activity -> ordered step indices
-    preferred: dict[str, list[int]]  # confounder -> activity -> the context value that agrees with it
-    same_bag_pairs: list[tuple[int, int]]
-
-
-@dataclass
-class VideoSpec:
-    """Everything that defines one video except its pixels' random details (those come from render_seed)."""
-    video_id: str
-    split: str
-    label: int
-    num_frames: int
-    segments: list[tuple[int, int, int]]  # (step, first frame, end frame exclusive), contiguous
-    context: dict[str, int]  # confounder -> value index
-    agrees: dict[str, bool]  # confounder -> value is the label's preferred value
-    render_seed: list[int] = field(default_factory=list)
-
-    @property
-    def path(self) -> str:
-        return f"videos/{self.split}/{self.video_id}.mp4"
-
-    @property
-    def boxes_path(self) -> str:
-        """The video's box file: its foreground object's box in every frame (manifest `boxes` column)."""
-        return f"boxes/{self.split}/{self.video_id}.csv"
+OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes",
+                "prop_boxes", "DONE"}
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -194,7 +94,8 @@ def build_world(config: SyntheticConfig) -> World:
     for c in range(2, num_classes):  # the exclusive step makes every later bag unique
         bag = [exclusive[c - 2]] + take_from_pool(script_length(2) - 1)
         scripts.append([int(s) for s in rng.permutation(bag)])
-    preferred = {name: [int(v) for v in rng.permutation(num_classes)] for name in CONFOUNDERS}
+    # the prop factor's preference is drawn last, so the static factors' are those of the static world
+    preferred = {name: [int(v) for v in rng.permutation(num_classes)] for name in (*CONFOUNDERS, PROP_FACTOR)}
     return World(
         activity_names=list(ACTIVITY_NAMES[:num_classes]), step_names=list(STEP_NAMES[:num_steps]),
         scripts=scripts, preferred=preferred, same_bag_pairs=[(0, 1)],
@@ -206,13 +107,13 @@ def _draw_context(rng: np.random.Generator, label: int, split: str, world: World
     """Jointly agreeing context with P = rho; otherwise each confounder takes another value at random."""
     num_values = config.num_activities
     if split == "test_ood" and config.ood_mode == "chance":
-        return {name: int(rng.integers(num_values)) for name in CONFOUNDERS}
+        return {name: int(rng.integers(num_values)) for name in config.factors}
     # "reversed" points the context to the next activity instead of the true one, with the same strength
     target = (label + 1) % config.num_activities if split == "test_ood" else label
     if rng.random() < config.confounding:
-        return {name: world.preferred[name][target] for name in CONFOUNDERS}
+        return {name: world.preferred[name][target] for name in config.factors}
     context = {}
-    for name in CONFOUNDERS:
+    for name in config.factors:
         others = [v for v in range(num_values) if v != world.preferred[name][target]]
         context[name] = int(others[rng.integers(len(others))])
     return context
@@ -255,7 +156,7 @@ def sample_videos(config: SyntheticConfig, world: World | None = None,
                 rng = np.random.default_rng(key)
                 num_frames, segments = _draw_segments(rng, world.scripts[label], config)
                 context = _draw_context(rng, label, split, world, config)
-                agrees = {name: context[name] == world.preferred[name][label] for name in CONFOUNDERS}
+                agrees = {name: context[name] == world.preferred[name][label] for name in config.factors}
                 specs.append(VideoSpec(
                     video_id=f"{split}_{label:02d}_{i:04d}", split=split, label=label, num_frames=num_frames,
                     segments=segments, context=context, agrees=agrees,
@@ -273,32 +174,34 @@ def _steps_field(spec: VideoSpec, world: World, fps: int) -> str:
 def _write_tables(folder: Path, specs: list[VideoSpec], world: World, config: SyntheticConfig) -> None:
     (folder / "classes.txt").write_text("".join(f"{n}\n" for n in world.activity_names))
     (folder / "steps.txt").write_text("".join(f"{n}\n" for n in world.step_names))
+    factors = config.factors
+    props = ["prop_boxes"] if config.props else []  # absent from the static world's manifest (version 3's)
     with open(folder / "manifest.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
-                         *(f"confounder:{n}" for n in CONFOUNDERS)])
+        writer.writerow(["video_id", "path", "split", "label", "labels", "steps", "context", "boxes", *props,
+                         *(f"confounder:{n}" for n in factors)])
         for spec in specs:
             writer.writerow([spec.video_id, spec.path, spec.split, world.activity_names[spec.label], "",
                              _steps_field(spec, world, config.fps),
-                             context_text(spec.context, config.num_activities), spec.boxes_path,
-                             *(spec.context[n] for n in CONFOUNDERS)])
+                             context_text(spec.context, config.num_activities, config.props), spec.boxes_path,
+                             *([spec.prop_boxes_path] if props else []), *(spec.context[n] for n in factors)])
     with open(folder / "attributes.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["video_id", "split", "label", "label_index", *CONFOUNDERS,
-                         *(f"{n}_agrees" for n in CONFOUNDERS), "num_frames", "seconds", "order"])
+        writer.writerow(["video_id", "split", "label", "label_index", *factors,
+                         *(f"{n}_agrees" for n in factors), "num_frames", "seconds", "order"])
         for spec in specs:
             writer.writerow([spec.video_id, spec.split, world.activity_names[spec.label], spec.label,
-                             *(spec.context[n] for n in CONFOUNDERS), *(int(spec.agrees[n]) for n in CONFOUNDERS),
+                             *(spec.context[n] for n in factors), *(int(spec.agrees[n]) for n in factors),
                              spec.num_frames, f"{spec.num_frames / config.fps:.3f}",
                              " ".join(str(s) for s, _, _ in spec.segments)])
 
 
-def _agreement(specs: list[VideoSpec]) -> dict[str, dict[str, float]]:
+def _agreement(specs: list[VideoSpec], factors: tuple[str, ...]) -> dict[str, dict[str, float]]:
     out = {}
     for split in SPLITS:
         chosen = [s for s in specs if s.split == split]
         if chosen:
-            out[split] = {n: round(float(np.mean([s.agrees[n] for s in chosen])), 4) for n in CONFOUNDERS}
+            out[split] = {n: round(float(np.mean([s.agrees[n] for s in chosen])), 4) for n in factors}
     return out
 
 
@@ -313,10 +216,11 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
         "generator_version": GENERATOR_VERSION,
         "code_version": code_version(),
         "seed": config.seed,
+        "world": config.world,
         "config": asdict(config),
         "activities": [
             {"index": c, "name": world.activity_names[c], "script": [world.step_names[s] for s in script],
-             "script_index": script, "context": {n: world.preferred[n][c] for n in CONFOUNDERS}}
+             "script_index": script, "context": {n: world.preferred[n][c] for n in config.factors}}
             for c, script in enumerate(world.scripts)
         ],
         "steps": [{"index": s, "name": world.step_names[s], **step_signature(s),
@@ -329,6 +233,8 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
                             "texture": TEXTURES[v % len(TEXTURES)]} for v in range(k)],
             "attire": [{"colour": attire_colour(v, k).round(3).tolist()} for v in range(k)],
             "lighting": [dict(zip(("gain", "tint", "slope"), lighting_params(v, k))) for v in range(k)],
+            **({PROP_FACTOR: [{"shape": prop_shape(v), "colour": prop_colour(v, k).round(3).tolist()}
+                              for v in range(k)]} if config.props else {}),
         },
         "splits": {
             split: {"videos": sum(s.split == split for s in specs),
@@ -336,7 +242,7 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
                                            chance if config.ood_mode == "chance" else
                                            (1 - config.confounding) / (k - 1)),
                     "measured_agreement": agreement}
-            for split, agreement in _agreement(specs).items()
+            for split, agreement in _agreement(specs, config.factors).items()
         },
     }
 
@@ -364,8 +270,8 @@ def _build(folder: Path, config: SyntheticConfig, progress: bool) -> None:
     world = build_world(config)
     specs = sample_videos(config, world)
     for split in SPLITS:
-        (folder / "videos" / split).mkdir(parents=True, exist_ok=True)
-        (folder / "boxes" / split).mkdir(parents=True, exist_ok=True)
+        for kind in ("videos", "boxes", *(("prop_boxes",) if config.props else ())):
+            (folder / kind / split).mkdir(parents=True, exist_ok=True)
     render_all(folder, specs, config, progress)
     _write_tables(folder, specs, world, config)
     (folder / "world.json").write_text(json.dumps(_world_json(world, specs, config), indent=2) + "\n")
@@ -420,7 +326,8 @@ def _check_config(root: Path, config: SyntheticConfig) -> None:
         diff.append(f"generator_version={stored.get('generator_version')!r} (current {GENERATOR_VERSION})")
     if diff:
         raise CmdclError(f"{root} already holds a synthetic dataset made with different settings: "
-                         f"{', '.join(diff)}.", fix=f"pass another --root, or delete {root} to regenerate it.")
+                         f"{', '.join(diff)}.", fix=f"pass another --root, delete {root} to regenerate it, or "
+                         "read it as it is with --dataset manifest.")
 
 
 def ensure_synthetic(root: str | Path, *, progress: bool = True, **options) -> Path:
@@ -462,13 +369,19 @@ def load_attributes(root: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def attribute_factors(rows: list[dict[str, str]]) -> list[str]:
+    """The context factors of attributes.csv rows: its columns NAME that have a NAME_agrees column."""
+    return [name for name in (rows[0] if rows else {}) if f"{name}_agrees" in rows[0]]
+
+
 def measured_agreement(root: str | Path) -> dict[str, dict[str, float]]:
     """split -> confounder -> fraction of videos whose context value agrees with their activity."""
     rows = load_attributes(root)
+    factors = attribute_factors(rows)
     out = {}
     for split in dict.fromkeys(r["split"] for r in rows):
         chosen = [r for r in rows if r["split"] == split]
-        out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in CONFOUNDERS}
+        out[split] = {n: sum(int(r[f"{n}_agrees"]) for r in chosen) / len(chosen) for n in factors}
     return out
 
 
@@ -480,13 +393,14 @@ def context_only_accuracy(root: str | Path, seed: int = 0) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
 
     rows = load_attributes(root)
-    num_values = 1 + max(int(r[n]) for r in rows for n in CONFOUNDERS)
+    factors = attribute_factors(rows)
+    num_values = 1 + max(int(r[n]) for r in rows for n in factors)
 
     def table(split: str) -> tuple[np.ndarray, np.ndarray]:
         chosen = [r for r in rows if r["split"] == split]
-        x = np.zeros((len(chosen), len(CONFOUNDERS) * num_values))
+        x = np.zeros((len(chosen), len(factors) * num_values))
         for i, row in enumerate(chosen):
-            for j, name in enumerate(CONFOUNDERS):
+            for j, name in enumerate(factors):
                 x[i, j * num_values + int(row[name])] = 1
         return x, np.array([int(r["label_index"]) for r in chosen])
 

@@ -1,7 +1,8 @@
 """Rendering of the synthetic world (extract/datasets/synthetic.py): colours and their names, the scene
-text of a video, the foreground signature of each atomic action, the frames of one video, and the
-bit-exact MP4 writer. Pure functions of a `VideoSpec` and a `SyntheticConfig`; the world's sampling stays
-in synthetic.py.
+text of a video, the foreground signature of each atomic action, the frames of one video with its boxes, and
+the bit-exact MP4 and box writers. Pure functions of a `VideoSpec` and a `SyntheticConfig`; the world's
+sampling stays in synthetic.py, the drawing primitives in synthetic_draw.py and the moving world's camera,
+light and props in synthetic_motion.py.
 """
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import colorsys
 import contextlib
 import multiprocessing
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .synthetic import SyntheticConfig, VideoSpec
+from .synthetic_draw import SHAPE_REACH, hsv, paint, pixel_boxes, shape_distance, window
+from .synthetic_motion import (CAMERA, LIGHT, PROPS, SCENE, camera_margin, camera_path, crop, light_path,
+                               motion_rng, paint_props, prop_colour, prop_paths, prop_shape, prop_text, scene_clutter)
+from .synthetic_spec import PROP_FACTOR, SyntheticConfig, VideoSpec
 
 # Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
 # (shape, colour) pair alone is unique for i < 56, so every step in STEP_NAMES looks different.
@@ -29,16 +32,12 @@ TEXTURES = ("plain", "stripes", "checks", "dots")
 SKIN = np.array((0.87, 0.70, 0.58), np.float32)
 
 
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
-
-
 def background_colour(value: int, num_values: int) -> np.ndarray:
-    return _hsv(value / num_values + 0.08, 0.45, 0.80)
+    return hsv(value / num_values + 0.08, 0.45, 0.80)
 
 
 def attire_colour(value: int, num_values: int) -> np.ndarray:
-    return _hsv(value / num_values + 0.55, 0.85, 0.70)
+    return hsv(value / num_values + 0.55, 0.85, 0.70)
 
 
 def lighting_params(value: int, num_values: int) -> tuple[float, tuple[float, float, float], float]:
@@ -61,8 +60,9 @@ def colour_name(rgb: np.ndarray) -> str:
     return HUE_NAMES[int(round(h * len(HUE_NAMES))) % len(HUE_NAMES)]
 
 
-def context_text(context: dict[str, int], num_values: int) -> str:
-    """The scene of a video in words: its background, the actor's attire and the lighting."""
+def context_text(context: dict[str, int], num_values: int, props: int = 0) -> str:
+    """The scene of a video in words: its background, the actor's attire, the lighting and its `props` props
+    (when the context has the "prop" factor), as web alt-text would describe the picture."""
     background = colour_name(background_colour(context["background"], num_values))
     texture = TEXTURES[context["background"] % len(TEXTURES)]
     pattern = "" if texture == "plain" else f" with {texture}"
@@ -71,31 +71,10 @@ def context_text(context: dict[str, int], num_values: int) -> str:
     brightness = "dim" if gain < 0.9 else "bright" if gain > 1.05 else "soft"
     warmth = "warm" if tint[0] > tint[2] else "cool"
     article = "an" if background[0] in "aeiou" else "a"
-    return f"in {article} {background} kitchen{pattern}, {attire} apron, {brightness} {warmth} light"
-
-
-SHAPE_REACH = 1.3  # every shape lies within 1.3 radii of its centre (the bar's half-length is 1.25)
-
-
-def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
-    """Signed distance (pixels, negative inside) of a shape of radius r centred at the origin."""
-    ax, ay = np.abs(dx), np.abs(dy)
-    if shape == "disc":
-        return np.hypot(dx, dy) - r
-    if shape == "square":
-        return np.maximum(ax, ay) - 0.85 * r
-    if shape == "triangle":  # apex up; image y grows downwards
-        up = -dy
-        return np.maximum(ax * 0.866 + up * 0.5, -up) - 0.55 * r
-    if shape == "ring":
-        return np.abs(np.hypot(dx, dy) - 0.75 * r) - 0.28 * r
-    if shape == "cross":
-        return np.minimum(np.maximum(ax - 0.3 * r, ay - r), np.maximum(ax - r, ay - 0.3 * r))
-    if shape == "bar":
-        return np.maximum(ax - 1.25 * r, ay - 0.35 * r)
-    if shape == "diamond":
-        return (ax + ay) - 1.1 * r
-    raise ValueError(shape)
+    text = f"in {article} {background} kitchen{pattern}, {attire} apron, {brightness} {warmth} light"
+    if props and PROP_FACTOR in context:
+        text += ", " + prop_text(context[PROP_FACTOR], num_values, props, colour_name)
+    return text
 
 
 def _motion(motion: str, t: np.ndarray, amplitude: float, speed: float, phase: float
@@ -124,23 +103,34 @@ def step_signature(step: int) -> dict:
             "motion": MOTIONS[step % len(MOTIONS)]}
 
 
-def _paint(canvas: np.ndarray, distance: np.ndarray, colour: np.ndarray) -> None:
-    # one-pixel anti-aliased edge; float32 like the canvas (mixed-precision in-place passes are slow)
-    alpha = np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)[..., None]
-    canvas *= 1.0 - alpha
-    canvas += alpha * np.asarray(colour, np.float32)
+@dataclass
+class RenderedVideo:
+    """One rendered video: its frames and, in pixels of the frame, [x0, y0, x1, y1) boxes (x1, y1 exclusive:
+    one past the last painted column and row; NaN where nothing is in view)."""
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    boxes: np.ndarray  # (T, 4) float32: the action's object
+    prop_boxes: np.ndarray  # (T, M, 4) float32: each prop (M = config.props)
 
 
 def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     """The frames of one video, uint8 (T, H, W, 3)."""
-    return render_video_with_boxes(spec, config)[0]
+    return render(spec, config).frames
 
 
-def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int
+def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of one video, uint8 (T, H, W, 3), and the action's object's box in each frame (T, 4)."""
+    video = render(spec, config)
+    return video.frames, video.boxes
+
+
+def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, k: int,
+                  frame: tuple[int, int], origin: int, clutter: np.random.Generator | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scene (h, w, 3), attire colour, shoulder point): the textured background and the actor's body, with
-    per-video jitter (the first draws of the video's random stream)."""
-    h, w = xx.shape
+    """(scene, attire colour, shoulder point): the textured background (plus cupboards and tiles drawn from
+    `clutter`, the scene's own stream, when the camera moves) and the actor's body, with per-video jitter (the
+    first draws of the video's random stream). The scene is the (h, w) frame, or a canvas `origin` pixels
+    larger on each side for a moving camera."""
+    h, w = frame
     unit = min(w, h)
     bg = background_colour(spec.context["background"], k) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
     texture = TEXTURES[spec.context["background"] % len(TEXTURES)]
@@ -152,40 +142,83 @@ def _static_scene(spec: VideoSpec, rng: np.random.Generator, xx: np.ndarray, yy:
     elif texture == "dots":
         pattern = (np.hypot((xx + ox) % 8 - 4, (yy + oy) % 8 - 4) < 1.6).astype(np.float32)
     else:
-        pattern = np.zeros((h, w), np.float32)
+        pattern = np.zeros(xx.shape, np.float32)
     # float32 throughout: the float64 scene that stripes and checks gave made every later pass 2-10x slower
     scene = (bg * (1.0 - 0.22 * pattern[..., None])).astype(np.float32)
+    if clutter is not None:
+        scene_clutter(clutter, scene, xx, yy, bg)
 
     attire = attire_colour(spec.context["attire"], k)
-    actor_x = w * (0.27 + rng.uniform(-0.05, 0.05))
-    torso_top = h * (0.48 + rng.uniform(-0.04, 0.04))
-    torso = np.maximum(np.abs(xx - actor_x) - 0.09 * w, np.maximum(torso_top - yy, yy - h * 1.05))
-    _paint(scene, torso, attire)
+    actor_x = origin + w * (0.27 + rng.uniform(-0.05, 0.05))
+    torso_top = origin + h * (0.48 + rng.uniform(-0.04, 0.04))
+    torso = np.maximum(np.abs(xx - actor_x) - 0.09 * w, np.maximum(torso_top - yy, yy - (origin + h * 1.05)))
+    paint(scene, torso, attire)
     head_r = 0.10 * unit
-    _paint(scene, np.hypot(xx - actor_x, yy - (torso_top - 1.2 * head_r)) - head_r, SKIN)
+    paint(scene, np.hypot(xx - actor_x, yy - (torso_top - 1.2 * head_r)) - head_r, SKIN)
     shoulder = np.array([actor_x + 0.07 * w, torso_top + 0.05 * h], np.float32)
     return scene, attire, shoulder
 
 
-def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of one video, uint8 (T, H, W, 3), and the foreground object's box in each frame, float32
-    (T, 4) [x0, y0, x1, y1) in pixels (x1, y1 exclusive: one past the last painted column and row)."""
+@dataclass
+class _Moving:
+    """A video's time-varying confounders over all its frames (synthetic_motion.py); None where off."""
+    starts: np.ndarray | None = None  # (T, 2) top-left corner of each frame's window on the scene canvas
+    gain: np.ndarray | None = None  # (T,) brightness factor
+    slope: np.ndarray | None = None  # (T,) change of the left-right light gradient
+    centres: np.ndarray | None = None  # (M, T, 2) props' centres on the canvas
+    radii: np.ndarray | None = None  # (M,)
+    shape: str = ""
+    colour: np.ndarray | None = None
+
+
+def _moving(spec: VideoSpec, config: SyntheticConfig, margin: int) -> _Moving:
+    moving = _Moving()
+    if margin:
+        offsets = camera_path(motion_rng(spec, CAMERA), spec.num_frames, config.fps,
+                              config.camera_motion * config.width, margin)
+        moving.starts = margin + offsets
+    if config.light_change:
+        moving.gain, moving.slope = light_path(motion_rng(spec, LIGHT), spec.num_frames, config.fps,
+                                               config.light_change)
+    if config.props:
+        rng = motion_rng(spec, PROPS)
+        value = spec.context[PROP_FACTOR]
+        moving.shape = prop_shape(value)
+        moving.colour = np.clip(prop_colour(value, config.num_activities) + rng.uniform(-0.04, 0.04, 3), 0, 1)
+        moving.centres, moving.radii = prop_paths(rng, config, spec.num_frames, margin)
+    return moving
+
+
+def render(spec: VideoSpec, config: SyntheticConfig) -> RenderedVideo:
+    """The frames of one video and the boxes of its action's object and of its props (`RenderedVideo`).
+
+    With a moving camera the scene (background and actor) is drawn once on a canvas `margin` pixels larger
+    than the frame on each side, each frame is its window at that frame's offset, and the arm, the object and
+    the props are painted on the frame where they are in it (scene position minus the window's corner).
+    """
     rng = np.random.default_rng(spec.render_seed)
     w, h, k = config.width, config.height, config.num_activities
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    margin = camera_margin(config)  # the scene canvas is the frame plus `margin` on each side
+    yy, xx = np.mgrid[0:h + 2 * margin, 0:w + 2 * margin].astype(np.float32)
     unit = min(w, h)
-    scene, attire, shoulder = _static_scene(spec, rng, xx, yy, k)
+    clutter = motion_rng(spec, SCENE) if margin else None  # its own stream: the static draws stay as they are
+    scene, attire, shoulder = _static_scene(spec, rng, xx, yy, k, (h, w), margin, clutter)
+    moving = _moving(spec, config, margin)
+    if margin:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)  # the frame's pixels, where the foreground is painted
 
     gain, tint, slope = lighting_params(spec.context["lighting"], k)
-    light = gain * np.asarray(tint, np.float32) * (1.0 + slope * (xx / w - 0.5))[..., None]
+    ramp = xx / w - 0.5
+    light = gain * np.asarray(tint, np.float32) * (1.0 + slope * ramp)[..., None]
 
-    anchor = np.array([w * (0.64 + rng.uniform(-0.05, 0.05)), h * (0.50 + rng.uniform(-0.06, 0.06))])
+    anchor = np.array([margin + w * (0.64 + rng.uniform(-0.05, 0.05)), margin + h * (0.50 + rng.uniform(-0.06, 0.06))])
     size = 0.15 * unit * rng.uniform(0.85, 1.15)
     amplitude = 0.12 * unit
     noise_std = config.noise / 255.0 * rng.uniform(0.75, 1.25)
 
     frames = np.empty((spec.num_frames, h, w, 3), np.uint8)
     boxes = np.full((spec.num_frames, 4), np.nan, np.float32)
+    prop_boxes = np.full((spec.num_frames, config.props, 4), np.nan, np.float32)
     for step, start, end in spec.segments:
         sig = step_signature(step)
         colour = np.clip(np.asarray(sig["colour"], np.float32) + rng.uniform(-0.04, 0.04, 3), 0, 1)
@@ -193,23 +226,22 @@ def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[n
         # All frames of a step at once: (n, 1, 1) per-frame values broadcast over (h, w).
         dx, dy, scale = _motion(sig["motion"], np.arange(end - start) / config.fps, amplitude, speed, phase)
         cx, cy = (anchor[0] + dx)[:, None, None], (anchor[1] + dy)[:, None, None]
-        canvas = np.repeat(scene[None], end - start, axis=0)
-        # The arm (a thick segment from the shoulder to the object) ties the object to the actor.
-        sx, sy = cx - shoulder[0], cy - shoulder[1]
-        norm = np.array([np.array([a, b]) @ np.array([a, b]) for a, b in zip(sx.ravel(), sy.ravel())])[:, None, None]
-        thickness = 0.035 * unit
-        ys, xs = _window([cx.min(), shoulder[0]], [cx.max(), shoulder[0]], [cy.min(), shoulder[1]],
-                         [cy.max(), shoulder[1]], thickness, h, w)
-        x, y = xx[ys, xs], yy[ys, xs]
-        along = np.clip(((x - shoulder[0]) * sx + (y - shoulder[1]) * sy) / norm, 0, 1)
-        arm = np.hypot(x - shoulder[0] - along * sx, y - shoulder[1] - along * sy) - thickness
-        _paint(canvas[:, ys, xs], arm, attire)
-        radius = size * scale[:, None, None]
-        ys, xs = _window([cx.min()], [cx.max()], [cy.min()], [cy.max()], SHAPE_REACH * radius.max(), h, w)
-        shape = _shape_distance(sig["shape"], xx[ys, xs] - cx, yy[ys, xs] - cy, radius)
-        _paint(canvas[:, ys, xs], shape, colour)
-        boxes[start:end] = _boxes(shape < 0.5) + np.array([xs.start, ys.start] * 2, np.float32)
+        if margin:  # scene -> frame coordinates: minus each frame's window corner
+            corner = moving.starts[start:end, :, None, None]
+            canvas = crop(scene, moving.starts[start:end], h, w)
+            cx, cy = cx - corner[:, 0], cy - corner[:, 1]
+            arm_from = (shoulder[0] - corner[:, 0], shoulder[1] - corner[:, 1])
+        else:
+            canvas, arm_from = np.repeat(scene[None], end - start, axis=0), shoulder
+        boxes[start:end] = _paint_action(canvas, xx, yy, cx, cy, arm_from, attire, sig["shape"], colour,
+                                         size * scale[:, None, None], unit)
+        if config.props:
+            centres = moving.centres[:, start:end] - (moving.starts[None, start:end] if margin else 0.0)
+            prop_boxes[start:end] = paint_props(canvas, centres, moving.radii, moving.shape, moving.colour)
         canvas *= light
+        if moving.gain is not None:  # (n, 1, w, 3): a full last axis keeps the broadcast fast (4x)
+            change = moving.gain[start:end, None] * (1.0 + moving.slope[start:end, None] * ramp[0])
+            canvas *= np.repeat(change[:, None, :, None], 3, axis=3)
         # One float32 draw for the whole step (the noise is most of the rendering time: float32 halves it).
         noise = rng.standard_normal(canvas.shape, dtype=np.float32)
         noise *= np.float32(noise_std)
@@ -217,33 +249,29 @@ def render_video_with_boxes(spec: VideoSpec, config: SyntheticConfig) -> tuple[n
         canvas *= 255.0
         canvas += 0.5
         frames[start:end] = np.clip(canvas, 0, 255, out=canvas)  # cast to uint8 on assignment (truncates)
-    return frames, boxes
+    return RenderedVideo(frames, boxes, prop_boxes)
 
 
-def _window(x_low: list, x_high: list, y_low: list, y_high: list, reach: float, h: int, w: int
-            ) -> tuple[slice, slice]:
-    """(rows, cols) slices of the pixels within `reach` (+1 for the anti-aliased edge) of the given extents.
-
-    Painting is confined to this window: outside it the paint's alpha is exactly 0, which leaves a pixel
-    bit-identical, so only the window needs the (float64) distance fields.
-    """
-    margin = reach + 2.0
-    x0, x1 = int(np.floor(min(x_low) - margin)), int(np.ceil(max(x_high) + margin)) + 1
-    y0, y1 = int(np.floor(min(y_low) - margin)), int(np.ceil(max(y_high) + margin)) + 1
-    return slice(min(max(y0, 0), h), min(max(y1, 0), h)), slice(min(max(x0, 0), w), min(max(x1, 0), w))
-
-
-def _boxes(inside: np.ndarray) -> np.ndarray:
-    """(n, h, w) bool -> (n, 4) float32 [x0, y0, x1, y1) pixel boxes of the True pixels (NaN when none)."""
-    cols, rows = inside.any(axis=1), inside.any(axis=2)
-    out = np.full((len(inside), 4), np.nan, np.float32)
-    seen = cols.any(axis=1)
-    width, height = cols.shape[1], rows.shape[1]
-    out[seen, 0] = cols[seen].argmax(axis=1)
-    out[seen, 1] = rows[seen].argmax(axis=1)
-    out[seen, 2] = width - cols[seen, ::-1].argmax(axis=1)
-    out[seen, 3] = height - rows[seen, ::-1].argmax(axis=1)
-    return out
+def _paint_action(canvas: np.ndarray, xx: np.ndarray, yy: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                  shoulder: tuple, attire: np.ndarray, shape_name: str, colour: np.ndarray,
+                  radius: np.ndarray, unit: int) -> np.ndarray:
+    """Paint the arm (a thick segment from the shoulder to the object, tying it to the actor) and the
+    action's object at (cx, cy) (n, 1, 1) in every frame of `canvas`; returns the object's (n, 4) boxes.
+    The shoulder's x and y are numbers, or (n, 1, 1) when the camera moves the actor."""
+    h, w = xx.shape
+    sx, sy = cx - shoulder[0], cy - shoulder[1]
+    norm = np.array([np.array([a, b]) @ np.array([a, b]) for a, b in zip(sx.ravel(), sy.ravel())])[:, None, None]
+    thickness = 0.035 * unit
+    ys, xs = window([cx.min(), np.min(shoulder[0])], [cx.max(), np.max(shoulder[0])],
+                    [cy.min(), np.min(shoulder[1])], [cy.max(), np.max(shoulder[1])], thickness, h, w)
+    x, y = xx[ys, xs] - shoulder[0], yy[ys, xs] - shoulder[1]  # from the shoulder
+    along = np.clip((x * sx + y * sy) / norm, 0, 1)
+    arm = np.hypot(x - along * sx, y - along * sy) - thickness
+    paint(canvas[:, ys, xs], arm, attire)
+    ys, xs = window([cx.min()], [cx.max()], [cy.min()], [cy.max()], SHAPE_REACH * radius.max(), h, w)
+    shape = shape_distance(shape_name, xx[ys, xs] - cx, yy[ys, xs] - cy, radius)
+    paint(canvas[:, ys, xs], shape, colour)
+    return pixel_boxes(shape < 0.5) + np.array([xs.start, ys.start] * 2, np.float32)
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
@@ -273,8 +301,17 @@ def write_boxes(path: Path, boxes: np.ndarray) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def render_all(folder: Path, specs: list, config: "SyntheticConfig", progress: bool = True) -> None:
-    """Render and write every video (and its box file) of `specs` under `folder`, over one forked process per
+def write_prop_boxes(path: Path, boxes: np.ndarray) -> None:
+    """A box file of several objects (docs/EXTRACT.md): `frame,object,x0,y0,x1,y1` in pixels, one row per frame
+    and object in view; `boxes` is (T, M, 4), object = its index in 0..M-1."""
+    lines = ["frame,object,x0,y0,x1,y1"]
+    lines += [f"{f},{m},{b[0]:g},{b[1]:g},{b[2]:g},{b[3]:g}" for f, row in enumerate(boxes.tolist())
+              for m, b in enumerate(row) if not np.isnan(b).any()]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def render_all(folder: Path, specs: list[VideoSpec], config: SyntheticConfig, progress: bool = True) -> None:
+    """Render and write every video (and its box files) of `specs` under `folder`, over one forked process per
     core. Each video is drawn from its own seeded spec, so the files are the same however many processes
     draw them."""
     from tqdm import tqdm
@@ -288,9 +325,11 @@ def render_all(folder: Path, specs: list, config: "SyntheticConfig", progress: b
 
 def _render_one(job: tuple) -> None:
     folder, spec, config = job
-    frames, boxes = render_video_with_boxes(spec, config)
-    write_video(folder / spec.path, frames, config.fps)
-    write_boxes(folder / spec.boxes_path, boxes)
+    video = render(spec, config)
+    write_video(folder / spec.path, video.frames, config.fps)
+    write_boxes(folder / spec.boxes_path, video.boxes)
+    if config.props:
+        write_prop_boxes(folder / spec.prop_boxes_path, video.prop_boxes)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,11 @@ with a = the head's `spatial_attention` of the step over the frame's P = G*G pat
 Patch (i, j) of the grid (row-major: p = i * G + j) covers [j/G, (j+1)/G) x [i/G, (i+1)/G); it overlaps the
 box when the two rectangles intersect with positive area. Each instance averages its frames; the summary
 averages instances: spatial_mass_ratio = mean mass / mean share (1.0 = no better than uniform attention).
+
+Props (objects with no part in the action, /boxes/props_xyxy (N, F, M, 4)) are scored the same way on the same
+step instances, over the union of the props in view in each frame (frames with no prop in view do not count):
+spatial_prop_mass_ratio = mean mass on the props' patches / their mean share, so "the attention mass on the
+props is at most their share" reads spatial_prop_mass_ratio <= 1.
 """
 from __future__ import annotations
 
@@ -41,32 +46,62 @@ class SpatialInstances:
     share: list[float] = field(default_factory=list)
     pointing: list[float] = field(default_factory=list)
     frames: int = 0
+    prop_mass: list[float] = field(default_factory=list)  # the same on the union of the props' boxes
+    prop_share: list[float] = field(default_factory=list)
 
     def add_video(self, attention: np.ndarray, times_s: np.ndarray, frame_mask: np.ndarray, boxes: np.ndarray,
-                  segments: np.ndarray) -> None:
-        """attention (S, F, P), frame times (F,), valid frames (F,), boxes (F, 4) (NaN: none), segments (k, 3)."""
+                  segments: np.ndarray, prop_boxes: np.ndarray | None = None) -> None:
+        """attention (S, F, P), frame times (F,), valid frames (F,), boxes (F, 4) (NaN: none), segments (k, 3),
+        prop_boxes (F, M, 4) or None (NaN: that prop is not in view)."""
         steps, _, patches = attention.shape
         grid = int(round(np.sqrt(patches)))
-        has_box = np.asarray(frame_mask, bool) & ~np.isnan(boxes).any(axis=1)
+        valid = np.asarray(frame_mask, bool)
+        has_box = valid & ~np.isnan(boxes).any(axis=1)
         overlap = patch_overlap(np.nan_to_num(boxes), grid)  # (F, P)
+        props = None
+        if prop_boxes is not None:
+            in_view = ~np.isnan(prop_boxes).any(axis=2)  # (F, M)
+            props = (patch_overlap(np.nan_to_num(prop_boxes), grid) & in_view[..., None]).any(axis=1)  # (F, P)
+            props &= valid[:, None]
         for step, start, end in np.asarray(segments, np.float64).reshape(-1, 3):
             s = int(step)
             if step != s or not 0 <= s < steps:
                 continue
-            frames = np.flatnonzero(has_box & (times_s >= start) & (times_s < end))
-            weights = np.clip(attention[s, frames].astype(np.float64), 0, None)  # (n, P)
-            total = weights.sum(axis=1)
-            keep = total > 0  # a frame with no attention at all says nothing
-            if not keep.any():
-                continue
-            weights, inside, total = weights[keep], overlap[frames[keep]], total[keep]
-            tied = weights >= weights.max(axis=1, keepdims=True) * (1 - TIE_TOLERANCE)
-            self.mass.append(float(((weights * inside).sum(axis=1) / total).mean()))
-            self.share.append(float(inside.mean(axis=1).mean()))
-            self.pointing.append(float(((tied & inside).sum(axis=1) / tied.sum(axis=1)).mean()))
-            self.frames += int(keep.sum())
+            in_segment = (times_s >= start) & (times_s < end)
+            self._add_object(attention[s], np.flatnonzero(has_box & in_segment), overlap)
+            if props is not None:
+                frames = np.flatnonzero(in_segment & props.any(axis=1))
+                scored = _box_mass(attention[s, frames], props[frames])
+                if scored is not None:
+                    self.prop_mass.append(float(scored[0].mean()))
+                    self.prop_share.append(float(scored[1].mean()))
+
+    def _add_object(self, attention: np.ndarray, frames: np.ndarray, overlap: np.ndarray) -> None:
+        """One step instance on the action's object: attention (F, P) of the step, its scored frames."""
+        scored = _box_mass(attention[frames], overlap[frames])
+        if scored is None:
+            return
+        mass, share, weights, inside = scored
+        tied = weights >= weights.max(axis=1, keepdims=True) * (1 - TIE_TOLERANCE)
+        self.mass.append(float(mass.mean()))
+        self.share.append(float(share.mean()))
+        self.pointing.append(float(((tied & inside).sum(axis=1) / tied.sum(axis=1)).mean()))
+        self.frames += len(weights)
 
     def summary(self) -> dict[str, float | int]:
+        if not self.mass and not self.prop_mass:
+            return {}
+        return {**self._object_summary(), **self._prop_summary()}
+
+    def _prop_summary(self) -> dict[str, float | int]:
+        if not self.prop_mass:
+            return {}
+        mass, share = float(np.mean(self.prop_mass)), float(np.mean(self.prop_share))
+        return {"spatial_prop_mass": mass, "spatial_prop_share": share,
+                "spatial_prop_mass_ratio": mass / share if share > 0 else float("nan"),
+                "spatial_prop_instances": len(self.prop_mass)}
+
+    def _object_summary(self) -> dict[str, float | int]:
         if not self.mass:
             return {}
         mass, share = float(np.mean(self.mass)), float(np.mean(self.share))
@@ -81,52 +116,42 @@ class SpatialInstances:
         }
 
 
-def frame_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
-    """(n, F', 4) boxes of `rows` aligned with the frames the head sees; None when the file has no boxes."""
+def _box_mass(weights: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Per frame with any attention: (mass of `weights` (n, P) on the `inside` (n, P) patches, their share,
+    the kept weights, the kept inside); None when no frame has attention (such a frame says nothing)."""
+    weights = np.clip(np.asarray(weights, np.float64), 0, None)
+    total = weights.sum(axis=1)
+    keep = total > 0
+    if not keep.any():
+        return None
+    weights, inside, total = weights[keep], inside[keep], total[keep]
+    return (weights * inside).sum(axis=1) / total, inside.mean(axis=1), weights, inside
+
+
+def frame_boxes(data: FeatureData, rows: np.ndarray, props: bool = False) -> np.ndarray | None:
+    """(n, F', 4) boxes of `rows` (with `props`: (n, F', M, 4) boxes of the props) aligned with the frames the
+    head sees; None when the file has none."""
+    fs = data.feature_set
     positions = data.positions[np.asarray(rows, np.int64)]
-    return _head_frames(data, positions, data.feature_set.read_boxes(positions))
-
-
-# The props' boxes (issue 28: moving objects with no part in the activity), written beside the action object's
-# by the synthetic world: (N, F, K, 4) float32 [x0, y0, x1, y1] in [0, 1] of the model's input image, NaN where
-# a prop is absent. Only the report draws them; their reader moves to core/store with the group's writer.
-PROP_BOXES_DATASET = "boxes/props_xyxy"
+    boxes = fs.read_prop_boxes(positions) if props else fs.read_boxes(positions)
+    if boxes is None:
+        return None
+    if data.frames < fs.dims["F"]:
+        take, _ = frame_subsample_index(fs.index["frame_mask"][positions], data.frames)
+        take = take.reshape(*take.shape, *([1] * (boxes.ndim - 2)))
+        boxes = np.take_along_axis(boxes, take, axis=1)
+    return boxes
 
 
 def prop_boxes(fs: FeatureSet, positions: np.ndarray) -> np.ndarray | None:
-    """(n, F, K, 4) prop boxes of the videos at `positions` (NaN: absent, or a file without the group); None
-    when no file stores prop boxes. Files with fewer props are padded with NaN to the largest K."""
-    import h5py
-
-    positions = np.asarray(positions, np.int64)
-    files, rows = fs.index["file"][positions], fs.index["row"][positions]
-    blocks: dict[int, np.ndarray] = {}  # file -> its (N_file, F, K_file, 4) group
-    for i, path in enumerate(fs.paths):
-        with h5py.File(path, "r") as f:
-            if PROP_BOXES_DATASET in f:
-                blocks[i] = f[PROP_BOXES_DATASET][()]
-    if not blocks:
-        return None
-    out = np.full((len(positions), fs.dims["F"], max(b.shape[2] for b in blocks.values()), 4), np.nan, np.float32)
-    for i, block in blocks.items():
-        sel = np.flatnonzero(files == i)
-        out[sel, :, :block.shape[2]] = block[rows[sel]]
-    return out
+    """(n, F, M, 4) boxes of the props (moving objects with no part in the activity) of the videos at
+    `positions`, NaN where a prop is absent; None when no file stores them (FeatureSet.read_prop_boxes)."""
+    return fs.read_prop_boxes(np.asarray(positions, np.int64))
 
 
 def frame_prop_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
-    """(n, F', K, 4) prop boxes of `rows` aligned with the frames the head sees; None without prop boxes."""
-    positions = data.positions[np.asarray(rows, np.int64)]
-    return _head_frames(data, positions, prop_boxes(data.feature_set, positions))
-
-
-def _head_frames(data: FeatureData, positions: np.ndarray, per_frame: np.ndarray | None) -> np.ndarray | None:
-    """The stored frames' (n, F, ...) values at the frames the head sees (its frame subsample), or None."""
-    fs = data.feature_set
-    if per_frame is None or data.frames >= fs.dims["F"]:
-        return per_frame
-    take, _ = frame_subsample_index(fs.index["frame_mask"][positions], data.frames)
-    return np.take_along_axis(per_frame, take.reshape(*take.shape, *([1] * (per_frame.ndim - 2))), axis=1)
+    """(n, F', M, 4) prop boxes of `rows` aligned with the frames the head sees; None without prop boxes."""
+    return frame_boxes(data, rows, props=True)
 
 
 class SpatialCollector:
@@ -138,12 +163,18 @@ class SpatialCollector:
 
         self.data = data
         rows = np.asarray(rows, np.int64)
-        boxes = frame_boxes(data, rows) if any(len(s) for s in segments) else None
+        annotated = any(len(s) for s in segments)
+        boxes = frame_boxes(data, rows) if annotated else None
+        props = frame_boxes(data, rows, props=True) if annotated else None
         self.by_row = {}
-        if boxes is not None:
+        if boxes is not None or props is not None:
             times = stored_frame_column(data, rows, "timestamps_ms") / 1000.0
-            self.by_row = {int(r): (times[i], boxes[i], segments[i]) for i, r in enumerate(rows)
-                           if len(segments[i]) and not np.isnan(boxes[i]).all()}
+            nothing = np.full((times.shape[1], 4), np.nan)
+            for i, r in enumerate(rows):
+                box = boxes[i] if boxes is not None else nothing
+                prop = props[i] if props is not None else None
+                if len(segments[i]) and not (np.isnan(box).all() and (prop is None or np.isnan(prop).all())):
+                    self.by_row[int(r)] = (times[i], box, segments[i], prop)
         self.instances = SpatialInstances()
 
     def add(self, rows: np.ndarray, outputs: dict[str, torch.Tensor]) -> None:
@@ -155,8 +186,8 @@ class SpatialCollector:
         attention = outputs["spatial_attention"][wanted].float().cpu().numpy()
         mask = self.data.frame_mask[torch.as_tensor(np.asarray(rows)[wanted])].cpu().numpy()
         for j, i in enumerate(wanted):
-            times, boxes, segments = self.by_row[int(rows[i])]
-            self.instances.add_video(attention[j], times, mask[j], boxes, segments)
+            times, boxes, segments, props = self.by_row[int(rows[i])]
+            self.instances.add_video(attention[j], times, mask[j], boxes, segments, props)
 
     def summary(self) -> dict[str, float | int]:
         return self.instances.summary()

@@ -19,7 +19,7 @@ from .config import HeadConfig, check_choice
 from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, logit_scale_parameter
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
-from .mediator import LearnedMediator, frame_deviations, static_split
+from .mediator import LearnedMediator, PatchStepProbe, frame_deviations, static_split
 
 MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) given to KMeans
 
@@ -114,6 +114,9 @@ class CMDCLHead(nn.Module):
             else:
                 self.mediator = FrontdoorMediator(dim, cfg.frontdoor_cross, cfg.dictionary_size, cfg.init_temperature)
             self.step_evidence = StepEvidence(dim, cfg.classifier, cfg.heads, cfg.init_temperature)
+            # the patch-level grounding loss's reader (training only): needs the learned mediator's patch maps
+            grounded = cfg.patch_grounding > 0 and learned and cfg.use_vci and self.use_patches
+            self.patch_probe = PatchStepProbe(steps, cfg.init_temperature) if grounded else None
             if self.steps_are_classes:
                 self.class_map = None
             else:
@@ -195,6 +198,17 @@ class CMDCLHead(nn.Module):
         if self.mediator is not None:
             self.mediator.update_memory(summaries, momentum=momentum, seed=self.cfg.seed)
 
+    def patch_step_logits(self, patches: Tensor, frame_mask: Tensor, video: Tensor) -> Tensor:
+        """(n, F, P, S) step logits of every patch of video `video[i]` as the mediator reads it (minus the
+        video's mean with static_split), from the patches and frame_mask given to forward: the patch
+        grounding loss's per-patch evidence (head/training/grounding_loss.py)."""
+        if self.patch_probe is None:
+            raise CmdclError("patch_step_logits needs patch_grounding > 0 (with the learned mediator and patches).")
+        patches = patches.to(self.encoder.in_proj.weight.dtype)
+        if self.cfg.static_split:
+            patches = static_split(patches, safe_frame_mask(frame_mask.bool()))
+        return self.patch_probe(patches)[video]  # once per video, then one copy per (video, step) pair
+
     # ---------------------------------------------------------------- forward
     @property
     def atomic_text(self) -> Tensor:
@@ -242,6 +256,8 @@ class CMDCLHead(nn.Module):
             if self.mediator is not None:
                 if patches is not None and self.cfg.patch_frame_context:  # old: the frame embedding in every patch
                     tokens = tokens + frames @ self.encoder.in_proj.weight.T
+                if patches is not None and not self.cfg.mediator_frames:  # [ours] the attended patches alone
+                    tokens = torch.zeros_like(tokens)
                 return (*self.mediator(text, tokens, patches, mask, self.encoder), summary)
         else:
             tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patches), mask))  # V_s

@@ -21,6 +21,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "mediator": ("learned", "cosine"),
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
+    "patch_contrast": ("video", "all"),
 }
 
 
@@ -63,6 +64,18 @@ class HeadConfig:
     # 0.5: chosen on the dev world (seed 1), docs/METHOD.md; off by itself where the features hold no segments
     grounding_loss: float = option(0.5, "[ours] Weight of -log(temporal attention mass in the annotated step's "
                                         "segments); used when the features hold step segments, 0 = off.")
+    patch_contrast: str = option("video", "Which steps compete in the patch grounding loss: video (the steps of the "
+                                          "same video) | all (every step).")
+    mediator_frames: bool = option(True, "[ours] The learned mediator adds each frame's token (the deep stack's, the "
+                                         "whole frame) to its attended patches; off: it reads the attended patches "
+                                         "alone (no frame-level context, props or scene enter V').",
+                                   flag="--mediator-frames/--no-mediator-frames")
+    patch_grounding: float = option(0.0, "[ours] Weight of the patch-level grounding loss from step segments: on a "
+                                          "step's frames, the patch token pooled under the step's spatial attention "
+                                          "must predict that step among the video's steps; 0 = off.")
+    tci_debias: float = option(0.0, "[ours] Weight of a loss that makes each T'_i equally similar to every confounder "
+                                     "prototype of the back door (the prior-weighted variance of cos(T'_i, z_k) "
+                                     "over k): text that prefers no scene; needs bias source prior or dictionary.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -123,7 +136,7 @@ class HeadConfig:
         values = {k: v for k, v in data.items() if k in known}
         if "mediator" not in values:  # saved before the learned mediator: the old defaults throughout
             values = {**LEGACY, **values}
-        return cls(**values)
+        return cls(**{**ADDED_LATER, **values})
 
 
 # What a config saved before the learned mediator meant for the options added with it (and for the
@@ -157,8 +170,13 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = 
      "--val-fraction must be in [0, 1), got {val_fraction}."),
     (("converge_delta",), lambda c: not 0.0 <= c.converge_delta < 1.0,
      "--converge-delta must be in [0, 1), got {converge_delta}."),
-    (("grounding_loss",), lambda c: c.grounding_loss < 0, "--grounding-loss must be >= 0, got {grounding_loss}."),
+    *(((name,), lambda c, n=name: getattr(c, n) < 0, f"--{name.replace('_', '-')} must be >= 0, got {{{name}}}.")
+      for name in ("grounding_loss", "patch_grounding", "tci_debias")),
     (("mediator", "frontdoor_cross"), lambda c: c.mediator == "cosine" and c.frontdoor_cross == "sample",
      "--frontdoor-cross sample needs --mediator learned (the cosine mediator has no sample-queried term)."),
     (("dropout",), lambda c: not 0.0 <= c.dropout < 1.0, "--dropout must be in [0, 1), got {dropout}."),
 )
+
+# Options added after the learned mediator, with the value a config saved before them meant (the head they
+# built has no parameters for them), so that their checkpoints still load whatever the new default is.
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True}

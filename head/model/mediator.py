@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .textual import MASKED_LOGIT, clamped_scale, logit_scale_parameter
@@ -149,6 +150,21 @@ class LearnedMediator(FrontdoorMediator):
         pooled_raw = torch.einsum("bsfp,bfpd->bsd", joint, patches)
         positions = joint.sum(2) @ encoder.spatial_position + attention @ encoder.temporal_position[:patches.shape[1]]
         return encoder.in_proj(pooled_raw) + positions
+
+
+class PatchStepProbe(nn.Module):
+    """[ours] The patch-level grounding loss's reader (HeadConfig.patch_grounding): step logits of a patch
+    token, <norm x, norm w_k> * scale, (..., D) -> (..., S). The rows w_k start as the steps' CLIP texts, so
+    it starts as CLIP's patch-to-text similarity. Used by the loss only.
+    """
+
+    def __init__(self, step_text: Tensor, init_temperature: float):
+        super().__init__()
+        self.weight = nn.Parameter(F.normalize(step_text.detach().float(), dim=-1).clone())
+        self.log_scale = logit_scale_parameter(init_temperature)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.normalize(tokens, dim=-1) @ F.normalize(self.weight, dim=-1).T * clamped_scale(self.log_scale)
 
 
 def static_split(x: Tensor, frame_mask: Tensor) -> Tensor:

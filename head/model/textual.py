@@ -186,6 +186,16 @@ class TextualBackdoor(nn.Module):
         plan = self.sinkhorn(logits.log_softmax(-1), self.priors)
         return plan / plan.sum(-1, keepdim=True).clamp_min(1e-12)
 
+    def context_spread(self, text: Tensor) -> Tensor:
+        """Mean over the texts (S, D) of the prior-weighted variance over the confounder prototypes of
+        cos(text_i, z_k): 0 when each text is equally similar to every context (HeadConfig.tci_debias).
+        Zero before the dictionary is fitted, or with bias_source "video" (no prototypes)."""
+        if self.bias_source == "video" or not bool(self.fitted):
+            return text.sum() * 0.0
+        cosine = F.normalize(text, dim=-1) @ F.normalize(self.prototypes, dim=-1).T  # (S, K)
+        mean = cosine @ self.priors  # (S,)
+        return (((cosine - mean[:, None]) ** 2) @ self.priors).mean()
+
     def bias_proxy(self, frames: Tensor, frame_mask: Tensor) -> Tensor:
         """B: (B, S, D) from the video's own frames, or (S, D) from the confounder dictionary."""
         if self.bias_source != "video":

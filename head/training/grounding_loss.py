@@ -1,12 +1,27 @@
-"""[ours] Weak grounding loss from step segments (HeadConfig.grounding_loss; docs/METHOD.md, "The learned patch
-mediator", its item "Weak grounding loss").
+"""[ours] Weak grounding losses from step segments (docs/METHOD.md, "The learned patch mediator", its item
+"Weak grounding loss", and "The moving world" for the patch-level one).
 
-    L = - mean over (video b, annotated step s) of log sum_{f in segments of s} A_bsf
+Temporal (HeadConfig.grounding_loss):
+
+    L_t = - mean over (video b, annotated step s) of log sum_{f in segments of s} A_bsf
 
 A_bsf is the head's temporal step attention ("step_attention", (B, S, F)). The context (background,
 attire, lighting) is the same in every frame, so it cannot move attention mass into one segment: only
-the action can lower this loss. Frames are mapped once to the step whose segment holds them (the last
-one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F) table.
+the action can lower this loss.
+
+Spatial (HeadConfig.patch_grounding): on each frame f of step s's segments, the patches under s's spatial
+attention must predict s among the steps annotated in the same video (a multiple-instance likelihood: the
+attention picks the patches, a probe reads each patch x_bfp as the mediator reads it):
+
+    L_s = - mean over (b, s, f in segments of s) of log sum_p a(p|f,s) softmax_{k in steps of b}(probe(x_bfp))_s
+
+Props, scene and camera are the same whatever the step of the video, so their patches predict each of its
+steps at about 1/(its steps): only attention on the action's object can lower this loss. With
+patch_contrast "all", every step competes (props then also tell the activity's steps from the others). (A first version
+pooled the patches under the attention before the probe; the probe then read the object out of a uniform
+pool and the attention barely moved: docs/METHOD.md.) Frames are mapped once to the step whose segment holds
+them (the last one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F)
+table.
 """
 from __future__ import annotations
 
@@ -14,8 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import torch.nn.functional as F
+from torch import nn
+
 from ..model.config import HeadConfig
 from ..model.registry import reads
+from ..model.textual import MASKED_LOGIT
 from ..data import FeatureData
 from ..metrics.grounding import stored_frame_column
 
@@ -49,15 +68,51 @@ def grounding_loss(attention: Tensor, frame_step: Tensor) -> Tensor:
     return -torch.log(mass[present].clamp_min(MIN_MASS)).mean()
 
 
+def patch_grounding_loss(model: nn.Module, spatial: Tensor, patches: Tensor, frame_mask: Tensor,
+                         frame_step: Tensor) -> Tensor:
+    """L_s of the module docstring. spatial (B, S, F, P) from the head's forward, patches (B, F, P, D) and
+    frame_mask (B, F) as given to it, frame_step (B, F) long; `model` is the (unwrapped) CMDCLHead. Zero
+    (with a graph) when no step of the batch has a segment frame."""
+    steps = torch.arange(spatial.shape[1], device=spatial.device)
+    inside = frame_step[:, None, :] == steps[None, :, None]  # (B, S, F)
+    present = inside.any(-1)  # (B, S): the steps annotated in each video
+    video, step = present.nonzero(as_tuple=True)
+    if not len(video):
+        return spatial.sum() * 0.0
+    logits = model.patch_step_logits(patches, frame_mask, video).float()  # (n, F, P, S)
+    if model.cfg.patch_contrast == "video":  # only the video's own steps compete
+        logits = logits.masked_fill(~present[video][:, None, None, :], MASKED_LOGIT)
+    index = step[:, None, None, None].expand(*logits.shape[:3], 1)
+    log_p = logits.log_softmax(-1).gather(-1, index).squeeze(-1)  # (n, F, P): log P(s | patch)
+    attention = spatial[video, step].float()  # (n, F, P)
+    log_mass = torch.logsumexp(log_p + torch.log(attention.clamp_min(MIN_MASS)), dim=-1)  # (n, F)
+    weight = inside[video, step].to(log_mass.dtype)  # the frames of the step's segments
+    return -(log_mass * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], batch: dict[str, Tensor],
+                   frame_step: Tensor) -> Tensor:
+    """The weighted grounding losses of one batch (cfg's weights; each only where the head has its
+    attention): what the trainer adds to the head's loss. `model` is the unwrapped head."""
+    loss = out["logits"].new_zeros(())
+    if cfg.grounding_loss > 0:
+        loss = loss + cfg.grounding_loss * grounding_loss(out["step_attention"], frame_step)
+    if cfg.patch_grounding > 0 and getattr(model, "patch_probe", None) is not None and "spatial_attention" in out:
+        loss = loss + cfg.patch_grounding * patch_grounding_loss(model, out["spatial_attention"], batch["patches"],
+                                                                 batch["frame_mask"], frame_step)
+    return loss
+
+
 def grounding_targets(cfg: HeadConfig, data: FeatureData, device: torch.device,
                       say) -> Tensor | None:
-    """The (N, F) frame-step table on `device` when cfg asks for the grounding loss and the features hold
+    """The (N, F) frame-step table on `device` when cfg asks for a grounding loss and the features hold
     segments (says so either way), else None."""
-    if cfg.grounding_loss <= 0 or not reads(cfg.method, "grounding_loss"):
+    if (cfg.grounding_loss <= 0 and cfg.patch_grounding <= 0) or not reads(cfg.method, "grounding_loss"):
         return None
     table = frame_step_table(data)
     if table is None:
-        say("--grounding-loss: the features hold no step segments; the loss is off.")
+        say("--grounding-loss / --patch-grounding: the features hold no step segments; the losses are off.")
         return None
-    say(f"grounding loss on (weight {cfg.grounding_loss}): step segments of {len(table)} videos.")
+    say(f"grounding loss on (weight {cfg.grounding_loss}, patch grounding {cfg.patch_grounding}): step segments "
+        f"of {len(table)} videos.")
     return torch.from_numpy(table).to(device)

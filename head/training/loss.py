@@ -24,6 +24,21 @@ def head_loss(out: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], mu
     return loss
 
 
+def auxiliary_losses(cfg, model: torch.nn.Module, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                     frame_step: torch.Tensor | None) -> torch.Tensor:
+    """What the trainer adds to head_loss for cmdcl's [ours] options: the grounding losses where the features
+    hold step segments (frame_step (B, F), head/training/grounding_loss.py) and the TCI debiasing loss.
+    `model` is the unwrapped head."""
+    from .grounding_loss import segment_losses
+
+    loss = out["logits"].new_zeros(())
+    if frame_step is not None:
+        loss = loss + segment_losses(cfg, model, out, batch, frame_step)
+    if cfg.tci_debias > 0 and getattr(model, "tci", None) is not None:
+        loss = loss + cfg.tci_debias * model.tci.context_spread(out["debiased_text"])
+    return loss
+
+
 def loss_targets(data: FeatureData, rows: np.ndarray) -> dict[str, torch.Tensor]:
     idx = torch.as_tensor(rows)
     return {"label": data.label[idx.to(data.label.device)].cpu(),

@@ -39,13 +39,13 @@ from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
-from .grounding_loss import grounding_loss, grounding_targets
+from .grounding_loss import grounding_targets
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .loggers import RunLoggers
 from .resume import RESUMABLE_CHANGES, merge_config, resolve_resume
 from .run_files import append_metrics, run_lock, truncate_metrics, write_run_files
-from .loss import finite_or, head_loss, loss_targets, scalar_metrics
+from .loss import auxiliary_losses, finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
                        warmup_cosine)
 
@@ -412,9 +412,10 @@ def train_one_epoch(ctx: RunContext, ts: TrainState, net: nn.Module, amp: Amp) -
         with amp.autocast():
             out = net(batch["features"], batch["frame_mask"], batch.get("patches"))
             loss = head_loss(out, batch, ctx.multilabel, ctx.aux_weight)
-            if ctx.frame_step is not None:
-                rows = torch.as_tensor(batches[step], dtype=torch.long).to(ctx.frame_step.device)
-                loss = loss + cfg.grounding_loss * grounding_loss(out["step_attention"], ctx.frame_step[rows])
+            if cfg.method == "cmdcl":
+                rows = torch.as_tensor(batches[step], dtype=torch.long)
+                frame_step = ctx.frame_step[rows.to(ctx.frame_step.device)] if ctx.frame_step is not None else None
+                loss = loss + auxiliary_losses(cfg, ts.model, out, batch, frame_step)
         ts.optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
