@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from ..errors import FeatureFileError
 
+from .context import ContextVocab, write_context_group
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS, STR,
                      VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord, _attr_value, _dims, _strings,
                      _video_fields, segment_table)
@@ -21,11 +22,11 @@ from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE
 
 def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
                 failures: Sequence[FailureRecord], total: int, contiguous: bool,
-                notes: Sequence[NoteRecord] = ()) -> None:
+                notes: Sequence[NoteRecord] = (), context: Mapping[str, ContextVocab] | None = None) -> None:
     """Write a complete store file at `path` from column blocks; the caller renames it into place.
 
     `contiguous=True` (final shards, merged files) lays /videos/features out uncompressed and
-    contiguous so that readers can memory-map it.
+    contiguous so that readers can memory-map it. `context`: the optional /context vocabularies.
     """
     dims = _dims(attrs)
     names = _video_fields(attrs)
@@ -34,6 +35,7 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
             f.attrs[key] = _attr_value(value)
         f.attrs["complete"] = False
         text.write(f.create_group("text"))
+        write_context_group(f, context or {})
         videos = f.create_group("videos")
         for name in names:
             dtype, trailing = VIDEO_FIELDS[name]

@@ -8,6 +8,8 @@
     multilabel   ()      bool     which of label / labels the metric reads
     step_scores  (N, S)  float32  atomic-action logits   } only when the head scores steps and the split
     steps        (N, S)  uint8    annotated steps        } annotates them (the step_mAP condition of evaluate)
+    leakage_names    (K,)    str      context factors probed } only where evaluate ran the leakage probe
+    leakage_correct  (N, K)  float32  1 / 0: the cross-validated probe got the video's value right; NaN: left out
 
 No torch here: `cmdcl compare` reads these files without loading a model.
 """
@@ -37,6 +39,14 @@ class Predictions:
     multilabel: bool
     step_scores: np.ndarray | None = None
     steps: np.ndarray | None = None
+    leakage_names: list[str] | None = None
+    leakage_correct: np.ndarray | None = None
+
+    def leakage_column(self, factor: str) -> np.ndarray | None:
+        """(N,) per-video probe correctness of one factor (NaN: left out); None when it was not probed."""
+        if self.leakage_names is None or factor not in self.leakage_names:
+            return None
+        return self.leakage_correct[:, self.leakage_names.index(factor)]
 
     @property
     def pred(self) -> np.ndarray:
@@ -46,7 +56,8 @@ class Predictions:
         """The videos `rows`, in that order."""
         pick = (lambda a: None if a is None else a[rows])
         return Predictions(self.video_id[rows], self.scores[rows], self.label[rows], self.labels[rows],
-                           self.multilabel, pick(self.step_scores), pick(self.steps))
+                           self.multilabel, pick(self.step_scores), pick(self.steps), self.leakage_names,
+                           pick(self.leakage_correct))
 
 
 def save_predictions(path: Path, predictions: Predictions) -> Path:
@@ -58,6 +69,9 @@ def save_predictions(path: Path, predictions: Predictions) -> Path:
     if p.step_scores is not None and p.steps is not None:
         arrays["step_scores"] = np.asarray(p.step_scores, np.float32)
         arrays["steps"] = np.asarray(p.steps, np.uint8)
+    if p.leakage_names and p.leakage_correct is not None:
+        arrays["leakage_names"] = np.asarray(p.leakage_names, dtype=str)
+        arrays["leakage_correct"] = np.asarray(p.leakage_correct, np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -85,6 +99,8 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
     scores = arrays["scores"]
     if scores.ndim != 2 or len(arrays["video_id"]) != len(scores):
         raise CmdclError(f"{path}: scores {scores.shape} do not match {len(arrays['video_id'])} video ids.")
+    names = arrays.get("leakage_names")
     return Predictions(arrays["video_id"].astype(str), scores.astype(np.float32), arrays["label"].astype(np.int64),
                        arrays["labels"].astype(np.uint8), bool(arrays["multilabel"]),
-                       arrays.get("step_scores"), arrays.get("steps"))
+                       arrays.get("step_scores"), arrays.get("steps"),
+                       None if names is None else [str(n) for n in names], arrays.get("leakage_correct"))
