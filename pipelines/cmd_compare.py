@@ -15,16 +15,17 @@ def compare(
     split: str = typer.Option("test", "--split", help="Split whose predictions_<split>.npz are compared."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Run name to compare against "
                                                                       "(default: the first run)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP (default: top1, or mAP "
-                                                                "for multi-label predictions)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP | leakage:FACTOR (the "
+                                         "leakage probe, e.g. leakage:pseudo:scene) (default: top1, or mAP for "
+                                         "multi-label predictions)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.json, compare.txt, forest.png "
                                                            "(default: <first run's parent>/compare-<split>)."),
     resamples: int = typer.Option(9999, "--resamples", help="Bootstrap resamples and permutations."),
     seed: int = typer.Option(0, "--seed", help="Random state of the bootstrap and the permutation test."),
 ) -> None:
     """Is a difference between methods an effect or noise? Paired bootstrap intervals and p-values per run."""
-    if metric is not None and metric not in ("top1", "mAP", "step_mAP"):
-        raise CmdclError(f"--metric {metric}: unknown; choose top1, mAP or step_mAP.")
+    if metric is not None and metric not in ("top1", "mAP", "step_mAP") and not metric.startswith("leakage:"):
+        raise CmdclError(f"--metric {metric}: unknown; choose top1, mAP, step_mAP or leakage:FACTOR.")
     if resamples < 100:
         raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
     from cmdcl.head.comparison.compare import compare_runs, format_table, write_outputs

@@ -28,6 +28,7 @@ from .stats import (WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interva
                     paired_permutation_p, t_interval)
 
 METRICS = ("top1", "mAP", "step_mAP")
+LEAKAGE = "leakage:"  # --metric leakage:<factor>: the per-video correctness of evaluate's leakage probe
 
 
 @dataclass
@@ -59,26 +60,48 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if reference not in names:
         raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
     metric = metric or ("mAP" if loaded[0].seed_predictions[0].multilabel else "top1")
-    if metric == "top1":  # top-1 is over labelled videos: the others are not resampled either
-        keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
+    keep = _scored_videos(loaded, metric)
+    if keep is not None:  # top-1 is over labelled videos, a probe over the videos it kept: the others are not resampled
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
-    ci_method = ci_method or ("BCa" if metric == "top1" else "recentred")
+    mean_metric = metric == "top1" or metric.startswith(LEAKAGE)
+    ci_method = ci_method or ("BCa" if mean_metric else "recentred")
     metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
-        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric == 'top1' else ''}videos in split {split!r} "
-                         f"to compare on.")
+        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric == 'top1' else 'probed ' if mean_metric else ''}"
+                         f"videos in split {split!r} to compare on.")
     ref = next(r for r in loaded if r.name == reference)
     notes = []
     rows = []
     for run in loaded:
-        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=metric == "top1")
+        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=mean_metric)
         if run.name != reference:
             note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
             if note:
                 notes.append(note)
         rows.append(row)
     return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=notes)
+
+
+def _scored_videos(runs: list[RunSeeds], metric: str) -> np.ndarray | None:
+    """The videos a per-video mean is taken over (None: all): the labelled ones for top-1; for a leakage probe,
+    those every run's probe kept (the same ones: which videos a probe leaves out depends on the labels only)."""
+    if metric == "top1":
+        return np.flatnonzero(runs[0].seed_predictions[0].label >= 0)
+    if not metric.startswith(LEAKAGE):
+        return None
+    columns = [_leakage_column(p, metric, str(r.path)) for r in runs for p in r.seed_predictions]
+    return np.flatnonzero(np.all([np.isfinite(c) for c in columns], axis=0))
+
+
+def _leakage_column(p: Predictions, metric: str, where: str) -> np.ndarray:
+    factor = metric[len(LEAKAGE):]
+    column = p.leakage_column(factor)
+    if column is None:
+        raise CmdclError(f"--metric {metric}: {where} has no leakage probe of {factor!r} (probed: "
+                         f"{', '.join(p.leakage_names or []) or 'none'}).",
+                         fix="evaluate on features with that context factor (docs/REPORT.md \"Confounding\").")
+    return column
 
 
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
@@ -194,6 +217,8 @@ def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetri
     both = Predictions(np.concatenate([a.video_id, b.video_id]), np.concatenate([a.scores, b.scores]),
                        np.concatenate([a.label, b.label]), np.concatenate([a.labels, b.labels]), a.multilabel,
                        _cat(a.step_scores, b.step_scores), _cat(a.steps, b.steps))
+    if metric.startswith(LEAKAGE):
+        return WeightedMean(np.concatenate([_leakage_column(p, metric, "") for p in (a, b)]).astype(np.float64))
     return _metric_of(both, metric, where="")
 
 
@@ -204,12 +229,14 @@ def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
         return WeightedMean((p.pred == p.label).astype(np.float64))
     if metric == "mAP":
         return WeightedMAP(p.scores, p.labels)
+    if metric.startswith(LEAKAGE):
+        return WeightedMean(_leakage_column(p, metric, where).astype(np.float64))
     if metric == "step_mAP":
         if p.step_scores is None or p.steps is None:
             raise CmdclError(f"--metric step_mAP: {where} has no step scores (a head without atomic-action "
                              f"logits, or a split without annotated steps).", fix="use --metric top1 or mAP.")
         return WeightedMAP(p.step_scores, p.steps)
-    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)}.")
+    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)} or {LEAKAGE}FACTOR.")
 
 
 def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetric:
@@ -218,6 +245,9 @@ def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetri
     logits (the mAP of the seed ensemble, used for the p-value only)."""
     if metric == "top1":
         right = [np.mean([p.pred == p.label for p in r.seed_predictions], axis=0) for r in (a, b)]
+        return WeightedMean(np.concatenate(right))
+    if metric.startswith(LEAKAGE):
+        right = [np.mean([_leakage_column(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
         return WeightedMean(np.concatenate(right))
     return stacked_metric(_seed_average(a), _seed_average(b), metric)
 
