@@ -57,7 +57,8 @@ def write_context_group(f: h5py.File, vocabs: Mapping[str, ContextVocab], replac
     """Write each vocabulary under /context/<factor> of an open file (replacing a factor only with `replace`)."""
     if not vocabs:
         return
-    group = f.require_group(CONTEXT_GROUP)
+    # Creation order kept: factors list in the order they were given (HDF5 would otherwise sort them by name).
+    group = f[CONTEXT_GROUP] if CONTEXT_GROUP in f else f.create_group(CONTEXT_GROUP, track_order=True)
     for factor, vocab in vocabs.items():
         check_factor_name(factor, str(f.filename))
         if factor in group:
