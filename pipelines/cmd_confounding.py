@@ -25,6 +25,8 @@ def context_labels(
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="open_clip / Hugging Face weights cache."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     replace: bool = typer.Option(False, "--replace", help="Overwrite factors already stored."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write every video's pseudo label and confidence "
+                                           "of every stored factor to this CSV."),
 ) -> None:
     """Store context vocabularies (text features of scene names...) in finished feature files, encoded by the
     model their provenance names; per-video pseudo labels then follow from the stored frames."""
@@ -38,6 +40,29 @@ def context_labels(
                                 replace=replace)
     factors = ", ".join(f"{name} ({count} values)" for name, count in result["factors"].items())
     typer.echo(f"stored {factors} in {len(result['files'])} file(s): {', '.join(result['files'])}")
+    if csv_out is not None:
+        _write_label_csv(features, csv_out)
+        typer.echo(f"wrote {csv_out}")
+
+
+def _write_label_csv(features: List[str], path: Path) -> None:
+    """video_id, split, then <factor>, <factor>_confidence per stored factor: one row per video."""
+    import csv
+
+    import numpy as np
+
+    from cmdcl.core.store import FeatureSet
+    from cmdcl.head.metrics.pseudo_labels import pseudo_labels
+
+    fs = FeatureSet(features)
+    labels = pseudo_labels(fs, np.arange(len(fs)))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video_id", "split", *(c for name in labels.factors for c in (name, f"{name}_confidence"))])
+        for i, (video_id, split) in enumerate(zip(fs.index["video_id"], fs.index["split"])):
+            cells = [(labels.value_names[j][v] if v >= 0 else "", f"{labels.confidence[i, j]:.3f}")
+                     for j, v in enumerate(labels.values[i])]
+            writer.writerow([video_id, split, *(c for pair in cells for c in pair)])
 
 
 def confounding(

@@ -258,8 +258,11 @@ def test_charades_fixture_end_to_end_through_the_cli(tmp_path, capsys):
     main(["extract", "--dataset", "charades", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
           "--frames", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress",
           "--context-vocab", "places365"])
-    main(["context-labels", str(out), "--vocab", "appearance", "--device", "cpu"])
+    main(["context-labels", str(out), "--vocab", "appearance", "--device", "cpu", "--csv", str(tmp_path / "l.csv")])
     assert "stored lighting (6 values), clothing (11 values) in 1 file(s)" in capsys.readouterr().out
+    rows = (tmp_path / "l.csv").read_text().splitlines()
+    assert rows[0] == "video_id,split,scene,scene_confidence,lighting,lighting_confidence,clothing,clothing_confidence"
+    assert len(rows) == 1 + 5 and all(len(r.split(",")) == 8 for r in rows)
     main(["confounding", str(out), "--split", "test", "--resamples", "100", "--out", str(tmp_path / "c.json")])
     text = capsys.readouterr().out
     assert "mAP [95% CI]" in text and "pseudo:scene" in text and "all pseudo" in text
