@@ -266,6 +266,8 @@ def test_charades_fixture_end_to_end_through_the_cli(tmp_path, capsys):
     main(["confounding", str(out), "--split", "test", "--resamples", "100", "--out", str(tmp_path / "c.json")])
     text = capsys.readouterr().out
     assert "mAP [95% CI]" in text and "pseudo:scene" in text and "all pseudo" in text
+    main(["inspect", str(out)])
+    assert "context vocabularies scene (365), lighting (6), clothing (11)" in capsys.readouterr().out
     report = json.loads((tmp_path / "c.json").read_text())
     assert report["multilabel"] and report["context_only"]["pseudo:scene"]["metric"] == "mAP"
     # Each Charades class of the fixture is in one or two videos: every scene is usual for its activities.
