@@ -86,6 +86,9 @@ class ExtractConfig:
     templates: Optional[list[str]] = field(default=None, metadata=_help(
         "Prompt template with {} for label texts (repeatable).", flag="--template", parse=repeated_list,
         option_type=List[str]))
+    context_vocab: Optional[list[str]] = field(default=None, metadata=_help(
+        "Comma-separated context vocabularies stored for zero-shot scene pseudo labels: places365, appearance, "
+        "synthetic or a file (docs/FORMAT.md).", parse=comma_list, option_type=str))
     seed: int = field(default=0, metadata=_help("Seed (random-weight models)."))
     limit: Optional[int] = field(default=None, metadata=_help(
         "Only the first N videos (sorted by id), for trials."))
@@ -121,6 +124,12 @@ class ExtractConfig:
             raise CmdclError(f"--limit {self.limit}: must be at least 1.")
         if self.flush_every < 1:
             raise CmdclError(f"--flush-every {self.flush_every}: must be at least 1.")
+        if self.context_vocab:  # a mistyped vocabulary fails now, not after the model loads
+            from .context import SYNTHETIC, read_vocabularies
+
+            if SYNTHETIC in self.context_vocab and self.dataset != "synthetic":
+                raise CmdclError(f"--context-vocab {SYNTHETIC}: only for --dataset synthetic.")
+            read_vocabularies([v for v in self.context_vocab if v != SYNTHETIC])
         return self
 
     def sampler(self) -> "FrameSampler":

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from cmdcl.core.device import resolve_device
 from cmdcl.core.errors import CmdclError, WeightsError, one_line
 from cmdcl.core.relocate import WEIGHT_SUFFIXES, file_sha256
-from .architecture import Architecture, open_clip_registry, resolve_architecture
+from .architecture import Architecture, open_clip_registry, recorded_activation, resolve_architecture
 
 open_clip_registry()  # our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry
 log = logging.getLogger(__name__)
@@ -229,6 +229,27 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
 def uses_quick_gelu(model: torch.nn.Module) -> bool:
     """Whether the built model's layers use QuickGELU (what provenance records as `quick_gelu`)."""
     return any(isinstance(m, open_clip.transformer.QuickGELU) for m in model.modules())
+
+
+def encoder_for_provenance(provenance: dict[str, Any], weights: str | None = None, cache_dir: str | None = None,
+                           device: str = "auto", precision: str | None = None, where: str = "") -> FrozenEncoder:
+    """The frozen encoder a provenance record names (a feature file's attributes or a checkpoint's copy of them):
+    the same model, activation (architecture.py) and weights, checked by SHA-256. `weights`: the weights file
+    found for the record (`core.relocate.find_weights`), None for a tag or random weights (`random:seed=S`: the
+    same seed). `precision`: None keeps the recorded one."""
+    recorded = str(provenance.get("pretrained", ""))
+    seed = 0
+    if recorded.startswith("random:seed="):  # random weights (tests, demo): same seed, same weights
+        recorded, seed = "random", int(recorded.split("=", 1)[1])
+    encoder = load_encoder(str(provenance["model_name"]), weights or recorded, cache_dir=cache_dir, device=device,
+                           precision=precision or str(provenance.get("precision") or "auto"), seed=seed,
+                           quick_gelu=recorded_activation(provenance))
+    sha = str(provenance.get("weights_sha256") or "")
+    if sha and encoder.weights_sha256 != sha:
+        raise WeightsError(f"{where}: the encoder weights ({encoder.weights_file or encoder.pretrained}) are not "
+                           f"those that made its features (sha256 {sha[:12]}...).",
+                           fix="pass --pretrained with the original weights file.")
+    return encoder
 
 
 class _DropRandomInitNotice(logging.Filter):

@@ -194,7 +194,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     text.class_ids, text.step_ids = index.class_ids or None, index.step_ids or None
     backend = _backend(cfg, mine, log)
     attrs = _provenance(cfg, encoder, index, mine, backend)
-    writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every)
+    context = _context(cfg, encoder)
+    writer = ShardWriter(path, attrs, text, flush_every=cfg.flush_every, context=context)
     if writer.lock_note:
         log(writer.lock_note)
     sink = ShardSink(writer, summary, log, len(index.class_names), len(index.step_names),
@@ -259,6 +260,16 @@ def _base_name(model_name: str) -> str:
     from .architecture import QUICKGELU_SUFFIX
 
     return model_name.replace("/", "-").removesuffix(QUICKGELU_SUFFIX)
+
+
+def _context(cfg: ExtractConfig, encoder) -> dict:
+    """The /context vocabularies of --context-vocab, encoded by the extraction's own model ({} without it)."""
+    if not cfg.context_vocab:
+        return {}
+    from .context import encode_context, read_vocabularies
+
+    world = cfg.root if cfg.dataset == "synthetic" else None
+    return encode_context(encoder, read_vocabularies(cfg.context_vocab, world_root=world))
 
 
 def _backend(cfg: ExtractConfig, items: Sequence[VideoItem], log: Callable[[str], None]) -> str | None:

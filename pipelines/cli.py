@@ -2,6 +2,7 @@
 
 The sub-commands are grouped by stage in `cmd_*.py` modules (each exports a `COMMANDS` table: extract,
 inspect, merge, verify in cmd_extract; train-head, evaluate, predict in cmd_head; compare in cmd_compare;
+context-labels, confounding, scene-split in cmd_confounding;
 ...). They import torch/decord/open_clip only inside the function bodies, so `cmdcl --help` stays fast and light.
 """
 from __future__ import annotations
@@ -26,9 +27,9 @@ app = typer.Typer(
 def _register() -> None:
     # Sub-command modules are imported here (they are light: typer + stdlib only at import time).
     from . import cmd_extract, cmd_head, cmd_demo, cmd_pretrain, cmd_report  # noqa: F401
-    from . import cmd_compare
+    from . import cmd_compare, cmd_confounding
 
-    for module in (cmd_extract, cmd_head, cmd_demo, cmd_report, cmd_pretrain, cmd_compare):
+    for module in (cmd_extract, cmd_head, cmd_demo, cmd_report, cmd_pretrain, cmd_compare, cmd_confounding):
         for name, func in getattr(module, "COMMANDS", {}).items():
             app.command(name)(func)
 

@@ -102,6 +102,13 @@ def _write_missing_list(out: Path, missing: list[str]) -> Path:
 MAX_NOTES_SHOWN = 20  # phone videos: every one may carry a rotation note
 
 
+def _context_text(context) -> str:
+    """The /context factors and their sizes ("scene (365)"), or why the files' vocabularies cannot be read."""
+    if isinstance(context, str):
+        return context
+    return ", ".join(f"{name} ({size})" for name, size in (context or {}).items()) or "none"
+
+
 def _describe(summary: dict) -> str:
     prov = summary["provenance"]
     lines = [
@@ -113,7 +120,8 @@ def _describe(summary: dict) -> str:
         f"{summary['num_classes']} classes, {summary['num_steps']} steps, {summary.get('segments', 0)} step segments; "
         f"object boxes {'yes' if summary.get('boxes') else 'no'}, "
         f"prop boxes {'yes' if summary.get('prop_boxes') else 'no'}; "
-        f"confounders {', '.join(summary.get('confounders') or []) or 'none'}",
+        f"confounders {', '.join(summary.get('confounders') or []) or 'none'}; "
+        f"context vocabularies {_context_text(summary.get('context'))}",
         f"model {prov.get('model_name')} ({prov.get('pretrained')}), precision {prov.get('precision')}, "
         f"image size {prov.get('image_size')}; dataset {prov.get('dataset')}; decoder {prov.get('decoder')} "
         f"{prov.get('decoder_version', '')}; code {prov.get('code_version')}",

@@ -217,31 +217,20 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
     its top-k classes with probabilities."""
     import torch
 
-    from cmdcl.core.errors import WeightsError
-    from cmdcl.extract.architecture import activation_mismatch, recorded_activation
+    from cmdcl.extract.architecture import activation_mismatch
     from cmdcl.extract.decode_pool import DecodeFailure
-    from cmdcl.extract.models import load_encoder
+    from cmdcl.extract.models import encoder_for_provenance
     from cmdcl.extract.video_features import decode_settings, video_rows
     from cmdcl.head.data import frame_subsample_index
     from cmdcl.head.metrics.evaluate import load_model
 
     model, cfg, state = load_model(checkpoint, device)
     prov = state.provenance
-    recorded = str(prov.get("pretrained", ""))
-    seed = 0
-    if recorded.startswith("random:seed="):  # random weights (tests, demo): same seed, same weights
-        recorded, seed = "random", int(recorded.split("=", 1)[1])
     weights = find_weights(prov, run_anchors(checkpoint, prov), pretrained, str(checkpoint))
     note = activation_mismatch(prov)  # features of a file written before issue 30: reproduced as they were
     if note:
         typer.echo(f"cmdcl: warning: {checkpoint}: {note}", err=True)
-    encoder = load_encoder(str(prov["model_name"]), weights or recorded, cache_dir=cache_dir, device=device,
-                           precision=str(prov.get("precision") or "auto"), seed=seed,
-                           quick_gelu=recorded_activation(prov))
-    if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
-        raise WeightsError(f"{checkpoint}: the encoder weights ({encoder.weights_file or encoder.pretrained}) are not "
-                           f"those that made its training features (sha256 {str(prov['weights_sha256'])[:12]}...).",
-                           fix="pass --pretrained with the original weights file.")
+    encoder = encoder_for_provenance(prov, weights, cache_dir, device, where=str(checkpoint))
     settings = decode_settings(prov, encoder)
     grid = int(prov.get("patch_grid", 0)) if cfg.use_patches else 0
     model_frames = state.frames

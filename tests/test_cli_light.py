@@ -25,5 +25,5 @@ def _loaded(args):
 def test_help_is_light():
     assert _loaded(["--help"]) == "LOADED []"
     for command in ("extract", "train-head", "evaluate", "inspect", "merge", "verify", "demo", "synth", "report",
-                    "predict", "compare"):
+                    "predict", "compare", "context-labels", "confounding", "scene-split"):
         assert _loaded([command, "--help"]) == "LOADED []", command

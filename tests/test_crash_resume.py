@@ -71,22 +71,22 @@ real_write, real_rename = store._write_file, Path.rename
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-def write(path, attrs, text, sources, failures, total, contiguous, notes=()):
+def write(path, attrs, text, sources, failures, total, contiguous, notes=(), **optional):
     writes[0] += 1
     if writes[0] != event:
-        return real_write(path, attrs, text, sources, failures, total, contiguous, notes)
+        return real_write(path, attrs, text, sources, failures, total, contiguous, notes, **optional)
     if phase == "half-written":
         blocks = list(sources)
         if blocks:  # die with the first block written
             def first_then_die():
                 yield blocks[0]
                 die()
-            real_write(path, attrs, text, first_then_die(), failures, total, contiguous, notes)
-        real_write(path, attrs, text, blocks, failures, total, contiguous, notes)
+            real_write(path, attrs, text, first_then_die(), failures, total, contiguous, notes, **optional)
+        real_write(path, attrs, text, blocks, failures, total, contiguous, notes, **optional)
         with open(path, "r+b") as handle:  # a failures-only part: tear it
             handle.truncate(os.path.getsize(path) // 2)
         die()
-    real_write(path, attrs, text, sources, failures, total, contiguous, notes)
+    real_write(path, attrs, text, sources, failures, total, contiguous, notes, **optional)
     if phase == "before-rename":
         die()
 

@@ -98,6 +98,8 @@ HEAD_LAYERS = {
     "cmdcl.head.metrics": {"cmdcl.head.metrics", "cmdcl.head.model", "cmdcl.head.data"},
     "cmdcl.head.training": {"cmdcl.head.training", "cmdcl.head.model", "cmdcl.head.data", "cmdcl.head.metrics"},
     "cmdcl.head.comparison": {"cmdcl.head.comparison", "cmdcl.head.metrics", "cmdcl.head.training"},
+    "cmdcl.head.confounding": {"cmdcl.head.confounding", "cmdcl.head.metrics", "cmdcl.head.training",
+                               "cmdcl.head.comparison", "cmdcl.head.data"},
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from ..atomic import raising_disk_full
 from ..errors import FeatureFileError
 
+from .context import ContextVocab, write_context_group
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE_FIELDS, NOTE_FIELDS,
                      PROP_BOXES_DATASET, STR, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, VideoRecord,
                      _attr_value, _dims, _strings, _video_fields, segment_table)
@@ -22,11 +23,11 @@ from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FAILURE
 
 def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources: Iterable[dict[str, np.ndarray]],
                 failures: Sequence[FailureRecord], total: int, contiguous: bool,
-                notes: Sequence[NoteRecord] = ()) -> None:
+                notes: Sequence[NoteRecord] = (), context: Mapping[str, ContextVocab] | None = None) -> None:
     """Write a complete store file at `path` from column blocks; the caller renames it into place.
 
     `contiguous=True` (final shards, merged files) lays /videos/features out uncompressed and
-    contiguous so that readers can memory-map it.
+    contiguous so that readers can memory-map it. `context`: the optional /context vocabularies.
     """
     dims = _dims(attrs)
     names = _video_fields(attrs)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import FeatureFileError, shorten
 from ..provenance import COMPATIBILITY_KEYS, first_mismatch
 
+from .context import ContextVocab, check_context_group, read_context_group
 from .files import _read_block, _read_failures, _read_notes
 from .layout import (BOXES_DATASET, CONFOUNDER_NAMES, CONFOUNDER_VALUES, FORMAT_VERSION, PROP_BOXES_DATASET,
                      SEGMENT_COLUMNS, VIDEO_FIELDS, FailureRecord, NoteRecord, TextBank, _decode_attr, _dims, _strings,
@@ -87,6 +89,7 @@ def check_feature_file(path: Path) -> dict[str, Any]:
                     raise FeatureFileError(f"{path}: missing dataset /{name}.")
             _check_segments(f, path, int(attrs["num_videos"]))
             _check_optional_groups(f, path, int(attrs["num_videos"]), int(attrs["frames"]))
+            check_context_group(f, path, int(attrs["embed_dim"]))
     except FeatureFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
@@ -190,6 +193,19 @@ class FeatureSet:
                 raise FeatureFileError(f"{path}: confounder names {', '.join(names)} differ from {found[0][0]} "
                                        f"({', '.join(found[0][1])}).")
         return found[0][1] if found else []
+
+    @cached_property
+    def context(self) -> dict[str, ContextVocab]:
+        """The optional /context vocabularies (zero-shot pseudo labels), which every file must hold alike;
+        read when first asked for, so that a set whose files differ here still trains and evaluates."""
+        per_file = self._per_file(read_context_group)
+        for path, context in zip(self.paths[1:], per_file[1:]):
+            first = per_file[0]
+            if context.keys() != first.keys() or any(not v.same_as(first[k]) for k, v in context.items()):
+                raise FeatureFileError(f"{path}: context vocabularies {sorted(context)} differ from {self.paths[0]} "
+                                       f"({sorted(first)}).", fix="run `cmdcl context-labels --replace` with the "
+                                       "same --vocab on the whole set (pass their folder).")
+        return per_file[0]
 
     @property
     def has_boxes(self) -> bool:
@@ -404,11 +420,19 @@ class FeatureSet:
             "boxes": self.has_boxes,
             "prop_boxes": self.has_prop_boxes,
             "confounders": list(self.confounder_names),
+            "context": self._context_summary(),
             "provenance": self.provenance(),
             "shards": [{"file": str(p), "shard_index": a.get("shard_index"), "num_shards": a.get("num_shards"),
                         "videos": int(a["num_videos"]), "failures": int(a["num_failures"])}
                        for p, a in zip(self.paths, self.attrs_per_file)],
         }
+
+    def _context_summary(self) -> dict[str, int] | str:
+        """factor -> number of values; the problem in words when the files' vocabularies differ."""
+        try:
+            return {k: len(v.names) for k, v in self.context.items()}
+        except FeatureFileError as exc:
+            return exc.one_line()
 
     def verify(self, chunk: int = 256) -> list[str]:
         """Problems found by a full scan (non-finite features, bad masks, bad labels, bad step segments);

@@ -6,7 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -16,6 +16,7 @@ from ..errors import FeatureFileError
 from ..locks import FolderLock
 
 from . import files
+from .context import ContextVocab
 from .files import _read_failures, _read_notes, _read_rows, _records_to_block
 from .layout import FORMAT_VERSION, FailureRecord, NoteRecord, TextBank, VideoRecord, _strings, _video_fields
 
@@ -41,7 +42,8 @@ class ShardWriter:
     `add_failure()` per video, `finalize()` once every video is handled.
     """
 
-    def __init__(self, path: str | Path, attrs: dict[str, Any], text: TextBank, flush_every: int = 16):
+    def __init__(self, path: str | Path, attrs: dict[str, Any], text: TextBank, flush_every: int = 16,
+                 context: Mapping[str, ContextVocab] | None = None):
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self.attrs = {**attrs, "format_version": FORMAT_VERSION}
@@ -50,6 +52,7 @@ class ShardWriter:
                 raise ValueError(f"ShardWriter needs attribute {key!r}")
         self.attrs.setdefault("patch_grid", 0)
         self.text = text
+        self.context = dict(context or {})  # the optional /context vocabularies, written with every file
         self.flush_every = flush_every
         self._buffer: list[VideoRecord] = []
         self._failures: list[FailureRecord] = []
@@ -105,7 +108,7 @@ class ShardWriter:
         tmp = part.with_name(part.name + ".tmp")
         block = [_records_to_block(self._buffer, self.attrs)] if self._buffer else []
         files._write_file(tmp, self.attrs, self.text, block, self._failures, len(self._buffer), contiguous=False,
-                    notes=self._notes)
+                          notes=self._notes, context=self.context)
         tmp.rename(part)
         self._next_part += 1
         self._buffer, self._failures, self._notes = [], [], []
@@ -137,7 +140,8 @@ class ShardWriter:
         attrs = {**self.attrs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         tmp = self.path.with_name(self.path.name + ".tmp")
         _check_room(tmp, sum(part.stat().st_size for part in parts))
-        files._write_file(tmp, attrs, self.text, blocks(), failures, total, contiguous=True, notes=notes)
+        files._write_file(tmp, attrs, self.text, blocks(), failures, total, contiguous=True, notes=notes,
+                          context=self.context)
         tmp.rename(self.path)
         summary = {"videos": total, "failures": len(failures)}
         write_text_atomic(self.path.with_name(self.path.name + ".done"), json.dumps(summary) + "\n")

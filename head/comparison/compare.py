@@ -37,6 +37,7 @@ PER_VIDEO_MEANS = ("top1", "nll")
 CHEAP_METRICS = ("top1", "ece", "nll")
 # Over labelled videos only (single-label): the other videos are not resampled either.
 LABELLED_ONLY = ("top1", "ece", "nll")
+LEAKAGE = "leakage:"  # --metric leakage:<factor>: the per-video correctness of evaluate's leakage probe
 
 
 @dataclass
@@ -73,21 +74,22 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if reference not in names:
         raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
     metric = metric or ("mAP" if loaded[0].seed_predictions[0].multilabel else "top1")
-    if metric in LABELLED_ONLY and not loaded[0].seed_predictions[0].multilabel:
-        keep = np.flatnonzero(loaded[0].seed_predictions[0].label >= 0)
+    keep = _scored_videos(loaded, metric)
+    if keep is not None:  # the labelled videos, or those a probe kept: the others are not resampled either
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
-    ci_method = ci_method or ("BCa" if metric in PER_VIDEO_MEANS else "recentred")
+    mean_metric = metric in PER_VIDEO_MEANS or metric.startswith(LEAKAGE)
+    ci_method = ci_method or ("BCa" if mean_metric else "recentred")
     metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
-        raise CmdclError(f"{runs[0]}: no {'labelled ' if metric in LABELLED_ONLY else ''}videos in split {split!r} "
-                         f"to compare on.")
+        kind = "labelled " if metric in LABELLED_ONLY else "probed " if metric.startswith(LEAKAGE) else ""
+        raise CmdclError(f"{runs[0]}: no {kind}videos in split {split!r} to compare on.")
     ref = next(r for r in loaded if r.name == reference)
     notes = []
     rows = []
     for run in loaded:
         row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method,
-                       cheap=metric in CHEAP_METRICS)
+                       cheap=metric in CHEAP_METRICS or metric.startswith(LEAKAGE))
         if run.name != reference:
             note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
             if note:
@@ -95,6 +97,28 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
         rows.append(row)
     return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=forced + notes,
                       forced=bool(forced))
+
+
+def _scored_videos(runs: list[RunSeeds], metric: str) -> np.ndarray | None:
+    """The videos a metric is taken over (None: all): the labelled ones for top-1, ECE and NLL (single-label); for a leakage probe,
+    those every run's probe kept (the same ones: which videos a probe leaves out depends on the labels only)."""
+    first = runs[0].seed_predictions[0]
+    if metric in LABELLED_ONLY:
+        return None if first.multilabel else np.flatnonzero(first.label >= 0)
+    if not metric.startswith(LEAKAGE):
+        return None
+    columns = [_leakage_column(p, metric, str(r.path)) for r in runs for p in r.seed_predictions]
+    return np.flatnonzero(np.all([np.isfinite(c) for c in columns], axis=0))
+
+
+def _leakage_column(p: Predictions, metric: str, where: str) -> np.ndarray:
+    factor = metric[len(LEAKAGE):]
+    column = p.leakage_column(factor)
+    if column is None:
+        raise CmdclError(f"--metric {metric}: {where} has no leakage probe of {factor!r} (probed: "
+                         f"{', '.join(p.leakage_names or []) or 'none'}).",
+                         fix="evaluate on features with that context factor (docs/REPORT.md \"Confounding\").")
+    return column
 
 
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
@@ -248,6 +272,8 @@ def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetri
     both = Predictions(np.concatenate([a.video_id, b.video_id]), np.concatenate([a.scores, b.scores]),
                        np.concatenate([a.label, b.label]), np.concatenate([a.labels, b.labels]), a.multilabel,
                        _cat(a.step_scores, b.step_scores), _cat(a.steps, b.steps))
+    if metric.startswith(LEAKAGE):
+        return WeightedMean(np.concatenate([_leakage_column(p, metric, "") for p in (a, b)]).astype(np.float64))
     return _metric_of(both, metric, where="")
 
 
@@ -272,12 +298,14 @@ def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
         return WeightedECE(confidence, correct)
     if metric == "mAP":
         return WeightedMAP(p.scores, p.labels)
+    if metric.startswith(LEAKAGE):
+        return WeightedMean(_leakage_column(p, metric, where).astype(np.float64))
     if metric == "step_mAP":
         if p.step_scores is None or p.steps is None:
             raise CmdclError(f"--metric step_mAP: {where} has no step scores (a head without atomic-action "
                              f"logits, or a split without annotated steps).", fix="use --metric top1 or mAP.")
         return WeightedMAP(p.step_scores, p.steps)
-    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)}.")
+    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)} or {LEAKAGE}FACTOR.")
 
 
 def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetric:
@@ -287,6 +315,9 @@ def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetri
     if metric in PER_VIDEO_MEANS:
         values = [np.mean([per_video_values(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
         return WeightedMean(np.concatenate(values))
+    if metric.startswith(LEAKAGE):
+        right = [np.mean([_leakage_column(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
+        return WeightedMean(np.concatenate(right))
     return stacked_metric(_seed_average(a), _seed_average(b), metric)
 
 

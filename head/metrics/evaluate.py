@@ -2,7 +2,8 @@
 (ECE and NLL, head/metrics/calibration.py), and
 step grounding (head/metrics/grounding.py) where the features store step segments and the head has step attention,
 spatial grounding (head/metrics/spatial.py) where they also store object boxes and the head has patch attention,
-and context leakage (head/metrics/leakage.py) where they store context-factor labels.
+and context leakage (head/metrics/leakage.py) where they store context-factor labels or context vocabularies
+(zero-shot pseudo labels, head/metrics/pseudo_labels.py).
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
@@ -29,7 +30,8 @@ from .calibration import calibration_metrics
 from .grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
 
-from .leakage import context_leakage
+from .leakage import leakage_metrics, probe_factors
+from .pseudo_labels import pseudo_labels
 from .spatial import SpatialCollector
 
 
@@ -177,7 +179,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
                     batch_size: int = 256) -> dict[str, dict[str, Any]]:
     """Metrics per split (e.g. test and test_ood), loading the features once; writes metrics_<split>.json
     and the per-video predictions_<split>.npz (head/metrics/predictions.py) into `out_dir`."""
-    results, predictions = _score_splits(checkpoint, features, splits, device, batch_size)
+    results, predictions = score_splits(checkpoint, features, splits, device, batch_size)
     if out_dir is not None:
         for split in splits:
             write_json(Path(out_dir) / f"metrics_{split}.json", results[split])
@@ -185,7 +187,7 @@ def evaluate_splits(checkpoint: str | Path, features: str | Path | Sequence[str 
     return results
 
 
-def _score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | Path], splits: Sequence[str],
+def score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | Path], splits: Sequence[str],
                   device: str, batch_size: int) -> tuple[dict[str, dict[str, Any]], dict[str, Predictions]]:
     model, cfg, state = load_model(checkpoint, device)
     fs = FeatureSet(features)
@@ -202,17 +204,18 @@ def _score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | 
     results, predictions = {}, {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
-        metrics, outputs = _split_metrics(model, data, rows, dev, batch_size, multilabel)
+        metrics, outputs, probes = _split_metrics(model, data, rows, dev, batch_size, multilabel)
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
-        predictions[split] = split_predictions(outputs, data, rows, multilabel)
+        predictions[split] = split_predictions(outputs, data, rows, multilabel, probes)
     return results, predictions
 
 
 def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray,
-                      multilabel: bool) -> Predictions:
-    """Each video's scores, labels and (where step_mAP is scored) step scores, for predictions_<split>.npz."""
+                      multilabel: bool, probes: dict[str, dict[str, Any]] | None = None) -> Predictions:
+    """Each video's scores, labels, (where step_mAP is scored) step scores and (where the leakage probe ran)
+    probe correctness, for predictions_<split>.npz."""
     rows_t = torch.as_tensor(rows)
     steps = data.steps[rows_t].cpu().numpy()
     step_logits = outputs.get("step_logits")
@@ -221,18 +224,19 @@ def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, 
                        label=data.label[rows_t].cpu().numpy(), labels=data.labels[rows_t].cpu().numpy(),
                        multilabel=multilabel, step_scores=step_logits if scored_steps else None,
                        steps=steps if scored_steps else None, split=str(data.split[rows[0]]) if len(rows) else None,
-                       features=identity(data.feature_set.attrs))
+                       features=identity(data.feature_set.attrs), leakage_names=list(probes) if probes else None,
+                       leakage_correct=np.stack([p["correct"] for p in probes.values()], 1) if probes else None)
 
 
 def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device, batch_size: int,
-                   multilabel: bool) -> tuple[dict[str, Any], dict[str, np.ndarray | None]]:
+                   multilabel: bool) -> tuple[dict[str, Any], dict[str, np.ndarray | None], dict[str, dict[str, Any]]]:
     """(class and step metrics, step grounding, spatial grounding (boxes) and context leakage (factor labels);
-    the collected outputs, for the per-video predictions)."""
+    the collected outputs, for the per-video predictions; the leakage probes with their per-video results)."""
     fs = data.feature_set
     segments = fs.read_segments(data.positions[rows])
     grounding = GroundingCollector(data, rows, segments)
     spatial = SpatialCollector(data, rows, segments)
-    factors = fs.read_confounders(data.positions[rows])
+    factors, factor_names = context_factors(fs, data.positions[rows])
     keys = ("logits", "step_logits") + (("representation",) if factors is not None else ())
 
     def on_batch(batch_rows: np.ndarray, out: dict[str, torch.Tensor]) -> None:
@@ -240,16 +244,29 @@ def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device
         spatial.add(batch_rows, out)
 
     outputs = collect_outputs(model, data, rows, device, batch_size, keys=keys, on_batch=on_batch)
+    probes = probe_factors(outputs.get("representation"), factors, factor_names)
     metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary(),
-               **spatial.summary(), **context_leakage(outputs.get("representation"), factors, fs.confounder_names)}
-    return metrics, outputs
+               **spatial.summary(),
+               **leakage_metrics(probes, skipped=bool(factor_names) and outputs.get("representation") is None)}
+    return metrics, outputs, probes
+
+
+def context_factors(fs: FeatureSet, positions: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+    """((n, K) int32 context values of the videos at `positions`, their factor names): the true factors
+    (/confounders) then the zero-shot pseudo labels of the stored context vocabularies (pseudo:<factor>);
+    (None, []) when the file has neither."""
+    true = fs.read_confounders(positions)
+    pseudo = pseudo_labels(fs, positions)
+    columns = [c for c in (true, None if pseudo is None else pseudo.values) if c is not None]
+    names = list(fs.confounder_names if true is not None else []) + (pseudo.names if pseudo is not None else [])
+    return (np.concatenate(columns, axis=1) if columns else None), names
 
 
 def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256) -> dict[str, Any]:
     """Metrics of the checkpoint's head on one split; written to `out` (default: metrics_<split>.json
     next to the checkpoint), with predictions_<split>.npz in the same folder."""
-    results, predictions = _score_splits(checkpoint, features, [split], device, batch_size)
+    results, predictions = score_splits(checkpoint, features, [split], device, batch_size)
     metrics = results[split]
     out = Path(out) if out is not None else Path(checkpoint).parent / f"metrics_{split}.json"
     write_json(out, metrics)

@@ -7,6 +7,12 @@ evaluated videos, scored by stratified K-fold cross-validation (K = 5, fewer whe
 fixed seed), beside chance (the share of the most common value). A representation that encodes the
 factor scores near 1; one that has dropped it scores near chance. Videos with an unknown value (-1) and
 values seen in fewer than 2 videos are left out of that factor's probe.
+
+The factors are the true ones (/confounders) and, where the file stores context vocabularies, the zero-shot
+pseudo labels (head/metrics/pseudo_labels.py, named pseudo:<factor>). Each video's cross-validated probe
+prediction is right or wrong: `probe_factors` keeps that per video ("correct": 1, 0, NaN when left out), so
+that the accuracy gets a bootstrap interval over videos and `cmdcl compare --metric leakage:<factor>` pairs
+it between runs on the same videos like top-1.
 """
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ LEAKAGE_SKIPPED = 'the head returns no "representation" (docs/TRAINING.md, "The 
 
 def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PROBE_FOLDS,
                  seed: int = PROBE_SEED) -> dict[str, Any] | None:
-    """Cross-validated probe accuracy of one factor: {"accuracy", "chance", "videos", "folds"}; None when
-    fewer than two values have two or more videos each."""
+    """Cross-validated probe accuracy of one factor: {"accuracy", "chance", "videos", "folds", "correct"}
+    ("correct": (n,) per video, NaN for the videos left out); None when fewer than two values have two or
+    more videos each."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -43,25 +50,40 @@ def probe_factor(representation: np.ndarray, values: np.ndarray, folds: int = PR
     # probe 12x slower (2.8 s against 0.23 s for 300 videos x 768 dims).
     with threadpool_limits(1):
         predicted = cross_val_predict(probe, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+    correct = np.full(len(values), np.nan)
+    correct[chosen] = predicted == y
     return {"accuracy": float((predicted == y).mean()),
             "chance": float(np.unique(y, return_counts=True)[1].max() / len(y)),
-            "videos": int(len(y)), "folds": k}
+            "videos": int(len(y)), "folds": k, "correct": correct}
 
 
-def context_leakage(representation: np.ndarray | None, values: np.ndarray | None,
-                    names: Sequence[str]) -> dict[str, Any]:
-    """{"leakage": {factor: probe_factor(...)}} for the factors that can be probed; {} when there are no factor
-    labels (so the key appears only where it means something); {"leakage_skipped": why} when there are, but the
-    head returns no "representation" (the head contract, docs/TRAINING.md): said, not silently dropped."""
-    if values is None or not len(names):
-        return {}
-    if representation is None:
-        return {"leakage_skipped": LEAKAGE_SKIPPED}
-    if len(representation) < 4:
+def probe_factors(representation: np.ndarray | None, values: np.ndarray | None,
+                  names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """factor -> probe_factor(...) (with the per-video "correct") for the factors that can be probed; {} when
+    there is no representation or no factor labels."""
+    if representation is None or values is None or not len(names) or len(representation) < 4:
         return {}
     out = {}
     for j, name in enumerate(names):
         result = probe_factor(representation.reshape(len(representation), -1), values[:, j])
         if result is not None:
             out[name] = result
-    return {"leakage": out} if out else {}
+    return out
+
+
+def leakage_metrics(probes: dict[str, dict[str, Any]], skipped: bool = False) -> dict[str, Any]:
+    """{"leakage": {factor: accuracy, chance, videos, folds}} for metrics.json (no per-video arrays); {} when
+    nothing was probed (so the key appears only where it means something); {"leakage_skipped": why} when
+    `skipped`: there are factor labels but the head returns no "representation" (the head contract,
+    docs/TRAINING.md): said, not silently dropped."""
+    if skipped:
+        return {"leakage_skipped": LEAKAGE_SKIPPED}
+    return {"leakage": {n: {k: v for k, v in p.items() if k != "correct"} for n, p in probes.items()}} if probes else {}
+
+
+def context_leakage(representation: np.ndarray | None, values: np.ndarray | None,
+                    names: Sequence[str]) -> dict[str, Any]:
+    """{"leakage": {factor: probe summary}} for the factors that can be probed; {"leakage_skipped": why} when
+    there are factor labels but no representation; {} otherwise."""
+    skipped = values is not None and len(names) > 0 and representation is None
+    return leakage_metrics(probe_factors(representation, values, names), skipped)

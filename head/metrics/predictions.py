@@ -11,6 +11,8 @@
     split        ()      str      the split scored                           } absent in files written
     features     ()      str      JSON: the scored features' identity        } before compare checked them
                                   (core/provenance.py FEATURE_IDENTITY_KEYS)
+    leakage_names    (K,)    str      context factors probed } only where evaluate ran the leakage probe
+    leakage_correct  (N, K)  float32  1 / 0: the cross-validated probe got the video's value right; NaN: left out
 
 No torch here: `cmdcl compare` reads these files without loading a model.
 """
@@ -43,6 +45,14 @@ class Predictions:
     steps: np.ndarray | None = None
     split: str | None = None
     features: dict[str, str] | None = None  # the scored feature files' identity (compare checks it)
+    leakage_names: list[str] | None = None
+    leakage_correct: np.ndarray | None = None
+
+    def leakage_column(self, factor: str) -> np.ndarray | None:
+        """(N,) per-video probe correctness of one factor (NaN: left out); None when it was not probed."""
+        if self.leakage_names is None or factor not in self.leakage_names:
+            return None
+        return self.leakage_correct[:, self.leakage_names.index(factor)]
 
     @property
     def pred(self) -> np.ndarray:
@@ -52,7 +62,8 @@ class Predictions:
         """The videos `rows`, in that order."""
         pick = (lambda a: None if a is None else a[rows])
         return Predictions(self.video_id[rows], self.scores[rows], self.label[rows], self.labels[rows],
-                           self.multilabel, pick(self.step_scores), pick(self.steps), self.split, self.features)
+                           self.multilabel, pick(self.step_scores), pick(self.steps), self.split, self.features,
+                           self.leakage_names, pick(self.leakage_correct))
 
 
 def save_predictions(path: Path, predictions: Predictions) -> Path:
@@ -68,6 +79,9 @@ def save_predictions(path: Path, predictions: Predictions) -> Path:
         arrays["split"] = np.asarray(str(p.split))
     if p.features is not None:
         arrays["features"] = np.asarray(json.dumps(p.features, sort_keys=True))
+    if p.leakage_names and p.leakage_correct is not None:
+        arrays["leakage_names"] = np.asarray(p.leakage_names, dtype=str)
+        arrays["leakage_correct"] = np.asarray(p.leakage_correct, np.float32)
     return write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
@@ -94,6 +108,7 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
         bad = arrays["video_id"][~np.isfinite(scores).all(axis=1)][:3]
         raise CmdclError(f"{path}: NaN/inf scores for video(s) {', '.join(repr(str(v)) for v in bad)}.",
                          fix="check the features with `cmdcl verify`, then evaluate the run again.")
+    names = arrays.get("leakage_names")
     try:
         recorded = json.loads(str(arrays["features"])) if "features" in arrays else None
     except ValueError:
@@ -101,4 +116,5 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
     return Predictions(arrays["video_id"].astype(str), scores.astype(np.float32), arrays["label"].astype(np.int64),
                        arrays["labels"].astype(np.uint8), bool(arrays["multilabel"]),
                        arrays.get("step_scores"), arrays.get("steps"),
-                       str(arrays["split"]) if "split" in arrays else None, recorded)
+                       str(arrays["split"]) if "split" in arrays else None, recorded,
+                       None if names is None else [str(n) for n in names], arrays.get("leakage_correct"))
