@@ -166,3 +166,26 @@ def test_a_converged_run_stops_keeps_its_last_epoch_and_resumes_as_finished(tmp_
     assert exact["epochs_run"] == 40 and not exact["converged_epoch"]  # --epochs N: exactly N epochs
     again = train(bag, tmp_path / "run", cfg, progress=False, log=messages.append)
     assert again["epochs_run"] == len(lines) and "nothing to do" in messages[-1]
+
+
+def test_workers_train_after_the_parent_ran_openmp_code(world, tmp_path):
+    """A forked worker's KMeans used to wait forever when the parent had run OpenMP code (its own KMeans) before
+    forking: the child inherits a stale copy of the thread pool. Run in a child process with a deadline, so a
+    regression fails here instead of hanging the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from sklearn.cluster import KMeans
+        from cmdcl.head.model.config import HeadConfig
+        from cmdcl.head.training.seeds import train_seeds
+        KMeans(8, n_init=1, random_state=0).fit(np.random.default_rng(0).standard_normal((4000, 32)))
+        runs = train_seeds({str(world)!r}, {str(tmp_path / 'run')!r}, HeadConfig(**{QUICK!r}), [0, 1], workers=2,
+                           progress=False, log=lambda m: None)
+        print("trained", len(runs["runs"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained 2" in done.stdout

@@ -169,8 +169,13 @@ def _run_here(count: int) -> list[dict[str, Any]]:
 def _worker(tasks, results, stop) -> None:
     """A forked worker: take job indices until none are left or a stop was asked for."""
     import torch
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     torch.set_num_threads(1)  # tiny heads: one thread per worker, one worker per core
+    # And one OpenMP/BLAS thread: a forked child inherits the parent's OpenMP thread pool as a stale copy, and
+    # scikit-learn's KMeans (the head's dictionaries) then waits forever for threads that do not exist when the
+    # parent ran OpenMP code before forking (seen: the demo after other KMeans users in one pytest process).
+    threadpool_limits(1)
     stop_on_sigint()  # Ctrl-C: save last.pt and say SIGINT, as SIGTERM does (the parent forwards it too)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):  # between runs (train() has its own handlers)
         signal.signal(sig, lambda signum, frame: stop.set())
