@@ -38,14 +38,14 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
         # the common case never lets it see one.
         f = h5py.File(path.name, "w", driver="core", backing_store=False)
         try:
-            _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names)
+            _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names, context)
             image = f.id.get_file_image()
         finally:
             f.close()
     with raising_disk_full(path, cleanup=path):
         if contiguous:
             with h5py.File(path, "w") as f:
-                _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names)
+                _fill(f, path, attrs, text, video_sources, failures, total, contiguous, notes, dims, names, context)
         with open(path, "rb+" if contiguous else "wb") as handle:  # durable before the rename publishes it
             if not contiguous:
                 handle.write(image)
@@ -55,12 +55,14 @@ def _write_file(path: Path, attrs: dict[str, Any], text: TextBank, video_sources
 
 def _fill(f: h5py.File, path: Path, attrs: dict[str, Any], text: TextBank,
           video_sources: Iterable[dict[str, np.ndarray]], failures: Sequence[FailureRecord], total: int,
-          contiguous: bool, notes: Sequence[NoteRecord], dims: dict[str, int], names: list[str]) -> None:
+          contiguous: bool, notes: Sequence[NoteRecord], dims: dict[str, int], names: list[str],
+          context: Mapping[str, ContextVocab] | None = None) -> None:
     """The content of a store file, into the open file `f`."""
     for key, value in attrs.items():
         f.attrs[key] = _attr_value(value)
     f.attrs["complete"] = False
     text.write(f.create_group("text"))
+    write_context_group(f, context or {})
     videos = f.create_group("videos")
     for name in names:
         dtype, trailing = VIDEO_FIELDS[name]

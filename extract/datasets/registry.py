@@ -82,8 +82,8 @@ DATASETS: dict[str, DatasetEntry] = {
     "synthetic": DatasetEntry(
         "cmdcl.extract.datasets.synthetic:load", "a folder where the synthetic dataset is (or will be) generated",
         creates_root=True, pretrain=True,
-        about="the built-in confounded world of `cmdcl synth` and `cmdcl demo` (moving by default, `--world static`), "
-              "generated into ROOT when absent"),
+        about="the built-in confounded world of `cmdcl synth` and `cmdcl demo` (the moving world by default, or "
+              "the static one: `cmdcl synth`), generated into ROOT when absent"),
 }
 
 
