@@ -365,16 +365,21 @@ def test_fig7_draws_the_attention_over_the_decoded_frame_with_the_props_boxes(ex
 
     from matplotlib.image import imread
 
-    from cmdcl.head.metrics.spatial import PROP_BOXES_DATASET, prop_boxes
+    from cmdcl.core.store.layout import PROP_BOXES_DATASET
+    from cmdcl.head.metrics.spatial import prop_boxes
     from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.report import build_report
     from cmdcl.head.training.train import train
     from cmdcl.pipelines.cmd_report import read_video_frames
 
     _, shard = extracted
-    assert prop_boxes(FeatureSet(shard), np.arange(3)) is None
-    with_props = tmp_path / "props.h5"
-    shutil.copy(shard, with_props)
+    without, with_props = tmp_path / "no-props.h5", tmp_path / "props.h5"
+    for copy in (without, with_props):  # the moving world stores props already: these copies hold none, then ours
+        shutil.copy(shard, copy)
+        with h5py.File(copy, "a") as f:
+            if PROP_BOXES_DATASET in f:
+                del f[PROP_BOXES_DATASET]
+    assert prop_boxes(FeatureSet(without), np.arange(3)) is None
     with h5py.File(with_props, "a") as f:
         n, frames = f["boxes/xyxy"].shape[:2]
         props = np.full((n, frames, 2, 4), np.nan, np.float32)
