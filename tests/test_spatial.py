@@ -366,7 +366,6 @@ def test_fig7_draws_the_attention_over_the_decoded_frame_with_the_props_boxes(ex
     from matplotlib.image import imread
 
     from cmdcl.core.store.layout import PROP_BOXES_DATASET
-    from cmdcl.head.metrics.spatial import prop_boxes
     from cmdcl.head.model.config import HeadConfig
     from cmdcl.head.report import build_report
     from cmdcl.head.training.train import train
@@ -379,13 +378,13 @@ def test_fig7_draws_the_attention_over_the_decoded_frame_with_the_props_boxes(ex
         with h5py.File(copy, "a") as f:
             if PROP_BOXES_DATASET in f:
                 del f[PROP_BOXES_DATASET]
-    assert prop_boxes(FeatureSet(without), np.arange(3)) is None
+    assert FeatureSet(without).read_prop_boxes(np.arange(3)) is None
     with h5py.File(with_props, "a") as f:
         n, frames = f["boxes/xyxy"].shape[:2]
         props = np.full((n, frames, 2, 4), np.nan, np.float32)
         props[:, :, 0] = [0.0, 0.0, 0.5, 0.5]  # prop 0: the top-left patch of the 2x2 grid; prop 1: never present
         f.create_dataset(PROP_BOXES_DATASET, data=props)
-    assert prop_boxes(FeatureSet(with_props), np.arange(2)).shape == (2, frames, 2, 4)
+    assert FeatureSet(with_props).read_prop_boxes(np.arange(2)).shape == (2, frames, 2, 4)
 
     run = tmp_path / "run"
     train(with_props, run, HeadConfig(use_patches=True, sta_layers=1, heads=2, dictionary_size=2, epochs=1,

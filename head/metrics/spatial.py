@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cmdcl.core.store import FeatureSet
 from ..data import FeatureData, frame_subsample_index
 from .grounding import TIE_TOLERANCE
 
@@ -142,16 +141,6 @@ def frame_boxes(data: FeatureData, rows: np.ndarray, props: bool = False) -> np.
         boxes = np.take_along_axis(boxes, take, axis=1)
     return boxes
 
-
-def prop_boxes(fs: FeatureSet, positions: np.ndarray) -> np.ndarray | None:
-    """(n, F, M, 4) boxes of the props (moving objects with no part in the activity) of the videos at
-    `positions`, NaN where a prop is absent; None when no file stores them (FeatureSet.read_prop_boxes)."""
-    return fs.read_prop_boxes(np.asarray(positions, np.int64))
-
-
-def frame_prop_boxes(data: FeatureData, rows: np.ndarray) -> np.ndarray | None:
-    """(n, F', M, 4) prop boxes of `rows` aligned with the frames the head sees; None without prop boxes."""
-    return frame_boxes(data, rows, props=True)
 
 
 class SpatialCollector:

@@ -19,7 +19,7 @@ import torch
 from cmdcl.core.store import FeatureSet
 
 from ..data import FeatureData
-from ..metrics.spatial import frame_boxes, frame_prop_boxes, patch_overlap
+from ..metrics.spatial import frame_boxes, patch_overlap
 from .figures import Figure, _figure, _save, _wrap
 from .scoring import video_view
 from .video_figures import FrameReader, decode_frames
@@ -70,7 +70,7 @@ def split_panels(model: torch.nn.Module, split: str, data: FeatureData, device: 
     """Up to MAX_GROUNDING_VIDEOS panels of one split; None when the head returns no spatial attention."""
     rows = np.arange(len(data))
     boxes = frame_boxes(data, rows)
-    props = frame_prop_boxes(data, rows)
+    props = frame_boxes(data, rows, props=True)
     segments = data.feature_set.read_segments(data.positions)
     eligible = [r for r in rows if not np.isnan(boxes[r]).all() and len(segments[r])]
     panels = []

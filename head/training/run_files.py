@@ -19,6 +19,7 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
 from cmdcl.core.json_files import write_json
+from .runtime import agreed
 
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "train.lock"
@@ -32,6 +33,23 @@ def run_lock(run: Path) -> FolderLock:
                           fix="wait for it to finish, or train into another --out.")
 
     return FolderLock(Path(run) / LOCK_FILE, busy)
+
+
+def lock_run(out_dir: Path, rank: int, dist, dev: torch.device, say: Callable[[str], None]) -> FolderLock | None:
+    """Rank 0 locks the run folder (`run_lock`); under DDP every rank learns whether it could, so
+    that all of them stop together when another process is training into the folder."""
+    lock, refused = None, None
+    if rank == 0:
+        try:
+            lock = run_lock(out_dir)
+            note = lock.take()
+            if note:
+                say(note)
+        except CmdclError as exc:
+            lock, refused = None, exc
+    if agreed(dist, refused is not None, dev):
+        raise refused or CmdclError(f"{out_dir}: rank 0 could not lock the run folder (see its message).")
+    return lock
 
 
 def write_run_files(out_dir: Path, config: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from torch import nn
 from cmdcl.core.device import resolve_device
 from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
-from cmdcl.core.locks import FolderLock
 from cmdcl.core.version import code_version
 from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, check_resume_dims, rng_state,
                                 save_checkpoint, set_rng_state)
@@ -44,7 +43,7 @@ from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .loggers import RunLoggers
 from .resume import RESUMABLE_CHANGES, merge_config, resolve_resume
-from .run_files import append_metrics, run_lock, truncate_metrics, write_run_files
+from .run_files import append_metrics, lock_run, truncate_metrics, write_run_files
 from .loss import auxiliary_losses, finite_or, head_loss, loss_targets, scalar_metrics
 from .schedule import (Convergence, Schedule, Selection, param_groups, resolve_schedule, resolve_selection,
                        warmup_cosine)
@@ -155,7 +154,7 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
     handlers = {}
     try:
         try:
-            lock = _lock_run(out_dir, rank, dist, dev, say)
+            lock = lock_run(out_dir, rank, dist, dev, say)
             saved, resume_path = resolve_resume(resume, out_dir, say)
             if saved is not None:
                 cfg = merge_config(cfg, saved.config, say)
@@ -185,23 +184,6 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
         if lock is not None:
             lock.release()
         loggers.close()
-
-
-def _lock_run(out_dir: Path, rank: int, dist, dev: torch.device, say: Callable[[str], None]) -> FolderLock | None:
-    """Rank 0 locks the run folder (run_files.run_lock); under DDP every rank learns whether it could, so
-    that all of them stop together when another process is training into the folder."""
-    lock, refused = None, None
-    if rank == 0:
-        try:
-            lock = run_lock(out_dir)
-            note = lock.take()
-            if note:
-                say(note)
-        except CmdclError as exc:
-            lock, refused = None, exc
-    if agreed(dist, refused is not None, dev):
-        raise refused or CmdclError(f"{out_dir}: rank 0 could not lock the run folder (see its message).")
-    return lock
 
 
 # ---------------------------------------------------------------------------------------------- setup
