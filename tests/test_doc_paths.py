@@ -127,3 +127,24 @@ def test_the_checks_see_what_they_look_for():
     for bad in ("see issue 28", "Issues 25 and 30", "the design card", "at commit 5af9501", "in /work/shared"):
         assert FORBIDDEN.search(bad), bad
     assert not FORBIDDEN.search("an issue with 3 videos") and not FORBIDDEN.search("tissue 3")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_section_finds_its_heading():
+    """Links to a section of a document, or of the same one (`(#anchor)`), in the README and the docs land on a
+    heading."""
+    link = re.compile(r"\]\(([\w./-]*\.md)?#([\w-]+)\)")
+    broken = []
+    for path in documents():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for target, anchor in link.findall(line):
+                doc = (path.parent / target).resolve() if target else path
+                headings = re.findall(r"^#+ (.+)$", doc.read_text(encoding="utf-8"), re.M) if doc.is_file() else []
+                if anchor not in {_anchor(h) for h in headings}:
+                    broken.append(f"{path.relative_to(ROOT)}:{number}: {target}#{anchor}")
+    assert not broken, "\n".join(broken)
+    assert _anchor("Comparing methods (`cmdcl compare`)") == "comparing-methods-cmdcl-compare"
