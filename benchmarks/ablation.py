@@ -33,14 +33,14 @@ ROWS: dict[str, dict] = {
     "cmdcl-tci-video": {"method": "cmdcl", "bias_source": "video"},
     "cmdcl-no-grounding": {"method": "cmdcl", "grounding_loss": 0.0},
     "cmdcl-cosine": {"method": "cmdcl", "mediator": "cosine", "frontdoor_cross": "dictionary"},
-    # issue 28's switches (off by default: none beat the defaults on the dev world, docs/METHOD.md)
+    # switches for the moving world (off by default: none beat the defaults on the dev world, docs/METHOD.md)
     "cmdcl-patch-grounding": {"method": "cmdcl", "patch_grounding": 1.0},
     "cmdcl-patch-grounding-all": {"method": "cmdcl", "patch_grounding": 1.0, "patch_contrast": "all"},
     "cmdcl-no-mediator-frames": {"method": "cmdcl", "mediator_frames": False},
     "cmdcl-tci-debias": {"method": "cmdcl", "tci_debias": 10.0},
     # what the static split does alone: the mediator with the split, no TCI, no cross term, no grounding loss
     "cmdcl-split-only": {"method": "cmdcl", "use_tci": False, "frontdoor_cross": "none", "grounding_loss": 0.0},
-    "cmdcl-legacy": {"method": "cmdcl", "legacy": True},  # the head before this change, for reference
+    "cmdcl-legacy": {"method": "cmdcl", "legacy": True},  # the earlier default head, for reference
     "cmdcl-no-tci": {"method": "cmdcl", "use_tci": False},
     "cmdcl-no-vci": {"method": "cmdcl", "use_vci": False},
     "transformer": {"method": "transformer"},

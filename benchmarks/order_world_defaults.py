@@ -1,4 +1,5 @@
-"""Issue 10's small-data scenario, measured at `cmdcl train-head`'s defaults on real extracted features.
+"""Small data, the same actions in different orders, measured at `cmdcl train-head`'s defaults on real
+extracted features.
 
 A world of 3 activities that are the same 4 atomic actions in different orders (0-1-2-3, 3-2-1-0,
 1-3-0-2), 30 training and 15 test videos per activity, rendered by the synthetic world's renderer with

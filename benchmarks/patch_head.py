@@ -8,7 +8,7 @@ Prints, per head variant, seconds per training step (forward + backward + AdamW,
 the trainer adds where the file has step segments; steps interleaved in one process so contention hits every
 variant alike) and the projection to a COIN epoch (8,909 training videos,
 F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default),
-the same head with issue 28's patch grounding loss (`--patch-grounding 1`, off by default), the same head
+the same head with the patch grounding loss (`--patch-grounding 1`, off by default), the same head
 without patches (frame tokens only), and the old head (cosine mediator after divided
 space/time attention over all F x P tokens). Also the COIN feature volume with patches and a one-epoch
 train-head run with data_mode memmap on a patch file (the bounded-memory path), with its peak RSS.

@@ -4,8 +4,7 @@ open_clip records with each pretrained tag how its weights were trained: the pre
 interpolation, resize mode) and, for some tags, the activation (`quick_gelu`, the only architecture flag
 a tag records in open_clip 3.3.0). 27 of its 196 (model, tag) pairs need QuickGELU under a model name
 without the `-quickgelu` suffix: every `openai` tag, and e.g. `dfn2b`, `dfn5b`, `metaclip_*`. Built
-from the name alone, such weights run with GELU and every embedding silently differs from the model's
-(issue 30). `resolve_architecture` therefore takes the activation from the tag (else from a bare
+from the name alone, such weights run with GELU and every embedding silently differs from the model's. `resolve_architecture` therefore takes the activation from the tag (else from a bare
 file's `open_clip_config.json` or its `preprocess_tag`), and names the result by its `-quickgelu` twin
 when open_clip registers one, so that `ViT-B-16` and `ViT-B-16-quickgelu` with `openai` give the same
 model and the same provenance.
@@ -203,7 +202,7 @@ def check_model_name(model_name: str) -> str:
                          "or use hf-hub:org/repo / local-dir:/path.")
 
 
-# ---------------------------------------------------------------------------- files made before issue 30
+# ------------------------------------------- files made before cmdcl took the activation from the tag
 
 def recorded_activation(attrs: Mapping[str, Any]) -> bool | None:
     """The activation a feature file's (or checkpoint's) model was built with: the recorded `quick_gelu`,
@@ -218,7 +217,7 @@ def recorded_activation(attrs: Mapping[str, Any]) -> bool | None:
 
 def activation_mismatch(attrs: Mapping[str, Any]) -> str | None:
     """One line when a feature file's features came from a model whose activation is not the one its
-    pretrained tag was trained with (files written before cmdcl resolved it, issue 30), else None."""
+    pretrained tag was trained with (files written before cmdcl resolved it), else None."""
     if "quick_gelu" in attrs:  # written by a cmdcl that builds what the tag says
         return None
     name, tag = comparable(attrs.get("model_name", "")), comparable(attrs.get("pretrained", ""))

@@ -44,7 +44,7 @@ from .architecture import Architecture, open_clip_registry, recorded_activation,
 open_clip_registry()  # our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry
 log = logging.getLogger(__name__)
 
-# fp16 / bf16: the weights themselves are cast (fastest; +38-46 % over autocast on an H200, issue 14).
+# fp16 / bf16: the weights themselves are cast (fastest; +38-46 % over autocast, measured on an H200).
 # amp-fp16 / amp-bf16: fp32 weights under torch.autocast (the behaviour before half weights existed).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp-fp16", "amp-bf16")
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -106,7 +106,7 @@ class FrozenEncoder:
                 "crop": CROP_OF_RESIZE_MODE.get(self.resize_mode, self.resize_mode),
             },
             "embed_dim": self.embed_dim,
-            "quick_gelu": uses_quick_gelu(self.model),  # the activation built (issue 30)
+            "quick_gelu": uses_quick_gelu(self.model),  # the activation built
         }
 
     # ------------------------------------------------------------------------------------- encoding

@@ -14,7 +14,7 @@ What remains is sub-level rounding noise, measured against open_clip's own trans
 tests/test_preprocess.py.
 
 `decode_size` tells a decoder which size to decode to, so that full-resolution frames never
-have to be materialised (pipeline.md "decode straight to the CLIP input size").
+have to be materialised (decoding straight to the CLIP input size saves that copy).
 """
 from __future__ import annotations
 

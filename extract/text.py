@@ -5,7 +5,7 @@ L2-normalised, averaged and re-normalised (CLIP's prompt ensembling). The defaul
 what the datasets show: people doing activities in video frames, plus the bare name.
 
 CLIP's text tower reads at most `context_length` (77) tokens and the tokenizer silently cuts longer
-prompts (pipeline.md point 12; COIN step descriptions can be long). We count the tokens of every
+prompts (COIN step descriptions can be long). We count the tokens of every
 prompt first, list the names that were cut in `TextBank.truncated` and log one warning line.
 """
 from __future__ import annotations

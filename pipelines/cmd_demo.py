@@ -129,7 +129,7 @@ def demo(
                                          "HeadConfig options of a YAML/JSON file (e.g. a run's config.json); "
                                          "replaces the row NAME or adds one, always trained."),
 ) -> None:
-    """The main job end to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
+    """End to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
     from cmdcl.head.training.seeds import parse_seeds
     from .cmd_head import TRAIN_RUN_OPTIONS
     from .config_file import read_row_configs

@@ -227,7 +227,7 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
     model, cfg, state = load_model(checkpoint, device)
     prov = state.provenance
     weights = find_weights(prov, run_anchors(checkpoint, prov), pretrained, str(checkpoint))
-    note = activation_mismatch(prov)  # features of a file written before issue 30: reproduced as they were
+    note = activation_mismatch(prov)  # features written before the activation was recorded: reproduced as they were
     if note:
         typer.echo(f"cmdcl: warning: {checkpoint}: {note}", err=True)
     encoder = encoder_for_provenance(prov, weights, cache_dir, device, where=str(checkpoint))

@@ -1,4 +1,4 @@
-"""The main job on the built-in synthetic world: generate -> pre-train -> extract -> train CMDCL and baselines -> table.
+"""The demo on the built-in synthetic world: generate -> pre-train -> extract -> train CMDCL and baselines -> table.
 
 Every stage is the same code a user runs on real data (`cmdcl synth`, `cmdcl pretrain-clip`, `cmdcl extract`,
 `cmdcl train-head`, `cmdcl evaluate`, `cmdcl report`). Real CLIP weights cannot be downloaded offline, so the

@@ -1,4 +1,4 @@
-"""`python -m cmdcl.pipelines.gen_docs [--check]`: rewrite the README and docs sections that list the datasets
+"""`python -m cmdcl.pipelines.gen_docs [--check]`: rewrite the docs sections that list the datasets
 and their options, the methods and the commands, from the tables that define them.
 
 Each section sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->` (inline within a line
@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository (pipelines/ is mapp
 MARKED = re.compile(r"(<!-- generated: ([\w-]+) -->)(.*?)(<!-- end generated: \2 -->)", re.S)
 # Which sections each file must hold (a lost marker is an error, not a section silently left stale).
 FILES: dict[str, tuple[str, ...]] = {
-    "README.md": ("commands", "pretrain-datasets", "dataset-names", "dataset-flags", "method-option",
-                  "datasets"),
+    "docs/COMMANDS.md": ("commands", "pretrain-datasets", "dataset-names", "dataset-flags", "method-option",
+                         "datasets"),
     "docs/EXTRACT.md": ("dataset-names", "dataset-table"),
     "docs/TRAINING.md": ("methods", "method-table"),
 }
@@ -66,7 +66,7 @@ def pretrain_datasets(_: str = "") -> str:
 
 
 def datasets(_: str = "") -> str:
-    """README's "Datasets": each name with what it is (`about`, else what ROOT holds)."""
+    """docs/COMMANDS.md's "Datasets": each name with what it is (`about`, else what ROOT holds)."""
     from cmdcl.extract.datasets.registry import DATASETS
 
     return ", ".join(f"`{name}` ({entry.about or 'ROOT holds ' + entry.layout})" for name, entry in DATASETS.items())
@@ -126,7 +126,7 @@ def _command_help(name: str) -> str:
 
 
 def commands(current: str) -> str:
-    """README's command reference: the present rows of the app's commands, in their order; a row for each
+    """docs/COMMANDS.md's command reference: the present rows of the app's commands, in their order; a row for each
     command that has none (from its help); none for a command the app no longer has."""
     header = ["| command | what it does |", "|---|---|"]
     rows = {}

@@ -1,4 +1,4 @@
-"""The architecture and preprocessing cmdcl builds for open_clip's weights (issue 30).
+"""The architecture and preprocessing cmdcl builds for open_clip's weights.
 
 Every (model, tag) pair open_clip lists is resolved without building or downloading anything; the
 build path itself is checked with ViT-B-16's configs shrunk to cmdcl-tiny's and the tag download
@@ -61,7 +61,7 @@ def test_every_open_clip_tag_resolves_to_the_activation_and_preprocessing_it_was
           f"-quickgelu: {', '.join(f'{m}:{t}' for m, t in switched)}")
     assert ("ViT-B-16", "openai") in switched and ("ViT-L-14", "openai") in switched
     assert ("ViT-B-16", "laion2b_s34b_b88k") not in switched
-    if open_clip.__version__ == "3.3.0":  # the pinned version (constraints.txt): the counts of issue 30
+    if open_clip.__version__ == "3.3.0":  # the pinned version (constraints.txt): its counts
         assert (len(pairs), len(switched)) == (196, 27)
 
 
@@ -149,7 +149,7 @@ def test_bare_file_takes_the_activation_of_its_config_or_tag_and_says_when_unkno
     assert beside.provenance()["quick_gelu"] and folder.provenance()["quick_gelu"]
 
 
-# --------------------------------------------------------------------------- files made before issue 30
+# ---------------------------------------------------- files made before the activation was recorded
 
 def test_files_from_before_the_activation_was_recorded_are_recognised():
     old = {"model_name": "ViT-B-16", "pretrained": "openai"}

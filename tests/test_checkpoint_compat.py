@@ -1,6 +1,6 @@
-"""A checkpoint written before head/ moved into subpackages (issue 24) still loads and scores the same.
+"""A checkpoint written before head/ was split into subpackages still loads and scores the same.
 
-tests/fixtures/pre_move/ holds what `cmdcl train-head` wrote at commit 5af9501 (flat head/): a tiny cmdcl
+tests/fixtures/pre_move/ holds what `cmdcl train-head` wrote when head/ was one flat package: a tiny cmdcl
 head (width 16, 1 layer, 2x2 patches) trained one epoch on the order world, its features, and the per-video
 predictions that `evaluate` made then. The checkpoint is a plain dict (weights_only), so it names no module
 path; this test keeps it that way.

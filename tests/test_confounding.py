@@ -1,4 +1,4 @@
-"""Confounding on any dataset (issue 29): context vocabularies in the feature file, zero-shot pseudo labels, the
+"""Confounding on any dataset: context vocabularies in the feature file, zero-shot pseudo labels, the
 context-only baseline, the `cmdcl confounding` report, leakage paired by `compare`, and the scene-shifted split;
 on a scene world whose pseudo labels are known, the synthetic world and the Charades fixture."""
 from __future__ import annotations

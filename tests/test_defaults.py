@@ -1,4 +1,4 @@
-"""`train-head` at its defaults on small worlds (issue 10): the schedule in optimiser steps gives small
+"""`train-head` at its defaults on small worlds: the schedule in optimiser steps gives small
 training sets enough steps, and the selection rule does not trust a tiny validation split.
 
 Worlds of 90 training videos (3 classes x 30, of which 9 are carved as validation), 8 frames x 16 dims.

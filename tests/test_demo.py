@@ -1,4 +1,4 @@
-"""The main job end to end on a tiny synthetic world (the README's first command at toy size)."""
+"""The demo end to end on a tiny synthetic world (the README's first command at toy size)."""
 import json
 import math
 

@@ -1,4 +1,4 @@
-"""Messages from other libraries are shortened between words, never mid-word (issues 25 and 30)."""
+"""Messages from other libraries are shortened between words, never mid-word."""
 from cmdcl.core.errors import one_line, shorten
 
 

@@ -176,7 +176,7 @@ def test_predict_extracts_like_training_and_agrees_with_cached_features(tmp_path
         assert math.isclose(prediction["top"][0]["probability"], float(probs.max()), abs_tol=1e-3)
         assert prediction["frames"] == int(fs.index["frame_mask"][row].sum())
 
-    # A run folder is taken as `evaluate` takes it (issue 25: it was "no such file").
+    # A run folder is taken as `evaluate` takes it (not refused as "no such file").
     main(["predict", str(root / "v5.mp4"), str(root / "v2.mp4"), "--checkpoint", str(tmp_path / "run"),
           "--top-k", "2", "--device", "cpu", "--json", str(tmp_path / "pred_run.json")])
     assert capsys.readouterr().out.splitlines() == printed

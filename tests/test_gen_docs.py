@@ -1,8 +1,9 @@
-"""The README and docs lists of datasets, methods and commands are generated from their tables
-(pipelines/gen_docs.py): the files in the repository are current, and a new table entry shows up."""
+"""The docs' lists of datasets, methods and commands are generated from their tables (pipelines/gen_docs.py): the
+files in the repository are current, a new table entry shows up, and the README's short table names every command."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -25,7 +26,7 @@ def test_throwaway_entries_show_in_the_generated_docs():
     result = run("-c", probe)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.splitlines()[-1])
-    readme, extract, training = (out["texts"][n] for n in ("README.md", "docs/EXTRACT.md", "docs/TRAINING.md"))
+    readme, extract, training = (out["texts"][n] for n in ("docs/COMMANDS.md", "docs/EXTRACT.md", "docs/TRAINING.md"))
     assert not out["torch"]  # the generator reads the tables and the CLI as `cmdcl --help` does
     assert ", `throwaway`<!-- end generated: dataset-names -->" in readme  # registered last, listed last
     assert "`throwaway` (ROOT holds throwaway manifest.csv and videos/)<!-- end" in readme  # no `about`: its layout
@@ -35,7 +36,15 @@ def test_throwaway_entries_show_in_the_generated_docs():
         in extract
     assert "`throwaway` (a throwaway GRU baseline)<!-- end generated: methods -->" in training
     assert "| `throwaway` | a throwaway GRU baseline | `dropout`, `init_temperature` | 1 |" in training
-    assert "throwaway" not in (gen_docs.ROOT / "README.md").read_text()  # generated in memory only
+    assert "throwaway" not in (gen_docs.ROOT / "docs" / "COMMANDS.md").read_text()  # generated in memory only
+
+
+def test_the_readme_table_names_every_command():
+    """README's short table is written by hand (two commands a row); it names every command of the app."""
+    readme = (gen_docs.ROOT / "README.md").read_text()
+    table = readme[readme.index("## Commands"):readme.index("## Hardware")]
+    listed = re.findall(r"\| `cmdcl ([\w-]+)` \|", table)
+    assert sorted(listed) == sorted(gen_docs.command_names()), "README.md's command table: add or drop a row"
 
 
 def test_command_rows_follow_the_app():
@@ -62,10 +71,10 @@ def test_check_exits_1_on_a_stale_file(tmp_path, capsys):
     for name in gen_docs.FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text((gen_docs.ROOT / name).read_text())
-    readme = tmp_path / "README.md"
-    readme.write_text(readme.read_text().replace("`breakfast`, `coin`", "`coin`", 1))
+    reference = tmp_path / "docs" / "COMMANDS.md"
+    reference.write_text(reference.read_text().replace("`breakfast`, `coin`", "`coin`", 1))
     assert gen_docs.main(["--check", "--root", str(tmp_path)]) == 1
-    assert "stale: README.md" in capsys.readouterr().out
+    assert "stale: docs/COMMANDS.md" in capsys.readouterr().out
     assert gen_docs.main(["--root", str(tmp_path)]) == 0
     assert gen_docs.main(["--check", "--root", str(tmp_path)]) == 0
-    assert readme.read_text() == (gen_docs.ROOT / "README.md").read_text()
+    assert reference.read_text() == (gen_docs.ROOT / "docs" / "COMMANDS.md").read_text()

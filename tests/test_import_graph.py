@@ -1,4 +1,4 @@
-"""The package's import graph: no module imports another that imports it back (issue 24), and each head
+"""The package's import graph: no module imports another that imports it back, and each head
 subpackage imports only what its docstring allows. Every import counts: top level, inside functions and
 under TYPE_CHECKING, since each is an edge a reader has to follow."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The moving world (issue 28): each time-varying confounder's switch changes what it should and nothing else,
+"""The moving world: each time-varying confounder's switch changes what it should and nothing else,
 the props agree with the activity like the static factors, and the captions name them."""
 from __future__ import annotations
 

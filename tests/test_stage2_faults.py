@@ -1,4 +1,4 @@
-"""Stage 2 under faults (issue 25), one test per row of its table: concurrent runs, runs that do not compare,
+"""Stage 2 under faults, one test per fault: concurrent runs, runs that do not compare,
 non-finite features, a full disk (ENOSPC simulated by patching the write; a real small filesystem in the
 opt-in `small_disk` test), resume into other features, a torn metrics.jsonl, a file given twice, SIGINT
 across --seeds workers, a corrupt checkpoint."""

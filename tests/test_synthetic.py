@@ -340,7 +340,7 @@ def test_rendered_boxes_hold_the_object_and_follow_it(tmp_path):
 
 
 def test_world_modules_do_not_import_each_other_back():
-    """Issue 24: the renderer and the sampling share synthetic_spec; neither imports the other back (not even
+    """The renderer and the sampling share synthetic_spec; neither imports the other back (not even
     under TYPE_CHECKING), and the spec imports neither."""
     import ast
 

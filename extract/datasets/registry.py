@@ -30,7 +30,7 @@ class DatasetEntry:
     options: dict[str, str] = field(default_factory=dict)  # keyword -> what it does here; its flag: DATASET_OPTIONS
     creates_root: bool = False  # the adapter makes ROOT itself (synthetic): no missing-root check
     pretrain: bool = False  # `cmdcl pretrain-clip` reads it (its frames can be captioned with timed steps)
-    about: str = ""  # what it is and its quirks, a markdown phrase for README's "Datasets" ("": its layout)
+    about: str = ""  # what it is and its quirks, a markdown phrase for docs/COMMANDS.md's "Datasets" ("": its layout)
 
 
     def load_function(self) -> Callable[..., DatasetIndex]:

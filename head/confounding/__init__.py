@@ -1,4 +1,4 @@
-"""Confounding on any dataset (issue 29): the context-only baseline (baseline), the `cmdcl confounding` report
+"""Confounding on any dataset: the context-only baseline (baseline), the `cmdcl confounding` report
 of context-only scores and each head's leakage with intervals (report), and the scene-shifted split built from
 context labels (scene_split). The context labels are the true ones (/confounders) or the zero-shot pseudo labels
 of the stored context vocabularies (head/metrics/pseudo_labels.py).
