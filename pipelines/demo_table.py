@@ -104,7 +104,7 @@ def _ci(low: float | None, high: float | None, signed: bool = False) -> str:
 
 
 def _width(column: DemoColumn) -> int:
-    return max(len(column.header), 5)
+    return max(len(column.header), 6)
 
 
 def _column_values(name: str, column: DemoColumn, rows: Sequence[str], comparisons: dict,

@@ -83,11 +83,6 @@ METRICS: dict[str, MetricEntry] = {
         "macro average precision over the classes with a positive (multi-label), with per_class_AP",
         f"{_ENTRIES}:mean_ap", ("logits",), validation=True,
         paired=Paired(f"{_PAIRED}:map_metric", per_video=False, cheap=False)),
-    "step_mAP": MetricEntry(
-        "macro AP of the head's atomic-action scores over the annotated steps, with per_step_AP",
-        f"{_ENTRIES}:step_map", ("step_logits",), validation=True,
-        paired=Paired(f"{_PAIRED}:step_map_metric", per_video=False, cheap=False),
-        demo=(DemoColumn("mAP", IID, "IID atomic-action mAP"),)),
     "ece": MetricEntry(
         "expected calibration error of the top-1 softmax confidence, 15 bins (single-label), with its bins",
         f"{_ENTRIES}:ece", ("logits",), higher_is_better=False,
@@ -98,6 +93,11 @@ METRICS: dict[str, MetricEntry] = {
     "nll": MetricEntry(
         "negative log-likelihood of the true class (multi-label: mean binary cross-entropy)", f"{_ENTRIES}:nll",
         ("logits",), higher_is_better=False, paired=Paired(f"{_PAIRED}:nll_values", videos="labelled")),
+    "step_mAP": MetricEntry(
+        "macro AP of the head's atomic-action scores over the annotated steps, with per_step_AP",
+        f"{_ENTRIES}:step_map", ("step_logits",), validation=True,
+        paired=Paired(f"{_PAIRED}:step_map_metric", per_video=False, cheap=False),
+        demo=(DemoColumn("mAP", IID, "IID atomic-action mAP"),)),
     "grounding_mass_ratio": MetricEntry(
         "step-attention mass inside the true step segments / the uniform share, with the other grounding_* "
         "(docs/REPORT.md, \"Step grounding\")", f"{_ENTRIES}:grounding",
