@@ -116,6 +116,11 @@ def _column_values(name: str, column: DemoColumn, rows: Sequence[str], compariso
     return {row: extras[row].columns.get(column.header) for row in rows}
 
 
+def _short(value: float | None) -> str:
+    """A probe accuracy in three characters: .50 (1.0 as 1.0, not .00), '-' when there is none."""
+    return "-" if value is None else "1.0" if value >= 0.995 else f"{value:.2f}"[1:]
+
+
 def _family_cells(name: str, column: DemoColumn, rows: Sequence[str],
                   extras: dict[str, RowExtras]) -> tuple[str, dict[str, str], list[str]]:
     """(header, row -> cell, factors) of a family column: one value per factor, ".50/.30"."""
@@ -124,7 +129,7 @@ def _family_cells(name: str, column: DemoColumn, rows: Sequence[str],
     cells = {}
     for row in rows:
         values = extras[row].families.get(column.header, {})
-        cells[row] = "/".join(f"{values[f]:.2f}"[1:] if values.get(f) is not None else "-" for f in factors) or "-"
+        cells[row] = "/".join(_short(values.get(f)) for f in factors) or "-"
     return header, cells, factors
 
 
