@@ -4,7 +4,7 @@ temporal and spatial grounding, frame-level step top-1, context leakage), in tab
 the runs' files).
 
     OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences;
-                                                  top-1 on test and test_ood, and every `paired` column: ECE on test_ood)
+                                                  top-1 on test and test_ood, every `paired` column: ECE on OOD)
     OUT/<row>/seed-K/metrics_<split>.json      -> the other columns: the mean over seeds of their key
 
 The comparisons are also written as OUT/compare-<split>/ and OUT/compare-test_ood-ece/ (compare.json,
@@ -195,7 +195,8 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], chance: float) -> l
         if not entry.family or not factors:
             continue
         chances = {f: mean_of(e.chances.get(column.header, {}).get(f) for e in extras.values()) for f in factors}
-        lines.append(f" {column.header}: {column.about} (" + ", ".join(f"{f} chance {_num(chances[f])}" for f in factors)
-                     + ")" + ("; lower = less context left" if not entry.higher_is_better else "") + ";")
+        chance_text = ", ".join(f"{f} chance {_num(chances[f])}" for f in factors)
+        lines.append(f" {column.header}: {column.about} ({chance_text})"
+                     + ("; lower = less context left" if not entry.higher_is_better else "") + ";")
     lines.append(" full comparisons: compare-test*/)")
     return lines

@@ -36,7 +36,8 @@ def test_throwaway_entries_show_in_help():
 
 
 def test_throwaway_metric_shows_in_compare_help_and_the_summary_line():
-    probe = ("import throwaway_entries; from help_text import help_text; from cmdcl.pipelines.cmd_head import _headline; "
+    probe = ("import throwaway_entries; from help_text import help_text; "
+             "from cmdcl.pipelines.cmd_head import _headline; "
              "from cmdcl.head.metrics.registry import paired_entry; paired_entry('throwaway_margin'); "
              "print(help_text('compare')); print(_headline({'top1': 0.5, 'throwaway_margin': 1.25, 'num_videos': 4}))")
     result = run("-c", probe)

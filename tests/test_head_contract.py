@@ -2,9 +2,9 @@
 
 Parametrized over the table itself, so a head is tested the moment it is registered: it builds from
 `build_model`, its forward returns the outputs of docs/TRAINING.md's contract ("logits" (B, C),
-"representation" (B, R), the optional ones with their shapes, "frame_step_logits" (B, F, S) among them) unchanged by padded frames, it reads only the
-options its entry lists (and only those are checked for it), it is named in `cmdcl train-head --help`, and it
-trains a few steps, saves, loads and evaluates through the same code as every other head.
+"representation" (B, R), the optional ones with their shapes, "frame_step_logits" (B, F, S) among them)
+unchanged by padded frames, it reads only the options its entry lists (and only those are checked for it), it
+is named in `cmdcl train-head --help`, and it trains a few steps, saves, loads and evaluates through the same code as every other head.
 """
 from __future__ import annotations
 
