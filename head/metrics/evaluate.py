@@ -1,9 +1,11 @@
-"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, calibration
-(ECE and NLL, head/metrics/calibration.py), and
-step grounding (head/metrics/grounding.py) where the features store step segments and the head has step attention,
-spatial grounding (head/metrics/spatial.py) where they also store object boxes and the head has patch attention,
-and context leakage (head/metrics/leakage.py) where they store context-factor labels or context vocabularies
-(zero-shot pseudo labels, head/metrics/pseudo_labels.py).
+"""Evaluating a head on cached features: every entry of the metric table (head/metrics/registry.py, run over a
+split by head/metrics/table.py): top-1/top-5 (single-label), mAP (multi-label), step mAP, calibration (ECE
+and NLL, head/metrics/calibration.py), step grounding (head/metrics/grounding.py) where the features store
+step segments and the head has step attention, spatial grounding (head/metrics/spatial.py) where they also
+store object boxes and the head has patch attention, frame-level step top-1 and step leakage
+(head/metrics/frame_steps.py) where the head has per-frame step logits, and context leakage
+(head/metrics/leakage.py) where the features store context-factor labels or context vocabularies (zero-shot
+pseudo labels, head/metrics/pseudo_labels.py).
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
