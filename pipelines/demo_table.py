@@ -189,7 +189,7 @@ def _footer(comparisons: dict, extras: dict[str, RowExtras], chance: float) -> l
              "the per-seed differences (training noise; head/comparison/compare.py);"]
     plain = [f"{column.header}: {column.about}" for _, entry, column in demo_columns() if not entry.family]
     if plain:
-        lines.append(" " + "; ".join(plain) + " (ratios: 1.0 = uniform; '-' = no such output or annotation);")
+        lines.append(" " + "; ".join(plain) + " (grounding ratios: 1.0 = uniform; '-': no such output or annotation);")
     for name, entry, column in demo_columns():
         factors = sorted({f for e in extras.values() for f in e.families.get(column.header, {})})
         if not entry.family or not factors:
