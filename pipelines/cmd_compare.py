@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from cmdcl.core.errors import CmdclError
+from cmdcl.head.metrics.registry import compare_help, paired_entry
 
 
 def compare(
@@ -15,9 +16,8 @@ def compare(
     split: str = typer.Option("test", "--split", help="Split whose predictions_<split>.npz are compared."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Run name to compare against "
                                                                       "(default: the first run)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="top1 | mAP | step_mAP | ece | nll | leakage:FACTOR "
-                                         "(the leakage probe, e.g. leakage:pseudo:scene) (default: top1, or mAP for "
-                                         "multi-label predictions; ece and nll: lower is better)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help=compare_help() + " FACTOR: a context factor of "
+                                         "the leakage probes, e.g. leakage:pseudo:scene."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for compare.json, compare.txt, forest.png "
                                                            "(default: <first run's parent>/compare-<split>)."),
     resamples: int = typer.Option(9999, "--resamples", help="Bootstrap resamples and permutations."),
@@ -26,10 +26,10 @@ def compare(
                                                       "(refused otherwise); the output says it was forced."),
 ) -> None:
     """Is a difference between methods an effect or noise? Paired bootstrap intervals and p-values per run."""
-    from cmdcl.head.comparison.compare import LEAKAGE, METRICS, compare_runs, format_table, write_outputs
+    from cmdcl.head.comparison.compare import compare_runs, format_table, write_outputs
 
-    if metric is not None and metric not in METRICS and not metric.startswith(LEAKAGE):
-        raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)} or {LEAKAGE}FACTOR.")
+    if metric is not None:
+        paired_entry(metric)  # an unknown or unpairable metric: a one-line error before any file is read
     if resamples < 100:
         raise CmdclError(f"--resamples must be >= 100, got {resamples}.")
 

@@ -15,6 +15,7 @@ import typer
 from cmdcl.core.atomic import write_text_atomic
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.relocate import find_file, find_weights
+from cmdcl.head.metrics.registry import headline_parts  # no torch: the metric table
 from cmdcl.head.model.config import HeadConfig  # no torch: the options below are generated from it
 from .config_options import config_options
 
@@ -26,14 +27,8 @@ def _fmt(value) -> str:
 
 
 def _headline(metrics: dict) -> str:
-    keys = ("top1", "top5", "mean_class_accuracy", "mAP", "step_mAP", "ece", "nll", "grounding_mass", "grounding_uniform",
-            "grounding_pointing", "spatial_mass_ratio", "spatial_pointing", "spatial_pointing_chance",
-            "spatial_prop_mass_ratio", "num_videos")
-    parts = [f"{k} {_fmt(metrics[k])}" for k in keys if k in metrics and metrics[k] is not None]
-    parts += [f"leakage {name} {_fmt(p['accuracy'])} (chance {_fmt(p['chance'])})"
-              for name, p in (metrics.get("leakage") or {}).items()]
-    parts += [f"leakage skipped: {metrics['leakage_skipped']}"] if "leakage_skipped" in metrics else []
-    return ", ".join(parts)
+    """The one-line summary of a split's metrics: what the metric table's entries headline."""
+    return ", ".join(headline_parts(metrics))
 
 
 @config_options(HeadConfig, param="cfg")

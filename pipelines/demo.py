@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from cmdcl.core.errors import CmdclError
-from cmdcl.pipelines.demo_table import GROUNDING_METRIC, mean_of
+from cmdcl.pipelines.demo_table import GROUNDING_METRIC, mean_of, seed_columns
 
 # Row name -> HeadConfig fields. The last three rows are the paper's ablations: CMDCL without the textual
 # intervention, without the visual one, and without both.
@@ -74,6 +74,7 @@ class MethodResult:
     parameters: int
     train_s: float  # mean seconds of training per seed
     per_seed: list[dict] = field(default_factory=list)
+    columns: dict = field(default_factory=dict)  # demo column header -> mean over seeds (the metric table's columns)
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[MethodResult]:
@@ -246,12 +247,14 @@ def _method_result(method: str, out: Path, seeds: tuple[int, ...], runs: list[di
         per_seed.append({"seed": seed, "run_dir": run["run_dir"], "iid_top1": metrics["test"]["top1"],
                          "ood_top1": metrics["test_ood"]["top1"], "step_map": metrics["test"].get("step_mAP"),
                          "grounding": metrics["test"].get(GROUNDING_METRIC), "train_s": run.get("train_seconds"),
-                         "epochs": run.get("epochs_run"), "parameters": int(run.get("parameters", 0))})
+                         "epochs": run.get("epochs_run"), "parameters": int(run.get("parameters", 0)),
+                         "columns": seed_columns(metrics)})
     return MethodResult(
         method=method, run_dir=out / method, iid_top1=_seed_mean(per_seed, "iid_top1"),
         ood_top1=_seed_mean(per_seed, "ood_top1"), step_map=_seed_mean(per_seed, "step_map"),
         grounding=_seed_mean(per_seed, "grounding"), parameters=per_seed[0]["parameters"],
-        train_s=_seed_mean(per_seed, "train_s") or 0.0, per_seed=per_seed)
+        train_s=_seed_mean(per_seed, "train_s") or 0.0, per_seed=per_seed,
+        columns={h: mean_of(s["columns"].get(h) for s in per_seed) for h in per_seed[0]["columns"]})
 
 
 def _seed_mean(rows: list[dict], key: str) -> float | None:

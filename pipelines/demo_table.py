@@ -1,11 +1,11 @@
 """The demo's one table: accuracy with intervals over seeds, the paired OOD difference against a reference
-method, OOD calibration (ECE), temporal and spatial grounding, and context leakage (no torch: it reads the
-runs' files).
+method, then the demo columns of the metric table (head/metrics/registry.py: OOD calibration (ECE), step mAP,
+temporal and spatial grounding, frame-level step top-1, context leakage), in table order (no torch: it reads
+the runs' files).
 
     OUT/<row>/seed-K/predictions_<split>.npz   -> head/comparison/compare.compare_runs (intervals, paired differences;
-                                                  top-1 on test and test_ood, ECE on test_ood)
-    OUT/<row>/seed-K/metrics_<split>.json      -> grounding (test), spatial grounding (test, test_ood), the
-                                                  attention mass on the props (test), leakage (test_ood)
+                                                  top-1 on test and test_ood, every `paired` column: ECE on OOD)
+    OUT/<row>/seed-K/metrics_<split>.json      -> the other columns: the mean over seeds of their key
 
 The comparisons are also written as OUT/compare-<split>/ and OUT/compare-test_ood-ece/ (compare.json,
 compare.txt, forest.png); `cmdcl report OUT/cmdcl/...` finds the first.
@@ -20,25 +20,22 @@ from typing import Any, Sequence
 
 from cmdcl.head.training.seed_runs import seed_dirs
 
-IID, OOD = "test", "test_ood"
-# The one place the demo reads grounding from: keys of `evaluate`'s per-split metrics (mass of step / patch
-# attention on the true segment / object over the uniform share; absent for heads without that attention).
-GROUNDING_METRIC, SPATIAL_METRIC = "grounding_mass_ratio", "spatial_mass_ratio"
-OOD_ECE = f"{OOD}-ece"  # key and folder suffix of the OOD calibration comparison
-PROP_METRIC = "spatial_prop_mass_ratio"  # patch-attention mass on the props' boxes / their share (<= 1: ignored)
+from cmdcl.head.metrics.registry import IID, OOD, DemoColumn, demo_columns
+
+# The one place the demo reads grounding from (its results.json): a key of `evaluate`'s per-split metrics (mass
+# of step attention on the true segment over the uniform share; absent for heads without that attention).
+GROUNDING_METRIC = "grounding_mass_ratio"
+OOD_ECE = f"{OOD}-ece"  # key and folder suffix of the OOD calibration comparison (the ece entry's paired column)
 REFERENCE = "transformer"  # the strongest baseline in every demo so far: the difference that matters for CMDCL
 
 
 @dataclass
 class RowExtras:
-    """Per-row means over seeds of the metrics that are not top-1 (None where the head has none)."""
-    step_map: float | None
-    grounding: float | None  # temporal: step-attention mass in the true segment / uniform share (IID)
-    spatial: float | None  # patch-attention mass on the true object's patches / their share (IID)
-    spatial_ood: float | None  # the same on OOD
-    props: float | None  # patch-attention mass on the props' patches / their share (IID)
-    leakage: dict[str, float]  # factor -> probe accuracy from the head's representation (OOD)
-    leakage_chance: dict[str, float]
+    """Per-row means over seeds of the metric table's demo columns read from metrics_<split>.json (None where
+    the head has none), and of its families (factor -> probe accuracy and chance)."""
+    columns: dict[str, float | None]  # column header -> mean over seeds
+    families: dict[str, dict[str, float | None]]  # column header -> factor -> mean probe accuracy
+    chances: dict[str, dict[str, float | None]]  # column header -> factor -> mean chance
 
 
 def seed_metrics(run: Path, split: str) -> list[dict[str, Any]]:
@@ -47,21 +44,28 @@ def seed_metrics(run: Path, split: str) -> list[dict[str, Any]]:
 
 
 def row_extras(run: Path) -> RowExtras:
-    iid, ood = seed_metrics(run, IID), seed_metrics(run, OOD)
-    factors = sorted({f for m in ood for f in m.get("leakage", {})})
-    return RowExtras(
-        step_map=mean_of(m.get("step_mAP") for m in iid),
-        grounding=mean_of(m.get(GROUNDING_METRIC) for m in iid),
-        spatial=mean_of(m.get(SPATIAL_METRIC) for m in iid),
-        spatial_ood=mean_of(m.get(SPATIAL_METRIC) for m in ood),
-        props=mean_of(m.get(PROP_METRIC) for m in iid),
-        leakage={f: _leakage_mean(ood, f, "accuracy") for f in factors},
-        leakage_chance={f: _leakage_mean(ood, f, "chance") for f in factors})
+    by_split = {split: seed_metrics(run, split) for split in {c.split for _, _, c in demo_columns()}}
+    extras = RowExtras({}, {}, {})
+    for name, entry, column in demo_columns():
+        key, metrics = column.key or name, by_split[column.split]
+        if entry.family:
+            factors = sorted({f for m in metrics for f in m.get(key, {})})
+            extras.families[column.header] = {f: _family_mean(metrics, key, f, "accuracy") for f in factors}
+            extras.chances[column.header] = {f: _family_mean(metrics, key, f, "chance") for f in factors}
+        elif not column.paired:
+            extras.columns[column.header] = mean_of(m.get(key) for m in metrics)
+    return extras
 
 
-def _leakage_mean(metrics: list[dict[str, Any]], factor: str, key: str) -> float | None:
-    """Mean over seeds of the leakage probe's `key` (accuracy or chance) for one context factor."""
-    return mean_of(m["leakage"][factor][key] for m in metrics if factor in m.get("leakage", {}))
+def seed_columns(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """One seed's value of every plain demo column, from its {split: metrics} (demo's results.json)."""
+    return {c.header: metrics.get(c.split, {}).get(c.key or name) for name, e, c in demo_columns()
+            if not e.family and not c.paired}
+
+
+def _family_mean(metrics: list[dict[str, Any]], key: str, factor: str, value: str) -> float | None:
+    """Mean over seeds of a family member's `value` (a probe's accuracy or chance) for one context factor."""
+    return mean_of(m[key][factor][value] for m in metrics if factor in m.get(key, {}))
 
 
 def mean_of(values) -> float | None:
@@ -70,14 +74,20 @@ def mean_of(values) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def _paired_key(name: str, column: DemoColumn) -> str:
+    return f"{column.split}-{name}"
+
+
 def compare_splits(out: Path, rows: Sequence[str], reference: str | None = REFERENCE):
-    """{split: Comparison} of the rows' top-1 on IID and OOD, and {OOD_ECE: Comparison} of their OOD ECE,
-    written to OUT/compare-<key>/."""
+    """{split: Comparison} of the rows' top-1 on IID and OOD, and {<split>-<metric>: Comparison} of every paired
+    demo column (the OOD ECE: OOD_ECE), written to OUT/compare-<key>/."""
     from cmdcl.head.comparison.compare import compare_runs, write_outputs
 
     reference = reference if reference in rows else rows[0]
+    wanted = [(IID, IID, "top1"), (OOD, OOD, "top1")]
+    wanted += [(_paired_key(n, c), c.split, n) for n, _, c in demo_columns() if c.paired]
     comparisons = {}
-    for key, split, metric in ((IID, IID, "top1"), (OOD, OOD, "top1"), (OOD_ECE, OOD, "ece")):
+    for key, split, metric in wanted:
         comparisons[key] = compare_runs([out / r for r in rows], split, reference=reference, metric=metric)
         write_outputs(comparisons[key], out / f"compare-{key}")
     return comparisons
@@ -93,56 +103,100 @@ def _ci(low: float | None, high: float | None, signed: bool = False) -> str:
     return f"[{_num(low, signed)},{_num(high, signed)}]"
 
 
+def _width(column: DemoColumn) -> int:
+    return max(len(column.header), 6)
+
+
+def _column_values(name: str, column: DemoColumn, rows: Sequence[str], comparisons: dict,
+                   extras: dict[str, RowExtras]) -> dict[str, float | None]:
+    """Row -> the column's value: the comparison's mean for a paired column, else the mean over seeds."""
+    if column.paired:
+        found = comparisons.get(_paired_key(name, column))
+        return {r.run: r.mean for r in found.rows} if found is not None else {}
+    return {row: extras[row].columns.get(column.header) for row in rows}
+
+
+def _short(value: float | None) -> str:
+    """A probe accuracy in three characters: .50 (1.0 as 1.0, not .00), '-' when there is none."""
+    return "-" if value is None else "1.0" if value >= 0.995 else f"{value:.2f}"[1:]
+
+
+def _family_cells(name: str, column: DemoColumn, rows: Sequence[str],
+                  extras: dict[str, RowExtras]) -> tuple[str, dict[str, str], list[str]]:
+    """(header, row -> cell, factors) of a family column: one value per factor, ".50/.30"."""
+    factors = sorted({f for e in extras.values() for f in e.families.get(column.header, {})})
+    header = f"{column.header} " + "/".join(f[:4] for f in factors) if factors else name
+    cells = {}
+    for row in rows:
+        values = extras[row].families.get(column.header, {})
+        cells[row] = "/".join(_short(values.get(f)) for f in factors) or "-"
+    return header, cells, factors
+
+
+def _metric_cells(rows: Sequence[str], comparisons: dict, extras: dict[str, RowExtras]) -> tuple[str, dict[str, str]]:
+    """The demo columns of the metric table, (header text, row -> cells text), in table order."""
+    head, cells = [], {row: [] for row in rows}
+    for name, entry, column in demo_columns():
+        if entry.family:
+            title, values, _ = _family_cells(name, column, rows, extras)
+            width = 18
+            head.append(f"{title:>{width}}")
+            for row in rows:
+                cells[row].append(f"{values[row]:>{width}}")
+            continue
+        values = _column_values(name, column, rows, comparisons, extras)
+        head.append(f"{column.header:>{_width(column)}}")
+        for row in rows:
+            cells[row].append(f"{_num(values.get(row)):>{_width(column)}}")
+    return " ".join(head), {row: " ".join(c) for row, c in cells.items()}
+
+
 def format_demo_table(out: Path, rows: Sequence[str], comparisons: dict, train_s: dict[str, float],
                       chance: float, context: dict[str, float] | None = None) -> str:
     """The demo's table (see the module docstring); `train_s` = mean training seconds per seed of each row."""
     iid = {r.run: r for r in comparisons[IID].rows}
     ood = {r.run: r for r in comparisons[OOD].rows}
     reference = comparisons[OOD].reference
-    ece = {r.run: r.mean for r in comparisons[OOD_ECE].rows} if OOD_ECE in comparisons else {}
     extras = {name: row_extras(out / name) for name in rows}
-    factors = sorted({f for e in extras.values() for f in e.leakage})
     width = max(17, *(len(name) for name in rows))
-    leak_head = "leak " + "/".join(f[:4] for f in factors) if factors else "leakage"
+    metric_head, metric_cells = _metric_cells(rows, comparisons, extras)
     head = (f"{'method':<{width}} {'IID top-1 [95% CI]':<20} {'OOD top-1 [95% CI]':<20} "
-            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {'OOD ECE':>7} {'mAP':>5} "
-            f"{'t-grnd':>6} {'s-grnd':>6} {'s-ood':>6} {'p-mass':>6} {leak_head:>18} {'train s':>7}")
+            f"{'OOD - ' + reference + ' [95% CI]':<30} {'p':>6} {'over seeds':<17} {metric_head} {'train s':>7}")
     lines = [head, "-" * len(head)]
     for name in rows:
-        a, b, e = iid[name], ood[name], extras[name]
+        a, b = iid[name], ood[name]
         diff = "(reference)" if b.diff is None else f"{_num(b.diff, True)} {_ci(b.diff_low, b.diff_high, True)}"
         p = "" if b.p is None else ("<0.001" if b.p < 0.001 else f"{b.p:.3f}")
         seeds_ci = _ci(*b.diff_seed_ci, signed=True) if b.diff_seed_ci else ""
-        leak = "/".join(f"{e.leakage[f]:.2f}"[1:] if e.leakage.get(f) is not None else "-" for f in factors) or "-"
         lines.append(f"{name:<{width}} {_num(a.mean)} {_ci(a.ci_low, a.ci_high):<14} {_num(b.mean)} "
-                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {_num(ece.get(name)):>7} "
-                     f"{_num(e.step_map):>5} {_num(e.grounding):>6} {_num(e.spatial):>6} {_num(e.spatial_ood):>6} "
-                     f"{_num(e.props):>6} {leak:>18} {train_s.get(name, 0.0):>7.1f}")
+                     f"{_ci(b.ci_low, b.ci_high):<14} {diff:<30} {p:>6} {seeds_ci:<17} {metric_cells[name]} "
+                     f"{train_s.get(name, 0.0):>7.1f}")
     if context:
         lines.append(f"{'context only':<{width}} {context[IID]:.3f} {'':<14} {context[OOD]:.3f} {'':<14} "
                      "<- logistic regression on the true confounder labels")
-    lines += _footer(comparisons, extras, factors, chance)
+    lines += _footer(comparisons, extras, chance)
     return "\n".join(lines)
 
 
-def _footer(comparisons: dict, extras: dict[str, RowExtras], factors: list[str], chance: float) -> list[str]:
+def _footer(comparisons: dict, extras: dict[str, RowExtras], chance: float) -> list[str]:
     seeds = max(len(r.seeds) for r in comparisons[OOD].rows)
     c = comparisons[OOD]
-    chances = {f: mean_of(e.leakage_chance.get(f) for e in extras.values()) for f in factors}
     lines = [f"(chance top-1 = {chance:.3f}; IID = split 'test' ({comparisons[IID].num_videos} videos), OOD = split "
              f"'test_ood' ({c.num_videos} videos) with the context shuffled; every number is the mean over {seeds} "
              "seeds;",
              " [95% CI] of a score: t interval over seeds (training noise); of a difference: paired bootstrap over "
              "the same videos and seeds (test-set noise), p: paired permutation test; 'over seeds': t interval of "
-             "the per-seed differences (training noise; head/comparison/compare.py);",
-             f" OOD ECE: expected calibration error of the top-1 softmax confidence on OOD (15 bins; lower = better "
-             f"calibrated; paired with {c.reference} in compare-{OOD_ECE}/);",
-             " t-grnd: IID step-attention mass inside the true step segments / the uniform share; s-grnd, s-ood: IID, "
-             "OOD patch-attention mass on the true object's patches / their share; p-mass: IID patch-attention mass "
-             "on the props' patches / their share (<= 1: the props get no more than uniform attention) (1.0 = "
-             "uniform, '-' = no such attention or boxes);"]
-    if factors:
-        lines.append(" leak: OOD accuracy of a 5-fold linear probe from the head's representation to each context "
-                     "factor (" + ", ".join(f"{f} chance {_num(chances[f])}" for f in factors) + "); lower = less "
-                     "context left; full comparisons: compare-test*/)")
+             "the per-seed differences (training noise; head/comparison/compare.py);"]
+    plain = [f"{column.header}: {column.about}" for _, entry, column in demo_columns() if not entry.family]
+    if plain:
+        lines.append(" " + "; ".join(plain) + " (grounding ratios: 1.0 = uniform; '-': no such output or annotation);")
+    for name, entry, column in demo_columns():
+        factors = sorted({f for e in extras.values() for f in e.families.get(column.header, {})})
+        if not entry.family or not factors:
+            continue
+        chances = {f: mean_of(e.chances.get(column.header, {}).get(f) for e in extras.values()) for f in factors}
+        chance_text = ", ".join(f"{f} chance {_num(chances[f])}" for f in factors)
+        lines.append(f" {column.header}: {column.about} ({chance_text})"
+                     + ("; lower = less context left" if not entry.higher_is_better else "") + ";")
+    lines.append(" full comparisons: compare-test*/)")
     return lines

@@ -1,11 +1,12 @@
 """`python -m cmdcl.pipelines.gen_docs [--check]`: rewrite the docs sections that list the datasets
-and their options, the methods and the commands, from the tables that define them.
+and their options, the methods, the metrics and the commands, from the tables that define them.
 
 Each section sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->` (inline within a line
 or around whole lines); only what lies between is rewritten. Sources: `DATASETS` and `DATASET_OPTIONS`
-(extract/datasets/registry.py), `METHODS` (head/model/registry.py) and the commands registered on the Typer app
-(pipelines/cli.py), all light: no torch is imported. The command reference keeps each row's hand-written text
-and the order of its rows; a command of the app without a row gets one from its help, a row whose command is
+(extract/datasets/registry.py), `METHODS` (head/model/registry.py), `METRICS` (head/metrics/registry.py) and
+the commands registered on the Typer app (pipelines/cli.py), all light: no torch is imported. The command
+reference keeps each row's hand-written text and the order of its rows; a command of the app without a row
+gets one from its help, a row whose command is
 gone is dropped. tests/test_gen_docs.py fails when a file is stale.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ FILES: dict[str, tuple[str, ...]] = {
     "docs/COMMANDS.md": ("commands", "pretrain-datasets", "dataset-names", "dataset-flags", "method-option",
                          "datasets"),
     "docs/EXTRACT.md": ("dataset-names", "dataset-table"),
-    "docs/TRAINING.md": ("methods", "method-table"),
+    "docs/TRAINING.md": ("methods", "method-table", "metric-table"),
 }
 
 
@@ -108,6 +109,19 @@ def method_table(_: str = "") -> str:
     return _block(rows)
 
 
+def metric_table(_: str = "") -> str:
+    """docs/TRAINING.md: each metric, which way is better, how `compare` takes it and its demo columns."""
+    from cmdcl.head.metrics.registry import METRICS
+
+    rows = ["| metric | what | better | `compare --metric` | demo columns |", "|---|---|---|---|---|"]
+    for name, entry in METRICS.items():
+        paired = "no" if entry.paired is None else f"`{name}:FACTOR`" if entry.family else f"`{name}`"
+        demo = ", ".join(f"`{c.header}` ({'IID' if c.split == 'test' else 'OOD'})" for c in entry.demo) or "none"
+        rows.append(f"| `{name}` | {_plain(entry.help)} | {'higher' if entry.higher_is_better else 'lower'} | "
+                    f"{paired} | {demo} |")
+    return _block(rows)
+
+
 def command_names() -> list[str]:
     """The commands registered on the Typer app, in registration order (light: the command modules import
     torch only inside their bodies)."""
@@ -144,6 +158,7 @@ SECTIONS: dict[str, Callable[[str], str]] = {
     "commands": commands, "pretrain-datasets": pretrain_datasets, "dataset-names": dataset_names,
     "dataset-flags": dataset_flags, "datasets": datasets, "dataset-table": dataset_table,
     "method-option": method_option, "methods": methods, "method-table": method_table,
+    "metric-table": metric_table,
 }
 
 

@@ -52,8 +52,11 @@ def step_segments(frame_steps: np.ndarray, seconds_per_frame: float = 1.0) -> np
 
 def order_world(path: Path, train_per_class: int = 40, test_per_class: int = 20, val_per_class: int = 0,
                 frames: int = 8, dim: int = 16, noise: float = 0.3, grid: int = 0, seed: int = 0,
-                extra_splits: Sequence[str] = (), scripts: Sequence[Sequence[int]] = ORDER_SCRIPTS) -> Path:
-    """Write the order world to `path`; splits train/test (+ val, + extra_splits with test's size)."""
+                extra_splits: Sequence[str] = (), scripts: Sequence[Sequence[int]] = ORDER_SCRIPTS,
+                context: int = 0, segments: bool = True) -> Path:
+    """Write the order world to `path`; splits train/test (+ val, + extra_splits with test's size). context > 0:
+    each video's context factor "room" is its class on train and test (confounded), (class + i) % context on
+    the other splits; segments False: no /segments stored."""
     rng = np.random.default_rng(seed)
     num_classes, num_steps = len(scripts), 1 + max(max(s) for s in scripts)
     step_vectors = unit(rng.standard_normal((num_steps, dim)))
@@ -89,7 +92,9 @@ def order_world(path: Path, train_per_class: int = 40, test_per_class: int = 20,
                     frame_index=index, timestamps_ms=index * 1000.0, frame_mask=np.arange(frames) < valid,
                     features=feats.astype(np.float16),
                     patches=patches.astype(np.float16) if patches is not None else None,
-                    segments=step_segments(script_steps)))
+                    segments=step_segments(script_steps) if segments else np.zeros((0, 3), np.float32),
+                    confounders={"room": (cls if split in ("train", "test") else cls + i) % context}
+                    if context else {}))
     return write_records(path, records, text, world_attrs(frames, dim, num_classes, num_steps, grid))
 
 

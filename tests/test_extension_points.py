@@ -1,5 +1,5 @@
-"""A throwaway table entry (tests/throwaway_entries.py) is all a new dataset or head needs: it shows up in
-`--help` and in the contract tests' parameters, and passes them."""
+"""A throwaway table entry (tests/throwaway_entries.py) is all a new dataset, head or metric needs: it shows up
+in `--help` and in the contract tests' parameters, and passes them."""
 from __future__ import annotations
 
 import os
@@ -12,9 +12,9 @@ import pytest
 from help_text import help_text
 
 TESTS = Path(__file__).parent
-CONTRACTS = ["tests/test_dataset_contract.py", "tests/test_head_contract.py"]
+CONTRACTS = ["tests/test_dataset_contract.py", "tests/test_head_contract.py", "tests/test_metric_contract.py"]
 # An existing entry of each table: every contract test id it has must exist for the throwaway one too.
-KNOWN = {"coin": "throwaway", "linear": "throwaway"}
+KNOWN = {"coin": "throwaway", "linear": "throwaway", "frame_step_top1": "throwaway_margin"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -33,6 +33,19 @@ def test_throwaway_entries_show_in_help():
     assert "throwaway: the throwaway class list." in extract
     assert "throwaway: a throwaway GRU baseline" in train_head
     assert "throwaway" not in help_text("extract") + help_text("train-head")  # this process did not register them
+
+
+def test_throwaway_metric_shows_in_compare_help_and_the_summary_line():
+    probe = ("import throwaway_entries; from help_text import help_text; "
+             "from cmdcl.pipelines.cmd_head import _headline; "
+             "from cmdcl.head.metrics.registry import paired_entry; paired_entry('throwaway_margin'); "
+             "print(help_text('compare')); print(_headline({'top1': 0.5, 'throwaway_margin': 1.25, 'num_videos': 4}))")
+    result = run("-c", probe)
+    assert result.returncode == 0, result.stderr[-2000:]
+    compare, summary = result.stdout.splitlines()[-2:]
+    assert "| throwaway_margin |" in compare or "| throwaway_margin (" in compare
+    assert summary == "top1 0.5000, throwaway_margin 1.2500, num_videos 4"
+    assert "throwaway_margin" not in help_text("compare")  # this process did not register it
 
 
 def test_throwaway_head_joins_the_demo_with_one_row():
@@ -63,3 +76,7 @@ def test_throwaway_entries_join_and_pass_the_contract_tests():
     assert result.returncode == 0, result.stdout[-3000:]
     passed = {line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("PASSED ")}
     assert passed == {test for test in ids if "throwaway" in test} and len(passed) >= 9
+    # the throwaway metric: in evaluate's output, paired by compare with evaluate's number, in the demo table
+    for test in ("test_evaluate_writes_the_entry", "test_compare_pairs_the_entry_with_evaluates_number",
+                 "test_demo_table_shows_the_entry"):
+        assert f"tests/test_metric_contract.py::{test}[throwaway_margin]" in passed

@@ -36,6 +36,8 @@ def test_throwaway_entries_show_in_the_generated_docs():
         in extract
     assert "`throwaway` (a throwaway GRU baseline)<!-- end generated: methods -->" in training
     assert "| `throwaway` | a throwaway GRU baseline | `dropout`, `init_temperature` | 1 |" in training
+    assert "| `throwaway_margin` | the gap between the top two class logits | higher | `throwaway_margin` | " \
+        "`margin` (OOD) |" in training  # the metric table's row
     assert "throwaway" not in (gen_docs.ROOT / "docs" / "COMMANDS.md").read_text()  # generated in memory only
 
 

@@ -2,9 +2,9 @@
 
 Parametrized over the table itself, so a head is tested the moment it is registered: it builds from
 `build_model`, its forward returns the outputs of docs/TRAINING.md's contract ("logits" (B, C),
-"representation" (B, R), the optional ones with their shapes) unchanged by padded frames, it reads only the
-options its entry lists (and only those are checked for it), it is named in `cmdcl train-head --help`, and it
-trains a few steps, saves, loads and evaluates through the same code as every other head.
+"representation" (B, R), the optional ones with their shapes, "frame_step_logits" (B, F, S) among them)
+unchanged by padded frames, it reads only the options its entry lists (and only those are checked for it), it
+is named in `cmdcl train-head --help`, and it trains a few steps, saves, loads and evaluates through the same code as every other head.
 """
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ def test_forward_contract(method, steps):
         assert out["spatial_attention"].shape == (B, S_, FR, P) and (out["spatial_attention"] >= 0).all()
     if "debiased_text" in out:
         assert out["debiased_text"].shape == (S_, D)
+    if "frame_step_logits" in out:  # the frame-level step metrics (head/metrics/frame_steps.py) read it
+        assert out["frame_step_logits"].shape == (B, FR, S_) and torch.isfinite(out["frame_step_logits"]).all()
     assert ("video_summary" in out) >= hasattr(model, "refresh_memory")  # the memory refresh reads it
     if "video_summary" in out:
         assert out["video_summary"].shape[0] == B

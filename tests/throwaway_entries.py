@@ -1,14 +1,16 @@
-"""A throwaway dataset and head, each added the way docs/EXTRACT.md "Adding a dataset" and docs/TRAINING.md
-"Adding a head" say: one table entry each, one fixture for the dataset, one class for the head
-(tests/throwaway_head.py); nothing else.
+"""A throwaway dataset, head and metric, each added the way docs/EXTRACT.md "Adding a dataset" and
+docs/TRAINING.md "Adding a head" and "Adding a metric" say: one table entry each, one fixture for the dataset,
+one class for the head (tests/throwaway_head.py), one function for the metric (tests/throwaway_metric.py);
+nothing else.
 
 Imported (or loaded as a pytest plugin, `-p throwaway_entries`) by tests/test_extension_points.py, which checks
-that both show up in `--help` and in the contract tests' parameters, and pass those tests.
+that they show up in `--help` and in the contract tests' parameters, and pass those tests.
 """
 from __future__ import annotations
 
 import dataset_fixtures
 from cmdcl.extract.datasets.registry import DATASETS, DatasetEntry
+from cmdcl.head.metrics.registry import METRICS, DemoColumn, MetricEntry, Paired
 from cmdcl.head.model.registry import METHODS, MethodEntry
 
 # Registered before anything imports the configs (head/model/config.py, extract/config.py), whose --help texts are
@@ -22,3 +24,9 @@ dataset_fixtures.write_throwaway = dataset_fixtures.write_manifest
 # The head: one class in its own module (tests/throwaway_head.py), imported when built.
 METHODS["throwaway"] = MethodEntry("throwaway_head:ThrowawayGRUHead", "a throwaway GRU baseline",
                                    ("dropout", "init_temperature"))
+
+# The metric: one function (tests/throwaway_metric.py) that keeps its per-video values, so that `compare` pairs it;
+# one demo column (OOD).
+METRICS["throwaway_margin"] = MetricEntry(
+    "the gap between the top two class logits", "throwaway_metric:margin", ("logits",), paired=Paired(),
+    demo=(DemoColumn("margin", "test_ood", "OOD gap between the top two class logits"),))

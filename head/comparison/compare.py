@@ -22,22 +22,12 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.provenance import FEATURE_IDENTITY_KEYS, first_mismatch, identity
 
 from .compare_output import format_table, write_outputs  # noqa: F401  (re-exported: the entry points)
+from .paired import metric_of, per_video_values
 from .results import Comparison, Row
-from ..metrics.calibration import binary_nll, top1_terms
 from ..metrics.predictions import Predictions, load_predictions, predictions_path
+from ..metrics.registry import Paired, paired_entry
 from ..training.seed_runs import read_seeds, seed_dirs
-from .stats import (WeightedECE, WeightedMAP, WeightedMean, WeightedMetric, bootstrap_interval, mean_over,
-                    paired_permutation_p, t_interval)
-
-METRICS = ("top1", "mAP", "step_mAP", "ece", "nll")
-# Means over videos of a per-video value: BCa intervals, and unmatched seeds average that value per video.
-# The others (mAP, step_mAP, ece) are recomputed on every resample (head/comparison/stats.py).
-PER_VIDEO_MEANS = ("top1", "nll")
-# One matrix product per resample: every run gets its video bootstrap, even with several seeds.
-CHEAP_METRICS = ("top1", "ece", "nll")
-# Over labelled videos only (single-label): the other videos are not resampled either.
-LABELLED_ONLY = ("top1", "ece", "nll")
-LEAKAGE = "leakage:"  # --metric leakage:<factor>: the per-video correctness of evaluate's leakage probe
+from .stats import WeightedMean, WeightedMetric, bootstrap_interval, mean_over, paired_permutation_p, t_interval
 
 
 @dataclass
@@ -56,8 +46,9 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
                  n_resamples: int = 9999, seed: int = 0, ci_method: str | None = None,
                  force: bool = False) -> Comparison:
     """Compare the runs on `split` (names = folder names; default reference: the first run; default metric:
-    top1, or mAP for multi-label predictions; ece and nll: lower is better). ci_method of the bootstrap intervals
-    (head/comparison/stats.py): default BCa for top1 and nll, "recentred" percentile for mAP, step_mAP and ece.
+    top1, or mAP for multi-label predictions; any pairable entry of the metric table, head/metrics/registry.py).
+    ci_method of the bootstrap intervals (head/comparison/stats.py): default BCa for the means of per-video
+    values (top1, nll, the probes, frame_step_top1), "recentred" percentile for the others (mAP, step_mAP, ece).
     Runs scored on other feature files (or another split) are refused (`check_comparable`) unless `force`,
     which the output then states."""
     if not runs:
@@ -74,24 +65,22 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     if reference not in names:
         raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
     metric = metric or ("mAP" if loaded[0].seed_predictions[0].multilabel else "top1")
-    keep = _scored_videos(loaded, metric)
+    paired = paired_entry(metric)  # the metric table (head/metrics/registry.py): how it pairs, or a one-line error
+    keep = _scored_videos(loaded, metric, paired, split)
     if keep is not None:  # the labelled videos, or those a probe kept: the others are not resampled either
         loaded = [RunSeeds(r.name, r.path, r.seeds, [p.take(keep) for p in r.seed_predictions]) for r in loaded]
-    mean_metric = metric in PER_VIDEO_MEANS or metric.startswith(LEAKAGE)
-    ci_method = ci_method or ("BCa" if mean_metric else "recentred")
+    ci_method = ci_method or ("BCa" if paired.per_video else "recentred")
     metrics = {r.name: seed_metrics(r, metric, split) for r in loaded}
     videos = len(loaded[0].seed_predictions[0].video_id)
     if not videos:
-        kind = "labelled " if metric in LABELLED_ONLY else "probed " if metric.startswith(LEAKAGE) else ""
-        raise CmdclError(f"{runs[0]}: no {kind}videos in split {split!r} to compare on.")
+        raise CmdclError(f"{runs[0]}: no {paired.videos} videos in split {split!r} to compare on.")
     ref = next(r for r in loaded if r.name == reference)
     notes = []
     rows = []
     for run in loaded:
-        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method,
-                       cheap=metric in CHEAP_METRICS or metric.startswith(LEAKAGE))
+        row = _run_row(run, metrics[run.name], videos, n_resamples, seed, ci_method, cheap=paired.cheap)
         if run.name != reference:
-            note = _add_difference(row, ref, run, metric, metrics, videos, n_resamples, seed, ci_method)
+            note = _add_difference(row, ref, run, metric, paired, metrics, videos, n_resamples, seed, ci_method)
             if note:
                 notes.append(note)
         rows.append(row)
@@ -99,26 +88,17 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
                       forced=bool(forced))
 
 
-def _scored_videos(runs: list[RunSeeds], metric: str) -> np.ndarray | None:
-    """The videos a metric is taken over (None: all): the labelled ones for top-1, ECE and NLL (single-label); for a leakage probe,
-    those every run's probe kept (the same ones: which videos a probe leaves out depends on the labels only)."""
+def _scored_videos(runs: list[RunSeeds], metric: str, paired: Paired, split: str) -> np.ndarray | None:
+    """The videos a metric is taken over (None: all). A per-video metric: those every seed of every run scores
+    (finite values: the labelled ones for top-1 and NLL, those a probe kept, which depend on the labels only);
+    `labelled_only` (ECE): the labelled ones (single-label)."""
     first = runs[0].seed_predictions[0]
-    if metric in LABELLED_ONLY:
-        return None if first.multilabel else np.flatnonzero(first.label >= 0)
-    if not metric.startswith(LEAKAGE):
-        return None
-    columns = [_leakage_column(p, metric, str(r.path)) for r in runs for p in r.seed_predictions]
-    return np.flatnonzero(np.all([np.isfinite(c) for c in columns], axis=0))
-
-
-def _leakage_column(p: Predictions, metric: str, where: str) -> np.ndarray:
-    factor = metric[len(LEAKAGE):]
-    column = p.leakage_column(factor)
-    if column is None:
-        raise CmdclError(f"--metric {metric}: {where} has no leakage probe of {factor!r} (probed: "
-                         f"{', '.join(p.leakage_names or []) or 'none'}).",
-                         fix="evaluate on features with that context factor (docs/REPORT.md \"Confounding\").")
-    return column
+    if not paired.per_video:
+        return np.flatnonzero(first.label >= 0) if paired.labelled_only and not first.multilabel else None
+    columns = [per_video_values(p, metric, str(predictions_path(folder, split)))
+               for r in runs for folder, p in zip(seed_dirs(r.path), r.seed_predictions)]
+    finite = np.all([np.isfinite(c) for c in columns], axis=0)
+    return None if finite.all() else np.flatnonzero(finite)
 
 
 def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamples: int, seed: int,
@@ -136,7 +116,8 @@ def _run_row(run: RunSeeds, metrics: list[WeightedMetric], videos: int, n_resamp
                "t over seeds" if many else "bootstrap over videos", (low, high))
 
 
-def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics: dict[str, list[WeightedMetric]],
+def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, paired: Paired,
+                    metrics: dict[str, list[WeightedMetric]],
                     videos: int, n_resamples: int, seed: int, ci_method: str) -> str | None:
     """Fill the row's paired difference (run - reference); returns a note when seeds could not be matched."""
     mine, theirs = metrics[run.name], metrics[ref.name]
@@ -162,7 +143,7 @@ def _add_difference(row: Row, ref: RunSeeds, run: RunSeeds, metric: str, metrics
         return None
     return (f"{run.name}: seeds {_seed_text(run.seeds)} differ from {ref.name}'s {_seed_text(ref.seeds)}; "
             f"the p-value pairs videos only, on each run's per-video scores averaged over its seeds"
-            f"{' (' + metric + ': mean logits)' if metric not in PER_VIDEO_MEANS else ''}.")
+            f"{' (' + metric + ': mean logits)' if not paired.per_video else ''}.")
 
 
 # ============================================================================================ inputs
@@ -263,61 +244,28 @@ def align_videos(runs: list[RunSeeds], split: str) -> list[RunSeeds]:
 
 def seed_metrics(run: RunSeeds, metric: str, split: str) -> list[WeightedMetric]:
     """One weighted metric per seed over the run's videos."""
-    return [_metric_of(p, metric, where=str(predictions_path(folder, split)))
+    return [metric_of(p, metric, where=str(predictions_path(folder, split)))
             for folder, p in zip(seed_dirs(run.path), run.seed_predictions)]
 
 
 def stacked_metric(a: Predictions, b: Predictions, metric: str) -> WeightedMetric:
     """The metric over the stacked rows [a's videos; b's videos], for the paired permutation test."""
+    if paired_entry(metric).per_video:
+        return WeightedMean(np.concatenate([per_video_values(p, metric, "") for p in (a, b)]))
     both = Predictions(np.concatenate([a.video_id, b.video_id]), np.concatenate([a.scores, b.scores]),
                        np.concatenate([a.label, b.label]), np.concatenate([a.labels, b.labels]), a.multilabel,
                        _cat(a.step_scores, b.step_scores), _cat(a.steps, b.steps))
-    if metric.startswith(LEAKAGE):
-        return WeightedMean(np.concatenate([_leakage_column(p, metric, "") for p in (a, b)]).astype(np.float64))
-    return _metric_of(both, metric, where="")
-
-
-def per_video_values(p: Predictions, metric: str, where: str) -> np.ndarray:
-    """top1: 1 when the top class is the label; nll: -log p(label) (multi-label: the mean binary NLL)."""
-    if p.multilabel and metric != "nll":
-        raise CmdclError(f"--metric {metric}: {where} holds multi-label predictions (no single true class).",
-                         fix="use --metric mAP or nll.")
-    if metric == "nll":
-        return binary_nll(p.scores, p.labels) if p.multilabel else top1_terms(p.scores, p.label)[2]
-    return (p.pred == p.label).astype(np.float64)
-
-
-def _metric_of(p: Predictions, metric: str, where: str) -> WeightedMetric:
-    if metric in PER_VIDEO_MEANS:
-        return WeightedMean(per_video_values(p, metric, where))
-    if metric == "ece":
-        if p.multilabel:
-            raise CmdclError(f"--metric ece: {where} holds multi-label predictions (ECE reads the top-1 "
-                             f"confidence of one true class).", fix="use --metric nll or mAP.")
-        confidence, correct, _ = top1_terms(p.scores, p.label)
-        return WeightedECE(confidence, correct)
-    if metric == "mAP":
-        return WeightedMAP(p.scores, p.labels)
-    if metric.startswith(LEAKAGE):
-        return WeightedMean(_leakage_column(p, metric, where).astype(np.float64))
-    if metric == "step_mAP":
-        if p.step_scores is None or p.steps is None:
-            raise CmdclError(f"--metric step_mAP: {where} has no step scores (a head without atomic-action "
-                             f"logits, or a split without annotated steps).", fix="use --metric top1 or mAP.")
-        return WeightedMAP(p.step_scores, p.steps)
-    raise CmdclError(f"--metric {metric}: unknown; choose one of {', '.join(METRICS)} or {LEAKAGE}FACTOR.")
+    return metric_of(both, metric, where="")
 
 
 def _seed_averaged_stack(a: RunSeeds, b: RunSeeds, metric: str) -> WeightedMetric:
-    """Seeds not matched: the stacked metric of each run's per-video score averaged over its seeds. For top-1
-    and NLL that is the per-video value averaged over seeds (its mean is the mean over seeds); for mAP and ECE
-    the mean logits (the metric of the seed ensemble, used for the p-value only)."""
-    if metric in PER_VIDEO_MEANS:
+    """Seeds not matched: the stacked metric of each run's per-video score averaged over its seeds. For a
+    per-video metric (top-1, NLL, a probe's correctness) that is the per-video value averaged over seeds (its
+    mean is the mean over seeds); for mAP and ECE the mean logits (the metric of the seed ensemble, used for the
+    p-value only)."""
+    if paired_entry(metric).per_video:
         values = [np.mean([per_video_values(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
         return WeightedMean(np.concatenate(values))
-    if metric.startswith(LEAKAGE):
-        right = [np.mean([_leakage_column(p, metric, "") for p in r.seed_predictions], axis=0) for r in (a, b)]
-        return WeightedMean(np.concatenate(right))
     return stacked_metric(_seed_average(a), _seed_average(b), metric)
 
 

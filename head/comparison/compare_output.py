@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from cmdcl.core.atomic import write_atomic, write_text_atomic
 from cmdcl.core.json_files import write_json
-from .results import LOWER_IS_BETTER
+from ..metrics.registry import lower_is_better
 
 if TYPE_CHECKING:
     from .results import Comparison
@@ -53,7 +53,7 @@ def format_table(comparison: Comparison) -> str:
     lines.append(f"CI: t interval over seeds of the mean; diff: run - reference on the same videos, paired bootstrap "
                  f"over videos ({METHOD_TEXT.get(c.ci_method, c.ci_method)}, {c.n_resamples} resamples); "
                  f"p: paired permutation test.")
-    if c.metric in LOWER_IS_BETTER:
+    if lower_is_better(c.metric):
         lines.append(f"{c.metric}: lower is better (a negative difference favours the run).")
     if single:
         lines.append("* n=1: one seed, so the interval is a bootstrap over videos (test-set noise only), "

@@ -8,8 +8,6 @@ from typing import Any
 from cmdcl.core.json_files import json_safe
 from .stats import CONFIDENCE
 
-LOWER_IS_BETTER = ("ece", "nll")  # calibration error and negative log-likelihood: a negative difference is better
-
 
 @dataclass
 class Row:

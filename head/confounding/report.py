@@ -22,7 +22,8 @@ from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet
 
 from ..comparison.stats import WeightedMean, bootstrap_interval
-from ..metrics.evaluate import context_factors, score_splits
+from ..metrics.evaluate import score_splits
+from ..metrics.leakage import context_factors
 from ..metrics.pseudo_labels import PSEUDO_PREFIX, pseudo_labels
 from ..training.seed_runs import seed_dirs
 from .baseline import context_only

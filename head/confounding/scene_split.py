@@ -23,7 +23,7 @@ import numpy as np
 from cmdcl.core.errors import CmdclError
 from cmdcl.core.store import FeatureSet
 
-from ..metrics.evaluate import context_factors
+from ..metrics.leakage import context_factors
 
 DEFAULT_SOURCES = ("train", "val", "test")
 

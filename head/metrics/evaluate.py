@@ -1,9 +1,11 @@
-"""Metrics of a head on cached features: top-1/top-5 (single-label), mAP (multi-label), step mAP, calibration
-(ECE and NLL, head/metrics/calibration.py), and
-step grounding (head/metrics/grounding.py) where the features store step segments and the head has step attention,
-spatial grounding (head/metrics/spatial.py) where they also store object boxes and the head has patch attention,
-and context leakage (head/metrics/leakage.py) where they store context-factor labels or context vocabularies
-(zero-shot pseudo labels, head/metrics/pseudo_labels.py).
+"""Evaluating a head on cached features: every entry of the metric table (head/metrics/registry.py, run over a
+split by head/metrics/table.py): top-1/top-5 (single-label), mAP (multi-label), step mAP, calibration (ECE
+and NLL, head/metrics/calibration.py), step grounding (head/metrics/grounding.py) where the features store
+step segments and the head has step attention, spatial grounding (head/metrics/spatial.py) where they also
+store object boxes and the head has patch attention, frame-level step top-1 and step leakage
+(head/metrics/frame_steps.py) where the head has per-frame step logits, and context leakage
+(head/metrics/leakage.py) where the features store context-factor labels or context vocabularies (zero-shot
+pseudo labels, head/metrics/pseudo_labels.py).
 
 `evaluate(checkpoint, features, split)` rebuilds the head from a checkpoint alone, checks that the
 features match it, and writes metrics.json. The same metric functions score validation during training.
@@ -26,13 +28,10 @@ from cmdcl.core.version import code_version
 from ..model.checkpoint import Checkpoint, check_compatible, load_checkpoint
 from ..model.config import HeadConfig
 from ..data import FeatureData
-from .calibration import calibration_metrics
-from .grounding import GroundingCollector
 from .predictions import Predictions, predictions_path, save_predictions
+from .table import SplitScores
 
-from .leakage import leakage_metrics, probe_factors
-from .pseudo_labels import pseudo_labels
-from .spatial import SpatialCollector
+LEAKAGE_PROBES = "leakage_probes"  # SplitScores.shared key of the representation probes (entries.leakage)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -115,25 +114,10 @@ def multi_label_metrics(logits: np.ndarray, labels: np.ndarray, class_names: Seq
 
 def compute_metrics(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray, multilabel: bool,
                     detailed: bool = True) -> dict[str, Any]:
-    """Class metrics of `rows` plus step mAP when the head scores steps and the split annotates them; with
-    `detailed` (evaluate, report; not validation during training) also calibration (ECE, NLL, reliability bins)."""
-    text = data.feature_set.text
-    rows_t = torch.as_tensor(rows)
-    label, labels = data.label[rows_t].cpu().numpy(), data.labels[rows_t].cpu().numpy()
-    if multilabel:
-        metrics = multi_label_metrics(outputs["logits"], labels, text.class_names, detailed)
-    else:
-        metrics = single_label_metrics(outputs["logits"], label, text.class_names, detailed)
-    if detailed:
-        metrics.update(calibration_metrics(outputs["logits"], label, labels, multilabel))
-    steps = data.steps[rows_t].cpu().numpy()
-    step_logits = outputs.get("step_logits")
-    if step_logits is not None and steps.any() and step_logits.shape[1] == steps.shape[1]:
-        step_map, per_step = mean_average_precision(step_logits, steps)
-        metrics["step_mAP"] = step_map
-        if detailed:
-            metrics["per_step_AP"] = {n: (None if np.isnan(a) else float(a)) for n, a in zip(text.step_names, per_step)}
-    return metrics
+    """The metric table's entries (head/metrics/registry.py) that these outputs allow (no batch-wise ones):
+    with `detailed` (the report) every such entry, else (validation during training) the `validation` ones in
+    their cheap form (top-1/top-5/mean class accuracy or mAP, step mAP)."""
+    return SplitScores(data, rows, multilabel, detailed, stream=False).metrics(outputs)
 
 
 def main_metric_name(multilabel: bool) -> str:
@@ -204,62 +188,41 @@ def score_splits(checkpoint: str | Path, features: str | Path | Sequence[str | P
     results, predictions = {}, {}
     for split in splits:
         rows = np.flatnonzero(data.split == split)
-        metrics, outputs, probes = _split_metrics(model, data, rows, dev, batch_size, multilabel)
+        metrics, outputs, scores = _split_metrics(model, data, rows, dev, batch_size, multilabel)
         results[split] = {"split": split, "checkpoint": str(checkpoint), "features": [str(p) for p in fs.paths],
                           "method": cfg.method, "epoch": state.epoch, "code_version": code_version(),
                           **metrics}
-        predictions[split] = split_predictions(outputs, data, rows, multilabel, probes)
+        predictions[split] = split_predictions(outputs, data, rows, multilabel, scores)
     return results, predictions
 
 
 def split_predictions(outputs: dict[str, np.ndarray | None], data: FeatureData, rows: np.ndarray,
-                      multilabel: bool, probes: dict[str, dict[str, Any]] | None = None) -> Predictions:
-    """Each video's scores, labels, (where step_mAP is scored) step scores and (where the leakage probe ran)
-    probe correctness, for predictions_<split>.npz."""
+                      multilabel: bool, scores: SplitScores | None = None) -> Predictions:
+    """Each video's scores, labels, (where step_mAP is scored) step scores, (where the leakage probe ran)
+    probe correctness and the per-video values the metric entries kept, for predictions_<split>.npz."""
     rows_t = torch.as_tensor(rows)
     steps = data.steps[rows_t].cpu().numpy()
     step_logits = outputs.get("step_logits")
     scored_steps = step_logits is not None and steps.any() and step_logits.shape[1] == steps.shape[1]
+    probes = (scores.shared.get(LEAKAGE_PROBES) if scores is not None else None) or {}
+    kept = scores.per_video if scores is not None else {}
     return Predictions(video_id=np.asarray(data.video_id[rows], dtype=str), scores=outputs["logits"],
                        label=data.label[rows_t].cpu().numpy(), labels=data.labels[rows_t].cpu().numpy(),
                        multilabel=multilabel, step_scores=step_logits if scored_steps else None,
                        steps=steps if scored_steps else None, split=str(data.split[rows[0]]) if len(rows) else None,
-                       features=identity(data.feature_set.attrs), leakage_names=list(probes) if probes else None,
-                       leakage_correct=np.stack([p["correct"] for p in probes.values()], 1) if probes else None)
+                       features=identity(data.feature_set.attrs), leakage_names=list(probes) or None,
+                       leakage_correct=np.stack([p["correct"] for p in probes.values()], 1) if probes else None,
+                       video_metric_names=list(kept) or None,
+                       video_metrics=np.stack(list(kept.values()), 1) if kept else None)
 
 
 def _split_metrics(model: nn.Module, data: FeatureData, rows: np.ndarray, device: torch.device, batch_size: int,
-                   multilabel: bool) -> tuple[dict[str, Any], dict[str, np.ndarray | None], dict[str, dict[str, Any]]]:
-    """(class and step metrics, step grounding, spatial grounding (boxes) and context leakage (factor labels);
-    the collected outputs, for the per-video predictions; the leakage probes with their per-video results)."""
-    fs = data.feature_set
-    segments = fs.read_segments(data.positions[rows])
-    grounding = GroundingCollector(data, rows, segments)
-    spatial = SpatialCollector(data, rows, segments)
-    factors, factor_names = context_factors(fs, data.positions[rows])
-    keys = ("logits", "step_logits") + (("representation",) if factors is not None else ())
-
-    def on_batch(batch_rows: np.ndarray, out: dict[str, torch.Tensor]) -> None:
-        grounding.add(batch_rows, out)
-        spatial.add(batch_rows, out)
-
-    outputs = collect_outputs(model, data, rows, device, batch_size, keys=keys, on_batch=on_batch)
-    probes = probe_factors(outputs.get("representation"), factors, factor_names)
-    metrics = {**compute_metrics(outputs, data, rows, multilabel, detailed=True), **grounding.summary(),
-               **spatial.summary(),
-               **leakage_metrics(probes, skipped=bool(factor_names) and outputs.get("representation") is None)}
-    return metrics, outputs, probes
-
-
-def context_factors(fs: FeatureSet, positions: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
-    """((n, K) int32 context values of the videos at `positions`, their factor names): the true factors
-    (/confounders) then the zero-shot pseudo labels of the stored context vocabularies (pseudo:<factor>);
-    (None, []) when the file has neither."""
-    true = fs.read_confounders(positions)
-    pseudo = pseudo_labels(fs, positions)
-    columns = [c for c in (true, None if pseudo is None else pseudo.values) if c is not None]
-    names = list(fs.confounder_names if true is not None else []) + (pseudo.names if pseudo is not None else [])
-    return (np.concatenate(columns, axis=1) if columns else None), names
+                   multilabel: bool) -> tuple[dict[str, Any], dict[str, np.ndarray | None], SplitScores]:
+    """(every entry of the metric table on `rows`; the collected outputs, for the per-video predictions; the
+    SplitScores, with the leakage probes and the per-video values the entries kept)."""
+    scores = SplitScores(data, rows, multilabel)
+    outputs = collect_outputs(model, data, rows, device, batch_size, keys=scores.keys, on_batch=scores.on_batch)
+    return scores.metrics(outputs), outputs, scores
 
 
 def evaluate(checkpoint: str | Path, features: str | Path | Sequence[str | Path], split: str = "test",

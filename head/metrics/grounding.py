@@ -102,6 +102,20 @@ def stored_frame_column(data: FeatureData, rows: np.ndarray, name: str) -> np.nd
     return column
 
 
+def frame_step_ids(data: FeatureData, rows: np.ndarray, segments: list[np.ndarray]) -> np.ndarray | None:
+    """(n, F) int64 step id of every frame the head sees of `rows` (their `segments` [step, start_s, end_s]; a
+    frame at time t is inside when start_s <= t < end_s, the last segment listed winning where they overlap;
+    -1 outside every segment), or None when no row has a segment."""
+    if not any(len(s) for s in segments):
+        return None
+    times = stored_frame_column(data, rows, "timestamps_ms") / 1000.0
+    table = np.full(times.shape, -1, np.int64)
+    for i, video in enumerate(segments):
+        for step, start, end in np.asarray(video, np.float64).reshape(-1, 3):
+            table[i, (times[i] >= start) & (times[i] < end)] = int(step)
+    return table
+
+
 class GroundingCollector:
     """Scores step grounding batch by batch during evaluation, so no (N, S, F) attention is kept.
 
@@ -114,6 +128,11 @@ class GroundingCollector:
         self.segments = {int(r): s for r, s in zip(rows, segments)}
         self.instances = InstanceGrounding()
         self.saw_attention = False
+
+    @classmethod
+    def for_split(cls, split) -> "GroundingCollector":
+        """The metric table's `collect` (head/metrics/registry.py): a collector over a SplitScores' rows."""
+        return cls(split.data, split.rows, split.segments)
 
     @property
     def has_segments(self) -> bool:

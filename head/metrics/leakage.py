@@ -16,9 +16,14 @@ it between runs on the same videos like top-1.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from .pseudo_labels import pseudo_labels
+
+if TYPE_CHECKING:
+    from cmdcl.core.store import FeatureSet
 
 PROBE_FOLDS = 5
 PROBE_SEED = 0
@@ -87,3 +92,14 @@ def context_leakage(representation: np.ndarray | None, values: np.ndarray | None
     there are factor labels but no representation; {} otherwise."""
     skipped = values is not None and len(names) > 0 and representation is None
     return leakage_metrics(probe_factors(representation, values, names), skipped)
+
+
+def context_factors(fs: FeatureSet, positions: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+    """((n, K) int32 context values of the videos at `positions`, their factor names): the true factors
+    (/confounders) then the zero-shot pseudo labels of the stored context vocabularies (pseudo:<factor>);
+    (None, []) when the file has neither."""
+    true = fs.read_confounders(positions)
+    pseudo = pseudo_labels(fs, positions)
+    columns = [c for c in (true, None if pseudo is None else pseudo.values) if c is not None]
+    names = list(fs.confounder_names if true is not None else []) + (pseudo.names if pseudo is not None else [])
+    return (np.concatenate(columns, axis=1) if columns else None), names

@@ -13,6 +13,8 @@
                                   (core/provenance.py FEATURE_IDENTITY_KEYS)
     leakage_names    (K,)    str      context factors probed } only where evaluate ran the leakage probe
     leakage_correct  (N, K)  float32  1 / 0: the cross-validated probe got the video's value right; NaN: left out
+    video_metric_names  (M,)    str      per-video values that metric entries kept  } only where an entry
+    video_metrics       (N, M)  float32  (head/metrics/registry.py); NaN: not scored } kept some
 
 No torch here: `cmdcl compare` reads these files without loading a model.
 """
@@ -47,6 +49,14 @@ class Predictions:
     features: dict[str, str] | None = None  # the scored feature files' identity (compare checks it)
     leakage_names: list[str] | None = None
     leakage_correct: np.ndarray | None = None
+    video_metric_names: list[str] | None = None
+    video_metrics: np.ndarray | None = None
+
+    def video_column(self, name: str) -> np.ndarray | None:
+        """(N,) per-video values of metric `name` (NaN: not scored); None when evaluate kept none."""
+        if self.video_metric_names is None or name not in self.video_metric_names:
+            return None
+        return self.video_metrics[:, self.video_metric_names.index(name)]
 
     def leakage_column(self, factor: str) -> np.ndarray | None:
         """(N,) per-video probe correctness of one factor (NaN: left out); None when it was not probed."""
@@ -63,7 +73,8 @@ class Predictions:
         pick = (lambda a: None if a is None else a[rows])
         return Predictions(self.video_id[rows], self.scores[rows], self.label[rows], self.labels[rows],
                            self.multilabel, pick(self.step_scores), pick(self.steps), self.split, self.features,
-                           self.leakage_names, pick(self.leakage_correct))
+                           self.leakage_names, pick(self.leakage_correct), self.video_metric_names,
+                           pick(self.video_metrics))
 
 
 def save_predictions(path: Path, predictions: Predictions) -> Path:
@@ -82,6 +93,9 @@ def save_predictions(path: Path, predictions: Predictions) -> Path:
     if p.leakage_names and p.leakage_correct is not None:
         arrays["leakage_names"] = np.asarray(p.leakage_names, dtype=str)
         arrays["leakage_correct"] = np.asarray(p.leakage_correct, np.float32)
+    if p.video_metric_names and p.video_metrics is not None:
+        arrays["video_metric_names"] = np.asarray(p.video_metric_names, dtype=str)
+        arrays["video_metrics"] = np.asarray(p.video_metrics, np.float32)
     return write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
@@ -108,7 +122,7 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
         bad = arrays["video_id"][~np.isfinite(scores).all(axis=1)][:3]
         raise CmdclError(f"{path}: NaN/inf scores for video(s) {', '.join(repr(str(v)) for v in bad)}.",
                          fix="check the features with `cmdcl verify`, then evaluate the run again.")
-    names = arrays.get("leakage_names")
+    names, kept = arrays.get("leakage_names"), arrays.get("video_metric_names")
     try:
         recorded = json.loads(str(arrays["features"])) if "features" in arrays else None
     except ValueError:
@@ -117,4 +131,5 @@ def load_predictions(path: Path, split: str | None = None) -> Predictions:
                        arrays["labels"].astype(np.uint8), bool(arrays["multilabel"]),
                        arrays.get("step_scores"), arrays.get("steps"),
                        str(arrays["split"]) if "split" in arrays else None, recorded,
-                       None if names is None else [str(n) for n in names], arrays.get("leakage_correct"))
+                       None if names is None else [str(n) for n in names], arrays.get("leakage_correct"),
+                       None if kept is None else [str(n) for n in kept], arrays.get("video_metrics"))

@@ -166,6 +166,11 @@ class SpatialCollector:
                     self.by_row[int(r)] = (times[i], box, segments[i], prop)
         self.instances = SpatialInstances()
 
+    @classmethod
+    def for_split(cls, split) -> "SpatialCollector":
+        """The metric table's `collect` (head/metrics/registry.py): a collector over a SplitScores' rows."""
+        return cls(split.data, split.rows, split.segments)
+
     def add(self, rows: np.ndarray, outputs: dict[str, torch.Tensor]) -> None:
         if "spatial_attention" not in outputs or not self.by_row:
             return

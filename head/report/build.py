@@ -25,10 +25,10 @@ from cmdcl.core.version import code_version
 from ..model.checkpoint import check_compatible
 from ..model.config import HeadConfig
 from ..data import FeatureData
-from ..metrics.evaluate import compute_metrics, load_model
+from ..metrics.evaluate import load_model
 from ..model.factory import text_tensors
 from ..training.run_files import METRICS_FILE, read_metrics as read_history  # the one reader (resume uses it)
-from ..metrics.grounding import GroundingCollector
+from ..metrics.table import SplitScores
 from .figures import (DPI, Figure, plot_confusion, plot_curves, plot_per_class_ap,
                       plot_text_similarity)
 from .html import render_html
@@ -134,10 +134,11 @@ def score_run(run: Path, config: dict[str, Any], features: str | Sequence[str] |
     multilabel = state.multilabel
     dev = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
-    grounding = GroundingCollector(data, np.arange(len(data)), fs.read_segments(data.positions))
-    scores = score_split(model, data, dev, on_batch=grounding.add)
-    metrics = {**compute_metrics(scores, data, np.arange(len(data)), multilabel, detailed=True),
-               **grounding.summary()}
+    # The metric table's entries that the report's outputs allow (the leakage probe needs "representation",
+    # which the report does not collect: `cmdcl evaluate` scores it).
+    table = SplitScores(data, np.arange(len(data)), multilabel)
+    scores = score_split(model, data, dev, on_batch=table.on_batch)
+    metrics = table.metrics(scores)
     class_names = list(fs.text.class_names)
     class_text, clip_step_text = text_tensors(fs.text)
     step_names = list(fs.text.step_names) or class_names  # no step vocabulary: the classes are the actions

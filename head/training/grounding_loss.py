@@ -36,24 +36,16 @@ from ..model.config import HeadConfig
 from ..model.registry import reads
 from ..model.textual import MASKED_LOGIT
 from ..data import FeatureData
-from ..metrics.grounding import stored_frame_column
+from ..metrics.grounding import frame_step_ids
 
 MIN_MASS = 1e-6  # log floor: a step with no attention inside its segment costs log(1e6) ~ 14, not inf
 
 
 def frame_step_table(data: FeatureData) -> np.ndarray | None:
     """(N, F) int64 step id of every frame of every row of `data` (-1 outside segments), or None when the
-    features hold no segments."""
+    features hold no segments (head/metrics/grounding.py: frame_step_ids, the one rule)."""
     rows = np.arange(len(data))
-    segments = data.feature_set.read_segments(data.positions[rows])
-    if not any(len(s) for s in segments):
-        return None
-    times = stored_frame_column(data, rows, "timestamps_ms") / 1000.0
-    table = np.full(times.shape, -1, np.int64)
-    for i, video in enumerate(segments):
-        for step, start, end in np.asarray(video, np.float64).reshape(-1, 3):
-            table[i, (times[i] >= start) & (times[i] < end)] = int(step)
-    return table
+    return frame_step_ids(data, rows, data.feature_set.read_segments(data.positions[rows]))
 
 
 def grounding_loss(attention: Tensor, frame_step: Tensor) -> Tensor:
