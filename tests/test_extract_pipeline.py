@@ -52,7 +52,8 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(dataset: Path, out: Path, **overrides) -> ExtractConfig:
-    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny", frames=FRAMES,
+    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny",
+                   pretrained="random", patch_grid=0, frames=FRAMES,
                    batch_size=12, workers=0, device="cpu", precision="fp32", progress=False, flush_every=2)
     options.update(overrides)
     return ExtractConfig(**options)
@@ -75,6 +76,7 @@ def reference(dataset, encoder, tmp_path_factory) -> Path:
 def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, reference):
     out = tmp_path / "feats"
     cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0",
               "--frames", str(FRAMES), "--batch-size", "12", "--workers", "2", "--device", "cpu",
               "--precision", "fp32", "--no-progress"])
     path = out / shard_name(0, 1)
@@ -211,6 +213,7 @@ main({argv!r})
 
 def start_slow_extraction(dataset: Path, out: Path) -> subprocess.Popen:
     argv = ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+            "--pretrained", "random", "--patch-grid", "0",
             "--frames", str(FRAMES), "--batch-size", "12", "--workers", "0", "--device", "cpu", "--precision",
             "fp32", "--no-progress", "--flush-every", "1"]
     return subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(tests=str(TESTS), argv=argv)],
@@ -297,7 +300,9 @@ def test_cli_rejects_bad_options(dataset, tmp_path, capsys, argv, message):
 def test_strict_exits_nonzero_on_failures(dataset, reference):
     with pytest.raises(SystemExit) as exc:
         cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(reference.parent / "strict"),
-                  "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--no-progress",
+                  "--model", "cmdcl-tiny",
+                  "--pretrained", "random", "--patch-grid", "0", "--frames", "2", "--workers", "0", "--device", "cpu",
+                  "--no-progress",
                   "--strict", "--limit", "2"])  # first two ids sorted: bad_trunc, bad_zero
     assert exc.value.code == 1
 
@@ -396,6 +401,7 @@ def test_cli_extract_coin_with_its_published_taxonomy(tmp_path, capfd):
     root = write_coin(tmp_path / "coin", write_video=tiny_video, taxonomy="taxonomy.xlsx")
     out = tmp_path / "feats"
     cli_main(["extract", "--dataset", "coin", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0",
               "--frames", "4", "--batch-size", "16", "--workers", "0", "--device", "cpu", "--precision", "fp32",
               "--no-progress"])
     printed = "".join(capfd.readouterr())

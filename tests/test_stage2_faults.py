@@ -301,7 +301,9 @@ def test_full_disk_during_extract_stops_cleanly_and_resumes(tmp_path, encoder, m
     (root / "manifest.csv").write_text("video_id,path,split,label\n" + "".join(
         f"v{i},videos/v{i}.mp4,train,{i % 2}\n" for i in range(4)))
     cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "feats"), model="cmdcl-tiny",
-                        frames=4, batch_size=4, workers=0, device="cpu", precision="fp32", progress=False,
+
+                        pretrained="random", patch_grid=0, frames=4, batch_size=4, workers=0, device="cpu",
+                        precision="fp32", progress=False,
                         flush_every=1)
     real_open, parts = open, [0]
 
