@@ -81,7 +81,10 @@ def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, refere
               "--precision", "fp32", "--no-progress"])
     path = out / shard_name(0, 1)
     assert shard_is_done(path) and not path.with_name(path.name + ".parts").exists()
-    capsys.readouterr()
+    assert "encoder cmdcl-tiny with RANDOM weights (seed 0; not pretrained)" in capsys.readouterr().err
+    assert FeatureSet(path).attrs["random_weights"]  # the provenance says so too
+    cli_main(["inspect", str(out)])
+    assert "model cmdcl-tiny (RANDOM weights, seed 0: not pretrained" in capsys.readouterr().out
     cli_main(["inspect", str(out), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 6
@@ -95,6 +98,49 @@ def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, refere
     assert pooled.keys() == single.keys()
     for vid in single:
         np.testing.assert_allclose(pooled[vid].astype(np.float32), single[vid].astype(np.float32), atol=2e-3)
+
+
+def extract_argv(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--frames", str(FRAMES),
+            "--batch-size", "12", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress", *extra]
+
+
+def test_random_weights_saved_to_a_file_load_back_through_pretrained(dataset, encoder, reference, tmp_path, capsys):
+    """--pretrained FILE loads the very weights saved: the same tensors, the same features as the in-memory model."""
+    import torch
+
+    from cmdcl.extract.models import file_sha256, load_encoder
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(encoder.model.state_dict(), weights)
+    loaded = load_encoder("cmdcl-tiny", str(weights), device="cpu", precision="fp32")
+    saved = encoder.model.state_dict()
+    assert loaded.model.state_dict().keys() == saved.keys()
+    assert all(torch.equal(tensor, saved[key]) for key, tensor in loaded.model.state_dict().items())
+    cli_main(extract_argv(dataset, tmp_path / "f", "--model", "cmdcl-tiny", "--pretrained", str(weights),
+                          "--patch-grid", "0"))
+    assert f"with weights {weights}" in capsys.readouterr().err
+    features = FeatureSet(tmp_path / "f")
+    assert features.attrs["weights_sha256"] == file_sha256(weights) and not features.attrs["random_weights"]
+    ours, theirs = by_id(features), by_id(FeatureSet(reference))
+    assert ours.keys() == theirs.keys()
+    for vid in theirs:
+        np.testing.assert_array_equal(ours[vid], theirs[vid])
+
+
+def test_weights_are_never_random_unless_asked_for(dataset, tmp_path, capsys, monkeypatch):
+    """No --pretrained: the model's published weights; cmdcl-tiny has none, and ViT-B-16's (openai) are not in
+    an empty cache offline: each stops in one line with its fix, before anything is written."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never touch the network
+    for model, words in (("cmdcl-tiny", ["cmdcl-tiny has no published weights", "--pretrained random"]),
+                         ("ViT-B-16", ["ViT-B-16-quickgelu pretrained=openai", "not available offline",
+                                       "--cache-dir"])):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(extract_argv(dataset, tmp_path / model, "--model", model, "--cache-dir", str(tmp_path / "cache")))
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_info.value.code == 2 and err.startswith("cmdcl: error: "), err
+        assert all(word in err for word in words), err
+        assert not list((tmp_path / model).glob("*.h5"))
 
 
 def test_records_hold_sampling_timestamps_labels_and_padding(reference):
