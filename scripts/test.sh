@@ -7,4 +7,5 @@ TARGETS=(tests)
 for arg in "$@"; do
   case "$arg" in tests/*) TARGETS=() ;; esac
 done
-exec python -m pytest ${TARGETS[@]+"${TARGETS[@]}"} "$@"
+python -m pytest ${TARGETS[@]+"${TARGETS[@]}"} "$@"  # its failure ends the script with its exit status (set -e)
+cmdcl_path_hint
