@@ -163,7 +163,8 @@ class FrozenEncoder:
         if not isinstance(visual, open_clip.transformer.VisionTransformer) or visual.attn_pool is not None \
                 or visual.proj is None or not hasattr(visual, "forward_intermediates"):
             raise CmdclError(f"--patch-grid needs a plain ViT image tower with a projection; {self.model_name} "
-                             f"has {type(visual).__name__}.", fix="use --patch-grid 0 (frame embeddings only) for this model.")
+                             f"has {type(visual).__name__}.",
+                             fix="use --patch-grid 0 (frame embeddings only) for this model.")
         grid = min(visual.grid_size)
         if patch_grid > grid:
             raise CmdclError(f"--patch-grid {patch_grid} exceeds the {grid}x{grid} token grid of {self.model_name}.",

@@ -387,6 +387,16 @@ def load_run_data(features: str | Path | Sequence[str | Path], frames: int = 0, 
     return data
 
 
+def patches_note(data: FeatureData, method: str, reads_patches: bool) -> str:
+    """The start-up line of a run with --use-patches unset: what it reads, and, for a head that reads patch tokens
+    (`reads_patches`) given a file without them, that it trains its frame-only head and how to get patches."""
+    if reads_patches and not data.use_patches:
+        return (f"--use-patches unset: {data.feature_set.paths[0]} holds no patch tokens (patch_grid 0), so "
+                f"{method} trains its frame-only head, not its default patch head; re-extract with --patch-grid 4 "
+                "to get it.")
+    return f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}."
+
+
 def train_val_rows(data: FeatureData, val_fraction: float = 0.1, seed: int = 0,
                    log: Callable[[str], None] = print) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, validation rows) of `data`: its "val" split, else `val_fraction` of train carved with `seed`."""

@@ -35,7 +35,7 @@ from cmdcl.core.version import code_version
 from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, check_resume_dims, rng_state,
                                 save_checkpoint, set_rng_state)
 from ..model.config import HeadConfig
-from ..data import FeatureData, epoch_batches, load_run_data, train_val_rows
+from ..data import FeatureData, epoch_batches, load_run_data, patches_note, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
 from .grounding_loss import grounding_targets
@@ -165,8 +165,8 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
             seed_everything(cfg.seed)
             clear_stop()
             handlers = install_signal_handlers()
-            ctx, model = _setup(data or _load(features, cfg, say, evaluate), out_dir, cfg, saved, resume_path, dev, dist, rank,
-                                world, say, deterministic)
+            ctx, model = _setup(data or _load(features, cfg, say, evaluate), out_dir, cfg, saved, resume_path, dev,
+                                dist, rank, world, say, deterministic)
             ctx.on_step, ctx.progress, ctx.loggers = on_step, progress, loggers
             result = _score_only(ctx, model) if ctx.num_params == 0 else _fit(ctx, model, saved, resume_path)
         finally:
@@ -197,7 +197,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
            deterministic: bool) -> tuple[RunContext, nn.Module]:
     """Head (seeded, dictionaries fitted or weights restored), this seed's rows and the run folder's files."""
     if cfg.use_patches is None:  # auto, resolved from the data read for it, so the checkpoint records what was used
-        say(_patches_note(cfg, data))
+        say(patches_note(data, cfg.method, reads_patches=cfg.patches_wanted() is None))
         cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
     wanted_frames = cfg.frames if 0 < cfg.frames < data.feature_set.dims["F"] else data.feature_set.dims["F"]
     if (data.use_patches, data.frames) != (cfg.use_patches, wanted_frames):
@@ -251,14 +251,6 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         say(ctx.selection.describe(ctx.metric_name))
         say(Convergence.from_config(cfg).describe())
     return ctx, model
-
-
-def _patches_note(cfg: HeadConfig, data: FeatureData) -> str:
-    """The start-up line of --use-patches unset: which head trains, and how to get patches when they are missing."""
-    if cfg.patches_wanted() is None and not data.use_patches:  # a method that reads patches, a file without them
-        return (f"--use-patches unset: {data.feature_set.paths[0]} holds no patch tokens (patch_grid 0), so {cfg.method} "
-                f"trains its frame-only head, not its default patch head; re-extract with --patch-grid 4 to get it.")
-    return f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}."
 
 
 def _write_run_files(ctx: RunContext, deterministic: bool) -> dict[str, Any]:
