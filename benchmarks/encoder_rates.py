@@ -43,7 +43,7 @@ def measure(model: str, precision: str, device: str, batch_size: int, batches: i
     from cmdcl.extract.models import load_encoder
 
     started = time.perf_counter()
-    encoder = load_encoder(model, device=device, precision=precision, seed=0)
+    encoder = load_encoder(model, "random", device=device, precision=precision, seed=0)
     load_s = time.perf_counter() - started
     pixels = natural_batch(batch_size, encoder.image_size).to(encoder.device)
     embeddings = encoder.encode_frames(pixels)  # warm-up at the timed shape: kernels are chosen here

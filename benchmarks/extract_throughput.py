@@ -58,7 +58,8 @@ def measure_cmdcl(root: Path, encoder, args: argparse.Namespace, scratch: Path, 
 
     out = scratch / "cmdcl"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(out), model=args.model, frames=args.frames,
+    cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(out), model=args.model,
+                        pretrained="random", patch_grid=0, frames=args.frames,
                         batch_size=args.batch_size, workers=args.workers, decoder=args.decoder, device=args.device,
                         precision=args.precision, progress=False, templates=["{}"], flush_every=64,
                         seek=seek or args.seek)
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
     scratch = out / "extract-runs"
 
     torch.manual_seed(args.seed)
-    encoder = load_encoder(args.model, device=args.device, precision=args.precision, seed=args.seed)
+    encoder = load_encoder(args.model, "random", device=args.device, precision=args.precision, seed=args.seed)
     threads = encoder_threads()
     report = {"machine": machine_info(), "busy_before": busy_processes(), "model": args.model,
               "device": str(encoder.device), "precision": encoder.precision, "frames_per_video": args.frames,

@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     build(world, args.seed)
     if not feats.exists():
         subprocess.run([args.cmdcl, "extract", "--dataset", "manifest", "--root", str(world), "--out", str(feats),
-                        "--model", "cmdcl-tiny", "--frames", "32", "--device", "cpu", "--no-progress"], check=True)
+                        "--model", "cmdcl-tiny",
+                        "--pretrained", "random", "--patch-grid", "0", "--frames", "32", "--device", "cpu",
+                        "--no-progress"], check=True)
     results = {}
     for method in ("cmdcl", "transformer", "linear"):
         run = args.out / f"{args.tag}-{method}"

@@ -42,7 +42,8 @@ def time_extraction(root: Path, frames: int, workers: int, scratch: Path, encode
     from cmdcl.extract.runner import ExtractConfig, run_extraction
 
     shutil.rmtree(scratch, ignore_errors=True)
-    cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(scratch), model="cmdcl-tiny", frames=frames,
+    cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(scratch), model="cmdcl-tiny",
+                        pretrained="random", patch_grid=0, frames=frames,
                         workers=workers, device="cpu", precision="fp32", progress=False, templates=["{}"])
     load = load_average()
     started = time.perf_counter()
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
     workers = size["workers"] or max(1, min(8, (os.cpu_count() or 2) - 1))
     out = Path(args.out)
     torch.manual_seed(0)
-    encoder = load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)
+    encoder = load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32", seed=0)
     report = {"machine": machine_info(), "size": size, "workers": workers}
 
     roots = {}

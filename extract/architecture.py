@@ -28,7 +28,9 @@ from cmdcl.core.relocate import WEIGHT_SUFFIXES
 
 # Our own architectures (cmdcl-tiny: tests and the demo) join open_clip's registry on first use.
 MODEL_CONFIG_DIR = Path(str(importlib.resources.files("cmdcl.extract") / "model_configs"))
-RANDOM_TAGS = ("", "random")
+# Random weights only when asked for by name; no `--pretrained` means the model's published weights.
+RANDOM_TAGS = ("random", "none")
+PREFERRED_TAG = "openai"  # the weights CLIP was published with, where open_clip has them for the model
 HF_HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 QUICKGELU_SUFFIX = "-quickgelu"
@@ -86,7 +88,8 @@ def resolve_architecture(model_name: str, pretrained: str | None = "", preproces
     if model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)):
         return _schema_source(model_name, pretrained, quick_gelu)
     config_name = check_model_name(model_name)
-    if pretrained.lower() in RANDOM_TAGS:
+    pretrained = pretrained or default_pretrained(config_name)
+    if is_random(pretrained):
         return _with_activation(Architecture("random", config_name, config_name, image_size=_image_size(config_name)),
                                 quick_gelu, "")
     path = Path(pretrained).expanduser()
@@ -111,9 +114,27 @@ def resolve_architecture(model_name: str, pretrained: str | None = "", preproces
                      fix="pass a known tag, a weights file or folder, or 'random'.")
 
 
+def is_random(pretrained: str | None) -> bool:
+    """Whether `pretrained` asks for random weights by name (`random` / `none`, any case)."""
+    return str(pretrained or "").strip().lower() in RANDOM_TAGS
+
+
+def default_pretrained(config_name: str) -> str:
+    """The weights `config_name` gets when none are named: open_clip's `openai` tag where the model has one,
+    else the first tag open_clip lists for it; a model without published weights (e.g. cmdcl-tiny) stops."""
+    tags = open_clip_registry().list_pretrained_tags_by_model(config_name)
+    if PREFERRED_TAG in tags:
+        return PREFERRED_TAG
+    if tags:
+        return tags[0]
+    raise CmdclError(f"model {config_name} has no published weights, so --pretrained must name them.",
+                     fix="pass --pretrained /path/to/weights (a file or folder), or --pretrained random for random "
+                         "weights (tests only: their features carry no meaning).")
+
+
 def _schema_source(model_name: str, pretrained: str, quick_gelu: bool | None) -> Architecture:
     """hf-hub:org/repo and local-dir:/path name their own config and weights."""
-    if pretrained.lower() == "random":
+    if is_random(pretrained):
         return Architecture("random", model_name, model_name, quick_gelu)
     if pretrained:
         raise CmdclError(f"--pretrained {pretrained!r} cannot be combined with model {model_name}, which "

@@ -51,24 +51,30 @@ class ExtractConfig:
     out_dir: str = field(default="feats", metadata=_help(
         "Output folder for shard-kkkkk-of-nnnnn.h5 files.", flag="--out"))
     model: str = field(default="ViT-B-16", metadata=_help(
-        "open_clip model name (cmdcl-tiny: tiny random model); the activation follows the weights' tag "
-        "(ViT-B-16 with openai builds ViT-B-16-quickgelu)."))
+        "open_clip model name (cmdcl-tiny: a tiny architecture without published weights, for tests); the "
+        "activation follows the weights' tag (ViT-B-16 with openai builds ViT-B-16-quickgelu)."))
     pretrained: Optional[str] = field(default=None, metadata=_help(
-        "open_clip tag, weights file, hf-hub:ORG/REPO or local-dir:PATH (models.load_encoder)."))
+        "open_clip tag, weights file or folder, hf-hub:ORG/REPO or local-dir:PATH; random (or none): randomly "
+        "initialised, features without meaning (tests). Default: the model's published weights, its openai tag "
+        "where open_clip has one, else its first tag."))
     cache_dir: Optional[str] = field(default=None, metadata=_help("Weights cache (pre-filled for offline use)."))
     preprocess_tag: Optional[str] = field(default=None, metadata=_help(
         "With a bare weights file: the pretrained tag whose preprocessing (mean/std, resize) and activation it needs."))
     frames: int = field(default=64, metadata=_help("Frames per video (padded + masked when a video is shorter)."))
     sample_fps: Optional[float] = field(default=None, metadata=_help(
         "Sample at this rate (strided down to --frames) instead of uniformly.", flag="--fps"))
-    patch_grid: int = field(default=0, metadata=_help("Also store G x G pooled patch tokens per frame (0 = off)."))
+    # 4: the grid the default head (cmdcl) reads; it stores 1 + 4*4 = 17 tokens per frame instead of 1.
+    patch_grid: int = field(default=4, metadata=_help(
+        "Also store G x G pooled patch tokens per frame, (1 + G*G) tokens per frame in all; 0: frame embeddings "
+        "only (about 17x smaller files; cmdcl then trains its frame-only head)."))
     batch_size: int = field(default=256, metadata=_help("Frames per encoder batch."))
     # Programmatic default 4; the CLI default is one per core (default_workers).
     workers: int = field(default=4, metadata=_help(
         "Decode processes (default: one per core; 0 = in-process, no timeout).", parse=default_workers,
         option_type=int))
     decoder: Optional[str] = field(default=None, metadata=_help(
-        "decord | pyav | nvdec (GPU, cmdcl[gpu]) (default: decord when installed)."))
+        "pyav | decord | nvdec (GPU, cmdcl[gpu]). Default, per file: decord for AVI when installed, PyAV for "
+        "MP4, MOV, MKV, WebM and the rest."))
     seek: str = field(default="exact", metadata=_help(
         "exact | keyframe: take the nearest keyframe of each sampled frame (much less decoding; real timestamps "
         "stored)."))
@@ -89,7 +95,7 @@ class ExtractConfig:
     context_vocab: Optional[list[str]] = field(default=None, metadata=_help(
         "Comma-separated context vocabularies stored for zero-shot scene pseudo labels: places365, appearance, "
         "synthetic or a file (docs/FORMAT.md).", parse=comma_list, option_type=str))
-    seed: int = field(default=0, metadata=_help("Seed (random-weight models)."))
+    seed: int = field(default=0, metadata=_help("Seed of --pretrained random weights."))
     limit: Optional[int] = field(default=None, metadata=_help(
         "Only the first N videos (sorted by id), for trials."))
     flush_every: int = field(default=16, metadata=_help("Videos per crash-safe part file."))

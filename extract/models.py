@@ -2,7 +2,9 @@
 
 `load_encoder(model_name, pretrained)` accepts what open_clip accepts, resolved in this order:
 
-- pretrained None / "" / "random": random init under `torch.manual_seed(seed)` (tests, the demo);
+- pretrained None / "": the model's published weights (`architecture.default_pretrained`: open_clip's
+  `openai` tag where the model has one, else its first tag; a model without any stops with an error);
+- "random" / "none": random init under `torch.manual_seed(seed)`, only when asked for by name (tests);
 - an existing folder: open_clip's `local-dir:` scheme (open_clip_config.json + a weights file);
 - an existing file (.bin / .pt / .pth / .safetensors): the weights of `model_name`;
 - a pretrained tag of `model_name` (e.g. "laion2b_s34b_b88k"), fetched from `cache_dir` or the net;
@@ -107,7 +109,20 @@ class FrozenEncoder:
             },
             "embed_dim": self.embed_dim,
             "quick_gelu": uses_quick_gelu(self.model),  # the activation built
+            "random_weights": self.random_weights,
         }
+
+    @property
+    def random_weights(self) -> bool:
+        """Randomly initialised (`--pretrained random`): features that carry no learned meaning."""
+        return self.pretrained.startswith("random:")
+
+    def describe(self) -> str:
+        """One line for the run summary: the model built and its weights, RANDOM said plainly."""
+        if self.random_weights:
+            seed = self.pretrained.split("=", 1)[-1]
+            return f"{self.model_name} with RANDOM weights (seed {seed}; not pretrained)"
+        return f"{self.model_name} with weights {self.pretrained} (sha256 {self.weights_sha256[:12]})"
 
     # ------------------------------------------------------------------------------------- encoding
 
@@ -134,19 +149,22 @@ class FrozenEncoder:
         with self._autocast():
             if patch_grid <= 0:
                 return _l2(self.model.encode_image(pixels))
-            visual = self._patch_capable_visual(patch_grid)
+            visual = self.check_patch_grid(patch_grid)
             out = visual.forward_intermediates(pixels, indices=1, output_fmt="NCHW")
             tokens = out["image_intermediates"][-1]  # (B, width, grid_h, grid_w), before ln_post
             pooled = F.adaptive_avg_pool2d(tokens, patch_grid).flatten(2).transpose(1, 2)  # (B, G*G, width)
             patches = visual.ln_post(pooled) @ visual.proj
             return _l2(out["image_features"]), _l2(patches)
 
-    def _patch_capable_visual(self, patch_grid: int):
+    def check_patch_grid(self, patch_grid: int):
+        """The image tower that `patch_grid` pools patch tokens from; a one-line error when this model has none
+        (non-ViT towers, attention pooling) or too few (the runner asks before decoding anything)."""
         visual = self.model.visual
         if not isinstance(visual, open_clip.transformer.VisionTransformer) or visual.attn_pool is not None \
                 or visual.proj is None or not hasattr(visual, "forward_intermediates"):
             raise CmdclError(f"--patch-grid needs a plain ViT image tower with a projection; {self.model_name} "
-                             f"has {type(visual).__name__}.", fix="use --patch-grid 0 for this model.")
+                             f"has {type(visual).__name__}.",
+                             fix="use --patch-grid 0 (frame embeddings only) for this model.")
         grid = min(visual.grid_size)
         if patch_grid > grid:
             raise CmdclError(f"--patch-grid {patch_grid} exceeds the {grid}x{grid} token grid of {self.model_name}.",
@@ -212,7 +230,7 @@ def load_encoder(model_name: str, pretrained: str | None = None, cache_dir: str 
                                f"({one_line(exc, limit=200)}).",
                                fix="check that --model matches the weights (see its open_clip_config.json).") from None
         weights_sha256 = file_sha256(weights_file)
-        recorded = pretrained or model_name
+        recorded = arch.source if arch.kind == "tag" else (pretrained or model_name)  # the default tag by name
 
     model.eval().requires_grad_(False)
     model.to(torch_device, dtype=HALF_DTYPES.get(precision, torch.float32))  # hashed above, in fp32

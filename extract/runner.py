@@ -61,6 +61,7 @@ class ExtractSummary:
     write_s: float = 0.0
     wall_s: float = 0.0
     workers: int = 0
+    encoder: str = ""  # the model and its weights (FrozenEncoder.describe): RANDOM weights said plainly
 
     def rate(self, seconds: float) -> float:
         return self.frames / seconds if seconds > 0 else 0.0
@@ -80,6 +81,7 @@ class ExtractSummary:
             return f"shard {self.shard}: {self.shard_path} is already complete ({self.videos} videos); nothing to do."
         lines = [
             f"shard {self.shard}: {self.videos} videos -> {self.shard_path}",
+            *([f"  encoder {self.encoder}"] if self.encoder else []),
             f"  extracted {self.extracted}" + (f" ({self.partial} partial)" if self.partial else "")
             + f", resumed {self.resumed}, failed {self.failed}"
             + (f" (retried {self.retried})" if self.retried else "")
@@ -189,6 +191,10 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
         return _finished(summary, wall_start, already_done=True)
 
     encoder = _encoder(cfg, encoder)
+    describe = getattr(encoder, "describe", None)
+    summary.encoder = describe() if callable(describe) else ""
+    if cfg.patch_grid and hasattr(encoder, "check_patch_grid"):
+        encoder.check_patch_grid(cfg.patch_grid)  # the default grid on a model without one fails now, not mid-run
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
     text.class_ids, text.step_ids = index.class_ids or None, index.step_ids or None

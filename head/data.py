@@ -12,7 +12,8 @@ available memory. Files written with chunked storage cannot be mapped; then each
 h5py (correct, slower): `cmdcl merge` rewrites them contiguously.
 
 Features holding NaN/inf are refused as they are read (memmap mode: one checking pass at the start),
-naming the file and the first videos, before anything trains or scores on them.
+naming the file, the split and the first videos; `check_finite` makes the same pass over the splits a
+training run scores after training, so that it stops before it trains.
 
 Data order is a pure function of (seed, epoch), so a run resumed mid-epoch replays the rest of the
 same order, and DDP ranks take interleaved slices of the same permutation (as DistributedSampler
@@ -188,9 +189,12 @@ class FeatureData:
         path = fs.paths[int(fs.index["file"][self.positions[rows[0]]])]
         first = ", ".join(repr(str(v)) for v in self.video_id[rows[:3]])
         more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-        dataset = fs.attrs.get("dataset") or "?"
-        raise FeatureFileError(f"{path}: NaN/inf in /videos/{name} of video(s) {first}{more} (dataset {dataset}); "
-                               "nothing was trained or scored.", fix=f"`cmdcl verify {path}` lists them; re-extract those videos.")
+        splits = ", ".join(repr(str(v)) for v in sorted(set(self.split[rows].tolist())))
+        root = fs.attrs.get("dataset_root")
+        dataset = f"dataset {fs.attrs.get('dataset') or '?'}" + (f" at {root}" if root else "")
+        raise FeatureFileError(f"{path}: NaN/inf in /videos/{name} of split {splits}, video(s) {first}{more} "
+                               f"({dataset}); no head can train on or score them.",
+                               fix=f"`cmdcl verify {path}` lists them; re-extract those videos.")
 
     def _gather_from(self, maps: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
         """Rows (positions into this selection) from per-file memory maps, in `rows` order."""
@@ -283,6 +287,14 @@ class FeatureData:
         return bool(self.steps[torch.as_tensor(rows).to(self.steps.device)].any())
 
 
+def check_finite(source: FeatureSet | str | Path | Sequence[str | Path], splits: Sequence[str], *, frames: int = 0,
+                 use_patches: bool | None = False, chunk: int = 512) -> None:
+    """Refuse NaN/inf in the videos of `splits` exactly as a run reading them would (frames subsampled, patches
+    when it reads them), in one chunked pass that keeps nothing: for the splits a run scores only after training."""
+    FeatureData(source, list(splits), frames=frames, use_patches=use_patches, mode="memmap", chunk=chunk,
+                log=lambda message: None)
+
+
 # ---------------------------------------------------------------------------------------------- order
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -360,6 +372,29 @@ def load_train_data(features: str | Path | Sequence[str | Path], frames: int = 0
                                f"{', '.join(sorted(splits)) or 'none'}.")
     wanted = ["train", "val"] if "val" in splits else ["train"]
     return FeatureData(fs, wanted, frames=frames, use_patches=use_patches, mode=mode, log=log)
+
+
+def load_run_data(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool | None = False,
+                  mode: str = "auto", log: Callable[[str], None] = print,
+                  score_after: Sequence[str] = ()) -> FeatureData:
+    """`load_train_data`, plus the NaN/inf check of the splits the run scores after training (`score_after`,
+    e.g. test), so that a run which could not score them refuses before it trains, not after."""
+    data = load_train_data(features, frames, use_patches, mode, log)
+    read = set(data.split.tolist())
+    later = [split for split in score_after if split not in read]
+    if later:
+        check_finite(data.feature_set, later, frames=frames, use_patches=data.use_patches)
+    return data
+
+
+def patches_note(data: FeatureData, method: str, reads_patches: bool) -> str:
+    """The start-up line of a run with --use-patches unset: what it reads, and, for a head that reads patch tokens
+    (`reads_patches`) given a file without them, that it trains its frame-only head and how to get patches."""
+    if reads_patches and not data.use_patches:
+        return (f"--use-patches unset: {data.feature_set.paths[0]} holds no patch tokens (patch_grid 0), so "
+                f"{method} trains its frame-only head, not its default patch head; re-extract with --patch-grid 4 "
+                "to get it.")
+    return f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}."
 
 
 def train_val_rows(data: FeatureData, val_fraction: float = 0.1, seed: int = 0,

@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich markup would take bracketed text such as `cmdcl[gpu]` or "[ours]" for style tags and drop it.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 4000},  # as wide as the terminal, not click's 80 columns
 )
 
 

@@ -119,8 +119,8 @@ def demo(
     train_workers: int = typer.Option(0, help="Processes training the heads at once (0: one per CPU core)."),
     workers: int = typer.Option(1, help="Decode worker processes."),
     model: str = typer.Option("cmdcl-tiny", help="open_clip model (cmdcl-tiny: tiny, trained here from scratch)."),
-    pretrained: Optional[str] = typer.Option(None, help="Weights (tag, file, hf-hub:) to extract with; default: "
-                                                        "pre-train them on the world's 'pretrain' split."),
+    pretrained: Optional[str] = typer.Option(None, help="Weights (tag, file, hf-hub:) to extract with, or random; "
+                                                        "default: pre-train them on the world's 'pretrain' split."),
     pretrain: bool = typer.Option(True, "--pretrain/--no-pretrain", help="Pre-train the encoder CLIP-style "
                                   "(cached); --no-pretrain keeps random weights."),
     pretrain_epochs: int = typer.Option(10, help="Epochs of the encoder's CLIP pre-training."),

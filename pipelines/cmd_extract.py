@@ -109,6 +109,14 @@ def _context_text(context) -> str:
     return ", ".join(f"{name} ({size})" for name, size in (context or {}).items()) or "none"
 
 
+def _weights_text(prov: dict) -> str:
+    """The recorded weights; random ones (`random:seed=S`, also in files older than `random_weights`) plainly."""
+    pretrained = str(prov.get("pretrained") or "")
+    if pretrained.startswith("random"):
+        return f"RANDOM weights, seed {pretrained.split('=', 1)[-1]}: not pretrained, the features carry no meaning"
+    return pretrained
+
+
 def _describe(summary: dict) -> str:
     prov = summary["provenance"]
     lines = [
@@ -122,7 +130,7 @@ def _describe(summary: dict) -> str:
         f"prop boxes {'yes' if summary.get('prop_boxes') else 'no'}; "
         f"confounders {', '.join(summary.get('confounders') or []) or 'none'}; "
         f"context vocabularies {_context_text(summary.get('context'))}",
-        f"model {prov.get('model_name')} ({prov.get('pretrained')}), precision {prov.get('precision')}, "
+        f"model {prov.get('model_name')} ({_weights_text(prov)}), precision {prov.get('precision')}, "
         f"image size {prov.get('image_size')}; dataset {prov.get('dataset')}; decoder {prov.get('decoder')} "
         f"{prov.get('decoder_version', '')}; code {prov.get('code_version')}",
         f"sampler {prov.get('sampler')}",

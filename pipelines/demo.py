@@ -132,8 +132,11 @@ def _world_stage(cfg: DemoConfig, say: Callable[[str], None]) -> None:
 def _pretrain_stage(cfg: DemoConfig, out: Path, say: Callable[[str], None]) -> str | None:
     """The weights to extract with: given ones, pre-trained ones (reused when their record matches), or None."""
     if cfg.pretrained or not cfg.pretrain:
-        say(f"[2/5] encoder: {cfg.pretrained or 'RANDOM weights'} (no pre-training)")
-        return cfg.pretrained
+        from cmdcl.extract.architecture import is_random
+
+        weights = None if is_random(cfg.pretrained) else cfg.pretrained
+        say(f"[2/5] encoder: {weights or 'RANDOM weights'} (no pre-training)")
+        return weights
     from cmdcl.extract.pretrain_clip import PretrainConfig, pretrain_clip, reusable_weights
 
     pre = PretrainConfig(dataset="synthetic", root=str(cfg.data_root), out=str(out / "pretrain" / "weights.pt"),
@@ -158,7 +161,7 @@ def _extract_stage(cfg: DemoConfig, out: Path, weights: str | None, say: Callabl
     say(f"[3/5] features: {cfg.model} ({weights or 'RANDOM weights'}), {cfg.frames} frames/video -> {folder}")
     summary = run_extraction(ExtractConfig(
         dataset="synthetic", root=str(cfg.data_root), out_dir=str(folder), model=cfg.model,
-        pretrained=weights, frames=cfg.frames, batch_size=512, workers=cfg.workers, seed=cfg.seed,
+        pretrained=weights or "random", frames=cfg.frames, batch_size=512, workers=cfg.workers, seed=cfg.seed,
         patch_grid=DEMO_PATCH_GRID,
         dataset_options={"seed": cfg.seed, "confounding": cfg.confounding, **cfg.synthetic}, progress=False,
     ).check(), log=lambda m: None)

@@ -3,4 +3,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 cd "$ROOT"
-exec cmdcl demo "$@"
+cmdcl demo "$@"  # its failure ends the script with its exit status (set -e)
+cmdcl_path_hint

@@ -5,6 +5,7 @@
 # pyproject.toml allows instead (.ci/run does so in a second venv, CMDCL_VENV=.venv-latest, to catch drift).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR="$PWD"  # where the user ran demo.sh / test.sh from (they cd to ROOT after this)
 VENV="${CMDCL_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 CONSTRAINTS="${CMDCL_CONSTRAINTS:-$ROOT/constraints.txt}"
@@ -29,3 +30,10 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$(cat "$ST
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+
+# The last line of demo.sh and test.sh on success: this script put cmdcl on PATH for them only.
+cmdcl_path_hint() {
+  local activate="$VENV/bin/activate"
+  if [ "$CALLER_DIR" = "$ROOT" ]; then activate="${activate#"$ROOT"/}"; fi
+  echo "To run cmdcl yourself, put it on PATH: source $activate" >&2  # stderr: stdout stays what pytest or the demo printed
+}

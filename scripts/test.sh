@@ -16,4 +16,5 @@ for arg in "$@"; do
     *) ARGS+=("$arg") ;;
   esac
 done
-exec python -m pytest ${TARGETS[@]+"${TARGETS[@]}"} ${ARGS[@]+"${ARGS[@]}"}
+python -m pytest ${TARGETS[@]+"${TARGETS[@]}"} ${ARGS[@]+"${ARGS[@]}"}  # its failure ends the script with its exit status (set -e)
+cmdcl_path_hint

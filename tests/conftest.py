@@ -17,4 +17,4 @@ def encoder():
     """The tiny random-weight encoder the extraction tests share (frozen: no test changes it)."""
     from cmdcl.extract.models import load_encoder
 
-    return load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0)
+    return load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32", seed=0)

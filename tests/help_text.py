@@ -11,7 +11,7 @@ def help_text(command: str) -> str:
     from cmdcl.pipelines.cli import main
 
     out, width = io.StringIO(), os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "4000"  # rich reads it when it builds the help console: no wrapping, no box edges
+    os.environ["COLUMNS"] = "4000"  # the help formatter reads it (shutil.get_terminal_size): no wrapping
     try:
         with contextlib.redirect_stdout(out):
             try:

@@ -144,8 +144,9 @@ def bad_run(bad_root, tmp_path_factory):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_info:
         cli_main(["extract", "--dataset", "manifest", "--root", str(bad_root), "--out", str(out), "--model",
-                  "cmdcl-tiny", "--frames", str(FRAMES), "--batch-size", "32", "--workers", "0", "--device", "cpu",
-                  "--precision", "fp32", "--no-progress", "--strict", "--summary-json", str(out / "summary.json")])
+                  "cmdcl-tiny", "--pretrained", "random", "--patch-grid", "0", "--frames", str(FRAMES),
+                  "--batch-size", "32", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress",
+                  "--strict", "--summary-json", str(out / "summary.json")])
     return {"code": exit_info.value.code, "stderr": stderr.getvalue(), "out": out,
             "summary": json.loads((out / "summary.json").read_text()),
             "features": FeatureSet(out / shard_name(0, 1))}
@@ -286,8 +287,10 @@ def test_a_hanging_video_is_stopped_by_the_timeout_and_recorded(tmp_path):
         rows.append(f"{video_id},videos/{video_id}.mp4,train,0\n")
     (root / "manifest.csv").write_text("video_id,path,split,label\n" + "".join(rows))
     cfg = HangingConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "out"), model="cmdcl-tiny",
-                        frames=4, workers=1, timeout_s=2.0, device="cpu", precision="fp32", progress=False)
-    summary = run_extraction(cfg, encoder=load_encoder("cmdcl-tiny", device="cpu", precision="fp32"), log=lambda m: None)
+                        pretrained="random", patch_grid=0, frames=4, workers=1, timeout_s=2.0, device="cpu",
+                        precision="fp32", progress=False)
+    summary = run_extraction(cfg, encoder=load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32"),
+                             log=lambda m: None)
     assert (summary.extracted, summary.failed) == (2, 1)
     failure = summary.failures[0]
     assert failure.video_id == "b_hangs" and failure.stage == "timeout" and "longer than 2 s" in failure.error
@@ -314,13 +317,14 @@ def extract(name, decoder):
     base = peak_mb()
     runs[0] += 1
     summary = run_extraction(ExtractConfig(dataset="manifest", root={root!r} + "/" + name,
-                                           out_dir={out!r} + f"/{{runs[0]}}", model="cmdcl-tiny", frames=16,
+                                           out_dir={out!r} + f"/{{runs[0]}}", model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=16,
                                            workers=0, device="cpu", decoder=decoder, progress=False),
                              encoder=encoder, log=lambda m: None)
     assert summary.extracted == 1 and not summary.partial, summary
     return {{"base": base, "peak": peak_mb()}}
 
-encoder, runs, result = load_encoder("cmdcl-tiny", device="cpu", precision="fp32"), [0], {{}}
+encoder, runs, result = load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32"), [0], {{}}
 for decoder in {backends!r}:
     extract("short", decoder)  # warm-up: first-use allocations are not the video's
     result[decoder] = {{"short": extract("short", decoder), "long": extract("long", decoder)}}

@@ -212,8 +212,23 @@ def test_dataset_flags_reach_the_adapter(tmp_path, capsys):
 
 def test_extract_help_lists_the_dataset_options_per_dataset():
     result = run_cmdcl("extract", "--help")
-    text = " ".join(result.stdout.replace("│", " ").split())  # rich draws boxes around the help
+    text = " ".join(result.stdout.split())
     assert result.returncode == 0
     assert "breakfast: --split-scheme --stereo-channel --background --annotations --video-dir" in text
     assert "coin: --annotation --taxonomy --video-dir" in text and "charades: --annotations --video-dir" in text
     assert "ltar|s1|s2|s3|s4" in text
+
+
+def test_help_shows_bracketed_text_as_written():
+    """Rich markup took `[gpu]` and `[ours]` for style tags and dropped them; help is printed as written."""
+    from help_text import help_text
+
+    extract = help_text("extract")
+    assert "nvdec (GPU, cmdcl[gpu])" in extract
+    # The decoder default as the code applies it (decoders.DEFAULT_BY_CONTAINER), not "decord when installed".
+    from cmdcl.extract.decoders import DEFAULT_BY_CONTAINER
+
+    assert DEFAULT_BY_CONTAINER["mp4"] == "pyav" and DEFAULT_BY_CONTAINER["avi"] == "decord"
+    assert "decord for AVI when installed, PyAV for MP4" in extract
+    head = help_text("train-head")
+    assert head.count("[ours]") >= 5 and "pip install 'cmdcl[tensorboard]'" in head

@@ -56,6 +56,7 @@ def test_a_second_process_on_the_same_shard_is_refused_and_corrupts_nothing(data
     out, gate = tmp_path / "out", tmp_path / "gate"
     path = out / shard_name(0, 1)
     argv = ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+            "--pretrained", "random", "--patch-grid", "0",
             "--frames", "4", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress",
             "--flush-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -227,7 +227,9 @@ def test_extraction_stores_the_synthetic_vocabulary_and_labels_can_be_added_late
 
     root, options = write_synthetic(tmp_path / "world")
     summary = run_extraction(ExtractConfig(dataset="synthetic", root=str(root), out_dir=str(tmp_path / "f"),
-                                           model="cmdcl-tiny", frames=4, workers=0, progress=False, device="cpu",
+                                           model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=4, workers=0, progress=False,
+                                           device="cpu",
                                            precision="fp32", context_vocab=["synthetic"], dataset_options=options),
                              log=lambda m: None, encoder=encoder)
     fs = FeatureSet(summary.shard_path)
@@ -256,6 +258,7 @@ def test_charades_fixture_end_to_end_through_the_cli(tmp_path, capsys):
     root = write_charades(tmp_path / "charades", write_video=tiny)
     out = tmp_path / "feats"
     main(["extract", "--dataset", "charades", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+          "--pretrained", "random", "--patch-grid", "0",
           "--frames", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress",
           "--context-vocab", "places365"])
     main(["context-labels", str(out), "--vocab", "appearance", "--device", "cpu", "--csv", str(tmp_path / "l.csv")])
@@ -276,5 +279,6 @@ def test_charades_fixture_end_to_end_through_the_cli(tmp_path, capsys):
     assert "no video has a scene rarer than 0.4" in capsys.readouterr().err and not (tmp_path / "shifted.h5").exists()
     with pytest.raises(SystemExit):
         main(["extract", "--dataset", "charades", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0",
               "--context-vocab", "nosuchvocab"])
     assert "neither a built-in" in capsys.readouterr().err

@@ -38,7 +38,8 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(root: Path, out: Path, **overrides) -> ExtractConfig:
-    options = dict(dataset="manifest", root=str(root), out_dir=str(out), model="cmdcl-tiny", frames=8, batch_size=8,
+    options = dict(dataset="manifest", root=str(root), out_dir=str(out), model="cmdcl-tiny",
+                   pretrained="random", patch_grid=0, frames=8, batch_size=8,
                    workers=0, device="cpu", precision="fp32", progress=False, flush_every=1)
     return ExtractConfig(**{**options, **overrides})
 
@@ -104,6 +105,7 @@ main(sys.argv[3:])
 
 def extract_argv(root: Path, out: Path, *extra: str) -> list[str]:
     return ["extract", "--dataset", "manifest", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+            "--pretrained", "random", "--patch-grid", "0",
             "--frames", "8", "--batch-size", "8", "--workers", "0", "--device", "cpu", "--precision", "fp32",
             "--no-progress", "--flush-every", "1", *extra]
 

@@ -86,7 +86,8 @@ def test_extracts_end_to_end(name, encoder, tmp_path):
 
     root, options = written(name, tmp_path / name, write_video=tiny_video)
     index = load_dataset(name, root, **options)
-    cfg = ExtractConfig(dataset=name, root=str(root), out_dir=str(tmp_path / "out"), model="cmdcl-tiny", frames=4,
+    cfg = ExtractConfig(dataset=name, root=str(root), out_dir=str(tmp_path / "out"), model="cmdcl-tiny",
+                        pretrained="random", patch_grid=0, frames=4,
                         batch_size=16, workers=0, device="cpu", precision="fp32", progress=False,
                         dataset_options=options)
     summary = run_extraction(cfg, encoder=encoder)

@@ -419,7 +419,9 @@ def test_extract_cli_writes_every_missing_video_and_reads_charades_as_unpacked(t
         f.write("".join(f"{video_id},HR43,Kitchen,6,7,Yes,s,o,d,c001 1.00 2.00,10.00\n" for video_id in extra))
     out, summary_json = tmp_path / "feats", tmp_path / "summary.json"
     cli_main(["extract", "--dataset", "charades", "--root", str(root / "Charades"), "--out", str(out),
-              "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+              "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0", "--frames", "2", "--workers", "0", "--device", "cpu",
+              "--precision", "fp32",
               "--no-progress", "--summary-json", str(summary_json)])
     expected = sorted(extra + ["ZZMIS"])
     assert (out / "missing.txt").read_text().splitlines() == expected

@@ -124,3 +124,20 @@ def test_carved_validation_message_states_the_true_share(tmp_path):
     _, train_rows, val_rows = load_train_val(features, log=messages.append)
     assert len(val_rows) == 90 and len(train_rows) == 180
     assert "carved 90 of 270 train videos as validation (33%: --val-fraction 0.1 of each of 90 classes" in messages[0]
+
+
+def test_a_patch_head_on_a_file_without_patches_says_it_trains_the_frame_only_head(tmp_path, capsys):
+    """cmdcl's default head reads patch tokens; given frame-only features it says, at start-up, which head it
+    trains instead and how to get patches. With patches in the file, or a head that reads none, it is silent."""
+    note = "holds no patch tokens (patch_grid 0), so cmdcl trains its frame-only head"
+    tiny = ["--sta-layers", "1", "--heads", "2", "--width", "16", "--epochs", "1", "--device", "cpu",
+            "--no-progress", "--no-evaluate"]
+    for grid, method, said in ((0, "cmdcl", True), (2, "cmdcl", False), (0, "transformer", False)):
+        features = order_world(tmp_path / f"g{grid}.h5", train_per_class=3, test_per_class=1, frames=6, dim=8,
+                               grid=grid)
+        main(["train-head", "-f", str(features), "--method", method, "--out", str(tmp_path / f"{method}-{grid}"),
+              *tiny])
+        lines = [line for line in capsys.readouterr().out.splitlines() if "patch tokens" in line]
+        assert bool(lines) == said, (grid, method, lines)
+        if said:
+            assert len(lines) == 1 and note in lines[0] and "re-extract with --patch-grid 4" in lines[0]

@@ -104,7 +104,8 @@ def _features(tmp_path, name, seed):
                              min_seconds=3.0, max_seconds=4.0)
     root = generate_synthetic(tmp_path / name, config, progress=False)
     summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / f"{name}-f"),
-                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
+                                           model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=8, workers=0, progress=False),
                              log=lambda m: None)
     fs = FeatureSet(summary.shard_path)
     return (root / "manifest.csv").read_bytes(), fs.read_array("features", np.arange(len(fs)))

@@ -151,7 +151,9 @@ def test_predict_extracts_like_training_and_agrees_with_cached_features(tmp_path
                      "label": i % 2, "steps": ["s1"]})
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     main(["extract", "--dataset", "manifest", "--root", str(root), "--out", str(tmp_path / "feats"), "--model",
-          "cmdcl-tiny", "--frames", "6", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress"])
+          "cmdcl-tiny",
+          "--pretrained", "random", "--patch-grid", "0", "--frames", "6", "--workers", "0", "--device", "cpu",
+          "--precision", "fp32", "--no-progress"])
     features = tmp_path / "feats"
     main(["train-head", "--features", str(features), "--out", str(tmp_path / "run"), "--method", "transformer",
           "--sta-layers", "1", "--heads", "2", "--epochs", "2", "--val-fraction", "0", "--device", "cpu",

@@ -52,7 +52,8 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(dataset: Path, out: Path, **overrides) -> ExtractConfig:
-    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny", frames=FRAMES,
+    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny",
+                   pretrained="random", patch_grid=0, frames=FRAMES,
                    batch_size=12, workers=0, device="cpu", precision="fp32", progress=False, flush_every=2)
     options.update(overrides)
     return ExtractConfig(**options)
@@ -75,11 +76,15 @@ def reference(dataset, encoder, tmp_path_factory) -> Path:
 def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, reference):
     out = tmp_path / "feats"
     cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0",
               "--frames", str(FRAMES), "--batch-size", "12", "--workers", "2", "--device", "cpu",
               "--precision", "fp32", "--no-progress"])
     path = out / shard_name(0, 1)
     assert shard_is_done(path) and not path.with_name(path.name + ".parts").exists()
-    capsys.readouterr()
+    assert "encoder cmdcl-tiny with RANDOM weights (seed 0; not pretrained)" in capsys.readouterr().err
+    assert FeatureSet(path).attrs["random_weights"]  # the provenance says so too
+    cli_main(["inspect", str(out)])
+    assert "model cmdcl-tiny (RANDOM weights, seed 0: not pretrained" in capsys.readouterr().out
     cli_main(["inspect", str(out), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 6
@@ -93,6 +98,49 @@ def test_cli_extract_with_workers_then_inspect(dataset, tmp_path, capsys, refere
     assert pooled.keys() == single.keys()
     for vid in single:
         np.testing.assert_allclose(pooled[vid].astype(np.float32), single[vid].astype(np.float32), atol=2e-3)
+
+
+def extract_argv(dataset: Path, out: Path, *extra: str) -> list[str]:
+    return ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--frames", str(FRAMES),
+            "--batch-size", "12", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--no-progress", *extra]
+
+
+def test_random_weights_saved_to_a_file_load_back_through_pretrained(dataset, encoder, reference, tmp_path, capsys):
+    """--pretrained FILE loads the very weights saved: the same tensors, the same features as the in-memory model."""
+    import torch
+
+    from cmdcl.extract.models import file_sha256, load_encoder
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(encoder.model.state_dict(), weights)
+    loaded = load_encoder("cmdcl-tiny", str(weights), device="cpu", precision="fp32")
+    saved = encoder.model.state_dict()
+    assert loaded.model.state_dict().keys() == saved.keys()
+    assert all(torch.equal(tensor, saved[key]) for key, tensor in loaded.model.state_dict().items())
+    cli_main(extract_argv(dataset, tmp_path / "f", "--model", "cmdcl-tiny", "--pretrained", str(weights),
+                          "--patch-grid", "0"))
+    assert f"with weights {weights}" in capsys.readouterr().err
+    features = FeatureSet(tmp_path / "f")
+    assert features.attrs["weights_sha256"] == file_sha256(weights) and not features.attrs["random_weights"]
+    ours, theirs = by_id(features), by_id(FeatureSet(reference))
+    assert ours.keys() == theirs.keys()
+    for vid in theirs:
+        np.testing.assert_array_equal(ours[vid], theirs[vid])
+
+
+def test_weights_are_never_random_unless_asked_for(dataset, tmp_path, capsys, monkeypatch):
+    """No --pretrained: the model's published weights; cmdcl-tiny has none, and ViT-B-16's (openai) are not in
+    an empty cache offline: each stops in one line with its fix, before anything is written."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never touch the network
+    for model, words in (("cmdcl-tiny", ["cmdcl-tiny has no published weights", "--pretrained random"]),
+                         ("ViT-B-16", ["ViT-B-16-quickgelu pretrained=openai", "not available offline",
+                                       "--cache-dir"])):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(extract_argv(dataset, tmp_path / model, "--model", model, "--cache-dir", str(tmp_path / "cache")))
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_info.value.code == 2 and err.startswith("cmdcl: error: "), err
+        assert all(word in err for word in words), err
+        assert not list((tmp_path / model).glob("*.h5"))
 
 
 def test_records_hold_sampling_timestamps_labels_and_padding(reference):
@@ -211,6 +259,7 @@ main({argv!r})
 
 def start_slow_extraction(dataset: Path, out: Path) -> subprocess.Popen:
     argv = ["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(out), "--model", "cmdcl-tiny",
+            "--pretrained", "random", "--patch-grid", "0",
             "--frames", str(FRAMES), "--batch-size", "12", "--workers", "0", "--device", "cpu", "--precision",
             "fp32", "--no-progress", "--flush-every", "1"]
     return subprocess.Popen([sys.executable, "-c", SLOW_RUN.format(tests=str(TESTS), argv=argv)],
@@ -297,7 +346,9 @@ def test_cli_rejects_bad_options(dataset, tmp_path, capsys, argv, message):
 def test_strict_exits_nonzero_on_failures(dataset, reference):
     with pytest.raises(SystemExit) as exc:
         cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(reference.parent / "strict"),
-                  "--model", "cmdcl-tiny", "--frames", "2", "--workers", "0", "--device", "cpu", "--no-progress",
+                  "--model", "cmdcl-tiny",
+                  "--pretrained", "random", "--patch-grid", "0", "--frames", "2", "--workers", "0", "--device", "cpu",
+                  "--no-progress",
                   "--strict", "--limit", "2"])  # first two ids sorted: bad_trunc, bad_zero
     assert exc.value.code == 1
 
@@ -396,6 +447,7 @@ def test_cli_extract_coin_with_its_published_taxonomy(tmp_path, capfd):
     root = write_coin(tmp_path / "coin", write_video=tiny_video, taxonomy="taxonomy.xlsx")
     out = tmp_path / "feats"
     cli_main(["extract", "--dataset", "coin", "--root", str(root), "--out", str(out), "--model", "cmdcl-tiny",
+              "--pretrained", "random", "--patch-grid", "0",
               "--frames", "4", "--batch-size", "16", "--workers", "0", "--device", "cpu", "--precision", "fp32",
               "--no-progress"])
     printed = "".join(capfd.readouterr())

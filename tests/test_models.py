@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from cmdcl.core.errors import CmdclError, WeightsError
+from cmdcl.extract.architecture import default_pretrained, resolve_architecture
 from cmdcl.extract.models import FrozenEncoder, file_sha256, load_encoder
 from cmdcl.extract.preprocess import FramePreprocessor
 from video_fixtures import write_test_video
@@ -36,7 +37,7 @@ def cpu_encoder(model_name: str = MODEL, **kwargs) -> FrozenEncoder:
 
 @pytest.fixture(scope="module")
 def tiny() -> FrozenEncoder:
-    return cpu_encoder(seed=0)
+    return cpu_encoder(pretrained="random", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +98,8 @@ def fill_hf_cache(cache, repo: str, state_dict) -> str:
 # ----------------------------------------------------------------------------------- random weights
 
 def test_random_weights_are_deterministic_per_seed(tiny, pixels):
-    again = cpu_encoder(MODEL, seed=0)
-    other = cpu_encoder(MODEL, seed=1)
+    again = cpu_encoder(MODEL, pretrained="random", seed=0)
+    other = cpu_encoder(MODEL, pretrained="none", seed=1)  # none: the same as random
     assert again.weights_sha256 == tiny.weights_sha256
     assert torch.equal(again.encode_frames(pixels), tiny.encode_frames(pixels))
     assert other.weights_sha256 != tiny.weights_sha256
@@ -117,7 +118,7 @@ def test_provenance_labels_random_weights_and_preprocessing(tiny):
                                   "mean": list(open_clip.OPENAI_DATASET_MEAN),
                                   "std": list(open_clip.OPENAI_DATASET_STD), "crop": "center"}
     json.dumps(prov)  # storable as an HDF5 JSON attribute
-    assert cpu_encoder("cmdcl/tiny").model_name == MODEL  # recorded in open_clip's spelling
+    assert cpu_encoder("cmdcl/tiny", pretrained="random").model_name == MODEL  # recorded in open_clip's spelling
 
 
 def test_encoder_is_frozen(tiny):
@@ -125,6 +126,42 @@ def test_encoder_is_frozen(tiny):
     assert all(not p.requires_grad for p in tiny.model.parameters())
     out = tiny.encode_frames(torch.zeros(1, 3, 32, 32))
     assert not out.requires_grad and out.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------- default weights
+
+def test_no_pretrained_means_the_models_published_weights():
+    """ViT-B-16 without --pretrained: open_clip's openai weights, built with QuickGELU as they were trained."""
+    arch = resolve_architecture("ViT-B-16", None)
+    assert (arch.kind, arch.source, arch.recorded_name) == ("tag", "openai", "ViT-B-16-quickgelu") and arch.quick_gelu
+    assert resolve_architecture("ViT-B-16", "").source == "openai"
+    assert "openai" not in open_clip.list_pretrained_tags_by_model("ViT-H-14")  # no openai tag: open_clip's first
+    assert default_pretrained("ViT-H-14") == open_clip.list_pretrained_tags_by_model("ViT-H-14")[0]
+    assert {resolve_architecture("ViT-B-16", name).kind for name in ("random", "none", "RANDOM")} == {"random"}
+
+
+def test_default_weights_not_had_offline_fail_in_one_line_with_the_fix(tmp_path, offline):
+    with pytest.raises(WeightsError) as caught:
+        load_encoder("ViT-B-16", device="cpu", cache_dir=str(tmp_path / "empty"))
+    message = str(caught.value)
+    assert "\n" not in message and "ViT-B-16-quickgelu pretrained=openai" in message
+    assert "--cache-dir" in message and "--pretrained" in message
+    assert offline == []  # HF_HUB_OFFLINE set: not even a probe
+
+
+def test_a_model_without_published_weights_must_be_told_which():
+    with pytest.raises(CmdclError, match="cmdcl-tiny has no published weights") as caught:
+        cpu_encoder(MODEL)
+    assert "\n" not in str(caught.value) and "--pretrained random" in str(caught.value)
+
+
+def test_the_default_tag_is_loaded_and_recorded_by_its_name(tiny, pixels, tmp_path, monkeypatch, offline):
+    fill_hf_cache(tmp_path / "hub", "cmdcl-test/tiny", tiny.model.state_dict())
+    register_tags(monkeypatch, {"first": {"hf_hub": "cmdcl-test/tiny/"}, "second": {"hf_hub": "cmdcl-test/none/"}})
+    encoder = cpu_encoder(MODEL, cache_dir=str(tmp_path / "hub"))
+    assert encoder.pretrained == "first" and not encoder.random_weights and not encoder.provenance()["random_weights"]
+    assert torch.equal(encoder.encode_frames(pixels), tiny.encode_frames(pixels))
+    assert tiny.random_weights and tiny.provenance()["random_weights"] and "RANDOM weights" in tiny.describe()
 
 
 # ------------------------------------------------------------------------------------ weight files
@@ -253,23 +290,23 @@ def test_unknown_tag_and_missing_file():
 def test_precision_and_device_choices():
     for precision in ("fp16", "amp-fp16"):
         with pytest.raises(CmdclError, match="needs a CUDA device"):
-            cpu_encoder(precision=precision)
+            cpu_encoder(pretrained="random", precision=precision)
     with pytest.raises(CmdclError, match="fp8"):
-        cpu_encoder(precision="fp8")
+        cpu_encoder(pretrained="random", precision="fp8")
     if not torch.cuda.is_available():
         with pytest.raises(CmdclError, match="CUDA"):
-            load_encoder(MODEL, device="cuda")
+            load_encoder(MODEL, "random", device="cuda")
 
 
 @pytest.mark.parametrize("precision,weights", [("fp32", torch.float32), ("bf16", torch.bfloat16),
                                                ("amp-bf16", torch.float32)])
 def test_precision_decides_the_weights_dtype_and_is_recorded(precision, weights, pixels):
-    encoder = cpu_encoder(precision=precision)
+    encoder = cpu_encoder(pretrained="random", precision=precision)
     assert {p.dtype for p in encoder.model.parameters()} == {weights}
     prov = encoder.provenance()
     assert prov["precision"] == precision and prov["device_type"] == "cpu"
     assert prov["weights_dtype"] == str(weights).replace("torch.", "")
-    assert prov["weights_sha256"] == cpu_encoder().weights_sha256  # the same weights, whatever the dtype
+    assert prov["weights_sha256"] == cpu_encoder(pretrained="random").weights_sha256  # same weights, any dtype
     frames, patches = encoder.encode_frames(pixels, patch_grid=2)
     texts = encoder.encode_texts(["a person cooking"])
     assert frames.dtype == patches.dtype == texts.dtype == torch.float32
@@ -291,8 +328,8 @@ def real_frames(tmp_path, image_size: int) -> torch.Tensor:
 
 def half_precision_cosines(model_name: str, device: str, precision: str, tmp_path) -> torch.Tensor:
     """Per-frame cosine between the embeddings of half-precision weights and of the fp32 model."""
-    reference = load_encoder(model_name, device=device, precision="fp32")
-    half = load_encoder(model_name, device=device, precision=precision)
+    reference = load_encoder(model_name, "random", device=device, precision="fp32")
+    half = load_encoder(model_name, "random", device=device, precision=precision)
     frames = real_frames(tmp_path, reference.image_size)
     return (half.encode_frames(frames) * reference.encode_frames(frames)).sum(-1)
 
@@ -361,7 +398,7 @@ def test_count_tokens_includes_start_and_end(tiny):
 
 @needs_cuda
 def test_auto_on_cuda_is_fp16_weights_and_takes_cpu_tensors(tiny, pixels):
-    encoder = load_encoder(MODEL, seed=0)  # device auto: the GPU
+    encoder = load_encoder(MODEL, "random", seed=0)  # device auto: the GPU
     assert encoder.device.type == "cuda" and encoder.precision == "fp16"
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float16}
     assert encoder.provenance()["weights_dtype"] == "float16"

@@ -159,8 +159,9 @@ def test_extraction_without_nvdec_uses_pyav_or_stops(tmp_path, monkeypatch):
     write_test_video(root / "a.mp4", num_frames=12)
     (root / "manifest.csv").write_text("video_id,path,split,label\na,a.mp4,test,cook\n")
     (root / "classes.txt").write_text("cook\n")
-    encoder = load_encoder("cmdcl-tiny", device="cpu", precision="fp32")
-    options = dict(dataset="manifest", root=str(root), model="cmdcl-tiny", frames=4, workers=0, device="cpu",
+    encoder = load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32")
+    options = dict(dataset="manifest", root=str(root), model="cmdcl-tiny",
+                   pretrained="random", patch_grid=0, frames=4, workers=0, device="cpu",
                    precision="fp32", progress=False, decoder="nvdec")
     with pytest.raises(CmdclError, match="nvdec"):
         run_extraction(ExtractConfig(out_dir=str(tmp_path / "strict"), fallback=False, **options), encoder=encoder,
@@ -183,9 +184,12 @@ def test_extraction_decodes_nvdec_in_process_with_keyframe_seeking(fake_nvc, h26
     (root / "manifest.csv").write_text("video_id,path,split,label\nclip,clip.mp4,test,cook\n")
     (root / "classes.txt").write_text("cook\n")
     summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "out"),
-                                           model="cmdcl-tiny", frames=4, workers=2, device="cpu", precision="fp32",
+                                           model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=4, workers=2, device="cpu",
+                                           precision="fp32",
                                            progress=False, decoder="nvdec", seek="keyframe"),
-                             encoder=load_encoder("cmdcl-tiny", device="cpu", precision="fp32"), log=lambda m: None)
+                             encoder=load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32"),
+                             log=lambda m: None)
     assert summary.extracted == 1 and summary.fallbacks == 0 and fake_nvc.calls
     stored = FeatureSet(summary.shard_path)
     assert stored.attrs["decoder"] == "nvdec"
@@ -217,6 +221,7 @@ def test_real_nvdec_extraction_needs_no_fallback(h264, tmp_path):
     (root / "manifest.csv").write_text("video_id,path,split,label\nclip,clip.mp4,test,cook\n")
     (root / "classes.txt").write_text("cook\n")
     summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "out"),
-                                           model="cmdcl-tiny", frames=8, workers=2, progress=False,
+                                           model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=8, workers=2, progress=False,
                                            decoder="nvdec"), log=lambda m: None)
     assert summary.extracted == 1 and summary.fallbacks == 0

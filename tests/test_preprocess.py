@@ -31,7 +31,7 @@ def natural_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_encoder("cmdcl-tiny", device="cpu", seed=0)  # explicit: "auto" would pick a GPU
+    return load_encoder("cmdcl-tiny", "random", device="cpu", seed=0)  # explicit: "auto" would pick a GPU
 
 
 def vit_b16_reference():

@@ -86,7 +86,8 @@ def test_extract_names_the_weights_in_the_feature_provenance(world, trained, tmp
 
     out, _, _ = trained
     main(["extract", "--dataset", "manifest", "--root", str(world), "--out", str(tmp_path / "f"), "--model",
-          "cmdcl-tiny", "--pretrained", str(out), "--frames", "4", "--workers", "0", "--splits", "train,test"])
+          "cmdcl-tiny",
+          "--patch-grid", "0", "--pretrained", str(out), "--frames", "4", "--workers", "0", "--splits", "train,test"])
     provenance = FeatureSet(sorted((tmp_path / "f").glob("*.h5"))[0]).provenance()
     assert provenance["weights_file"] == str(out.absolute())
     assert provenance["weights_sha256"] == file_sha256(out)

@@ -68,7 +68,8 @@ def test_the_own_videos_commands_and_the_python_example_run(tmp_path, monkeypatc
     (root / "manifest.csv").write_text(blocks["manifest.csv"])
     write_videos(root, blocks["manifest.csv"])
     weights = tmp_path / "cmdcl-tiny-random.pt"
-    torch.save(load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=0).model.state_dict(), weights)
+    encoder = load_encoder("cmdcl-tiny", pretrained="random", device="cpu", precision="fp32", seed=0)
+    torch.save(encoder.model.state_dict(), weights)
 
     for argv in commands(blocks["shell"]):
         assert argv[0] == "cmdcl", argv

@@ -53,7 +53,7 @@ def _make_run(work: Path) -> Path:
 
     demo = Path("runs/demo")
     (demo / "pretrain").mkdir(parents=True)
-    torch.save(load_encoder("cmdcl-tiny", device="cpu", precision="fp32", seed=7).model.state_dict(),
+    torch.save(load_encoder("cmdcl-tiny", "random", device="cpu", precision="fp32", seed=7).model.state_dict(),
                demo / "pretrain" / "weights.pt")
     videos = Path("videos")
     videos.mkdir()
@@ -65,7 +65,8 @@ def _make_run(work: Path) -> Path:
                      "label": i % 2, "steps": []})
     (videos / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     main(["extract", "--dataset", "manifest", "--root", "videos", "--out", "runs/demo/features", "--model",
-          "cmdcl-tiny", "--pretrained", "runs/demo/pretrain/weights.pt", "--frames", "6", "--workers", "0",
+          "cmdcl-tiny",
+          "--patch-grid", "0", "--pretrained", "runs/demo/pretrain/weights.pt", "--frames", "6", "--workers", "0",
           "--device", "cpu", "--precision", "fp32", "--no-progress"])
     main(["train-head", "--features", "runs/demo/features", "--out", "runs/demo/linear", "--method", "linear",
           "--epochs", "1", "--val-fraction", "0", "--device", "cpu", "--no-progress", "--no-evaluate"])

@@ -33,7 +33,8 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(dataset: Path, out: Path, **overrides) -> ExtractConfig:
-    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny", frames=F,
+    options = dict(dataset="manifest", root=str(dataset), out_dir=str(out), model="cmdcl-tiny",
+                   pretrained="random", patch_grid=0, frames=F,
                    batch_size=16, workers=0, device="cpu", precision="fp32", progress=False)
     return ExtractConfig(**{**options, **overrides})
 

@@ -31,7 +31,8 @@ def extracted(tmp_path_factory, encoder) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("spatial")
     root = generate_synthetic(tmp / "world", WORLD, progress=False)
     summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp / "f"),
-                                           model="cmdcl-tiny", frames=8, workers=0, progress=False, device="cpu",
+                                           model="cmdcl-tiny",
+                                           pretrained="random", frames=8, workers=0, progress=False, device="cpu",
                                            precision="fp32", patch_grid=2), log=lambda m: None, encoder=encoder)
     assert summary.failed == 0
     return root, Path(summary.shard_path)
@@ -191,7 +192,9 @@ def test_a_manifest_carries_boxes_and_factors(tmp_path, encoder):
     assert index.confounder_names == ["room"]
     assert [item.confounders for item in index.items] == [{"room": 2}, {"room": -1}]
     run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"), model="cmdcl-tiny",
-                                 frames=4, workers=0, progress=False, device="cpu", precision="fp32"),
+
+                                 pretrained="random", patch_grid=0, frames=4, workers=0, progress=False, device="cpu",
+                                 precision="fp32"),
                    log=lambda m: None, encoder=encoder)
     fs = FeatureSet(tmp_path / "f" / shard_name(0, 1))
     boxes = fs.read_boxes(np.arange(2))

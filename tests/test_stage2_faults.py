@@ -159,7 +159,8 @@ def _poison(source: Path, target: Path, name: str, rows: list[int]) -> list[str]
 def test_non_finite_features_are_refused_before_training_or_scoring(world, tmp_path, capsys):
     ids = _poison(world, tmp_path / "nan.h5", "features", [1, 5, 7])
     err = fails(train_argv(tmp_path / "nan.h5", tmp_path / "run"), capsys)
-    assert f"{tmp_path / 'nan.h5'}: NaN/inf in /videos/features of video(s) " in err
+    assert f"{tmp_path / 'nan.h5'}: NaN/inf in /videos/features of split 'train', video(s) " in err
+    assert "nothing was" not in err and "no head can train on or score them" in err
     assert all(repr(v) in err for v in ids) and "order-world" in err and "cmdcl verify" in err
     assert not (tmp_path / "run").exists()  # nothing trained (the lock's folder removed again)
 
@@ -170,13 +171,43 @@ def test_non_finite_features_are_refused_before_training_or_scoring(world, tmp_p
     assert "NaN/inf in /videos/features" in err and not list((tmp_path / "good").glob("predictions_*"))
 
 
+def _poison_split(source: Path, target: Path, split: str) -> list[str]:
+    with h5py.File(source, "r") as f:
+        rows = [int(j) for j in np.flatnonzero(f["videos/split"][:] == split.encode())[:2]]
+    return _poison(source, target, "features", rows)
+
+
+def test_non_finite_features_in_a_split_scored_after_training_stop_the_run_before_it_trains(tmp_path, capsys):
+    """NaN in the test split: train-head scores it after training, so it refuses before training, with the
+    split named; NaN in a split the run never reads (here 'extra', or test under --no-evaluate) stops nothing."""
+    world = order_world(tmp_path / "w.h5", train_per_class=4, test_per_class=2, frames=6, dim=8,
+                        extra_splits=("extra",))
+    ids = _poison_split(world, tmp_path / "nan-test.h5", "test")
+    argv = train_argv(tmp_path / "nan-test.h5", tmp_path / "run")
+    argv.remove("--no-evaluate")
+    err = fails(argv, capsys)
+    assert "NaN/inf in /videos/features of split 'test', video(s) " in err and all(repr(v) in err for v in ids)
+    assert "(dataset order-world)" in err and "nothing was" not in err
+    assert not list(tmp_path.glob("run/**/*.pt"))  # refused before any checkpoint was written
+    assert "split 'test'" in fails([*argv, "--seeds", "0,1"], capsys)  # --seeds: checked once, before any seed trains
+    assert not list(tmp_path.glob("run/**/*.pt"))
+
+    main(train_argv(tmp_path / "nan-test.h5", tmp_path / "unscored"))  # --no-evaluate: the test split is not read
+    assert (tmp_path / "unscored" / "best.pt").is_file()
+    _poison_split(world, tmp_path / "nan-extra.h5", "extra")
+    argv = train_argv(tmp_path / "nan-extra.h5", tmp_path / "scored")
+    argv.remove("--no-evaluate")
+    main(argv)
+    assert (tmp_path / "scored" / "metrics_test.json").is_file()
+
+
 def test_non_finite_patches_are_refused_in_memory_and_memmap_mode(tmp_path):
     from cmdcl.head.data import FeatureData
 
     grid = order_world(tmp_path / "g.h5", train_per_class=3, test_per_class=1, frames=6, dim=8, grid=2)
     ids = _poison(grid, tmp_path / "nan.h5", "patches", [2])
     for mode in ("memory", "memmap"):
-        with pytest.raises(CmdclError, match=re.escape(f"NaN/inf in /videos/patches of video(s) {ids[0]!r}")):
+        with pytest.raises(CmdclError, match=re.escape(f"NaN/inf in /videos/patches of split 'train', video(s) {ids[0]!r}")):
             FeatureData(tmp_path / "nan.h5", "train", use_patches=True, mode=mode, log=lambda m: None)
     assert len(FeatureData(tmp_path / "nan.h5", "train", use_patches=False, mode="memmap", log=lambda m: None))
 
@@ -270,7 +301,9 @@ def test_full_disk_during_extract_stops_cleanly_and_resumes(tmp_path, encoder, m
     (root / "manifest.csv").write_text("video_id,path,split,label\n" + "".join(
         f"v{i},videos/v{i}.mp4,train,{i % 2}\n" for i in range(4)))
     cfg = ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "feats"), model="cmdcl-tiny",
-                        frames=4, batch_size=4, workers=0, device="cpu", precision="fp32", progress=False,
+
+                        pretrained="random", patch_grid=0, frames=4, batch_size=4, workers=0, device="cpu",
+                        precision="fp32", progress=False,
                         flush_every=1)
     real_open, parts = open, [0]
 

@@ -20,7 +20,7 @@ LONG_NAME = "carefully " + "and slowly " * 40 + "pour the milk"
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_encoder("cmdcl-tiny", device="cpu", seed=0)  # explicit: "auto" would pick a GPU
+    return load_encoder("cmdcl-tiny", "random", device="cpu", seed=0)  # explicit: "auto" would pick a GPU
 
 
 def test_shapes_templates_and_unit_norm(tiny):

@@ -154,7 +154,8 @@ def extract_tiny_world(tmp_path: Path, train_per_class: int = 2, test_per_class:
                             pretrain_per_class=0, width=48, height=32, fps=4, min_seconds=3.0, max_seconds=4.0)
     root = generate_synthetic(tmp_path / "world", world, progress=False)
     summary = run_extraction(ExtractConfig(dataset="manifest", root=str(root), out_dir=str(tmp_path / "f"),
-                                           model="cmdcl-tiny", frames=8, workers=0, progress=False),
+                                           model="cmdcl-tiny",
+                                           pretrained="random", patch_grid=0, frames=8, workers=0, progress=False),
                              log=lambda m: None)
     return root, summary.shard_path
 

@@ -31,7 +31,7 @@ from cmdcl.core.distributed import world_from_env
 from cmdcl.core.errors import CmdclError
 
 from ..model.config import HeadConfig
-from ..data import FeatureData, load_train_data
+from ..data import FeatureData, load_run_data
 from .run_files import run_lock
 from .runtime import stop_on_sigint
 from .seed_runs import read_seeds, seed_dir, write_seeds
@@ -121,8 +121,8 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
         cfg.check()
         key = _data_key(cfg)
         if key not in datasets:
-            datasets[key] = data if data is not None else load_train_data(features, cfg.frames, cfg.patches_wanted(),
-                                                                           cfg.data_mode, log=say)
+            datasets[key] = data if data is not None else load_run_data(features, cfg.frames, cfg.patches_wanted(),
+                                                                         cfg.data_mode, log=say, score_after=evaluate)
     _SHARED.update(features=features, jobs=list(jobs), datasets=datasets, kwargs=train_kwargs, log=say,
                    prefix=workers > 1 and len(jobs) > 1, evaluate=list(evaluate))
     try:

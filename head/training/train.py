@@ -35,7 +35,7 @@ from cmdcl.core.version import code_version
 from ..model.checkpoint import (Checkpoint, ModelArgs, check_compatible, check_resume_dims, rng_state,
                                 save_checkpoint, set_rng_state)
 from ..model.config import HeadConfig
-from ..data import FeatureData, epoch_batches, load_train_data, train_val_rows
+from ..data import FeatureData, epoch_batches, load_run_data, patches_note, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
 from .grounding_loss import grounding_targets
@@ -132,7 +132,7 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
 
     resume: "auto" (continue from out_dir/last.pt when it exists), "never", or a checkpoint path.
     on_step: called after every optimiser step with {"epoch", "step", "global_step", "loss"} (tests use it).
-    data: the features already read (`load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode)`),
+    data: the features already read (`load_run_data(features, ..., score_after=evaluate)`, which also checks those),
     so that several runs on the same features (seeds: head/training/seeds.py) read them once; validation rows are
     still chosen by this run's seed, so the run is the one `train(features, ...)` would make.
     report_to: live loggers, "tensorboard" and/or "wandb" (head/training/loggers.py), rank 0 only.
@@ -165,8 +165,8 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
             seed_everything(cfg.seed)
             clear_stop()
             handlers = install_signal_handlers()
-            ctx, model = _setup(data or _load(features, cfg, say), out_dir, cfg, saved, resume_path, dev, dist, rank,
-                                world, say, deterministic)
+            ctx, model = _setup(data or _load(features, cfg, say, evaluate), out_dir, cfg, saved, resume_path, dev,
+                                dist, rank, world, say, deterministic)
             ctx.on_step, ctx.progress, ctx.loggers = on_step, progress, loggers
             result = _score_only(ctx, model) if ctx.num_params == 0 else _fit(ctx, model, saved, resume_path)
         finally:
@@ -188,8 +188,8 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
 
 # ---------------------------------------------------------------------------------------------- setup
 
-def _load(features, cfg: HeadConfig, say: Callable[[str], None]) -> FeatureData:
-    return load_train_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say)
+def _load(features, cfg: HeadConfig, say: Callable[[str], None], evaluate: Sequence[str]) -> FeatureData:
+    return load_run_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say, score_after=evaluate)
 
 
 def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, resume_path: Path | None,
@@ -197,8 +197,8 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
            deterministic: bool) -> tuple[RunContext, nn.Module]:
     """Head (seeded, dictionaries fitted or weights restored), this seed's rows and the run folder's files."""
     if cfg.use_patches is None:  # auto, resolved from the data read for it, so the checkpoint records what was used
+        say(patches_note(data, cfg.method, reads_patches=cfg.patches_wanted() is None))
         cfg = dataclasses.replace(cfg, use_patches=data.use_patches)
-        say(f"--use-patches unset (auto): patches {'on' if data.use_patches else 'off'}, P={data.patches_per_frame}.")
     wanted_frames = cfg.frames if 0 < cfg.frames < data.feature_set.dims["F"] else data.feature_set.dims["F"]
     if (data.use_patches, data.frames) != (cfg.use_patches, wanted_frames):
         raise CmdclError(f"the features given to train() were read with {data.frames} frames, use_patches "
