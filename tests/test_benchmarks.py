@@ -157,3 +157,13 @@ def test_ablation_writes_seed_runs_and_the_demo_table(tmp_path, capsys):
     assert "(reference)" in next(line for line in printed.splitlines() if line.startswith("cmdcl "))
     assert (out / "compare-test_ood" / "compare.json").is_file()
     assert ablation.row_config("cmdcl-legacy", 0, 2, 0).mediator == "cosine"
+
+
+def test_oracle_cost_tiny_times_both_parts_of_world_and_extraction(tmp_path, capsys):
+    cost = load_script("oracle_cost")
+    assert cost.main(["--tiny", "--out", str(tmp_path / "cost")]) == 0
+    record = json.loads((tmp_path / "cost" / "cost.json").read_text())
+    # 6 classes x (train 2 + test 1 + test_ood 1 + pretrain 1) rendered first, then train_unconfounded 2 per class
+    assert record["world"]["others_videos"] == 6 * 5 and record["world"]["oracle_videos"] == 6 * 2
+    assert record["extraction"]["others_videos"] == 6 * 4 and record["extraction"]["oracle_videos"] == 6 * 2
+    assert "added:" in capsys.readouterr().out
