@@ -141,9 +141,10 @@ def demo(
     row_config: List[str] = typer.Option([], "--row-config", help="NAME=FILE (repeatable): a row trained with the "
                                          "HeadConfig options of a YAML/JSON file (e.g. a run's config.json); "
                                          "replaces the row NAME or adds one, always trained."),
-    oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train transformer and cmdcl (when rows) on "
+    oracle: bool = typer.Option(False, "--oracle/--no-oracle", help="Also train transformer and cmdcl (when rows) on "
                                 "the world's train_unconfounded split (rows <row>-unconfounded) and print their "
-                                "residual confounding, OOD(unconfounded) - OOD(train), with paired intervals."),
+                                "residual confounding, OOD(unconfounded) - OOD(train), with paired intervals "
+                                "(about a third more training time)."),
     patch_layer: int = typer.Option(-1, help="Encoder block whose patch tokens are stored (extract's --patch-layer: "
                                              "-1 the last, 0 the first)."),
     motion_timing: str = typer.Option(_DEFAULTS.motion_timing, help=_TIMING_HELP),

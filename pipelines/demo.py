@@ -65,8 +65,10 @@ class DemoConfig:
     rows: dict = field(default_factory=dict)
     report: bool = True
     # Also train ORACLE_ROWS on the world's train_unconfounded split (rows <row>-unconfounded) and show each
-    # one's residual confounding, OOD(oracle) - OOD(row), with paired intervals.
-    oracle: bool = True
+    # one's residual confounding, OOD(oracle) - OOD(row), with paired intervals. Off by default: the two rows
+    # x 3 seeds add about a third to the training stage, which would take the demo past its time budget
+    # (docs/BENCHMARKS.md); the world and the features always hold the split, so turning it on reuses both.
+    oracle: bool = False
     patch_layer: int = -1  # the encoder block whose patch tokens are stored (extract's --patch-layer; -1: last)
 
     def trained_rows(self) -> tuple[str, ...]:

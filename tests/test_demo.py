@@ -18,7 +18,7 @@ from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
 
 def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     sizes = ["--epochs", "3", "--videos-per-class", "8", "--test-per-class", "3", "--pretrain-per-class", "3",
-             "--pretrain-epochs", "2", "--seeds", "0,1"]
+             "--pretrain-epochs", "2", "--seeds", "0,1", "--oracle"]
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
     printed = capsys.readouterr().out
     for run in DEMO_RUNS:
@@ -27,7 +27,7 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     assert "t-grnd" in printed.splitlines()[printed.splitlines().index(next(
         line for line in printed.splitlines() if line.startswith("method ")))]
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
-    oracles = ["transformer-unconfounded", "cmdcl-unconfounded"]  # --oracle (default): trained on train_unconfounded
+    oracles = ["transformer-unconfounded", "cmdcl-unconfounded"]  # --oracle: trained on train_unconfounded
     assert [r["method"] for r in results["results"]] == list(DEMO_RUNS) + oracles
     assert "residual confounding = OOD top-1" in printed and set(results["residual_confounding"]) == {"transformer",
                                                                                                       "cmdcl"}
@@ -127,9 +127,10 @@ def test_same_seed_same_manifest_and_features_different_seed_differs(tmp_path):
 def test_oracle_rows_and_the_residual_confounding_table(tmp_path):
     """--oracle adds <row>-unconfounded for transformer and cmdcl when they are rows; the residual is the oracle's
     OOD top-1 minus the row's, paired over the same videos and seeds."""
-    assert DemoConfig().trained_rows() == (*DEMO_RUNS, "transformer-unconfounded", "cmdcl-unconfounded")
-    assert DemoConfig(methods=("linear", "cmdcl")).trained_rows() == ("linear", "cmdcl", "cmdcl-unconfounded")
-    assert DemoConfig(oracle=False).trained_rows() == tuple(DEMO_RUNS)
+    assert DemoConfig(oracle=True).trained_rows() == (*DEMO_RUNS, "transformer-unconfounded", "cmdcl-unconfounded")
+    assert DemoConfig(oracle=True, methods=("linear", "cmdcl")).trained_rows() == ("linear", "cmdcl",
+                                                                                   "cmdcl-unconfounded")
+    assert DemoConfig().trained_rows() == tuple(DEMO_RUNS)  # off by default (the demo's time budget)
     _fake_run(tmp_path, "cmdcl", {"test": [9, 9], "test_ood": [4, 6]}, {})
     _fake_run(tmp_path, "cmdcl-unconfounded", {"test": [8, 8], "test_ood": [7, 8]}, {})
     _fake_run(tmp_path, "linear", {"test": [8, 8], "test_ood": [5, 5]}, {})
