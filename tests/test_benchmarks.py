@@ -112,7 +112,8 @@ def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
 def test_synthetic_world_tiny_times_every_stage(tmp_path, capsys):
     bench = load_script("synthetic_world")
     result = bench.main(["--tiny", "--sample", "10", "--json", str(tmp_path / "w.json")])
-    assert result["videos"] == 6 * 5 and result["timed"] == 10
+    # + train_unconfounded (as many as train); every (42 // 10)-th video is timed
+    assert result["videos"] == 6 * (5 + 2) and result["timed"] == len(range(0, 42, 42 // 10))
     assert set(result["seconds_world"]) == {"render", "boxes", "write"}
     assert json.loads((tmp_path / "w.json").read_text())["frames"] == result["frames"]
     assert "ms/video" in capsys.readouterr().out
