@@ -16,8 +16,10 @@ from typing import Any, Iterator, Mapping, Sequence
 # pipeline, same sampling, same layout.
 COMPATIBILITY_KEYS = (
     "format_version", "model_name", "pretrained", "weights_sha256", "image_size", "preprocess",
-    "sampler", "frames", "patch_grid", "embed_dim", "precision", "dataset",
+    "sampler", "frames", "patch_grid", "patch_layer", "embed_dim", "precision", "dataset",
 )
+# What a file written before an attribute existed meant by it: the patch tokens were the last block's.
+ADDED_ATTRIBUTES = {"patch_layer": -1}
 # A shard's part files, written by an interrupted run, may only be resumed by a run with these equal too.
 RESUME_KEYS = (*COMPATIBILITY_KEYS, "shard_index", "num_shards")
 # Shards of one dataset could be combined without these, but must not differ in them.

@@ -32,10 +32,11 @@ class PendingVideo:
 class BatchEncoder:
     """Collects preprocessed frames of several videos and encodes them `batch_size` frames at a time."""
 
-    def __init__(self, encoder, batch_size: int, patch_grid: int):
+    def __init__(self, encoder, batch_size: int, patch_grid: int, patch_layer: int = -1):
         self.encoder = encoder
         self.batch_size = batch_size
         self.patch_grid = patch_grid
+        self.patch_layer = patch_layer  # the transformer block whose patch tokens are stored (models.py)
         self.queue: deque[PendingVideo] = deque()
         self.queued_frames = 0
         self.seconds = 0.0
@@ -69,7 +70,8 @@ class BatchEncoder:
         start = time.perf_counter()
         try:
             pixels = torch.cat([p.pixels[s:s + n] for p, s, n in segments])
-            out = self.encoder.encode_frames(pixels, patch_grid=self.patch_grid)
+            out = (self.encoder.encode_frames(pixels, patch_grid=self.patch_grid, patch_layer=self.patch_layer)
+                   if self.patch_grid > 0 else self.encoder.encode_frames(pixels))
             features, patches = out if self.patch_grid > 0 else (out, None)
             features = _as_numpy(features)
             patches = _as_numpy(patches) if patches is not None else None

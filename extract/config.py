@@ -67,6 +67,9 @@ class ExtractConfig:
     patch_grid: int = field(default=4, metadata=_help(
         "Also store G x G pooled patch tokens per frame, (1 + G*G) tokens per frame in all; 0: frame embeddings "
         "only (about 17x smaller files; cmdcl then trains its frame-only head)."))
+    patch_layer: int = field(default=-1, metadata=_help(
+        "Image-tower block whose patch tokens --patch-grid stores: -1 the last, -2 the penultimate (common with "
+        "CLIP), 0 the first, k block k (0-based)."))
     batch_size: int = field(default=256, metadata=_help("Frames per encoder batch."))
     # Programmatic default 4; the CLI default is one per core (default_workers).
     workers: int = field(default=4, metadata=_help(
@@ -118,6 +121,9 @@ class ExtractConfig:
             raise CmdclError(f"--workers {self.workers}: must be 0 (decode in this process) or more.")
         if self.patch_grid < 0:
             raise CmdclError(f"--patch-grid {self.patch_grid}: must be 0 (off) or a grid size >= 1.")
+        if self.patch_layer != -1 and self.patch_grid <= 0:
+            raise CmdclError(f"--patch-layer {self.patch_layer}: only patch tokens come from another block, and "
+                             "--patch-grid is 0 (no patch tokens).", fix="add --patch-grid G, or drop --patch-layer.")
         if self.sample_fps is not None and self.sample_fps <= 0:
             raise CmdclError(f"--fps {self.sample_fps}: must be a positive rate (frames per second).")
         if self.timeout_s <= 0:

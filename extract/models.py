@@ -136,11 +136,13 @@ class FrozenEncoder:
             return int(self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
 
     @torch.inference_mode()
-    def encode_frames(self, pixels: torch.Tensor, patch_grid: int = 0):
+    def encode_frames(self, pixels: torch.Tensor, patch_grid: int = 0, patch_layer: int = -1):
         """(B, 3, S, S) normalised pixels -> (B, D) embeddings, or ((B, D), (B, G*G, D)) with patches.
 
-        Patch embeddings: the last block's patch tokens, average-pooled to a G x G grid, then sent
-        through the same `ln_post` and `proj` as the pooled token, so they live in the joint space.
+        Patch embeddings: the patch tokens of transformer block `patch_layer` (-1: the last, -2: the
+        penultimate, 0: the first; Python indexing over the image tower's blocks), average-pooled to a G x G
+        grid, then sent through the same `ln_post` and `proj` as the pooled token, so they live in the joint
+        space. The pooled embedding is always the last block's.
         """
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, self.image_size, self.image_size):
             raise CmdclError(f"encode_frames: expected pixels (B, 3, {self.image_size}, {self.image_size}) for "
@@ -149,16 +151,25 @@ class FrozenEncoder:
         with self._autocast():
             if patch_grid <= 0:
                 return _l2(self.model.encode_image(pixels))
-            visual = self.check_patch_grid(patch_grid)
-            out = visual.forward_intermediates(pixels, indices=1, output_fmt="NCHW")
+            visual = self.check_patches(patch_grid, patch_layer)
+            out = visual.forward_intermediates(pixels, indices=[patch_layer], output_fmt="NCHW")
             tokens = out["image_intermediates"][-1]  # (B, width, grid_h, grid_w), before ln_post
             pooled = F.adaptive_avg_pool2d(tokens, patch_grid).flatten(2).transpose(1, 2)  # (B, G*G, width)
             patches = visual.ln_post(pooled) @ visual.proj
             return _l2(out["image_features"]), _l2(patches)
 
-    def check_patch_grid(self, patch_grid: int):
-        """The image tower that `patch_grid` pools patch tokens from; a one-line error when this model has none
-        (non-ViT towers, attention pooling) or too few (the runner asks before decoding anything)."""
+    def check_patches(self, patch_grid: int, patch_layer: int = -1):
+        """The image tower, when it can give `patch_grid` x `patch_grid` patch tokens of block `patch_layer`;
+        else a one-line CmdclError saying which option to change."""
+        visual = self._patch_capable_visual(patch_grid)
+        blocks = len(visual.transformer.resblocks)
+        if not -blocks <= patch_layer < blocks:
+            raise CmdclError(f"--patch-layer {patch_layer} is out of range: {self.model_name}'s image tower has "
+                             f"{blocks} blocks.", fix=f"use --patch-layer between {-blocks} and {blocks - 1} "
+                                                      "(-1: the last block, 0: the first).")
+        return visual
+
+    def _patch_capable_visual(self, patch_grid: int):
         visual = self.model.visual
         if not isinstance(visual, open_clip.transformer.VisionTransformer) or visual.attn_pool is not None \
                 or visual.proj is None or not hasattr(visual, "forward_intermediates"):

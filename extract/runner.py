@@ -193,8 +193,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     encoder = _encoder(cfg, encoder)
     describe = getattr(encoder, "describe", None)
     summary.encoder = describe() if callable(describe) else ""
-    if cfg.patch_grid and hasattr(encoder, "check_patch_grid"):
-        encoder.check_patch_grid(cfg.patch_grid)  # the default grid on a model without one fails now, not mid-run
+    if cfg.patch_grid > 0 and hasattr(encoder, "check_patches"):  # before any video: in a batch it would only fail that batch
+        encoder.check_patches(cfg.patch_grid, cfg.patch_layer)
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)
     text.class_ids, text.step_ids = index.class_ids or None, index.step_ids or None
@@ -223,7 +223,7 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
                 + (f", retrying {summary.retried} that failed" if summary.retried else ""))
         settings = DecodeSettings(sampler=cfg.sampler(), image_size=encoder.image_size,
                                   resize_mode=encoder.resize_mode, backend=backend, fallback=cfg.fallback)
-        batcher = BatchEncoder(encoder, cfg.batch_size, cfg.patch_grid)
+        batcher = BatchEncoder(encoder, cfg.batch_size, cfg.patch_grid, cfg.patch_layer)
         _stream(cfg, todo, settings, _Mapper(batcher, preprocess, sink, log), wall_start)
         summary.encode_s = batcher.seconds
         sink.finalize()
@@ -324,6 +324,7 @@ def _provenance(cfg: ExtractConfig, encoder, index, items: Sequence[VideoItem], 
         "sampler": cfg.sampler().as_dict(),
         "frames": cfg.frames,
         "patch_grid": cfg.patch_grid,
+        "patch_layer": cfg.patch_layer,
         "embed_dim": int(encoder.embed_dim),
         "num_classes": len(index.class_names),
         "num_steps": len(index.step_names),

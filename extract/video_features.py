@@ -43,7 +43,7 @@ def decode_settings(provenance: Mapping[str, Any], encoder) -> DecodeSettings:
 
 
 def video_rows(path: str | Path, encoder, settings: DecodeSettings, patch_grid: int = 0,
-               preprocess=None) -> VideoRows | DecodeFailure:
+               preprocess=None, patch_layer: int = -1) -> VideoRows | DecodeFailure:
     """Decode, preprocess and encode one video as an extraction run would store it; a DecodeFailure when
     it cannot be decoded. `preprocess`: a `FramePreprocessor` to reuse (one is built from `encoder`)."""
     if preprocess is None:
@@ -54,7 +54,7 @@ def video_rows(path: str | Path, encoder, settings: DecodeSettings, patch_grid: 
     clip = decode_task(DecodeTask(0, path.stem, str(path)), settings)
     if isinstance(clip, DecodeFailure):
         return clip
-    batcher = BatchEncoder(encoder, batch_size=len(clip.frames), patch_grid=patch_grid)
+    batcher = BatchEncoder(encoder, batch_size=len(clip.frames), patch_grid=patch_grid, patch_layer=patch_layer)
     batcher.add_clip(VideoItem(path.stem, str(path), "", -1), clip, preprocess(clip.frames))
     complete, failed = batcher.encode_batch()
     if failed:

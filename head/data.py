@@ -350,36 +350,40 @@ def carve_validation(label: np.ndarray, fraction: float, seed: int) -> tuple[np.
 
 def load_train_val(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool | None = False,
                    val_fraction: float = 0.1, seed: int = 0, mode: str = "auto",
-                   log: Callable[[str], None] = print) -> tuple[FeatureData, np.ndarray, np.ndarray]:
-    """The train and validation videos, as one FeatureData plus their row indices.
+                   log: Callable[[str], None] = print, train_split: str = "train"
+                   ) -> tuple[FeatureData, np.ndarray, np.ndarray]:
+    """The training and validation videos, as one FeatureData plus their row indices.
 
-    Uses the "val" split when the features have one, else carves `val_fraction` of train (stratified by
-    class, seeded) and says so.
+    Uses the "val" split when the features have one and `train_split` is "train", else carves `val_fraction`
+    of `train_split` (stratified by class, seeded) and says so.
     """
-    data = load_train_data(features, frames, use_patches, mode, log)
-    train_rows, val_rows = train_val_rows(data, val_fraction, seed, log)
+    data = load_train_data(features, frames, use_patches, mode, log, train_split)
+    train_rows, val_rows = train_val_rows(data, val_fraction, seed, log, train_split)
     return data, train_rows, val_rows
 
 
 def load_train_data(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool = False,
-                    mode: str = "auto", log: Callable[[str], None] = print) -> FeatureData:
-    """The "train" (and "val", when present) videos of `features`, read once: several runs (seeds) can
-    share it, each choosing its rows with `train_val_rows`."""
+                    mode: str = "auto", log: Callable[[str], None] = print,
+                    train_split: str = "train") -> FeatureData:
+    """The `train_split` videos of `features` (with "val", when present and `train_split` is "train"), read
+    once: several runs (seeds) can share it, each choosing its rows with `train_val_rows`."""
     fs = FeatureSet(features)
     splits = set(fs.index["split"].tolist())
-    if "train" not in splits:
-        raise FeatureFileError(f"{fs.paths[0]}: no 'train' split to train on; splits in the file: "
-                               f"{', '.join(sorted(splits)) or 'none'}.")
-    wanted = ["train", "val"] if "val" in splits else ["train"]
+    if train_split not in splits:
+        fix = (" Regenerate the synthetic world with this version (it holds a train_unconfounded split) and "
+               "re-extract." if train_split == "train_unconfounded" else "")
+        raise FeatureFileError(f"{fs.paths[0]}: no {train_split!r} split to train on (--train-split); splits in "
+                               f"the file: {', '.join(sorted(splits)) or 'none'}.{fix}")
+    wanted = [train_split, "val"] if train_split == "train" and "val" in splits else [train_split]
     return FeatureData(fs, wanted, frames=frames, use_patches=use_patches, mode=mode, log=log)
 
 
 def load_run_data(features: str | Path | Sequence[str | Path], frames: int = 0, use_patches: bool | None = False,
                   mode: str = "auto", log: Callable[[str], None] = print,
-                  score_after: Sequence[str] = ()) -> FeatureData:
+                  score_after: Sequence[str] = (), train_split: str = "train") -> FeatureData:
     """`load_train_data`, plus the NaN/inf check of the splits the run scores after training (`score_after`,
     e.g. test), so that a run which could not score them refuses before it trains, not after."""
-    data = load_train_data(features, frames, use_patches, mode, log)
+    data = load_train_data(features, frames, use_patches, mode, log, train_split=train_split)
     read = set(data.split.tolist())
     later = [split for split in score_after if split not in read]
     if later:
@@ -398,21 +402,28 @@ def patches_note(data: FeatureData, method: str, reads_patches: bool) -> str:
 
 
 def train_val_rows(data: FeatureData, val_fraction: float = 0.1, seed: int = 0,
-                   log: Callable[[str], None] = print) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of `data`: its "val" split, else `val_fraction` of train carved with `seed`."""
+                   log: Callable[[str], None] = print, train_split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of `data`: its `train_split` rows and its "val" split (`train_split`
+    "train" only), else `val_fraction` of the `train_split` rows carved with `seed`."""
     fs = data.feature_set
-    if (data.split == "val").any():
-        train_rows = np.flatnonzero(data.split == "train")
-        val_rows = np.flatnonzero(data.split == "val")
+    pool = np.flatnonzero(data.split == train_split)
+    if not len(pool):
+        raise FeatureFileError(f"{fs.paths[0]}: the features read hold no {train_split!r} videos to train on.")
+    if train_split == "train" and (data.split == "val").any():
+        train_rows, val_rows = pool, np.flatnonzero(data.split == "val")
         log(f"features {fs.paths[0]}{' (+%d more)' % (len(fs.paths) - 1) if len(fs.paths) > 1 else ''}: "
             f"train {len(train_rows)}, val {len(val_rows)} videos.")
     else:
-        train_rows, val_rows = carve_validation(data.label.cpu().numpy(), val_fraction, seed)
+        labels = data.label.cpu().numpy()[pool]
+        train_at, val_at = carve_validation(labels, val_fraction, seed)
+        train_rows, val_rows = pool[train_at], pool[val_at]
         # The true share can exceed val_fraction: every class with 2+ videos gives at least one.
-        classes = len(np.unique(data.label.cpu().numpy()))
-        log(f"no 'val' split in {fs.paths[0]}: carved {len(val_rows)} of {len(data)} train videos as validation "
-            f"({len(val_rows) / max(1, len(data)):.0%}: --val-fraction {val_fraction:g} of each of {classes} classes, "
-            f"at least 1 per class with 2+ videos; seed {seed}); training on {len(train_rows)}.")
+        classes = len(np.unique(labels))
+        where = "train" if train_split == "train" else f"{train_split!r}"
+        log(f"no 'val' split{'' if train_split == 'train' else ' used'} in {fs.paths[0]}: carved {len(val_rows)} of "
+            f"{len(pool)} {where} videos as validation ({len(val_rows) / max(1, len(pool)):.0%}: --val-fraction "
+            f"{val_fraction:g} of each of {classes} classes, at least 1 per class with 2+ videos; seed {seed}); "
+            f"training on {len(train_rows)}.")
     if not len(train_rows):
         raise FeatureFileError(f"{fs.paths[0]}: no training videos left after carving validation.")
     return train_rows, val_rows

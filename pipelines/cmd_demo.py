@@ -11,7 +11,8 @@ from typing import List, Optional
 
 import typer
 
-from cmdcl.extract.datasets.synthetic_spec import DEFAULT_WORLD, WORLDS, SyntheticConfig, world_options
+from cmdcl.extract.datasets.synthetic_spec import (DEFAULT_WORLD, MOTION_TIMINGS, OOD_MOTIONS, WORLDS, SyntheticConfig,
+                                                   world_options)
 from .demo import DEMO_RUNS  # the demo's table rows (light: standard library only)
 
 _DEFAULTS = SyntheticConfig()  # the options' defaults are the config's
@@ -41,6 +42,11 @@ _CAMERA_HELP = ("Handheld camera: pan amplitude in frame widths, plus a shake of
                 f"default: the world's, {DEFAULT_WORLD} {_WORLD_DEFAULT['camera_motion']}).")
 _LIGHT_HELP = ("Light drift and flicker within a video, relative (0: constant; default: the world's, "
                f"{DEFAULT_WORLD} {_WORLD_DEFAULT['light_change']}).")
+_TIMING_HELP = (f"{' | '.join(MOTION_TIMINGS)}: the pan and the light drift sway at a random phase in every video "
+                "(they say nothing about time), or sweep once left to right / dark to bright over every video "
+                "(they predict how far into the video a frame is, and so the step).")
+_OOD_MOTION_HELP = (f"{' | '.join(OOD_MOTIONS)}: with 'reversed' the pan and the light drift of test_ood run the other "
+                    "way (half a period on); every other split and file stays as it is.")
 _PROPS_HELP = ("Moving props whose kind agrees with the activity like the context (0: none; default: the "
                f"world's, {DEFAULT_WORLD} {_WORLD_DEFAULT['props']}).")
 
@@ -63,6 +69,12 @@ def synth(
     pretrain_per_class: int = typer.Option(_DEFAULTS.pretrain_per_class,
                                            help="Videos per activity in split 'pretrain' (for pretrain-clip only; "
                                                 "no head uses them)."),
+    unconfounded_per_class: Optional[int] = typer.Option(
+        _DEFAULTS.unconfounded_per_class, help="Videos per activity in split 'train_unconfounded' (drawn like "
+                                               "train, context at chance: the oracle training set; default: as many "
+                                               "as --videos-per-class)."),
+    motion_timing: str = typer.Option(_DEFAULTS.motion_timing, help=_TIMING_HELP),
+    ood_motion: str = typer.Option(_DEFAULTS.ood_motion, help=_OOD_MOTION_HELP),
     activities: int = typer.Option(_DEFAULTS.num_activities, help="Number of activities (classes)."),
     steps: int = typer.Option(_DEFAULTS.num_steps, help="Size of the atomic-action vocabulary."),
     width: int = typer.Option(_DEFAULTS.width, help="Frame width in pixels (even)."),
@@ -73,13 +85,14 @@ def synth(
     """Generate the synthetic dataset (or reuse a complete one with the same settings) and summarise it."""
     from cmdcl.extract.datasets.synthetic import is_complete, ensure_synthetic, load_attributes, measured_agreement
 
-    moving = world_settings(world, camera_motion, light_change, props)
+    moving = {**world_settings(world, camera_motion, light_change, props), "motion_timing": motion_timing,
+              "ood_motion": ood_motion}
     root = root or world_folder("data/synthetic", moving)
     existed = is_complete(root)
     ensure_synthetic(
         root, progress=progress, seed=seed, confounding=confounding, ood_mode=ood_mode,
         train_per_class=videos_per_class, test_per_class=test_per_class, ood_per_class=ood_per_class,
-        pretrain_per_class=pretrain_per_class, num_activities=activities, num_steps=steps, width=width, height=height,
+        pretrain_per_class=pretrain_per_class, unconfounded_per_class=unconfounded_per_class, num_activities=activities, num_steps=steps, width=width, height=height,
         fps=fps, **moving,
     )
     rows = load_attributes(root)
@@ -128,6 +141,14 @@ def demo(
     row_config: List[str] = typer.Option([], "--row-config", help="NAME=FILE (repeatable): a row trained with the "
                                          "HeadConfig options of a YAML/JSON file (e.g. a run's config.json); "
                                          "replaces the row NAME or adds one, always trained."),
+    oracle: bool = typer.Option(False, "--oracle/--no-oracle", help="Also train transformer and cmdcl (when rows) on "
+                                "the world's train_unconfounded split (rows <row>-unconfounded) and print their "
+                                "residual confounding, OOD(unconfounded) - OOD(train), with paired intervals "
+                                "(about a third more training time)."),
+    patch_layer: int = typer.Option(-1, help="Encoder block whose patch tokens are stored (extract's --patch-layer: "
+                                             "-1 the last, 0 the first)."),
+    motion_timing: str = typer.Option(_DEFAULTS.motion_timing, help=_TIMING_HELP),
+    ood_motion: str = typer.Option(_DEFAULTS.ood_motion, help=_OOD_MOTION_HELP),
 ) -> None:
     """End to end: synthetic data -> pre-trained encoder -> features -> CMDCL and baselines -> table."""
     from cmdcl.head.training.seeds import parse_seeds
@@ -137,13 +158,15 @@ def demo(
 
     rows = read_row_configs(row_config, TRAIN_RUN_OPTIONS)
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    moving = world_settings(world, camera_motion, light_change, props)
+    moving = {**world_settings(world, camera_motion, light_change, props), "motion_timing": motion_timing,
+              "ood_motion": ood_motion}
     run_demo(DemoConfig(
         data_root=root or world_folder("data/synthetic", moving), out_dir=out or world_folder("runs/demo", moving),
         seed=seed, confounding=confounding, frames=frames, epochs=epochs, sta_layers=sta_layers,
         methods=tuple(names + [r for r in rows if r not in names]), rows=rows, workers=workers,
         seeds=tuple(parse_seeds(seeds)), train_workers=train_workers,
         model=model, pretrained=pretrained, pretrain=pretrain, pretrain_epochs=pretrain_epochs, report=report,
+        oracle=oracle, patch_layer=patch_layer,
         synthetic={"train_per_class": videos_per_class, "test_per_class": test_per_class,
                    "ood_per_class": ood_per_class, "pretrain_per_class": pretrain_per_class, **moving},
     ), say=typer.echo)

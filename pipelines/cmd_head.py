@@ -234,7 +234,7 @@ def predict_videos(checkpoint: Path, videos: List[Path], top_k: int = 5, device:
     head_device = next(iter(model.state_dict().values())).device
     results = []
     for video in videos:
-        rows = video_rows(video, encoder, settings, patch_grid=grid)
+        rows = video_rows(video, encoder, settings, patch_grid=grid, patch_layer=int(prov.get("patch_layer", -1)))
         if isinstance(rows, DecodeFailure):
             results.append({"video": str(video), "error": f"{rows.stage}: {rows.error}"})
             continue

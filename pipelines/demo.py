@@ -33,6 +33,11 @@ DEMO_RUNS: dict[str, dict] = {
     "cmdcl-no-vci": {"method": "cmdcl", "use_vci": False},
     "cmdcl-no-tci-vci": {"method": "cmdcl", "use_tci": False, "use_vci": False},
 }
+# The oracle rows (`DemoConfig.oracle`): the same method trained on the world's split whose context is at chance.
+# OOD(oracle) - OOD(row) is the row's residual confounding: what the confounding of "train" still costs it.
+UNCONFOUNDED_SPLIT = "train_unconfounded"  # extract/datasets/synthetic_spec.py
+ORACLE_SUFFIX = "-unconfounded"
+ORACLE_ROWS = ("transformer", "cmdcl")  # the rows that get an oracle row, when trained
 # A 4 x 4 grid of pooled patch tokens per frame: the finest cmdcl-tiny allows (32 px / 8 px patches). The
 # patch mediator (docs/METHOD.md) attends over them; the frame-level heads ignore them.
 DEMO_PATCH_GRID = 4
@@ -59,6 +64,17 @@ class DemoConfig:
     # Rows from config files (--row-config NAME=FILE): {NAME: HeadConfig options}, replacing or adding to DEMO_RUNS
     rows: dict = field(default_factory=dict)
     report: bool = True
+    # Also train ORACLE_ROWS on the world's train_unconfounded split (rows <row>-unconfounded) and show each
+    # one's residual confounding, OOD(oracle) - OOD(row), with paired intervals. Off by default: the two rows
+    # x 3 seeds add about a third to the training stage, which would take the demo past its time budget
+    # (docs/BENCHMARKS.md); the world and the features always hold the split, so turning it on reuses both.
+    oracle: bool = False
+    patch_layer: int = -1  # the encoder block whose patch tokens are stored (extract's --patch-layer; -1: last)
+
+    def trained_rows(self) -> tuple[str, ...]:
+        """The rows to train: `methods`, plus the oracle row of each of ORACLE_ROWS among them (`oracle`)."""
+        extra = [m + ORACLE_SUFFIX for m in ORACLE_ROWS if self.oracle and m in self.methods]
+        return tuple(self.methods) + tuple(r for r in extra if r not in self.methods)
 
 
 @dataclass
@@ -81,7 +97,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     """Run every stage and return one result per method (also written to OUT/results.json)."""
     from cmdcl.extract.datasets.synthetic import context_only_accuracy
 
-    check_rows(cfg.methods, demo_runs(cfg))
+    check_rows(cfg.trained_rows(), demo_runs(cfg))
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -91,6 +107,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
     results = _train_stage(cfg, out, features, say)
     context = context_only_accuracy(cfg.data_root, seed=cfg.seed)  # the reference row: the confounder alone
     table = demo_table(out, results, features, context)
+    residual = residual_confounding(out, [r.method for r in results])
     report_path = None
     if cfg.report and "cmdcl" in cfg.methods:
         from cmdcl.head.report import build_report
@@ -102,7 +119,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> list[Method
         report_path = build_report(seed_dir(out / "cmdcl", cfg.seeds[0]), features=features, device="cpu",
                                    split=["test", "test_ood"], read_frames=read_video_frames,
                                    compare=out / "compare-test_ood")
-    _summarise(cfg, out, results, features, weights, report_path, table, context, started, say)
+    _summarise(cfg, out, results, features, weights, report_path, table, context, started, say, residual)
     return results
 
 
@@ -158,11 +175,13 @@ def _extract_stage(cfg: DemoConfig, out: Path, weights: str | None, say: Callabl
 
     # Features of another encoder must never be reused: each encoder gets its own folder.
     folder = out / "features" / (_weights_tag(weights) if weights else f"random-seed{cfg.seed}")
+    if cfg.patch_layer != -1:  # other patch tokens: other features, in their own folder
+        folder = folder.with_name(f"{folder.name}-patch-layer{cfg.patch_layer}")
     say(f"[3/5] features: {cfg.model} ({weights or 'RANDOM weights'}), {cfg.frames} frames/video -> {folder}")
     summary = run_extraction(ExtractConfig(
         dataset="synthetic", root=str(cfg.data_root), out_dir=str(folder), model=cfg.model,
         pretrained=weights or "random", frames=cfg.frames, batch_size=512, workers=cfg.workers, seed=cfg.seed,
-        patch_grid=DEMO_PATCH_GRID,
+        patch_grid=DEMO_PATCH_GRID, patch_layer=cfg.patch_layer,
         dataset_options={"seed": cfg.seed, "confounding": cfg.confounding, **cfg.synthetic}, progress=False,
     ).check(), log=lambda m: None)
     say("      " + summary.report().replace("\n", "\n      "))
@@ -194,13 +213,14 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
     torch.set_num_threads(1)
     _check_runs_match_features(out, features)
     runs = demo_runs(cfg)
-    for method in cfg.methods:
+    rows = cfg.trained_rows()
+    for method in rows:
         write_seeds(out / method, list(cfg.seeds), runs[method]["method"])
-    keys = costliest_first([(m, s) for m in cfg.methods for s in cfg.seeds], runs)
+    keys = costliest_first([(m, s) for m in rows for s in cfg.seeds], runs)
     jobs = [(_head_config(cfg, m, s), seed_dir(out / m, s)) for m, s in keys]
     workers = cfg.train_workers or min(len(jobs), os.cpu_count() or 1)
     schedule = f"{cfg.epochs} epochs" if cfg.epochs else "train-head's default schedule"
-    say(f"[4/5] training {', '.join(cfg.methods)} x seeds {','.join(map(str, cfg.seeds))} ({schedule}, same recipe "
+    say(f"[4/5] training {', '.join(rows)} x seeds {','.join(map(str, cfg.seeds))} ({schedule}, same recipe "
         f"for every method; {workers} worker process{'es' if workers > 1 else ''})")
     t0 = time.perf_counter()
     try:
@@ -212,7 +232,7 @@ def _train_stage(cfg: DemoConfig, out: Path, features: str, say: Callable[[str],
         raise CmdclError("training was stopped by a signal; run the demo again to continue where it stopped.")
     say(f"      trained and scored {len(jobs)} runs in {time.perf_counter() - t0:.0f} s")
     by_key = dict(zip(keys, runs))
-    results = [_method_result(method, out, cfg.seeds, [by_key[method, s] for s in cfg.seeds]) for method in cfg.methods]
+    results = [_method_result(method, out, cfg.seeds, [by_key[method, s] for s in cfg.seeds]) for method in rows]
     for r in results:
         say(f"      {r.method:<17} IID {r.iid_top1:.3f}  OOD {r.ood_top1:.3f}  (mean of {len(r.per_seed)} seeds, "
             f"{r.train_s:.0f} s per seed)")
@@ -232,7 +252,9 @@ def demo_runs(cfg: DemoConfig) -> dict[str, dict]:
     """The rows the demo can train: DEMO_RUNS and the config files' rows (each with its "method" filled in)."""
     from cmdcl.head.model.config import HeadConfig
 
-    return {name: {"method": HeadConfig.method, **options} for name, options in {**DEMO_RUNS, **cfg.rows}.items()}
+    oracles = {m + ORACLE_SUFFIX: {**DEMO_RUNS[m], "train_split": UNCONFOUNDED_SPLIT} for m in ORACLE_ROWS}
+    return {name: {"method": HeadConfig.method, **options}
+            for name, options in {**DEMO_RUNS, **oracles, **cfg.rows}.items()}
 
 
 def _head_config(cfg: DemoConfig, method: str, seed: int):
@@ -275,16 +297,20 @@ def _check_runs_match_features(out: Path, features: str) -> None:
 
 def _summarise(cfg: DemoConfig, out: Path, results: list[MethodResult], features: str, weights: str | None,
                report_path: Path | None, table: str, context: dict[str, float], started: float,
-               say: Callable[[str], None]) -> None:
+               say: Callable[[str], None], residual: dict | None = None) -> None:
     (out / "results.json").write_text(json.dumps({
         "results": [{**r.__dict__, "run_dir": str(r.run_dir)} for r in results], "seeds": list(cfg.seeds),
         "features": features, "report": str(report_path) if report_path else None,
         "context_only_top1": context,
+        "residual_confounding": (residual or {}).get("rows", {}),
         "encoder": {"model": cfg.model, "pretrained": weights or "random"},
         "seconds": time.perf_counter() - started,
     }, indent=2) + "\n")
     say("")
     say(table)
+    if residual and residual["rows"]:
+        say("")
+        say(residual["table"])
     say("")
     say(f"features: {features}")
     for r in results:
@@ -309,6 +335,15 @@ def demo_table(out: Path, results: list[MethodResult], features: str, context: d
     rows = [r.method for r in results]
     return format_demo_table(out, rows, compare_splits(out, rows), {r.method: r.train_s for r in results},
                              chance=1.0 / _num_classes(features), context=context)
+
+
+def residual_confounding(out: Path, rows: list[str]) -> dict:
+    """{"rows": {row: numbers}, "table": text} for every row trained beside its oracle row (pipelines/demo_table.py)."""
+    from .demo_table import format_residual, residual_rows
+
+    pairs = [(r, r + ORACLE_SUFFIX) for r in rows if r + ORACLE_SUFFIX in rows]
+    numbers = residual_rows(out, pairs)
+    return {"rows": numbers, "table": format_residual(numbers) if numbers else ""}
 
 
 def _num_classes(features: str) -> int:

@@ -121,7 +121,7 @@ def test_plain_vit_b_16_with_openai_builds_quickgelu_says_so_once_and_records_it
 def test_gelu_tags_build_gelu_and_a_forced_activation_reproduces_old_features(tiny_vit_b_16, caplog):
     with caplog.at_level(logging.WARNING):
         laion = load_encoder("ViT-B-16", "laion2b_s34b_b88k", device="cpu")
-        old = load_encoder("ViT-B-16", "openai", device="cpu", quick_gelu=False)  # as a pre-issue-30 file was made
+        old = load_encoder("ViT-B-16", "openai", device="cpu", quick_gelu=False)  # as a file written before the activation followed the tag
     assert not caplog.records
     assert _activations(laion.model) == _activations(old.model) == {"GELU"}
     assert (laion.provenance()["model_name"], laion.provenance()["quick_gelu"]) == ("ViT-B-16", False)

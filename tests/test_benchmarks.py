@@ -112,7 +112,8 @@ def test_scaling_tiny_writes_json_and_a_three_panel_plot(tmp_path, capsys):
 def test_synthetic_world_tiny_times_every_stage(tmp_path, capsys):
     bench = load_script("synthetic_world")
     result = bench.main(["--tiny", "--sample", "10", "--json", str(tmp_path / "w.json")])
-    assert result["videos"] == 6 * 5 and result["timed"] == 10
+    # + train_unconfounded (as many as train); every (42 // 10)-th video is timed
+    assert result["videos"] == 6 * (5 + 2) and result["timed"] == len(range(0, 42, 42 // 10))
     assert set(result["seconds_world"]) == {"render", "boxes", "write"}
     assert json.loads((tmp_path / "w.json").read_text())["frames"] == result["frames"]
     assert "ms/video" in capsys.readouterr().out
@@ -157,3 +158,13 @@ def test_ablation_writes_seed_runs_and_the_demo_table(tmp_path, capsys):
     assert "(reference)" in next(line for line in printed.splitlines() if line.startswith("cmdcl "))
     assert (out / "compare-test_ood" / "compare.json").is_file()
     assert ablation.row_config("cmdcl-legacy", 0, 2, 0).mediator == "cosine"
+
+
+def test_oracle_cost_tiny_times_both_parts_of_world_and_extraction(tmp_path, capsys):
+    cost = load_script("oracle_cost")
+    assert cost.main(["--tiny", "--out", str(tmp_path / "cost")]) == 0
+    record = json.loads((tmp_path / "cost" / "cost.json").read_text())
+    # 6 classes x (train 2 + test 1 + test_ood 1 + pretrain 1) rendered first, then train_unconfounded 2 per class
+    assert record["world"]["others_videos"] == 6 * 5 and record["world"]["oracle_videos"] == 6 * 2
+    assert record["extraction"]["others_videos"] == 6 * 4 and record["extraction"]["oracle_videos"] == 6 * 2
+    assert "added:" in capsys.readouterr().out

@@ -171,7 +171,7 @@ def test_mismatched_video_sets_are_a_one_line_error(tmp_path):
     assert "\n" not in str(info.value) and "predictions_test.npz" in str(info.value)
     with pytest.raises(CmdclError, match=r"run `cmdcl evaluate .*--split val`"):
         compare_runs([a, b], "val")
-    with pytest.raises(CmdclError, match="two runs are named 'A'"):
+    with pytest.raises(CmdclError, match="two runs are named .A. .the folder .* is given twice"):
         compare_runs([a, a], "test")
     good = write_run(tmp_path / "G", {None: single_label(IDS, LABEL, B_RIGHT)})
     with pytest.raises(CmdclError, match="--reference C: not one of the runs"):
@@ -215,3 +215,30 @@ def test_predictions_round_trip(tmp_path):
     assert q.step_scores.shape == (10, 4) and q.steps.dtype == np.uint8
     with np.load(tmp_path / "predictions_test.npz") as f:
         assert f["pred"].dtype == np.int64 and f["scores"].dtype == np.float32 and f["multilabel"].shape == ()
+
+
+def test_one_method_trained_on_two_splits_pairs_by_seed_and_video(tmp_path):
+    """Two runs of one method (same folder name, e.g. runs/oracle/cmdcl vs runs/demo/cmdcl), trained on two
+    splits and scored on the same test split: named apart by their parent folders, paired over videos and
+    seeds, and the table says what each was trained on."""
+    runs = {}
+    for parent, split, extra in (("demo", "train", 0), ("oracle", "train_unconfounded", 2)):
+        folder = write_run(tmp_path / parent / "cmdcl", {s: single_label(IDS, LABEL, np.arange(10) < 5 + s + extra)
+                                                         for s in (0, 1)})
+        for s in (0, 1):
+            (seed_dir(folder, s) / "config.json").write_text(json.dumps({"config": {"seed": s, "train_split": split}}))
+        runs[parent] = folder
+    c = compare_runs([runs["demo"], runs["oracle"]], "test", reference="demo/cmdcl")
+    rows = {r.run: r for r in c.rows}
+    assert set(rows) == {"demo/cmdcl", "oracle/cmdcl"}
+    oracle = rows["oracle/cmdcl"]
+    assert oracle.diff == pytest.approx(0.2) and oracle.pairing == "video and seed"
+    assert oracle.diff_seed_ci is not None and not c.notes  # seeds matched: no note
+    assert (rows["demo/cmdcl"].train_split, oracle.train_split) == ("train", "train_unconfounded")
+    assert "trained on: demo/cmdcl train, oracle/cmdcl train_unconfounded." in format_table(c)
+    # through the CLI, with the default reference (the first run)
+    main(["compare", str(runs["demo"]), str(runs["oracle"]), "--split", "test", "--resamples", "999",
+          "--out", str(tmp_path / "cmp")])
+    record = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert record["reference"] == "demo/cmdcl" and [r["train_split"] for r in record["rows"]] == \
+        ["train", "train_unconfounded"]

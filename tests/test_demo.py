@@ -12,13 +12,13 @@ from cmdcl.extract.models import file_sha256
 from cmdcl.pipelines.cli import main
 from cmdcl.head.metrics.predictions import Predictions, predictions_path, save_predictions
 from cmdcl.head.training.seed_runs import seed_dir, write_seeds
-from cmdcl.pipelines.demo import DEMO_RUNS
+from cmdcl.pipelines.demo import DEMO_RUNS, DemoConfig, residual_confounding
 from cmdcl.pipelines.demo_table import compare_splits, format_demo_table
 
 
 def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     sizes = ["--epochs", "3", "--videos-per-class", "8", "--test-per-class", "3", "--pretrain-per-class", "3",
-             "--pretrain-epochs", "2", "--seeds", "0,1"]
+             "--pretrain-epochs", "2", "--seeds", "0,1", "--oracle"]
     main(["demo", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "runs"), "--frames", "8", *sizes])
     printed = capsys.readouterr().out
     for run in DEMO_RUNS:
@@ -27,13 +27,17 @@ def test_demo_end_to_end_prints_table_and_writes_report(tmp_path, capsys):
     assert "t-grnd" in printed.splitlines()[printed.splitlines().index(next(
         line for line in printed.splitlines() if line.startswith("method ")))]
     results = json.loads((tmp_path / "runs" / "results.json").read_text())
-    assert [r["method"] for r in results["results"]] == list(DEMO_RUNS)
+    oracles = ["transformer-unconfounded", "cmdcl-unconfounded"]  # --oracle: trained on train_unconfounded
+    assert [r["method"] for r in results["results"]] == list(DEMO_RUNS) + oracles
+    assert "residual confounding = OOD top-1" in printed and set(results["residual_confounding"]) == {"transformer",
+                                                                                                      "cmdcl"}
+    assert results["residual_confounding"]["cmdcl"]["oracle"] == "cmdcl-unconfounded"
     weights = tmp_path / "runs" / "pretrain" / "weights.pt"
     assert results["encoder"]["pretrained"] == str(weights) and weights.is_file()
     # the features were extracted with the pre-trained weights, and without the pretrain split
     fs = FeatureSet(results["features"])
     assert fs.provenance()["weights_sha256"] == file_sha256(weights)
-    assert set(fs.index["split"]) == {"train", "test", "test_ood"}
+    assert set(fs.index["split"]) == {"train", "test", "test_ood", "train_unconfounded"}
     assert results["seeds"] == [0, 1] and "mean over 2 seeds" in printed
     for r in results["results"]:
         assert 0.0 <= r["iid_top1"] <= 1.0 and 0.0 <= r["ood_top1"] <= 1.0
@@ -119,3 +123,24 @@ def test_same_seed_same_manifest_and_features_different_seed_differs(tmp_path):
     np.testing.assert_array_equal(feats_a, feats_b)
     assert manifest_a != manifest_c
     assert feats_a.shape != feats_c.shape or not np.array_equal(feats_a, feats_c)
+
+
+def test_oracle_rows_and_the_residual_confounding_table(tmp_path):
+    """--oracle adds <row>-unconfounded for transformer and cmdcl when they are rows; the residual is the oracle's
+    OOD top-1 minus the row's, paired over the same videos and seeds."""
+    assert DemoConfig(oracle=True).trained_rows() == (*DEMO_RUNS, "transformer-unconfounded", "cmdcl-unconfounded")
+    assert DemoConfig(oracle=True, methods=("linear", "cmdcl")).trained_rows() == ("linear", "cmdcl",
+                                                                                   "cmdcl-unconfounded")
+    assert DemoConfig().trained_rows() == tuple(DEMO_RUNS)  # off by default (the demo's time budget)
+    _fake_run(tmp_path, "cmdcl", {"test": [9, 9], "test_ood": [4, 6]}, {})
+    _fake_run(tmp_path, "cmdcl-unconfounded", {"test": [8, 8], "test_ood": [7, 8]}, {})
+    _fake_run(tmp_path, "linear", {"test": [8, 8], "test_ood": [5, 5]}, {})
+    residual = residual_confounding(tmp_path, ["linear", "cmdcl", "cmdcl-unconfounded"])
+    numbers = residual["rows"]["cmdcl"]
+    assert set(residual["rows"]) == {"cmdcl"}  # linear has no oracle row
+    assert numbers["ood_top1"] == 0.5 and numbers["oracle_ood_top1"] == 0.75
+    assert abs(numbers["residual"] - 0.25) < 1e-9 and numbers["seeds"] == 2 and numbers["videos"] == 10
+    assert numbers["ci"][0] <= 0.25 <= numbers["ci"][1] and numbers["pairing"] == "video and seed"
+    line = next(x for x in residual["table"].splitlines() if x.startswith("cmdcl "))
+    assert " 0.500 " in line and " 0.750 " in line and "+0.250 [" in line
+    assert (tmp_path / "compare-residual-cmdcl" / "compare.json").is_file()

@@ -328,6 +328,56 @@ def test_patch_grid_and_fps_sampling(dataset, encoder, tmp_path):
     assert features.index["frame_index"][i].tolist()[:6] == [3, 9, 15, 21, 27, 33]
 
 
+def test_patch_layer_stores_that_blocks_tokens_and_records_it(dataset, encoder, tmp_path):
+    """--patch-layer 0 stores the first block's patch tokens (a forward hook's output, pooled and projected as
+    the last block's are), not the last block's; the file records the layer; the pooled features do not change."""
+    import torch
+    import torch.nn.functional as F
+
+    from cmdcl.extract.video_features import decode_settings, video_rows
+
+    stored = {}
+    for layer in (-1, 0):
+        run_extraction(config(dataset, tmp_path / f"l{layer}", patch_grid=2, patch_layer=layer, limit=3),
+                       encoder=encoder)
+        features = FeatureSet(tmp_path / f"l{layer}" / shard_name(0, 1))
+        assert features.provenance()["patch_layer"] == layer
+        stored[layer] = (by_id(features, "patches")["v0"].astype(np.float32), by_id(features)["v0"])
+    assert not np.allclose(stored[-1][0], stored[0][0], atol=1e-2)
+    assert np.array_equal(stored[-1][1], stored[0][1])
+    visual, seen = encoder.model.visual, []
+    hook = visual.transformer.resblocks[0].register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        prov = FeatureSet(tmp_path / "l0" / shard_name(0, 1)).provenance()
+        rows = video_rows(dataset / "videos" / "v0.mp4", encoder, decode_settings(prov, encoder), patch_grid=2,
+                          patch_layer=0)
+    finally:
+        hook.remove()
+    tokens = seen[-1][:, 1:]  # the first block's output (batch first), without the class token
+    grid = tokens.reshape(len(tokens), 4, 4, -1).permute(0, 3, 1, 2)
+    pooled = F.adaptive_avg_pool2d(grid, 2).flatten(2).transpose(1, 2)
+    with torch.inference_mode():
+        expected = F.normalize(visual.ln_post(pooled) @ visual.proj, dim=-1).numpy()
+    mask = rows.mask
+    assert np.allclose(rows.patches[mask].astype(np.float32), expected[:mask.sum()], atol=1e-3)  # float16 rows
+    assert np.allclose(stored[0][0][mask], expected[:mask.sum()], atol=2e-3)  # stored as float16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--patch-grid", "2", "--patch-layer", "2"], "--patch-layer 2 is out of range: cmdcl-tiny's image tower has 2"),
+    (["--patch-grid", "2", "--patch-layer", "-3"], "--patch-layer -3 is out of range"),
+    (["--patch-grid", "0", "--patch-layer", "0"], "--patch-grid is 0"),
+])
+def test_patch_layer_out_of_range_is_one_line(dataset, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["extract", "--dataset", "manifest", "--root", str(dataset), "--out", str(tmp_path), "--model",
+                  "cmdcl-tiny", "--pretrained", "random", "--frames", "2", "--workers", "0", "--device", "cpu",
+                  "--no-progress", *argv])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cmdcl: error")]
+    assert exc.value.code == 2 and len(errors) == 1 and message in errors[0]
+    assert not list(tmp_path.glob("*.h5"))  # refused before any video
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--frames", "0"], "--frames 0"),
     (["--batch-size", "0"], "--batch-size 0"),

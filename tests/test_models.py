@@ -388,6 +388,46 @@ def test_patch_grid_larger_than_token_grid_is_refused(tiny, pixels):
         tiny.encode_frames(pixels, patch_grid=5)
 
 
+def _hooked_patches(encoder: FrozenEncoder, pixels: torch.Tensor, block: int, grid: int) -> torch.Tensor:
+    """The patch cells of `block` computed from a forward hook's output, pooled and projected like encode_frames."""
+    visual, seen = encoder.model.visual, []
+    hook = visual.transformer.resblocks[block].register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        with torch.inference_mode():
+            encoder.model.encode_image(pixels)
+    finally:
+        hook.remove()
+    tokens = seen[0][:, 1:]  # batch first, without the class token
+    side = int(round(tokens.shape[1] ** 0.5))
+    cells = F.adaptive_avg_pool2d(tokens.reshape(len(tokens), side, side, -1).permute(0, 3, 1, 2), grid)
+    with torch.inference_mode():
+        return F.normalize(visual.ln_post(cells.flatten(2).transpose(1, 2)) @ visual.proj, dim=-1)
+
+
+@pytest.mark.parametrize("layer, block", [(-1, 1), (0, 0), (-2, 0)])
+def test_patch_layer_takes_that_blocks_tokens(tiny, pixels, layer, block):
+    feats, patches = tiny.encode_frames(pixels, patch_grid=2, patch_layer=layer)
+    assert torch.allclose(patches, _hooked_patches(tiny, pixels, block, 2), atol=1e-5)
+    assert torch.allclose(feats, tiny.encode_frames(pixels), atol=1e-6)  # the pooled embedding stays the last block's
+    _, last = tiny.encode_frames(pixels, patch_grid=2)
+    assert torch.equal(patches, last) == (block == 1)
+
+
+def test_patch_layer_on_a_real_vit_b_16_and_out_of_range():
+    """The real ViT-B-16 architecture (random weights): -2 is its 11th of 12 blocks; 12 and -13 are refused."""
+    encoder = cpu_encoder("ViT-B-16", pretrained="random", seed=0)
+    frame = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    _, penultimate = encoder.encode_frames(frame, patch_grid=2, patch_layer=-2)
+    assert torch.allclose(penultimate, _hooked_patches(encoder, frame, 10, 2), atol=1e-4)
+    assert not torch.allclose(penultimate, encoder.encode_frames(frame, patch_grid=2)[1], atol=1e-3)
+    encoder.check_patches(2, 11)
+    for bad in (12, -13):
+        with pytest.raises(CmdclError, match=f"--patch-layer {bad} is out of range: ViT-B-16's image tower has 12 "
+                                             "blocks") as info:
+            encoder.check_patches(2, bad)
+        assert "\n" not in str(info.value)
+
+
 def test_count_tokens_includes_start_and_end(tiny):
     counts = tiny.count_tokens(["cat", "word " * 100])
     assert counts[0] == 3 and counts[1] == 102

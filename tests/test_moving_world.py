@@ -140,3 +140,57 @@ def test_pretraining_captions_name_the_props_and_the_scene_sometimes():
     named = np.mean(["moving about" in c for c in captions])
     assert abs(named - rate) < 0.06
     assert all(("moving about" in c) == ("kitchen" in c) for c in captions)
+
+
+def _moving_world(**options) -> SyntheticConfig:
+    return SyntheticConfig(**{**SMALL, "test_per_class": 1, "ood_per_class": 1, **world_options("moving"), **options})
+
+
+def test_reversed_ood_motion_changes_test_ood_motion_and_nothing_else():
+    """ood_motion "reversed": the same videos (labels, steps, context), the same pixels in every split but
+    test_ood, and there the pan runs the other way (the boxes move the other way) while the rest stays."""
+    same, reversed_ = _moving_world(), _moving_world(ood_motion="reversed")
+    specs = sample_videos(same)
+    assert specs == sample_videos(reversed_) and {s.split for s in specs} >= {"train", "test", "test_ood"}
+    for s in specs:
+        a, b = render(s, same), render(s, reversed_)
+        if s.split != "test_ood":
+            assert np.array_equal(a.frames, b.frames) and np.array_equal(a.boxes, b.boxes), s.video_id
+            continue
+        assert not np.array_equal(a.frames, b.frames)
+        centre_a, centre_b = (a.boxes[:, 0] + a.boxes[:, 2]) / 2, (b.boxes[:, 0] + b.boxes[:, 2]) / 2
+        assert not np.allclose(centre_a, centre_b, atol=1.0)  # the object moves with the other pan
+    # with the camera and the light off the option has nothing to re-time: test_ood is the static world's
+    off = [s for s in sample_videos(config(ood_per_class=1)) if s.split == "test_ood"]
+    assert np.array_equal(render(off[0], config()).frames, render(off[0], config(ood_motion="reversed")).frames)
+
+
+def test_motion_timing_and_reversal_change_only_the_pan_and_the_drift():
+    """The shake, the jitter and the flicker are drawn the same whatever the timing; "sweep" pans steadily from
+    one side to the other over the video; "reversed" negates the pan and the drift."""
+    from cmdcl.extract.datasets.synthetic_motion import camera_path, light_path
+
+    rng = lambda: np.random.default_rng([5, 1])  # noqa: E731
+    paths = {(t, r): camera_path(rng(), 40, 8, 8.0, 40, t, r) for t in ("random", "sweep") for r in (False, True)}
+    shake = (paths["random", False] + paths["random", True]) / 2
+    np.testing.assert_allclose((paths["sweep", False] + paths["sweep", True]) / 2, shake, atol=1e-9)
+    sweep = paths["sweep", False] - shake
+    np.testing.assert_allclose(sweep[:, 0], 8.0 * np.linspace(-1, 1, 40), atol=1e-9)  # left to right, steadily
+    assert np.corrcoef(sweep[:, 0], np.arange(40))[0, 1] > 0.999
+    assert abs(np.corrcoef((paths["random", False] - shake)[:, 0], np.arange(40))[0, 1]) < 0.999
+    gains = {(t, r): light_path(rng(), 40, 8, 0.15, t, r)[0] for t in ("random", "sweep") for r in (False, True)}
+    rest = (gains["random", False] + gains["random", True]) / 2  # 1 + jitter + flicker
+    np.testing.assert_allclose((gains["sweep", False] + gains["sweep", True]) / 2, rest, atol=1e-6)
+    assert np.all(np.diff(gains["sweep", False] - rest) > 0)  # the light rises steadily over the video
+
+
+def test_retimed_worlds_are_not_presets():
+    assert SyntheticConfig(motion_timing="sweep").world == "custom"
+    assert SyntheticConfig(ood_motion="reversed").world == "custom" and SyntheticConfig().world == "moving"
+    for option, value in (("motion_timing", "steady"), ("ood_motion", "backwards")):
+        try:
+            SyntheticConfig(**{option: value}).validate()
+        except synthetic.CmdclError as exc:
+            assert option in str(exc) and "\n" not in str(exc)
+        else:
+            raise AssertionError(f"{option}={value!r} was accepted")

@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(dataset, tmp_p
     assert (again / "manifest.csv").read_bytes() == (dataset / "manifest.csv").read_bytes()
     assert (again / "attributes.csv").read_bytes() == (dataset / "attributes.csv").read_bytes()
     videos = file_bytes(dataset)
-    assert len(videos) == 3 * (2 + 1 + 1 + 1)
+    assert len(videos) == 3 * (2 + 1 + 1 + 1 + 2)  # train, test, test_ood, pretrain, train_unconfounded
     assert file_bytes(again) == videos
     assert (other / "manifest.csv").read_bytes() != (dataset / "manifest.csv").read_bytes()
     assert file_bytes(other) != videos
@@ -81,7 +81,7 @@ def test_layout_and_manifest_rows(dataset):
     assert list(rows[0]) == ["video_id", "path", "split", "label", "labels", "steps", "context", "boxes",
                              "prop_boxes", "confounder:background", "confounder:attire", "confounder:lighting",
                              "confounder:prop"]
-    assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain"}
+    assert {r["split"] for r in rows} == {"train", "test", "test_ood", "pretrain", "train_unconfounded"}
     attributes = {r["video_id"]: r for r in synthetic.load_attributes(dataset)}
     for row in rows:  # the context column describes the video's own confounders in words, props included
         values = {name: int(attributes[row["video_id"]][name]) for name in tiny().factors}
@@ -198,14 +198,14 @@ def test_reversed_ood_points_the_context_to_another_activity():
 def test_measured_agreement_matches_attributes(dataset):
     rows = synthetic.load_attributes(dataset)
     agreement = measured_agreement(dataset)
-    assert set(agreement) == {"train", "test", "test_ood", "pretrain"}
+    assert set(agreement) == {"train", "test", "test_ood", "pretrain", "train_unconfounded"}
     train = [r for r in rows if r["split"] == "train"]
     assert agreement["train"]["background"] == sum(int(r["background_agrees"]) for r in train) / len(train)
 
 
 def test_manifest_loads_through_the_dataset_adapter(dataset):
     index = load_dataset("manifest", dataset)
-    assert index.split_sizes() == {"pretrain": 3, "test": 3, "test_ood": 3, "train": 6}
+    assert index.split_sizes() == {"pretrain": 3, "test": 3, "test_ood": 3, "train": 6, "train_unconfounded": 6}
     assert not index.missing and not index.unannotated
     assert index.class_names == (dataset / "classes.txt").read_text().splitlines()
     specs = {s.video_id: s for s in sample_videos(tiny())}
@@ -219,7 +219,8 @@ def test_manifest_loads_through_the_dataset_adapter(dataset):
         assert Path(item.prop_boxes) == dataset / spec.prop_boxes_path
     assert index.confounder_names == [*CONFOUNDERS, "prop"]
     # the synthetic adapter leaves the pretrain split out unless it is asked for by name
-    assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6}
+    assert load_dataset("synthetic", dataset, **TINY).split_sizes() == {"test": 3, "test_ood": 3, "train": 6,
+                                                                        "train_unconfounded": 6}
     assert load_dataset("synthetic", dataset, "pretrain", **TINY).split_sizes() == {"pretrain": 3}
 
 
@@ -296,6 +297,45 @@ def test_adding_the_pretrain_split_leaves_the_other_splits_unchanged():
     assert [s for s in with_pretrain if s.split != "pretrain"] == without
     pretrain = [s for s in with_pretrain if s.split == "pretrain"]
     assert len(pretrain) == 9 and {s.label for s in pretrain} == {0, 1, 2}
+
+
+def test_adding_the_unconfounded_split_leaves_the_other_splits_unchanged(dataset, tmp_path):
+    """train_unconfounded is seeded after every older split (its index in SPLITS is last): with it or without
+    it, the other splits' specs, videos, box files and manifest rows are byte-identical."""
+    without, with_it = sample_videos(tiny(unconfounded_per_class=0)), sample_videos(tiny())
+    assert [s for s in with_it if s.split != "train_unconfounded"] == without
+    extra = [s for s in with_it if s.split == "train_unconfounded"]
+    assert len(extra) == 6 and {s.label for s in extra} == {0, 1, 2}  # as many as train (2 per class) by default
+    assert not {s.video_id for s in extra} & {s.video_id for s in without}
+    assert not {tuple(s.render_seed) for s in extra} & {tuple(s.render_seed) for s in without}
+    old = generate_synthetic(tmp_path / "without", tiny(unconfounded_per_class=0), progress=False)
+    def files(root: Path) -> dict[str, bytes]:  # every video and box file (in sub-folders: not the tables)
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("*/*/*")) if p.is_file()}
+
+    ours, theirs = files(dataset), files(old)
+    new_files = {k for k in ours if "/train_unconfounded/" in k}
+    assert len(new_files) == 6 * 3  # video, box and prop box files
+    assert {k: v for k, v in ours.items() if k not in new_files} == theirs
+    manifest, old_manifest = (dataset / "manifest.csv").read_text(), (old / "manifest.csv").read_text()
+    added = manifest[len(old_manifest):].splitlines()
+    assert manifest.startswith(old_manifest) and len(added) == 6 and all(",train_unconfounded," in r for r in added)
+
+
+def test_the_unconfounded_split_has_its_context_at_chance():
+    config = SyntheticConfig(train_per_class=300, test_per_class=0, ood_per_class=0, pretrain_per_class=0)
+    specs = sample_videos(config)
+    train = [s for s in specs if s.split == "train"]
+    oracle = [s for s in specs if s.split == "train_unconfounded"]
+    assert len(oracle) == len(train) == 1800
+    for name in config.factors:
+        assert abs(np.mean([s.agrees[name] for s in oracle]) - 1 / config.num_activities) < 0.03
+    # a head that learned the context from train gets nothing from it on the oracle split
+    classifier = LogisticRegression(max_iter=1000).fit(*one_hot(train, config.num_activities))
+    assert classifier.score(*one_hot(oracle, config.num_activities)) < 0.25
+    # the same scripts, durations and order noise as train: the step orders are distributed alike
+    assert abs(np.mean([s.num_frames for s in oracle]) - np.mean([s.num_frames for s in train])) < 2.0
+    with pytest.raises(CmdclError, match="unconfounded_per_class=-1"):
+        SyntheticConfig(unconfounded_per_class=-1).validate()
 
 
 def test_context_text_names_colours_texture_and_light():

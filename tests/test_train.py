@@ -266,3 +266,26 @@ def test_cli_sigterm_exits_75_with_a_resumable_checkpoint(world, tmp_path):
     main([*args[:epochs], str(state.epoch + 2), *args[epochs + 1:]])  # resume: 2 more epochs, to the end
     assert [x["epoch"] for x in read_jsonl(run / "metrics.jsonl")] == list(range(1, state.epoch + 3))
     assert done == state.epoch and load_checkpoint(run / "last.pt").finished
+
+
+def test_train_split_trains_on_that_split_with_validation_carved_from_it(tmp_path, capsys):
+    """--train-split train_unconfounded: training and validation videos are that split's (carved from it
+    even though the file has a 'val' split, which belongs to 'train'); the run records it; a split the file
+    lacks is a one-line error."""
+    path = order_world(tmp_path / "w.h5", train_per_class=6, test_per_class=5, val_per_class=2,
+                       extra_splits=("train_unconfounded",))
+    data, train_rows, val_rows = load_train_val(path, val_fraction=0.2, seed=0, train_split="train_unconfounded",
+                                                log=lambda m: None)
+    assert set(data.split[train_rows]) == set(data.split[val_rows]) == {"train_unconfounded"}
+    assert len(train_rows) + len(val_rows) == 5 * len(ORDER_SCRIPTS) and len(val_rows) == len(ORDER_SCRIPTS)
+    default = load_train_val(path, log=lambda m: None)
+    assert set(default[0].split[default[2]]) == {"val"} and set(default[0].split[default[1]]) == {"train"}
+    main(["train-head", "--features", str(path), "--out", str(tmp_path / "run"), "--method", "linear",
+          "--epochs", "1", "--train-split", "train_unconfounded", "--device", "cpu"])
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["config"]["train_split"] == "train_unconfounded"
+    assert record["train_videos"] + record["val_videos"] == 5 * len(ORDER_SCRIPTS)
+    with pytest.raises(CmdclError, match="no 'oracle' split to train on .--train-split.; splits in the file: test, "
+                                         "train, train_unconfounded, val") as info:
+        load_train_val(path, train_split="oracle", log=lambda m: None)
+    assert "\n" not in str(info.value)

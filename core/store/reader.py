@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from ..errors import FeatureFileError, shorten
-from ..provenance import COMPATIBILITY_KEYS, first_mismatch
+from ..provenance import ADDED_ATTRIBUTES, COMPATIBILITY_KEYS, first_mismatch
 
 from .context import ContextVocab, check_context_group, read_context_group
 from .files import _read_block, _read_failures, _read_notes
@@ -68,7 +68,8 @@ def check_feature_file(path: Path) -> dict[str, Any]:
             raise FeatureFileError(f"{path}: not an HDF5 file.", fix="pass a file written by `cmdcl extract`.")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            # Attributes added later take the value that describes the older files (patch tokens of the last block).
+            attrs = {**ADDED_ATTRIBUTES, **{k: _decode_attr(v) for k, v in f.attrs.items()}}
             if "format_version" not in attrs:
                 raise FeatureFileError(f"{path}: HDF5 file has no format_version attribute; not a cmdcl feature file.")
             if int(attrs["format_version"]) != FORMAT_VERSION:

@@ -20,6 +20,11 @@ action's objects, passing near or over them) show the "prop" factor (synthetic_m
 world (generator version 3) keeps every confounder constant over time; each of `camera_motion`,
 `light_change` and `props` also turns on and off alone.
 
+The "train_unconfounded" split is drawn like "train" (same size, same scripts, durations and order noise)
+but with the context at chance, as in "test_ood": the oracle training set. A head trained on it has no
+context to learn, so OOD(trained on "train_unconfounded") - OOD(trained on "train") measures what the
+confounding still costs that head (its residual confounding; docs/REPORT.md).
+
 The "pretrain" split (confounded like "train") is for pre-training the encoder (`cmdcl pretrain-clip`), the
 way CLIP is trained on web images: no head trains or tests on it, and extraction skips it unless asked. The
 manifest's `context` column describes each video's scene in words ("in a blue kitchen with stripes, red
@@ -47,19 +52,20 @@ import numpy as np
 from cmdcl.core.errors import CmdclError
 from .base import DatasetIndex, SplitSpec
 from .synthetic_spec import (  # noqa: F401  (re-exported: the world's public names)
-    ACTIVITY_NAMES, CONFOUNDERS, DEFAULT_WORLD, HEAD_SPLITS, PROP_FACTOR, SPLITS, STEP_NAMES, WORLDS,
-    SyntheticConfig, VideoSpec, World, world_options)
+    ACTIVITY_NAMES, CHANCE_SPLITS, CONFOUNDERS, DEFAULT_WORLD, HEAD_SPLITS, PROP_FACTOR, SPLITS, STEP_NAMES,
+    UNCONFOUNDED_SPLIT, WORLDS, SyntheticConfig, VideoSpec, World, world_options)
 from .synthetic_motion import PROP_SHAPES, prop_colour, prop_shape  # noqa: F401
 from .synthetic_render import (  # noqa: F401  (re-exported: the world's public names)
     SHAPES, OBJECT_COLOURS, MOTIONS, TEXTURES, SKIN, HUE_NAMES, RenderedVideo, background_colour,
     attire_colour, lighting_params, colour_name, context_text, step_signature, render, render_video, write_video,
     render_all, render_video_with_boxes, write_boxes, write_prop_boxes)
 
-GENERATOR_VERSION = 4  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
+GENERATOR_VERSION = 5  # 2: the "pretrain" split and the manifest's context column; 3: object boxes and the
 # manifest's boxes and confounder:* columns, float32 scene and noise (faster; other pixels than 2), test_ood's
 # default size 50 per class; 4: the moving world (camera motion, light change, props, the prop factor and
-# prop boxes) as the default; the static world's files are version 3's. Bump when the rendering or sampling
-# changes, so stale datasets are not reused
+# prop boxes) as the default; the static world's files are version 3's; 5: the "train_unconfounded" split
+# (the other splits' files are version 4's). Bump when the rendering or sampling changes, so stale datasets
+# are not reused
 
 OUTPUT_NAMES = {"manifest.csv", "classes.txt", "steps.txt", "attributes.csv", "world.json", "videos", "boxes",
                 "prop_boxes", "DONE"}
@@ -106,7 +112,7 @@ def _draw_context(rng: np.random.Generator, label: int, split: str, world: World
                   config: SyntheticConfig) -> dict[str, int]:
     """Jointly agreeing context with P = rho; otherwise each confounder takes another value at random."""
     num_values = config.num_activities
-    if split == "test_ood" and config.ood_mode == "chance":
+    if split in CHANCE_SPLITS or (split == "test_ood" and config.ood_mode == "chance"):
         return {name: int(rng.integers(num_values)) for name in config.factors}
     # "reversed" points the context to the next activity instead of the true one, with the same strength
     target = (label + 1) % config.num_activities if split == "test_ood" else label
@@ -238,7 +244,8 @@ def _world_json(world: World, specs: list[VideoSpec], config: SyntheticConfig) -
         },
         "splits": {
             split: {"videos": sum(s.split == split for s in specs),
-                    "expected_agreement": (config.confounding if split != "test_ood" else
+                    "expected_agreement": (chance if split in CHANCE_SPLITS else
+                                           config.confounding if split != "test_ood" else
                                            chance if config.ood_mode == "chance" else
                                            (1 - config.confounding) / (k - 1)),
                     "measured_agreement": agreement}
@@ -405,5 +412,6 @@ def context_only_accuracy(root: str | Path, seed: int = 0) -> dict[str, float]:
         return x, np.array([int(r["label_index"]) for r in chosen])
 
     classifier = LogisticRegression(max_iter=1000, random_state=seed).fit(*table("train"))
-    splits = dict.fromkeys(r["split"] for r in rows if r["split"] in HEAD_SPLITS and r["split"] != "train")
+    splits = dict.fromkeys(r["split"] for r in rows
+                           if r["split"] in HEAD_SPLITS and r["split"] not in ("train", UNCONFOUNDED_SPLIT))
     return {split: float(classifier.score(*table(split))) for split in splits}

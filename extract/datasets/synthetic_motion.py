@@ -56,12 +56,30 @@ def camera_margin(config: SyntheticConfig) -> int:
     return int(np.ceil(1.3 * amplitude)) + 1 if amplitude > 0 else 0
 
 
-def camera_path(rng: np.random.Generator, num_frames: int, fps: int, amplitude: float, margin: int) -> np.ndarray:
+def reverses_motion(spec: VideoSpec, config: SyntheticConfig) -> bool:
+    """True where `ood_motion` "reversed" runs this video's pan and light drift the other way (test_ood only)."""
+    return config.ood_motion == "reversed" and spec.split == "test_ood"
+
+
+def _wave(t: np.ndarray, period: np.ndarray | float, phase: np.ndarray | float, timing: str) -> np.ndarray:
+    """The shape over time of a pan or a drift in [-1, 1]: a sine of that period and phase ("random"), or one
+    steady sweep from -1 at the first frame to 1 at the last ("sweep": period and phase unused)."""
+    if timing == "sweep":
+        return 2.0 * t / max(float(t.max()), 1e-9) - 1.0 if len(t) > 1 else np.zeros_like(t)
+    return np.sin(2 * np.pi * t / period + phase)
+
+
+def camera_path(rng: np.random.Generator, num_frames: int, fps: int, amplitude: float, margin: int,
+                timing: str = "random", reverse: bool = False) -> np.ndarray:
     """(T, 2) float [x, y] offset of each frame's window from the centred one: a sway of `amplitude` pixels
-    across (half that up and down) with a period of 4-10 s, plus a handheld shake of a tenth of it."""
+    across (half that up and down) with a period of 4-10 s (or one sweep, `timing`; the other way with
+    `reverse`), plus a handheld shake of a tenth of it. Every draw is made whatever the timing, so the shake is
+    the same."""
     t = np.arange(num_frames)[:, None] / fps
     period, phase = rng.uniform(4.0, 10.0, 2), rng.uniform(0.0, 2 * np.pi, 2)
-    pan = amplitude * np.array([1.0, 0.5]) * np.sin(2 * np.pi * t / period + phase)
+    pan = amplitude * np.array([1.0, 0.5]) * _wave(t, period, phase, timing)
+    if reverse:
+        pan = -pan
     shake = rng.normal(0.0, 0.1 * amplitude, (num_frames, 2))
     return np.clip(pan + shake, 1 - margin, margin - 1)
 
@@ -97,15 +115,19 @@ def scene_clutter(rng: np.random.Generator, scene: np.ndarray, xx: np.ndarray, y
 
 # ------------------------------------------------------------------------------------------------- light
 
-def light_path(rng: np.random.Generator, num_frames: int, fps: int, strength: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def light_path(rng: np.random.Generator, num_frames: int, fps: int, strength: float, timing: str = "random",
+               reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(gain, slope), each (T,): the factor on the video's brightness (drift, jitter, flicker) and the change of
-    its left-right gradient, both scaled by `strength`."""
+    its left-right gradient, both scaled by `strength`. The drift and the gradient change follow `timing` (as
+    the pan does) and are negated with `reverse` (half a period on); the jitter and the flicker stay as drawn."""
     t = np.arange(num_frames) / fps
-    drift = strength * rng.uniform(0.6, 1.0) * np.sin(2 * np.pi * t / rng.uniform(3.0, 8.0) + rng.uniform(0, 2 * np.pi))
+    sign = -1.0 if reverse else 1.0
+    amplitude, period, phase = rng.uniform(0.6, 1.0), rng.uniform(3.0, 8.0), rng.uniform(0, 2 * np.pi)
+    drift = strength * amplitude * (sign * _wave(t, period, phase, timing))
     jitter = rng.normal(0.0, strength / 5, num_frames)
     flicker = np.where(rng.random(num_frames) < 0.1, -strength * rng.uniform(0.5, 1.0, num_frames), 0.0)
-    slope = 2 * strength * np.sin(2 * np.pi * t / rng.uniform(4.0, 10.0) + rng.uniform(0, 2 * np.pi))
+    period, phase = rng.uniform(4.0, 10.0), rng.uniform(0, 2 * np.pi)
+    slope = 2 * strength * (sign * _wave(t, period, phase, timing))
     return (1.0 + drift + jitter + flicker).astype(np.float32), slope.astype(np.float32)
 
 

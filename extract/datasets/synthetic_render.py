@@ -17,7 +17,8 @@ import numpy as np
 
 from .synthetic_draw import SHAPE_REACH, hsv, paint, pixel_boxes, shape_distance, window
 from .synthetic_motion import (CAMERA, LIGHT, PROPS, SCENE, camera_margin, camera_path, crop, light_path,
-                               motion_rng, paint_props, prop_colour, prop_paths, prop_shape, prop_text, scene_clutter)
+                               motion_rng, paint_props, prop_colour, prop_paths, prop_shape, prop_text,
+                               reverses_motion, scene_clutter)
 from .synthetic_spec import PROP_FACTOR, SyntheticConfig, VideoSpec
 
 # Foreground signatures. Step i gets SHAPES[i % 7], OBJECT_COLOURS[3 i % 8] and MOTIONS[i % 6]; the
@@ -173,13 +174,14 @@ class _Moving:
 
 def _moving(spec: VideoSpec, config: SyntheticConfig, margin: int) -> _Moving:
     moving = _Moving()
+    reverse = reverses_motion(spec, config)
     if margin:
         offsets = camera_path(motion_rng(spec, CAMERA), spec.num_frames, config.fps,
-                              config.camera_motion * config.width, margin)
+                              config.camera_motion * config.width, margin, config.motion_timing, reverse)
         moving.starts = margin + offsets
     if config.light_change:
         moving.gain, moving.slope = light_path(motion_rng(spec, LIGHT), spec.num_frames, config.fps,
-                                               config.light_change)
+                                               config.light_change, config.motion_timing, reverse)
     if config.props:
         rng = motion_rng(spec, PROPS)
         value = spec.context[PROP_FACTOR]

@@ -6,13 +6,20 @@ imports the other back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from cmdcl.core.errors import CmdclError
 
 # The index of a split in SPLITS keys its videos' random streams: new splits go last, so the videos of the
 # older splits stay byte-identical for a seed.
-SPLITS = ("train", "test", "test_ood", "pretrain")
-HEAD_SPLITS = ("train", "test", "test_ood")  # what heads use; extraction's default for this dataset
+SPLITS = ("train", "test", "test_ood", "pretrain", "train_unconfounded")
+# what heads use; extraction's default for this dataset
+HEAD_SPLITS = ("train", "test", "test_ood", "train_unconfounded")
+# Drawn like "train" but with the context at chance: the oracle a head trained on it sets, so that
+# OOD(trained on it) - OOD(trained on "train") is what the confounding still costs (docs/REPORT.md).
+UNCONFOUNDED_SPLIT = "train_unconfounded"
+# A split whose context is drawn at chance whatever `confounding` is (test_ood too, with ood_mode "chance").
+CHANCE_SPLITS = (UNCONFOUNDED_SPLIT,)
 CONFOUNDERS = ("background", "attire", "lighting")  # the static world's context factors
 PROP_FACTOR = "prop"  # the moving props' kind and colour: a context factor when the world has props
 
@@ -38,6 +45,8 @@ WORLDS: dict[str, dict[str, float | int]] = {
 }
 DEFAULT_WORLD = "moving"
 MAX_PROPS = 4
+MOTION_TIMINGS = ("random", "sweep")  # SyntheticConfig.motion_timing
+OOD_MOTIONS = ("same", "reversed")  # SyntheticConfig.ood_motion
 
 
 @dataclass
@@ -53,6 +62,8 @@ class SyntheticConfig:
     # demo's OOD top-1 by <= 0.005 (6 classes -> 300 videos)
     ood_per_class: int = 50
     pretrain_per_class: int = 40  # split "pretrain": encoder pre-training only, confounded like train
+    # split "train_unconfounded": drawn like train but with the context at chance; None = train_per_class
+    unconfounded_per_class: Optional[int] = None
     width: int = 80
     height: int = 60
     fps: int = 8
@@ -66,6 +77,14 @@ class SyntheticConfig:
     camera_motion: float = 0.1  # a handheld camera's pan across a larger scene, in frame widths (plus shake)
     light_change: float = 0.15  # within-video light drift and flicker, relative to the video's lighting
     props: int = 2  # moving objects with no part in the activity, whose kind agrees with it like the context
+    # When the camera and the light move (synthetic_motion.py): "random" sways at a random phase and period in
+    # every video, so where the pan and the drift are says nothing about time; "sweep" pans once left to right
+    # and raises the light once over every video, so that they predict how far into the video (and so which
+    # step of a script) a frame is.
+    motion_timing: str = "random"
+    # "reversed": in test_ood only, the pan runs the other way and the light drift and gradient change are
+    # shifted by half a period (negated), so a head that read the step from the motion is caught out there.
+    ood_motion: str = "same"
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -76,6 +95,8 @@ class SyntheticConfig:
     def world(self) -> str:
         """The name of the WORLDS preset these options are, or "custom"."""
         mine = {name: getattr(self, name) for name in MOVING_OPTIONS}
+        if (self.motion_timing, self.ood_motion) != (MOTION_TIMINGS[0], OOD_MOTIONS[0]):
+            return "custom"  # re-timed motion: not a preset, so not the presets' default folders either
         return next((name for name, preset in WORLDS.items() if preset == mine), "custom")
 
     def validate(self) -> None:
@@ -95,8 +116,9 @@ class SyntheticConfig:
         if not needed <= self.num_steps <= len(STEP_NAMES):
             raise bad("num_steps", f"must be between num_activities - 2 + max_script_steps = {needed} "
                                    f"and {len(STEP_NAMES)}")
-        for option in ("train_per_class", "test_per_class", "ood_per_class", "pretrain_per_class"):
-            if getattr(self, option) < 0:
+        for option in ("train_per_class", "test_per_class", "ood_per_class", "pretrain_per_class",
+                       "unconfounded_per_class"):
+            if (getattr(self, option) or 0) < 0:
                 raise bad(option, "must be >= 0")
         for option in ("width", "height"):
             value = getattr(self, option)
@@ -119,6 +141,10 @@ class SyntheticConfig:
         self._validate_moving(bad)
 
     def _validate_moving(self, bad) -> None:
+        if self.motion_timing not in MOTION_TIMINGS:
+            raise bad("motion_timing", f"must be one of {', '.join(MOTION_TIMINGS)}")
+        if self.ood_motion not in OOD_MOTIONS:
+            raise bad("ood_motion", f"must be one of {', '.join(OOD_MOTIONS)}")
         if not 0.0 <= self.camera_motion <= 0.25:
             raise bad("camera_motion", "must be in [0, 0.25] frame widths (0: a fixed camera)")
         if not 0.0 <= self.light_change <= 0.5:
@@ -128,7 +154,9 @@ class SyntheticConfig:
 
     def videos_per_class(self, split: str) -> int:
         return {"train": self.train_per_class, "test": self.test_per_class, "test_ood": self.ood_per_class,
-                "pretrain": self.pretrain_per_class}[split]
+                "pretrain": self.pretrain_per_class,
+                UNCONFOUNDED_SPLIT: self.train_per_class if self.unconfounded_per_class is None
+                else self.unconfounded_per_class}[split]
 
 
 def world_options(world: str) -> dict[str, float | int]:

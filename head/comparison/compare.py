@@ -53,14 +53,10 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
     which the output then states."""
     if not runs:
         raise CmdclError("compare: no runs given.", fix="pass two or more run folders.")
-    loaded = [load_run(Path(r), split) for r in runs]
+    loaded = [load_run(Path(r), split, name) for r, name in zip(runs, run_names(runs))]
     forced = check_comparable(loaded, split, force)
     loaded = align_videos(loaded, split)
     names = [r.name for r in loaded]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise CmdclError(f"compare: two runs are named {duplicate!r} (a run's name is its folder name).",
-                         fix="rename or copy one of the run folders.")
     reference = reference or names[0]
     if reference not in names:
         raise CmdclError(f"--reference {reference}: not one of the runs ({', '.join(names)}).")
@@ -83,6 +79,7 @@ def compare_runs(runs: Sequence[Path], split: str = "test", reference: str | Non
             note = _add_difference(row, ref, run, metric, paired, metrics, videos, n_resamples, seed, ci_method)
             if note:
                 notes.append(note)
+        row.train_split = train_split_of(run.path)
         rows.append(row)
     return Comparison(split, metric, reference, videos, rows, n_resamples, ci_method, notes=forced + notes,
                       forced=bool(forced))
@@ -160,7 +157,33 @@ def run_seed_labels(run: Path) -> list[int | None]:
         return [None]
 
 
-def load_run(run: Path, split: str) -> RunSeeds:
+def run_names(runs: Sequence[Path]) -> list[str]:
+    """Each run's name: its folder name, or where two runs share one (one method trained on two splits, e.g.
+    runs/a/cmdcl and runs/b/cmdcl) the fewest trailing path parts that tell them apart ("a/cmdcl")."""
+    parts = [Path(r).resolve().parts for r in runs]
+    names = [p[-1] for p in parts]
+    for depth in range(2, max(len(p) for p in parts) + 1):
+        clashing = {n for n in names if names.count(n) > 1}
+        if not clashing:
+            break
+        names = ["/".join(p[-depth:]) if n in clashing else n for n, p in zip(names, parts)]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise CmdclError(f"compare: two runs are named {Path(duplicate).name!r} (the folder {runs[names.index(duplicate)]} "
+                         "is given twice).", fix="pass each run folder once.")
+    return names
+
+
+def train_split_of(run: Path) -> str | None:
+    """The split a run's (first seed's) head was trained on, from its config.json (None when unknown)."""
+    try:
+        config = json.loads((seed_dirs(run)[0] / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return str(config.get("train_split", "train"))
+
+
+def load_run(run: Path, split: str, name: str | None = None) -> RunSeeds:
     folders = seed_dirs(run)
     if not folders:
         raise CmdclError(f"{run}/seeds.json: lists no seeds.")
@@ -172,7 +195,7 @@ def load_run(run: Path, split: str) -> RunSeeds:
                              fix=f"run `cmdcl evaluate --checkpoint {folder / 'best.pt'} --features ... --split "
                                  f"{split}` on that run.")
         predictions.append(load_predictions(path, split))
-    return RunSeeds(run.name, run, run_seed_labels(run), predictions)
+    return RunSeeds(name or run.name, run, run_seed_labels(run), predictions)
 
 
 def check_comparable(runs: list[RunSeeds], split: str, force: bool) -> list[str]:

@@ -58,6 +58,9 @@ def format_table(comparison: Comparison) -> str:
     if single:
         lines.append("* n=1: one seed, so the interval is a bootstrap over videos (test-set noise only), "
                      "not over training seeds.")
+    trained = {r.run: r.train_split for r in c.rows}
+    if len({t for t in trained.values() if t is not None}) > 1:  # one method on two training splits
+        lines.append("trained on: " + ", ".join(f"{run} {split or '?'}" for run, split in trained.items()) + ".")
     lines += c.notes
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ class Row:
     pairing: str | None = None
     diff_seed_ci: tuple[float, float] | None = None  # t interval of per-seed differences (matched seeds, n >= 2)
     diff_method: str | None = None  # the bootstrap method the difference's interval used (BCa may fall back)
+    train_split: str | None = None  # the split the run's head was trained on (config.json; None: unknown)
 
 
 @dataclass

@@ -98,7 +98,11 @@ class HeadConfig:
     converge_patience: int = option(5, "Stop once the TRAINING loss has not fallen by --converge-delta (relative) "
                                        "for this many epochs (0 = off; automatic schedule only): docs/TRAINING.md.")
     converge_delta: float = option(0.05, "Relative fall of the best training loss that counts as progress.")
-    val_fraction: float = option(0.1, "Carved from train when there is no val split.")
+    val_fraction: float = option(0.1, "Carved from the training split when there is no val split (always, with "
+                                      "another --train-split).")
+    train_split: str = option("train", "Split to train on, e.g. train_unconfounded (the synthetic world's split "
+                                       "with the context at chance); validation is carved from it (a 'val' split "
+                                       "is used only with the default, train).")
     seed: int = option(0, "Seed of the head, the data order and the carved validation.")
     refresh_memory: bool = option(True, "EMA-refresh the front-door memory after each epoch.")
     # --- data path (head/data.py)
@@ -151,7 +155,7 @@ LEGACY: dict[str, Any] = {"mediator": "cosine", "patch_frame_context": True, "st
 RECIPE: tuple[str, ...] = (
     "method", "epochs", "min_steps", "batch_size", "lr", "weight_decay", "warmup_epochs", "grad_clip", "patience",
     "min_val_videos", "converge_patience", "converge_delta", "val_fraction", "seed", "frames", "aux_step_loss",
-    "data_mode", "eval_batch_size")
+    "data_mode", "eval_batch_size", "train_split")
 
 # (the fields a rule reads, is the value impossible?, the message): HeadConfig.check() applies a rule when the
 # method reads all of its fields (the recipe's always).
@@ -179,4 +183,5 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = 
 
 # Options added after the learned mediator, with the value a config saved before them meant (the head they
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
-ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True}
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True,
+                               "train_split": "train"}

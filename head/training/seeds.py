@@ -121,8 +121,9 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
         cfg.check()
         key = _data_key(cfg)
         if key not in datasets:
-            datasets[key] = data if data is not None else load_run_data(features, cfg.frames, cfg.patches_wanted(),
-                                                                         cfg.data_mode, log=say, score_after=evaluate)
+            datasets[key] = data if data is not None else load_run_data(
+                features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say, score_after=evaluate,
+                train_split=cfg.train_split)
     _SHARED.update(features=features, jobs=list(jobs), datasets=datasets, kwargs=train_kwargs, log=say,
                    prefix=workers > 1 and len(jobs) > 1, evaluate=list(evaluate))
     try:
@@ -134,7 +135,7 @@ def train_jobs(features: str | Path | Sequence[str | Path], jobs: Sequence[Job],
 
 
 def _data_key(cfg: HeadConfig) -> tuple:
-    return cfg.frames, cfg.patches_wanted(), cfg.data_mode
+    return cfg.frames, cfg.patches_wanted(), cfg.data_mode, cfg.train_split
 
 
 def _run_job(index: int) -> dict[str, Any]:

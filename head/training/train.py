@@ -189,7 +189,8 @@ def train(features: str | Path | Sequence[str | Path], out_dir: str | Path, cfg:
 # ---------------------------------------------------------------------------------------------- setup
 
 def _load(features, cfg: HeadConfig, say: Callable[[str], None], evaluate: Sequence[str]) -> FeatureData:
-    return load_run_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say, score_after=evaluate)
+    return load_run_data(features, cfg.frames, cfg.patches_wanted(), cfg.data_mode, log=say, score_after=evaluate,
+                         train_split=cfg.train_split)
 
 
 def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint | None, resume_path: Path | None,
@@ -204,7 +205,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         raise CmdclError(f"the features given to train() were read with {data.frames} frames, use_patches "
                          f"{data.use_patches}; this run asks for {wanted_frames} frames, use_patches "
                          f"{cfg.use_patches}.")
-    train_rows, val_rows = train_val_rows(data, cfg.val_fraction, cfg.seed, log=say)
+    train_rows, val_rows = train_val_rows(data, cfg.val_fraction, cfg.seed, log=say, train_split=cfg.train_split)
     fs = data.feature_set
     if saved is not None:
         check_compatible(saved, fs, resume_path)
