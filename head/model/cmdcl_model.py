@@ -248,7 +248,11 @@ class CMDCLHead(nn.Module):
         text_b = text.expand(batch, *text.shape) if text.dim() == 2 else text
         step_logits = self.step_evidence(text_b, visual)
         logits = step_logits if self.class_map is None else self.class_map(step_logits)
-        frame_step_logits = self.frame_evidence(tokens, text) if self.frame_evidence is not None else None
+        frame_step_logits = None
+        if self.frame_evidence is not None:
+            frame_step_logits = self.frame_evidence(tokens, text)
+            if self.cfg.step_centre:  # [ours] what every frame of the video shares (the context) goes
+                frame_step_logits = static_split(frame_step_logits, mask)
         read = None
         if self.readout is not None:
             logits, read = self.readout(frame_step_logits, mask)

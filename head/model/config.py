@@ -91,6 +91,10 @@ class HeadConfig:
                                        "loss: ties the steps of different activities to one scale, so that the "
                                        "all-step posteriors the read-out sees at test time are not dominated by one "
                                        "activity's steps; 0 = off.")
+    step_centre: bool = option(False, "[ours] Subtract from each step's frame evidence its mean over the video's "
+                                      "valid frames: an offset shared by all frames of a video (the context, the "
+                                      "same in every frame) cannot favour one activity's steps.",
+                               flag="--step-centre/--no-step-centre")
     readout_detach: bool = option(True, "[ours] Stop the activity loss's gradient at the step posteriors: the "
                                         "read-out cannot train the step evidence to carry the context.",
                                   flag="--readout-detach/--no-readout-detach")
@@ -203,4 +207,4 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = 
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
 ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True,
                "step_readout": "none", "step_loss": 0.0, "step_contrast": "video", "step_all_loss": 0.0,
-               "readout_detach": True, "readout_input": "soft", "readout_hidden": 32}
+               "readout_detach": True, "readout_input": "soft", "readout_hidden": 32, "step_centre": False}

@@ -41,7 +41,7 @@ METHODS: dict[str, MethodEntry] = {
         ("use_tci", "use_vci", "sta_layers", "bias_estimator", "sinkhorn_iters", "sinkhorn_eps", "bias_source",
          "frontdoor_cross", "dictionary_size", "use_patches", "mediator", "patch_frame_context", "static_split",
          "grounding_loss", "patch_grounding", "patch_contrast", "mediator_frames", "tci_debias", "step_readout", "step_loss",
-         "step_contrast", "step_all_loss", "readout_detach", "readout_input", "readout_hidden", "tci_residual",
+         "step_contrast", "step_all_loss", "step_centre", "readout_detach", "readout_input", "readout_hidden", "tci_residual",
          "classifier", "refresh_memory", *_SIZES), cost=3),
     "linear": MethodEntry(
         "cmdcl.head.model.factory:build_linear", "linear probe on the mean of the valid frames (order-blind)",
