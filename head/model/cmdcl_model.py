@@ -134,10 +134,11 @@ class CMDCLHead(nn.Module):
                     self.class_map.bias.zero_()
 
     def _build_step_path(self, cfg: HeadConfig, width: int, dim: int) -> None:
-        """[ours] The per-frame step evidence (when read or trained) and the GRU read-out. step_readout
-        "auto" builds the read-out: train-head resolves auto from the features before building the head."""
+        """[ours] The per-frame step evidence (when read or trained) and the GRU read-out. train-head makes
+        step_readout "auto" concrete from the features' segments before building the head; a head built
+        from "auto" without that (no data seen) is today's classifier, as without segments."""
         check_choice("step_readout", cfg.step_readout)
-        readout = cfg.step_readout in ("auto", "gru")
+        readout = cfg.step_readout == "gru"
         self.frame_evidence = (FrameStepEvidence(width, dim, cfg.init_temperature, init=self.encoder.to_embedding)
                                if readout or cfg.step_loss > 0 else None)
         self.readout = (StepReadout(self.num_steps, self.num_classes, cfg.readout_hidden, cfg.readout_detach,
