@@ -91,7 +91,7 @@ class HeadConfig:
                                        "loss: ties the steps of different activities to one scale, so that the "
                                        "all-step posteriors the read-out sees at test time are not dominated by one "
                                        "activity's steps; 0 = off.")
-    step_centre: bool = option(False, "[ours] Subtract from each step's frame evidence its mean over the video's "
+    step_centre: bool = option(True, "[ours] Subtract from each step's frame evidence its mean over the video's "
                                       "valid frames: an offset shared by all frames of a video (the context, the "
                                       "same in every frame) cannot favour one activity's steps.",
                                flag="--step-centre/--no-step-centre")
