@@ -7,8 +7,10 @@
 Prints, per head variant, seconds per training step (forward + backward + AdamW, with the grounding losses
 the trainer adds where the file has step segments; steps interleaved in one process so contention hits every
 variant alike) and the projection to a COIN epoch (8,909 training videos,
-F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default),
-the same head with the patch grounding loss (`--patch-grounding 1`, off by default), the same head
+F=64, P=16, D=768, S=778, C=180; ceil(8909 / batch) steps). Variants: the learned patch mediator (default: the
+class read by the GRU over the frame-step evidence, with the dense step loss), the same mediator with the
+class from V' and T' and no step loss ("classifier head"),
+the same head with patch grounding loss (`--patch-grounding 1`, off by default), the same head
 without patches (frame tokens only), and the old head (cosine mediator after divided
 space/time attention over all F x P tokens). Also the COIN feature volume with patches and a one-epoch
 train-head run with data_mode memmap on a patch file (the bounded-memory path), with its peak RSS.
@@ -29,11 +31,18 @@ COIN = {"train": 8909, "videos": 11827, "F": 64, "P": 16, "D": 768, "S": 778, "C
 
 
 def variants() -> dict[str, dict]:
-    from cmdcl.head.model.config import LEGACY
+    from cmdcl.head.model.config import ADDED_LATER, LEGACY
 
-    return {"patch (learned)": {"use_patches": True}, "+ patch grounding": {"use_patches": True, "patch_grounding": 1.0},
-            "frames only": {"use_patches": False},
-            "old frames only": {**LEGACY, "use_patches": False}, "old patch head": {**LEGACY, "use_patches": True}}
+    # "patch (learned)" is what train-head builds where the file has step segments: the GRU read-out over the
+    # frame-step evidence; "classifier head" is the same mediator with the class from V' and T' (step_readout
+    # none, no step loss), the head before the read-out. LEGACY rows: configs saved before the learned mediator.
+    old = {**ADDED_LATER, **LEGACY}
+    fresh = {"step_readout": "gru"}
+    return {"patch (learned)": {"use_patches": True, **fresh},
+            "classifier head": {"use_patches": True, "step_readout": "none", "step_loss": 0.0},
+            "+ patch grounding": {"use_patches": True, "patch_grounding": 1.0, **fresh},
+            "frames only": {"use_patches": False, **fresh},
+            "old frames only": {**old, "use_patches": False}, "old patch head": {**old, "use_patches": True}}
 
 
 def coin_like_file(path: Path, videos: int, frames: int, grid: int, dim: int, classes: int, steps: int) -> Path:

@@ -266,7 +266,7 @@ def test_grounding_loss_is_used_in_training_when_segments_exist(tmp_path):
         train(world, tmp_path / f"g{weight}", cfg, resume="never", progress=False, log=lines.append)
         logs[weight] = "\n".join(lines)
         weights[weight] = load_checkpoint(tmp_path / f"g{weight}" / "last.pt").model
-    assert "grounding loss on (weight 5.0," in logs[5.0] and "grounding loss on" not in logs[0.0]
+    assert "segment losses on (grounding 5.0," in logs[5.0] and "segment losses on (grounding 0.0," in logs[0.0]
     assert "--use-patches unset (auto): patches on, P=4" in logs[5.0]  # auto: the file holds a 2x2 grid
     key = "mediator.temporal_query.weight"
     assert not torch.allclose(weights[0.0][key], weights[5.0][key])

@@ -6,6 +6,9 @@
                                             head/model/visual.py    (cosine, the old one; V' = mean_F V_s with --no-vci)
     s_i = <norm V'_i, norm T'_i> * scale    per-atomic-action evidence (B, S)
     logits = s W_cls + b                    (B, C); logits = s when the classes are the atomic actions
+  or, with step_readout gru [ours]:         head/model/step_readout.py
+    e_f = <norm proj(V_s,f), norm T'>       per-frame step evidence (B, F, S), trained by the dense step loss
+    logits = GRU(softmax(e).detach())       the class from the step evidence over time alone
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .textual import TextualBackdoor, build_frame_dictionary, clamped_scale, log
 from .visual import FrontdoorMediator, SpatioTemporalAttention, VideoEncoder, masked_mean, safe_frame_mask
 from .visual import video_means
 from .mediator import LearnedMediator, PatchStepProbe, frame_deviations, static_split
+from .step_readout import FrameStepEvidence, StepReadout
 
 MAX_DICTIONARY_ROWS = 20_000  # frames (bias dictionary) or videos (memory) given to KMeans
 
@@ -63,7 +67,10 @@ class CMDCLHead(nn.Module):
     features (B, F, D), frame_mask (B, F) bool, patches (B, F, P, D) or None ->
     {"logits" (B, C), "step_logits" (B, S), "step_attention" (B, S, F), "debiased_text" (S, D),
      "video_summary" (B, D), "representation" (B, S*D) (V' flattened; (B, D) with --no-vci),
-     ["spatial_attention" (B, S, F, P) when patches are used]}.
+     ["spatial_attention" (B, S, F, P) when patches are used],
+     ["frame_step_logits" (B, F, S) with step_readout gru or step_loss > 0]}.
+    With step_readout gru, "logits" come from the GRU read-out over the frame-step posteriors and
+    "representation" is what its linear layer reads (B, 2H).
     Attention maps are over the input's F frames (those FeatureData kept for cfg.frames): zero on
     padded frames.
     """
@@ -117,13 +124,25 @@ class CMDCLHead(nn.Module):
             # the patch-level grounding loss's reader (training only): needs the learned mediator's patch maps
             grounded = cfg.patch_grounding > 0 and learned and cfg.use_vci and self.use_patches
             self.patch_probe = PatchStepProbe(steps, cfg.init_temperature) if grounded else None
-            if self.steps_are_classes:
+            self._build_step_path(cfg, width, dim)
+            if self.steps_are_classes or self.readout is not None:
                 self.class_map = None
             else:
                 self.class_map = nn.Linear(self.num_steps, self.num_classes)
                 with torch.no_grad():
                     self.class_map.weight.copy_(class_map_init(class_text, steps, cfg.init_temperature))
                     self.class_map.bias.zero_()
+
+    def _build_step_path(self, cfg: HeadConfig, width: int, dim: int) -> None:
+        """[ours] The per-frame step evidence (when read or trained) and the GRU read-out. train-head makes
+        step_readout "auto" concrete from the features' segments before building the head; a head built
+        from "auto" without that (no data seen) is today's classifier, as without segments."""
+        check_choice("step_readout", cfg.step_readout)
+        readout = cfg.step_readout == "gru"
+        self.frame_evidence = (FrameStepEvidence(width, dim, cfg.init_temperature, init=self.encoder.to_embedding)
+                               if readout or cfg.step_loss > 0 else None)
+        self.readout = (StepReadout(self.num_steps, self.num_classes, cfg.readout_hidden, cfg.readout_detach,
+                                    cfg.readout_input) if readout else None)
 
     # ---------------------------------------------------------------- dictionaries
     @property
@@ -226,10 +245,18 @@ class CMDCLHead(nn.Module):
         patch_in = patches.to(dtype) if self.use_patches else None
 
         text = self.tci(frames, mask) if self.tci is not None else self.frozen_text  # T'
-        visual, attention, spatial, summary = self._visual(text, frames, patch_in, mask)
+        visual, attention, spatial, summary, tokens = self._visual(text, frames, patch_in, mask)
         text_b = text.expand(batch, *text.shape) if text.dim() == 2 else text
         step_logits = self.step_evidence(text_b, visual)
         logits = step_logits if self.class_map is None else self.class_map(step_logits)
+        frame_step_logits = None
+        if self.frame_evidence is not None:
+            frame_step_logits = self.frame_evidence(tokens, text)
+            if self.cfg.step_centre:  # [ours] what every frame of the video shares (the context) goes
+                frame_step_logits = static_split(frame_step_logits, mask)
+        read = None
+        if self.readout is not None:
+            logits, read = self.readout(frame_step_logits, mask)
         out = {
             "logits": logits,
             "step_logits": step_logits,
@@ -240,6 +267,10 @@ class CMDCLHead(nn.Module):
             # same summary: it stands for them all (flattening S copies would only cost memory).
             "representation": visual.reshape(batch, -1) if self.mediator is not None else summary,
         }
+        if read is not None:  # the read-out's classifier reads the step evidence over time, not V'
+            out["representation"] = read
+        if frame_step_logits is not None:
+            out["frame_step_logits"] = frame_step_logits
         if spatial is not None:
             out["spatial_attention"] = spatial
         return out
@@ -251,19 +282,22 @@ class CMDCLHead(nn.Module):
             frames = static_split(frames, mask)
             patches = static_split(patches, mask) if patches is not None else None
         if self.learned:
-            tokens = self.sta(self.encoder.frame_tokens(frames), mask)
-            summary = masked_mean(self.encoder.to_embedding(tokens), mask)
+            stack = self.sta(self.encoder.frame_tokens(frames), mask)
+            summary = masked_mean(self.encoder.to_embedding(stack), mask)
             if self.mediator is not None:
+                tokens = stack
                 if patches is not None and self.cfg.patch_frame_context:  # old: the frame embedding in every patch
                     tokens = tokens + frames @ self.encoder.in_proj.weight.T
                 if patches is not None and not self.cfg.mediator_frames:  # [ours] the attended patches alone
                     tokens = torch.zeros_like(tokens)
-                return (*self.mediator(text, tokens, patches, mask, self.encoder), summary)
+                return (*self.mediator(text, tokens, patches, mask, self.encoder), summary, stack)
         else:
-            tokens = self.encoder.to_embedding(self.sta(self.encoder(frames, patches), mask))  # V_s
+            stack = self.sta(self.encoder(frames, patches), mask)
+            tokens = self.encoder.to_embedding(stack)  # V_s
+            stack = stack.mean(2) if stack.dim() == 4 else stack
             summary = masked_mean(tokens, mask)
             if self.mediator is not None:
-                return (*self.mediator(text, tokens, mask), summary)
+                return (*self.mediator(text, tokens, mask), summary, stack)
         # no front door: every action sees the same mean-pooled video
         batch, dtype = frames.shape[0], frames.dtype
         visual = summary[:, None, :].expand(batch, self.num_steps, -1)
@@ -272,7 +306,7 @@ class CMDCLHead(nn.Module):
         if patches is not None:
             p = patches.shape[2]
             spatial = mask.to(dtype)[:, None, :, None].expand(-1, self.num_steps, -1, p) / p
-        return visual, attention, spatial, summary
+        return visual, attention, spatial, summary, stack
 
 
 def _check_config(cfg: HeadConfig, patches_per_frame: int) -> None:

@@ -22,6 +22,9 @@ CHOICES: dict[str, Sequence[str]] = {
     "classifier": ("similarity", "attention"),
     "data_mode": ("auto", "memory", "memmap"),
     "patch_contrast": ("video", "all"),
+    "step_readout": ("auto", "gru", "none"),
+    "step_contrast": ("video", "all"),
+    "readout_input": ("soft", "hard"),
 }
 
 
@@ -76,6 +79,28 @@ class HeadConfig:
     tci_debias: float = option(0.0, "[ours] Weight of a loss that makes each T'_i equally similar to every confounder "
                                      "prototype of the back door (the prior-weighted variance of cos(T'_i, z_k) "
                                      "over k): text that prefers no scene; needs bias source prior or dictionary.")
+    # --- the front door through the atomic actions (docs/METHOD.md, "Through the atomic actions")
+    step_readout: str = option("auto", "[ours] How the class is read: gru (a bidirectional GRU over the per-frame "
+                                       "step posteriors, nothing else) | none (s W_cls from V' and T') | auto = gru "
+                                       "where the training features hold step segments, else none.")
+    step_loss: float = option(1.0, "[ours] Weight of the dense per-frame step cross-entropy from step segments "
+                                   "(frame_step_logits at every annotated frame); 0 = off.")
+    step_contrast: str = option("video", "Which steps compete in the per-frame step loss: video (the steps annotated "
+                                         "in the same video) | all (every step).")
+    step_all_loss: float = option(0.1, "[ours] Weight of an all-step cross-entropy added to a video-contrast step "
+                                       "loss: ties the steps of different activities to one scale, so that the "
+                                       "all-step posteriors the read-out sees at test time are not dominated by one "
+                                       "activity's steps; 0 = off.")
+    step_centre: bool = option(True, "[ours] Subtract from each step's frame evidence its mean over the video's "
+                                      "valid frames: an offset shared by all frames of a video (the context, the "
+                                      "same in every frame) cannot favour one activity's steps.",
+                               flag="--step-centre/--no-step-centre")
+    readout_detach: bool = option(True, "[ours] Stop the activity loss's gradient at the step posteriors: the "
+                                        "read-out cannot train the step evidence to carry the context.",
+                                  flag="--readout-detach/--no-readout-detach")
+    readout_input: str = option("soft", "What the GRU read-out reads per frame: soft (the all-step softmax "
+                                        "posteriors) | hard (one-hot of the frame's top step).")
+    readout_hidden: int = option(32, "Hidden size of each direction of the GRU read-out.")
     tci_residual: bool = option(True, "T' = T + [T;B]W_B (residual) or [T;B]W_B.")
     classifier: str = option("similarity", "similarity | attention: how V', T' give per-step evidence.")
     # --- shared model sizes
@@ -175,7 +200,8 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = 
     (("converge_delta",), lambda c: not 0.0 <= c.converge_delta < 1.0,
      "--converge-delta must be in [0, 1), got {converge_delta}."),
     *(((name,), lambda c, n=name: getattr(c, n) < 0, f"--{name.replace('_', '-')} must be >= 0, got {{{name}}}.")
-      for name in ("grounding_loss", "patch_grounding", "tci_debias")),
+      for name in ("grounding_loss", "patch_grounding", "tci_debias", "step_loss", "step_all_loss")),
+    (("readout_hidden",), lambda c: c.readout_hidden < 1, "--readout-hidden must be >= 1, got {readout_hidden}."),
     (("mediator", "frontdoor_cross"), lambda c: c.mediator == "cosine" and c.frontdoor_cross == "sample",
      "--frontdoor-cross sample needs --mediator learned (the cosine mediator has no sample-queried term)."),
     (("dropout",), lambda c: not 0.0 <= c.dropout < 1.0, "--dropout must be in [0, 1), got {dropout}."),
@@ -183,5 +209,7 @@ _RULES: tuple[tuple[tuple[str, ...], Callable[[HeadConfig], bool], str], ...] = 
 
 # Options added after the learned mediator, with the value a config saved before them meant (the head they
 # built has no parameters for them), so that their checkpoints still load whatever the new default is.
-ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0, "mediator_frames": True,
-                               "train_split": "train"}
+ADDED_LATER: dict[str, Any] = {"patch_grounding": 0.0, "patch_contrast": "video", "tci_debias": 0.0,
+                               "mediator_frames": True, "train_split": "train",
+                               "step_readout": "none", "step_loss": 0.0, "step_contrast": "video", "step_all_loss": 0.0,
+                               "readout_detach": True, "readout_input": "soft", "readout_hidden": 32, "step_centre": False}

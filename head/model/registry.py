@@ -40,7 +40,8 @@ METHODS: dict[str, MethodEntry] = {
         "cmdcl.head.model.factory:build_cmdcl", "the CMDCL head (docs/METHOD.md)",
         ("use_tci", "use_vci", "sta_layers", "bias_estimator", "sinkhorn_iters", "sinkhorn_eps", "bias_source",
          "frontdoor_cross", "dictionary_size", "use_patches", "mediator", "patch_frame_context", "static_split",
-         "grounding_loss", "patch_grounding", "patch_contrast", "mediator_frames", "tci_debias", "tci_residual",
+         "grounding_loss", "patch_grounding", "patch_contrast", "mediator_frames", "tci_debias", "step_readout", "step_loss",
+         "step_contrast", "step_all_loss", "step_centre", "readout_detach", "readout_input", "readout_hidden", "tci_residual",
          "classifier", "refresh_memory", *_SIZES), cost=3),
     "linear": MethodEntry(
         "cmdcl.head.model.factory:build_linear", "linear probe on the mean of the valid frames (order-blind)",

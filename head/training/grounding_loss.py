@@ -19,11 +19,21 @@ Props, scene and camera are the same whatever the step of the video, so their pa
 steps at about 1/(its steps): only attention on the action's object can lower this loss. With
 patch_contrast "all", every step competes (props then also tell the activity's steps from the others). (A first version
 pooled the patches under the attention before the probe; the probe then read the object out of a uniform
-pool and the attention barely moved: docs/METHOD.md.) Frames are mapped once to the step whose segment holds
+pool and the attention barely moved: docs/METHOD.md.) 
+Per-frame step loss (HeadConfig.step_loss, [ours]; the front door through the atomic actions): at every valid
+frame inside a segment, the head's frame-step evidence e_bf ("frame_step_logits", (B, F, S)) must name the step
+under way, with the steps annotated in the same video competing (step_contrast "video") or every step ("all"),
+plus step_all_loss times the all-step cross-entropy with "video":
+
+    L_f = - mean over (b, f in a segment) of log softmax_{k in steps of b}(e_bf)_{step(b, f)}
+
+Frames are mapped once to the step whose segment holds
 them (the last one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F)
 table.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -82,6 +92,20 @@ def patch_grounding_loss(model: nn.Module, spatial: Tensor, patches: Tensor, fra
     return -(log_mass * weight).sum() / weight.sum().clamp_min(1.0)
 
 
+def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: Tensor, contrast: str) -> Tensor:
+    """L_f of the module docstring: frame_step_logits (B, F, S), frame_step (B, F) long (-1: no step), frame_mask
+    (B, F). contrast "video" or "all". Zero (with a graph) when no valid frame of the batch is in a segment."""
+    inside = (frame_step >= 0) & frame_mask.bool()
+    if not bool(inside.any()):
+        return frame_step_logits.sum() * 0.0
+    logits = frame_step_logits.float()
+    if contrast == "video":
+        steps = torch.arange(logits.shape[-1], device=logits.device)
+        present = ((frame_step[:, :, None] == steps) & inside[:, :, None]).any(1)  # (B, S): the video's steps
+        logits = logits.masked_fill(~present[:, None, :], MASKED_LOGIT)
+    return F.cross_entropy(logits[inside], frame_step[inside])
+
+
 def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], batch: dict[str, Tensor],
                    frame_step: Tensor) -> Tensor:
     """The weighted grounding losses of one batch (cfg's weights; each only where the head has its
@@ -92,19 +116,43 @@ def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], ba
     if cfg.patch_grounding > 0 and getattr(model, "patch_probe", None) is not None and "spatial_attention" in out:
         loss = loss + cfg.patch_grounding * patch_grounding_loss(model, out["spatial_attention"], batch["patches"],
                                                                  batch["frame_mask"], frame_step)
+    if cfg.step_loss > 0 and "frame_step_logits" in out:
+        evidence = out["frame_step_logits"]
+        term = frame_step_loss(evidence, frame_step, batch["frame_mask"], cfg.step_contrast)
+        if cfg.step_contrast == "video" and cfg.step_all_loss > 0:
+            term = term + cfg.step_all_loss * frame_step_loss(evidence, frame_step, batch["frame_mask"], "all")
+        loss = loss + cfg.step_loss * term
     return loss
 
 
-def grounding_targets(cfg: HeadConfig, data: FeatureData, device: torch.device,
-                      say) -> Tensor | None:
-    """The (N, F) frame-step table on `device` when cfg asks for a grounding loss and the features hold
-    segments (says so either way), else None."""
-    if (cfg.grounding_loss <= 0 and cfg.patch_grounding <= 0) or not reads(cfg.method, "grounding_loss"):
-        return None
-    table = frame_step_table(data)
+def segment_table(cfg: HeadConfig, data: FeatureData) -> np.ndarray | None:
+    """`frame_step_table(data)` for the heads that read segments (cmdcl), else None (not read)."""
+    return frame_step_table(data) if reads(cfg.method, "grounding_loss") else None
+
+
+def resolve_step_readout(cfg: HeadConfig, table: np.ndarray | None, say) -> HeadConfig:
+    """step_readout "auto" made concrete from the training features (so the checkpoint records what was built):
+    gru where they hold step segments, else none, today's classifier (says so in one line)."""
+    if not reads(cfg.method, "step_readout") or cfg.step_readout != "auto":
+        return cfg
     if table is None:
-        say("--grounding-loss / --patch-grounding: the features hold no step segments; the losses are off.")
+        say("--step-readout auto: the features hold no step segments; the class is read from V' and T' (none).")
+        return dataclasses.replace(cfg, step_readout="none")
+    say("--step-readout auto: step segments found; the class is read from the per-frame step evidence (gru).")
+    return dataclasses.replace(cfg, step_readout="gru")
+
+
+def grounding_targets(cfg: HeadConfig, table: np.ndarray | None, device: torch.device,
+                      say) -> Tensor | None:
+    """The (N, F) frame-step table on `device` when cfg asks for a segment loss and the features hold
+    segments (says so either way), else None."""
+    if (cfg.grounding_loss <= 0 and cfg.patch_grounding <= 0 and cfg.step_loss <= 0) or not reads(
+            cfg.method, "grounding_loss"):
         return None
-    say(f"grounding loss on (weight {cfg.grounding_loss}, patch grounding {cfg.patch_grounding}): step segments "
-        f"of {len(table)} videos.")
+    if table is None:
+        say("--grounding-loss / --patch-grounding / --step-loss: the features hold no step segments; the losses "
+            "are off.")
+        return None
+    say(f"segment losses on (grounding {cfg.grounding_loss}, patch grounding {cfg.patch_grounding}, frame steps "
+        f"{cfg.step_loss}): step segments of {len(table)} videos.")
     return torch.from_numpy(table).to(device)

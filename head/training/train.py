@@ -38,7 +38,7 @@ from ..model.config import HeadConfig
 from ..data import FeatureData, epoch_batches, load_run_data, patches_note, train_val_rows
 from ..metrics.evaluate import collect_outputs, compute_metrics, evaluate_splits, main_metric_name
 from ..model.factory import build_model, count_parameters, text_tensors
-from .grounding_loss import grounding_targets
+from .grounding_loss import grounding_targets, resolve_step_readout, segment_table
 from .runtime import (Amp, agreed, clear_stop, init_distributed, install_signal_handlers, request_stop,
                       restore_signal_handlers, seed_everything, stop_reason, sum_over_ranks)
 from .loggers import RunLoggers
@@ -216,6 +216,8 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
     multilabel = data.is_multilabel(train_rows)
     dims = {"F": data.frames, "D": data.dim, "C": fs.dims["C"], "S": fs.dims["S"], "P": data.patches_per_frame}
 
+    table = segment_table(cfg, data)
+    cfg = resolve_step_readout(cfg, table, say)  # auto made concrete before the head is built (and recorded)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, fs.text, dims, multilabel)
     if saved is None and hasattr(model, "fit_dictionaries"):
@@ -241,7 +243,7 @@ def _setup(data: FeatureData, out_dir: Path, cfg: HeadConfig, saved: Checkpoint 
         provenance={**fs.provenance(), "files": [str(p.resolve()) for p in fs.paths]},
         schedule=resolve_schedule(cfg, len(train_rows), world, saved_passes),
         selection=resolve_selection(cfg, len(val_rows), validates_on_train), num_params=count_parameters(model))
-    ctx.frame_step = grounding_targets(cfg, data, dev, say)
+    ctx.frame_step = grounding_targets(cfg, table, dev, say)
     if ctx.master:
         ctx.run_record = _write_run_files(ctx, deterministic)
     say(f"{cfg.method}: {ctx.num_params:,} trainable parameters, {'multi' if multilabel else 'single'}-label, "
