@@ -104,6 +104,7 @@ def _second_world(tmp_path: Path) -> Path:
     """Videos of another seed and size, re-annotated in a JSONL manifest with other names and no context."""
     source = generate_synthetic(tmp_path / "src", SyntheticConfig(**{**WORLD, "seed": 11, "num_activities": 4,
                                                                      "num_steps": 7, "pretrain_per_class": 0,
+                                                                     "unconfounded_per_class": 0,
                                                                      "train_per_class": 2}), progress=False)
     classes = [f"assemble shelf {i}" for i in range(4)]
     steps = [f"turn screw {i}" for i in range(7)]

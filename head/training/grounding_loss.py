@@ -37,10 +37,9 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch import Tensor
-
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..model.config import HeadConfig
 from ..model.registry import reads
@@ -96,6 +95,12 @@ def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: T
     """L_f of the module docstring: frame_step_logits (B, F, S), frame_step (B, F) long (-1: no step), frame_mask
     (B, F). contrast "video" or "all". Zero (with a graph) when no valid frame of the batch is in a segment."""
     inside = (frame_step >= 0) & frame_mask.bool()
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
+        # DDP averages the ranks' gradients, and ranks hold different numbers of annotated frames: normalise by
+        # the global count, so that the loss is the global batch's mean frame loss, as in one process.
+        total = inside.sum().to(torch.float32)
+        dist.all_reduce(total)  # every rank, before any early return (a rank that skipped it would hang the rest)
     if not bool(inside.any()):
         return frame_step_logits.sum() * 0.0
     logits = frame_step_logits.float()
@@ -103,7 +108,9 @@ def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: T
         steps = torch.arange(logits.shape[-1], device=logits.device)
         present = ((frame_step[:, :, None] == steps) & inside[:, :, None]).any(1)  # (B, S): the video's steps
         logits = logits.masked_fill(~present[:, None, :], MASKED_LOGIT)
-    return F.cross_entropy(logits[inside], frame_step[inside])
+    if not distributed:
+        return F.cross_entropy(logits[inside], frame_step[inside])
+    return F.cross_entropy(logits[inside], frame_step[inside], reduction="sum") * dist.get_world_size() / total
 
 
 def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], batch: dict[str, Tensor],
