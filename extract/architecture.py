@@ -4,7 +4,8 @@ open_clip records with each pretrained tag how its weights were trained: the pre
 interpolation, resize mode) and, for some tags, the activation (`quick_gelu`, the only architecture flag
 a tag records in open_clip 3.3.0). 27 of its 196 (model, tag) pairs need QuickGELU under a model name
 without the `-quickgelu` suffix: every `openai` tag, and e.g. `dfn2b`, `dfn5b`, `metaclip_*`. Built
-from the name alone, such weights run with GELU and every embedding silently differs from the model's. `resolve_architecture` therefore takes the activation from the tag (else from a bare
+from the name alone, such weights run with GELU and every embedding silently differs from the model's.
+`resolve_architecture` therefore takes the activation from the tag (else from a bare
 file's `open_clip_config.json` or its `preprocess_tag`), and names the result by its `-quickgelu` twin
 when open_clip registers one, so that `ViT-B-16` and `ViT-B-16-quickgelu` with `openai` give the same
 model and the same provenance.

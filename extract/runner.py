@@ -193,7 +193,8 @@ def run_extraction(cfg: ExtractConfig, log: Callable[[str], None] = _say, encode
     encoder = _encoder(cfg, encoder)
     describe = getattr(encoder, "describe", None)
     summary.encoder = describe() if callable(describe) else ""
-    if cfg.patch_grid > 0 and hasattr(encoder, "check_patches"):  # before any video: in a batch it would only fail that batch
+    # before any video: inside a batch the error would only fail that batch's videos
+    if cfg.patch_grid > 0 and hasattr(encoder, "check_patches"):
         encoder.check_patches(cfg.patch_grid, cfg.patch_layer)
     preprocess = FramePreprocessor.from_encoder(encoder, device=getattr(encoder, "device", None))
     text = encode_label_texts(encoder, index.class_names, index.step_names, templates=cfg.templates)

@@ -19,7 +19,8 @@ Props, scene and camera are the same whatever the step of the video, so their pa
 steps at about 1/(its steps): only attention on the action's object can lower this loss. With
 patch_contrast "all", every step competes (props then also tell the activity's steps from the others). (A first version
 pooled the patches under the attention before the probe; the probe then read the object out of a uniform
-pool and the attention barely moved: docs/METHOD.md.) 
+pool and the attention barely moved: docs/METHOD.md.)
+
 Per-frame step loss (HeadConfig.step_loss, [ours]; the front door through the atomic actions): at every valid
 frame inside a segment, the head's frame-step evidence e_bf ("frame_step_logits", (B, F, S)) must name the step
 under way, with the steps annotated in the same video competing (step_contrast "video") or every step ("all"),
@@ -27,9 +28,8 @@ plus step_all_loss times the all-step cross-entropy with "video":
 
     L_f = - mean over (b, f in a segment) of log softmax_{k in steps of b}(e_bf)_{step(b, f)}
 
-Frames are mapped once to the step whose segment holds
-them (the last one listed when segments overlap, -1 outside every segment), so a batch needs only a (B, F)
-table.
+Frames are mapped once to the step whose segment holds them (the last one listed when segments overlap, -1
+outside every segment), so a batch needs only a (B, F) table.
 """
 from __future__ import annotations
 
@@ -91,9 +91,11 @@ def patch_grounding_loss(model: nn.Module, spatial: Tensor, patches: Tensor, fra
     return -(log_mass * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: Tensor, contrast: str) -> Tensor:
+def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: Tensor, contrast: str,
+                    all_weight: float = 0.0) -> Tensor:
     """L_f of the module docstring: frame_step_logits (B, F, S), frame_step (B, F) long (-1: no step), frame_mask
-    (B, F). contrast "video" or "all". Zero (with a graph) when no valid frame of the batch is in a segment."""
+    (B, F). contrast "video" or "all"; with "video", plus `all_weight` times the all-step cross-entropy (the same
+    frames). Zero (with a graph) when no valid frame of the batch is in a segment."""
     inside = (frame_step >= 0) & frame_mask.bool()
     distributed = dist.is_available() and dist.is_initialized()
     if distributed:
@@ -103,14 +105,19 @@ def frame_step_loss(frame_step_logits: Tensor, frame_step: Tensor, frame_mask: T
         dist.all_reduce(total)  # every rank, before any early return (a rank that skipped it would hang the rest)
     if not bool(inside.any()):
         return frame_step_logits.sum() * 0.0
-    logits = frame_step_logits.float()
-    if contrast == "video":
-        steps = torch.arange(logits.shape[-1], device=logits.device)
-        present = ((frame_step[:, :, None] == steps) & inside[:, :, None]).any(1)  # (B, S): the video's steps
-        logits = logits.masked_fill(~present[:, None, :], MASKED_LOGIT)
-    if not distributed:
-        return F.cross_entropy(logits[inside], frame_step[inside])
-    return F.cross_entropy(logits[inside], frame_step[inside], reduction="sum") * dist.get_world_size() / total
+    logits, target = frame_step_logits.float(), frame_step[inside]
+
+    def mean_frame_loss(scores: Tensor) -> Tensor:
+        if not distributed:
+            return F.cross_entropy(scores[inside], target)
+        return F.cross_entropy(scores[inside], target, reduction="sum") * dist.get_world_size() / total
+
+    if contrast != "video":
+        return mean_frame_loss(logits)
+    steps = torch.arange(logits.shape[-1], device=logits.device)
+    present = ((frame_step[:, :, None] == steps) & inside[:, :, None]).any(1)  # (B, S): the video's steps
+    loss = mean_frame_loss(logits.masked_fill(~present[:, None, :], MASKED_LOGIT))
+    return loss + all_weight * mean_frame_loss(logits) if all_weight > 0 else loss
 
 
 def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], batch: dict[str, Tensor],
@@ -124,11 +131,8 @@ def segment_losses(cfg: HeadConfig, model: nn.Module, out: dict[str, Tensor], ba
         loss = loss + cfg.patch_grounding * patch_grounding_loss(model, out["spatial_attention"], batch["patches"],
                                                                  batch["frame_mask"], frame_step)
     if cfg.step_loss > 0 and "frame_step_logits" in out:
-        evidence = out["frame_step_logits"]
-        term = frame_step_loss(evidence, frame_step, batch["frame_mask"], cfg.step_contrast)
-        if cfg.step_contrast == "video" and cfg.step_all_loss > 0:
-            term = term + cfg.step_all_loss * frame_step_loss(evidence, frame_step, batch["frame_mask"], "all")
-        loss = loss + cfg.step_loss * term
+        loss = loss + cfg.step_loss * frame_step_loss(out["frame_step_logits"], frame_step, batch["frame_mask"],
+                                                      cfg.step_contrast, cfg.step_all_loss)
     return loss
 
 
